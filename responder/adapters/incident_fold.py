@@ -1,0 +1,107 @@
+"""Applying one item's mutators in order, in memory, before anything is written.
+
+Both stores use this: it decides what each mutator sees (the state the previous one left)
+and gathers, per incident, the one write that carries all of the item's changes to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from responder.domain.incident import Incident, IncidentAlert, IncidentChange
+from responder.domain.timeline import TimelineEvent
+from responder.ports import IncidentState, MutationItem, MutationResult, SignalRecord, SignalRef
+
+
+@dataclass
+class IncidentWrite:
+    """Everything an item changed in one incident, to write in one atomic step."""
+
+    incident: Incident
+    expected_version: int  # timeline length the store must still hold; -1: a new incident
+    events: list[TimelineEvent] = field(default_factory=list)
+    alerts: dict[str, IncidentAlert] = field(default_factory=dict)
+    # signals applied to the incident: dedupe key -> (status, order) now handled
+    handled: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+    @property
+    def change(self) -> IncidentChange:
+        return IncidentChange(
+            incident=self.incident, events=tuple(self.events), alerts=tuple(self.alerts.values())
+        )
+
+
+@dataclass
+class Folded:
+    writes: list[IncidentWrite]
+    results: list[MutationResult]
+
+
+def fold(
+    item: MutationItem,
+    *,
+    incident: Incident | None,
+    version: int,
+    alerts: dict[str, IncidentAlert],
+    records: Sequence[SignalRecord | None],
+) -> Folded:
+    """Run the item's mutators on the state read (``incident`` at ``version``)."""
+    current, current_alerts = incident, dict(alerts)
+    records = list(records)
+    writes: dict[str, IncidentWrite] = {}
+    results: list[MutationResult] = []
+    for index, mutate in enumerate(item.mutators):
+        state = IncidentState(
+            incident=current,
+            alerts={fp: current_alerts[fp] for fp in item.fingerprints if fp in current_alerts},
+            signal=records[index] if index < len(records) else None,
+        )
+        change = mutate(state)
+        if change is None:
+            results.append(MutationResult(change=None, incident_id=current.id if current else None))
+            continue
+        inc = change.incident
+        write = writes.get(inc.id)
+        if write is None:
+            known = incident is not None and incident.id == inc.id
+            write = writes[inc.id] = IncidentWrite(
+                incident=inc, expected_version=version if known else -1
+            )
+        write.incident = inc
+        write.events.extend(change.events)
+        write.alerts.update({a.fingerprint: a for a in change.alerts})
+        results.append(MutationResult(change=change, incident_id=inc.id))
+        ref = item.signal(index)
+        if ref is not None:
+            write.handled[ref.key] = (ref.status, ref.order_ms)
+            _now_handled(item, records, after=index, ref=ref)
+        if current is None or current.id != inc.id:
+            current_alerts = {}
+        current_alerts.update({a.fingerprint: a for a in change.alerts})
+        # what the item's lookups find now: this incident, or nothing once it no longer
+        # answers to them (a resolved incident frees its group)
+        answers = inc.lookups()
+        current = inc if any(lk in answers for lk in item.lookups) else None
+        if current is None:
+            current_alerts = {}
+    return Folded(writes=list(writes.values()), results=results)
+
+
+def _now_handled(
+    item: MutationItem, records: list[SignalRecord | None], *, after: int, ref: SignalRef
+) -> None:
+    """Later mutators of the same signal key see ``ref`` as handled."""
+    for j in range(after + 1, len(item.mutators)):
+        other = item.signal(j)
+        if other is None or other.key != ref.key:
+            continue
+        seen = records[j] if j < len(records) else None
+        base = seen or SignalRecord(
+            status=ref.status, order_ms=ref.order_ms, first_seen_ms=0, last_seen_ms=0
+        )
+        marked = base.model_copy(
+            update={"handled_status": ref.status, "handled_order_ms": ref.order_ms}
+        )
+        if j < len(records):
+            records[j] = marked

@@ -1,0 +1,277 @@
+"""In-memory ``Store`` and ``WorkQueue``: the embedded default, one process, no Redis.
+
+They keep the same contracts as the Redis adapters (the contract tests run on both):
+observe is atomic (no await between reading and writing), incident updates are atomic,
+entries stay pending until acknowledged and are reclaimed after the visibility timeout.
+Nothing survives a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from responder.adapters.incident_fold import fold
+from responder.domain.incident import (
+    Incident,
+    IncidentAlert,
+    IncidentLookup,
+    IncidentStatus,
+    LookupKind,
+)
+from responder.domain.signal import ObserveOutcome, dedupe_outcome, epoch_ms
+from responder.domain.timeline import TimelineEvent
+from responder.ports import (
+    AnySignal,
+    Clock,
+    DeadLetter,
+    IncidentView,
+    MutationItem,
+    MutationResult,
+    QueueEntry,
+    QueueStats,
+    SignalRecord,
+)
+
+
+@dataclass
+class _Pending:
+    payload: str
+    consumer: str
+    delivered_at: float
+    deliveries: int
+
+
+@dataclass
+class MemoryQueue:
+    clock: Clock
+    _ready: OrderedDict[str, str] = field(default_factory=OrderedDict)
+    _pending: dict[str, _Pending] = field(default_factory=dict)
+    _dead: list[DeadLetter] = field(default_factory=list)
+    _seq: int = 0
+    _wakeup: asyncio.Event | None = None
+
+    def put(self, payload: str) -> str:
+        self._seq += 1
+        entry_id = f"{epoch_ms(self.clock.now())}-{self._seq}"
+        self._ready[entry_id] = payload
+        if self._wakeup is not None:
+            self._wakeup.set()
+        return entry_id
+
+    async def ensure(self) -> None:
+        return None
+
+    async def read(self, *, consumer: str, count: int, block_ms: int) -> list[QueueEntry]:
+        if not self._ready and block_ms > 0:
+            if self._wakeup is None:
+                self._wakeup = asyncio.Event()
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout=block_ms / 1000)
+            except TimeoutError:
+                return []
+        out: list[QueueEntry] = []
+        while self._ready and len(out) < count:
+            entry_id, payload = self._ready.popitem(last=False)
+            self._pending[entry_id] = _Pending(payload, consumer, self.clock.monotonic(), 1)
+            out.append(QueueEntry(entry_id=entry_id, payload=payload, deliveries=1))
+        return out
+
+    async def claim_stale(self, *, consumer: str, min_idle_ms: int, count: int) -> list[QueueEntry]:
+        now = self.clock.monotonic()
+        out: list[QueueEntry] = []
+        for entry_id, p in self._pending.items():
+            if len(out) >= count:
+                break
+            if (now - p.delivered_at) * 1000 >= min_idle_ms:
+                p.consumer, p.delivered_at, p.deliveries = consumer, now, p.deliveries + 1
+                out.append(
+                    QueueEntry(entry_id=entry_id, payload=p.payload, deliveries=p.deliveries)
+                )
+        return out
+
+    async def ack(self, *entry_ids: str) -> None:
+        for entry_id in entry_ids:
+            self._pending.pop(entry_id, None)
+
+    async def dead_letter(self, entry: QueueEntry, *, reason: str) -> None:
+        self._pending.pop(entry.entry_id, None)
+        self._dead.append(
+            DeadLetter(
+                entry_id=entry.entry_id,
+                payload=entry.payload,
+                reason=reason[:2000],
+                deliveries=entry.deliveries,
+                dead_at=self.clock.now(),
+            )
+        )
+
+    async def stats(self) -> QueueStats:
+        return QueueStats(
+            depth=len(self._ready), pending=len(self._pending), dead_letters=len(self._dead)
+        )
+
+    async def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
+        return list(reversed(self._dead))[:limit]
+
+
+@dataclass
+class _SignalState:
+    status: str
+    order_ms: int
+    first_seen_ms: int
+    last_seen_ms: int
+    repeats: int = 0
+    handled_status: str | None = None
+    handled_order_ms: int | None = None
+
+
+@dataclass
+class MemoryStore:
+    queue: MemoryQueue
+    clock: Clock
+    _signals: dict[str, _SignalState] = field(default_factory=dict)
+    _incidents: dict[str, Incident] = field(default_factory=dict)
+    _timelines: dict[str, list[TimelineEvent]] = field(default_factory=dict)
+    _index: dict[tuple[LookupKind, str], str] = field(default_factory=dict)
+    _processed: dict[str, int] = field(default_factory=dict)
+    _alerts: dict[str, dict[str, IncidentAlert]] = field(default_factory=dict)
+
+    async def ping(self) -> None:
+        return None
+
+    async def observe(self, signals: Sequence[AnySignal]) -> list[ObserveOutcome]:
+        now_ms = epoch_ms(self.clock.now())
+        outcomes = []
+        for s in signals:
+            state = self._signals.get(s.dedupe_key)
+            previous = (state.status, state.order_ms) if state else None
+            outcome = dedupe_outcome(previous=previous, status=s.dedupe_status, order_ms=s.order_ms)
+            if outcome is ObserveOutcome.REPEAT:
+                assert state is not None
+                state.repeats += 1
+                state.last_seen_ms = now_ms
+            else:
+                if state is None:
+                    state = self._signals[s.dedupe_key] = _SignalState(
+                        s.dedupe_status, s.order_ms, now_ms, now_ms
+                    )
+                state.status, state.order_ms = s.dedupe_status, s.order_ms
+                state.last_seen_ms, state.repeats = now_ms, 0
+                self.queue.put(s.model_dump_json())
+            outcomes.append(outcome)
+        return outcomes
+
+    async def signal_record(self, dedupe_key: str) -> SignalRecord | None:
+        return self._record(dedupe_key)
+
+    def _record(self, dedupe_key: str) -> SignalRecord | None:
+        s = self._signals.get(dedupe_key)
+        if s is None:
+            return None
+        return SignalRecord(
+            status=s.status,
+            order_ms=s.order_ms,
+            first_seen_ms=s.first_seen_ms,
+            last_seen_ms=s.last_seen_ms,
+            repeats=s.repeats,
+            handled_status=s.handled_status,
+            handled_order_ms=s.handled_order_ms,
+        )
+
+    def _find(self, lookups: Sequence[IncidentLookup]) -> Incident | None:
+        for lookup in lookups:
+            incident_id = (
+                lookup.key if lookup.kind == "id" else self._index.get((lookup.kind, lookup.key))
+            )
+            if incident_id is not None and incident_id in self._incidents:
+                return self._incidents[incident_id]
+        return None
+
+    async def mutate_incidents(self, items: Sequence[MutationItem]) -> list[list[MutationResult]]:
+        # No await anywhere: atomic on the event loop, so nothing can conflict.
+        return [self._mutate(item) for item in items]
+
+    def _mutate(self, item: MutationItem) -> list[MutationResult]:
+        current = self._find(item.lookups)
+        known = self._alerts.get(current.id, {}) if current else {}
+        refs = [item.signal(i) for i in range(len(item.mutators))]
+        records = [self._record(ref.key) if ref is not None else None for ref in refs]
+        folded = fold(
+            item,
+            incident=current,
+            version=len(self._timelines.get(current.id, ())) if current else -1,
+            alerts={fp: known[fp] for fp in item.fingerprints if fp in known},
+            records=records,
+        )
+        cursors = {}
+        for write in folded.writes:
+            inc = write.incident
+            owner = self._index.get(("group", inc.group_key))
+            if write.expected_version == -1 and owner not in (None, inc.id):
+                raise RuntimeError(f"group {inc.group_key} already has an active incident")
+            self._incidents[inc.id] = inc
+            self._timelines.setdefault(inc.id, []).extend(write.events)
+            self._alerts.setdefault(inc.id, {}).update(write.alerts)
+            for lookup in inc.lookups():
+                if lookup.kind != "id":
+                    self._index[(lookup.kind, lookup.key)] = inc.id
+            if not inc.is_active and self._index.get(("group", inc.group_key)) == inc.id:
+                del self._index[("group", inc.group_key)]
+            for key, (status, order_ms) in write.handled.items():
+                if key in self._signals:
+                    self._signals[key].handled_status = status
+                    self._signals[key].handled_order_ms = order_ms
+            cursors[inc.id] = self._processed.get(inc.id, 0)
+        return [
+            r.model_copy(update={"processed_seq": cursors.get(r.incident_id)})
+            if r.change is not None and r.incident_id is not None
+            else r
+            for r in folded.results
+        ]
+
+    async def get_incident(self, incident_id: str) -> IncidentView | None:
+        inc = self._incidents.get(incident_id)
+        if inc is None:
+            return None
+        return self._view(inc)
+
+    def _view(self, inc: Incident) -> IncidentView:
+        alerts = sorted(self._alerts.get(inc.id, {}).values(), key=lambda a: a.number)
+        return IncidentView(
+            incident=inc,
+            alerts=tuple(alerts),
+            timeline=tuple(self._timelines.get(inc.id, ())),
+            processed_seq=self._processed.get(inc.id, 0),
+        )
+
+    async def mark_processed(self, marks: Mapping[str, int]) -> None:
+        for incident_id, next_seq in marks.items():
+            self._processed[incident_id] = max(self._processed.get(incident_id, 0), next_seq)
+
+    async def unprocessed(self, incident_id: str) -> IncidentView | None:
+        inc = self._incidents.get(incident_id)
+        if inc is None:
+            return None
+        processed = self._processed.get(incident_id, 0)
+        return IncidentView(
+            incident=inc,
+            timeline=tuple(self._timelines.get(incident_id, ())[processed:]),
+            processed_seq=processed,
+        )
+
+    async def list_incidents(
+        self, *, status: IncidentStatus | None = None, limit: int = 100
+    ) -> list[IncidentView]:
+        found = sorted(
+            (i for i in self._incidents.values() if status is None or i.status is status),
+            key=lambda i: (i.opened_at, i.id),
+            reverse=True,
+        )[:limit]
+        return [self._view(i) for i in found]
+
+    async def close(self) -> None:
+        return None

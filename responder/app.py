@@ -1,0 +1,154 @@
+"""Composition root: builds the store, queue, pipeline and workers, and the aiohttp app.
+
+``create_app(settings, overrides=...)`` is the one place that picks adapters: Redis when
+``RESPONDER_REDIS_URL`` is set, the in-memory twins otherwise; tests inject their own
+clock, store, queue or notifier through ``Overrides`` instead of patching anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import structlog
+from aiohttp import web
+
+from responder.adapters.clock import SystemClock
+from responder.adapters.console import ConsoleNotifier
+from responder.adapters.memory import MemoryQueue, MemoryStore
+from responder.adapters.redis_client import connect
+from responder.adapters.redis_keys import RedisKeys
+from responder.adapters.redis_queue import RedisQueue
+from responder.adapters.redis_store import RedisStore
+from responder.domain.errors import StoreUnavailableError
+from responder.metrics import Metrics
+from responder.openapi import build_openapi
+from responder.pipeline import Pipeline
+from responder.ports import Clock, Notifier, Store, WorkQueue
+from responder.settings import Settings
+from responder.web import CONTEXT, WebContext, add_routes, request_context
+from responder.worker import Worker
+
+log = structlog.get_logger("responder.app")
+
+
+@dataclass
+class Overrides:
+    """Adapters a caller supplies instead of the ones settings would choose."""
+
+    clock: Clock | None = None
+    store: Store | None = None
+    queue: WorkQueue | None = None
+    notifier: Notifier | None = None
+
+
+@dataclass
+class Runtime:
+    """Everything one running app holds; filled at start-up, read by tests and the CLI."""
+
+    settings: Settings
+    metrics: Metrics
+    clock: Clock = field(default_factory=SystemClock)
+    store: Store | None = None
+    queue: WorkQueue | None = None
+    pipeline: Pipeline | None = None
+    worker: Worker | None = None
+
+
+RUNTIME = web.AppKey("runtime", Runtime)
+# How long shutdown waits for workers to finish the entries in hand.
+_STOP_GRACE_S = 10.0
+
+
+def build_backend(settings: Settings, clock: Clock) -> tuple[Store, WorkQueue]:
+    if settings.redis_url is None:
+        queue = MemoryQueue(clock=clock)
+        return MemoryStore(queue=queue, clock=clock), queue
+    client = connect(settings.redis_url.get_secret_value(), timeout_s=settings.redis_timeout_s)
+    keys = RedisKeys(settings.redis_prefix)
+    store = RedisStore(
+        client,
+        keys=keys,
+        clock=clock,
+        signal_ttl_s=settings.signal_ttl_s,
+        queue_maxlen=settings.queue_maxlen,
+    )
+    return store, RedisQueue(client, keys=keys, clock=clock)
+
+
+def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web.Application:
+    overrides = overrides or Overrides()
+    metrics = Metrics()
+    clock = overrides.clock or SystemClock()
+    if overrides.store is not None and overrides.queue is not None:
+        store, queue = overrides.store, overrides.queue
+    else:
+        store, queue = build_backend(settings, clock)
+    notifier = overrides.notifier or ConsoleNotifier()
+    pipeline = Pipeline(
+        store=store, clock=clock, notifier=notifier, metrics=metrics, group_by=settings.group_by
+    )
+    worker = Worker(
+        queue=queue,
+        pipeline=pipeline,
+        metrics=metrics,
+        clock=clock,
+        tasks=settings.workers,
+        visibility_timeout_s=settings.visibility_timeout_s,
+        batch_wait_s=settings.batch_wait_s,
+        max_deliveries=settings.max_deliveries,
+    )
+    runtime = Runtime(
+        settings=settings,
+        metrics=metrics,
+        clock=clock,
+        store=store,
+        queue=queue,
+        pipeline=pipeline,
+        worker=worker,
+    )
+
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[request_context])
+    app[CONTEXT] = WebContext(
+        settings=settings,
+        store=store,
+        queue=queue,
+        clock=clock,
+        metrics=metrics,
+        openapi=build_openapi(),
+    )
+    app[RUNTIME] = runtime
+    add_routes(app, metrics)
+    app.cleanup_ctx.append(_run_workers)
+    return app
+
+
+async def _run_workers(app: web.Application) -> AsyncIterator[None]:
+    runtime = app[RUNTIME]
+    assert runtime.store is not None
+    assert runtime.queue is not None
+    try:
+        await runtime.queue.ensure()
+    except StoreUnavailableError as exc:
+        # Start anyway: /readyz says not ready, intake answers 503, workers keep trying.
+        log.warning("store unreachable at start-up", error=str(exc))
+    task: asyncio.Task[None] | None = None
+    if runtime.settings.workers and runtime.worker is not None:
+        task = asyncio.create_task(runtime.worker.run(), name="workers")
+    try:
+        yield
+    finally:
+        if task is not None:
+            assert runtime.worker is not None
+            runtime.worker.stop()
+            try:
+                # the entry in hand is finished; one not finished in time stays pending
+                # and another replica claims it after the visibility timeout
+                await asyncio.wait_for(asyncio.shield(task), _STOP_GRACE_S)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await runtime.store.close()

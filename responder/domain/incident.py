@@ -1,0 +1,362 @@
+"""Incidents and the pure transitions that signals cause.
+
+Every transition takes the current incident (or none) and one signal and returns an
+``IncidentChange`` with the new incident and the timeline events it adds, or ``None`` when
+the signal changes nothing. Transitions are idempotent: handling the same signal twice (a
+redelivered queue entry) changes nothing the second time, which is what makes at-least-once
+delivery safe.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field, JsonValue
+
+from responder.domain.action import ActionRecord
+from responder.domain.model import Frozen
+from responder.domain.signal import (
+    AlertSignal,
+    AlertStatus,
+    PagerDutySignal,
+    alertmanager_pagerduty_key,
+    epoch_ms,
+)
+from responder.domain.timeline import TimelineEvent
+
+# PagerDuty delivers per incident in order; remembering the last events applied is enough
+# to recognise a redelivery.
+MAX_REMEMBERED_PAGERDUTY_EVENTS = 200
+
+
+class IncidentStatus(StrEnum):
+    OPEN = "open"
+    ACKED = "acked"
+    RESOLVED = "resolved"
+
+
+class IncidentAlert(Frozen):
+    fingerprint: str
+    number: int = 1  # order of joining the incident, from 1
+    status: AlertStatus
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    generator_url: str = ""
+
+    @property
+    def order_ms(self) -> int:
+        return epoch_ms(self.starts_at) if self.starts_at is not None else 0
+
+
+LookupKind = Literal["id", "group", "pagerduty_id", "pagerduty_key"]
+
+
+class IncidentLookup(Frozen):
+    """One way of finding an incident: by id, by open group, or by a PagerDuty link."""
+
+    kind: LookupKind
+    key: str
+
+
+class Incident(Frozen):
+    id: str
+    status: IncidentStatus = IncidentStatus.OPEN
+    group_key: str
+    title: str
+    severity: str | None = None
+    error_type: str | None = None
+    rule: str | None = None
+    # The alerts themselves are kept beside the incident (one record each), so that an
+    # alert storm does not make every update rewrite them all; the incident counts them.
+    alerts_total: int = 0
+    alerts_firing: int = 0
+    facts: dict[str, JsonValue] = Field(default_factory=dict)
+    actions: tuple[ActionRecord, ...] = ()
+    opened_at: datetime
+    updated_at: datetime
+    acked_at: datetime | None = None
+    acked_by: str | None = None
+    resolved_at: datetime | None = None
+    pagerduty_incident_id: str | None = None
+    pagerduty_keys: tuple[str, ...] = ()
+    pagerduty_url: str | None = None
+    pagerduty_events: tuple[str, ...] = ()  # ids of the PagerDuty events already applied
+    events_count: int = 0
+
+    @property
+    def is_active(self) -> bool:
+        return self.status is not IncidentStatus.RESOLVED
+
+    def lookups(self) -> list[IncidentLookup]:
+        """Every index entry that should point at this incident now."""
+        found = [IncidentLookup(kind="id", key=self.id)]
+        if self.is_active:
+            found.append(IncidentLookup(kind="group", key=self.group_key))
+        if self.pagerduty_incident_id:
+            found.append(IncidentLookup(kind="pagerduty_id", key=self.pagerduty_incident_id))
+        found.extend(IncidentLookup(kind="pagerduty_key", key=k) for k in self.pagerduty_keys)
+        return found
+
+
+class IncidentChange(Frozen):
+    """The outcome of one transition: the incident after it, the alerts it added or
+    changed, and the timeline events it added."""
+
+    incident: Incident
+    events: tuple[TimelineEvent, ...]
+    alerts: tuple[IncidentAlert, ...] = ()
+    opened: bool = False
+
+
+def new_incident_id(now: datetime) -> str:
+    """Time-ordered, unguessable id: ``inc-`` + 12 hex digits of epoch ms + 6 random hex."""
+    return f"inc-{epoch_ms(now):012x}{secrets.token_hex(3)}"
+
+
+class _Changes:
+    """Collects the events of one transition and numbers them after the incident's last."""
+
+    def __init__(self, incident: Incident, now: datetime) -> None:
+        self.incident = incident
+        self.now = now
+        self.events: list[TimelineEvent] = []
+
+    def add(self, kind: str, detail: str, **data: JsonValue) -> None:
+        seq = self.incident.events_count + len(self.events)
+        self.events.append(
+            TimelineEvent(seq=seq, at=self.now, kind=kind, detail=detail, data=dict(data))
+        )
+
+    def done(
+        self,
+        incident: Incident,
+        *,
+        opened: bool = False,
+        alerts: tuple[IncidentAlert, ...] = (),
+    ) -> IncidentChange | None:
+        if not self.events:
+            return None
+        final = incident.model_copy(
+            update={
+                "events_count": self.incident.events_count + len(self.events),
+                "updated_at": self.now,
+            }
+        )
+        return IncidentChange(
+            incident=final, events=tuple(self.events), alerts=alerts, opened=opened
+        )
+
+
+def _alert_from(signal: AlertSignal, number: int) -> IncidentAlert:
+    return IncidentAlert(
+        fingerprint=signal.fingerprint,
+        number=number,
+        status=signal.status,
+        labels=signal.labels,
+        annotations=signal.annotations,
+        starts_at=signal.starts_at,
+        ends_at=signal.ends_at,
+        generator_url=signal.generator_url,
+    )
+
+
+def _alert_name(signal: AlertSignal) -> str:
+    return signal.labels.get("alertname", signal.fingerprint)
+
+
+def default_title(signal: AlertSignal) -> str:
+    summary = signal.annotations.get("summary")
+    name = _alert_name(signal)
+    return f"{name}: {summary}" if summary else name
+
+
+def _pagerduty_keys(signal: AlertSignal, existing: Sequence[str]) -> tuple[str, ...]:
+    keys = list(existing)
+    candidates = []
+    if signal.am_group_key:
+        candidates.append(alertmanager_pagerduty_key(signal.am_group_key))
+    # An alert may name the PagerDuty incident it belongs to (for example when the app
+    # pages PagerDuty itself and Alertmanager only informs us).
+    for label in ("pagerduty_incident_key", "incident_key"):
+        if signal.labels.get(label):
+            candidates.append(signal.labels[label])
+    for key in candidates:
+        if key not in keys:
+            keys.append(key)
+    return tuple(keys)
+
+
+def open_incident(
+    *, incident_id: str, group_key: str, signal: AlertSignal, now: datetime
+) -> IncidentChange:
+    """A firing alert with no open incident in its group opens one."""
+    base = Incident(
+        id=incident_id,
+        group_key=group_key,
+        title=default_title(signal),
+        alerts_total=1,
+        alerts_firing=1,
+        opened_at=now,
+        updated_at=now,
+        pagerduty_keys=_pagerduty_keys(signal, ()),
+        pagerduty_incident_id=signal.labels.get("pagerduty_incident_id") or None,
+    )
+    changes = _Changes(base, now)
+    changes.add(
+        "incident.opened",
+        f"Opened by {_alert_name(signal)} firing",
+        group_key=group_key,
+        fingerprint=signal.fingerprint,
+    )
+    change = changes.done(base, opened=True, alerts=(_alert_from(signal, 1),))
+    assert change is not None
+    return change
+
+
+def apply_alert(
+    incident: Incident, current: IncidentAlert | None, signal: AlertSignal, now: datetime
+) -> IncidentChange | None:
+    """Join, refire or resolve one alert of an active incident; ``None`` when nothing changes.
+
+    ``current`` is the incident's record of this alert, if it has one.
+    """
+    changes = _Changes(incident, now)
+    name = _alert_name(signal)
+    total, firing = incident.alerts_total, incident.alerts_firing
+    if signal.status is AlertStatus.FIRING:
+        if current is None:
+            total, firing = total + 1, firing + 1
+            changes.add(
+                "alert.joined", f"{name} firing joined the incident", fingerprint=signal.fingerprint
+            )
+        elif signal.order_ms > current.order_ms:
+            if current.status is AlertStatus.RESOLVED:
+                firing += 1
+            changes.add("alert.refired", f"{name} fired again", fingerprint=signal.fingerprint)
+        else:
+            return None  # the same firing again, or an older one: nothing new
+    else:
+        if current is None or current.status is AlertStatus.RESOLVED:
+            return None
+        if signal.order_ms < current.order_ms:
+            return None  # resolution of an earlier firing, already superseded
+        firing -= 1
+        changes.add("alert.resolved", f"{name} resolved", fingerprint=signal.fingerprint)
+    updated = incident.model_copy(
+        update={
+            "alerts_total": total,
+            "alerts_firing": firing,
+            "pagerduty_keys": _pagerduty_keys(signal, incident.pagerduty_keys),
+        }
+    )
+    if firing == 0 and incident.is_active:
+        updated = updated.model_copy(update={"status": IncidentStatus.RESOLVED, "resolved_at": now})
+        changes.add("incident.resolved", "All alerts resolved")
+    number = current.number if current is not None else total
+    return changes.done(updated, alerts=(_alert_from(signal, number),))
+
+
+def open_from_pagerduty(
+    *, incident_id: str, signal: PagerDutySignal, now: datetime
+) -> IncidentChange:
+    """A PagerDuty incident that matches none of ours becomes an incident of its own."""
+    key = signal.incident_key or signal.incident_id or signal.event_id
+    base = Incident(
+        id=incident_id,
+        group_key=f"pagerduty:{key}",
+        title=signal.incident_title or f"PagerDuty incident {signal.incident_id}",
+        opened_at=now,
+        updated_at=now,
+        pagerduty_incident_id=signal.incident_id,
+        pagerduty_keys=(signal.incident_key,) if signal.incident_key else (),
+        pagerduty_url=signal.html_url,
+        pagerduty_events=(signal.event_id,),
+    )
+    changes = _Changes(base, now)
+    changes.add(
+        "incident.opened",
+        f"Opened by PagerDuty incident {signal.incident_number or signal.incident_id}",
+        pagerduty_incident_id=signal.incident_id,
+        url=signal.html_url,
+    )
+    change = changes.done(base, opened=True)
+    assert change is not None
+    return change
+
+
+def apply_pagerduty(
+    incident: Incident, signal: PagerDutySignal, now: datetime
+) -> IncidentChange | None:
+    """What a PagerDuty event means for an incident we already have."""
+    if signal.event_id in incident.pagerduty_events:
+        return None  # a redelivered queue entry: applied already
+    changes = _Changes(incident, now)
+    updated = incident.model_copy(
+        update={
+            "pagerduty_events": (*incident.pagerduty_events, signal.event_id)[
+                -MAX_REMEMBERED_PAGERDUTY_EVENTS:
+            ]
+        }
+    )
+    if signal.incident_id and incident.pagerduty_incident_id != signal.incident_id:
+        updated = updated.model_copy(
+            update={
+                "pagerduty_incident_id": signal.incident_id,
+                "pagerduty_url": signal.html_url or incident.pagerduty_url,
+            }
+        )
+        changes.add(
+            "pagerduty.linked",
+            f"Linked to PagerDuty incident {signal.incident_number or signal.incident_id}",
+            pagerduty_incident_id=signal.incident_id,
+            url=signal.html_url,
+        )
+    kind = signal.event_type
+    if kind == "incident.acknowledged":
+        if updated.status is IncidentStatus.OPEN:
+            updated = updated.model_copy(
+                update={
+                    "status": IncidentStatus.ACKED,
+                    "acked_at": signal.occurred_at,
+                    "acked_by": signal.agent_name,
+                }
+            )
+            changes.add(
+                "incident.acknowledged",
+                f"Acknowledged by {signal.agent_name} in PagerDuty",
+                by=signal.agent_name,
+                event_id=signal.event_id,
+            )
+    elif kind == "incident.resolved":
+        if updated.is_active:
+            updated = updated.model_copy(
+                update={"status": IncidentStatus.RESOLVED, "resolved_at": signal.occurred_at}
+            )
+            changes.add(
+                "incident.resolved",
+                f"Resolved by {signal.agent_name} in PagerDuty",
+                by=signal.agent_name,
+                event_id=signal.event_id,
+            )
+    elif kind == "incident.annotated":
+        changes.add(
+            "pagerduty.note",
+            f"Note by {signal.agent_name}: {signal.note or ''}",
+            by=signal.agent_name,
+            note_id=signal.note_id,
+            event_id=signal.event_id,
+        )
+    elif kind != "incident.triggered":
+        changes.add(
+            "pagerduty.event",
+            f"PagerDuty {kind} by {signal.agent_name}",
+            event_type=kind,
+            event_id=signal.event_id,
+        )
+    return changes.done(updated)

@@ -1,0 +1,166 @@
+"""Signals: one observation from outside (an alert's state, a PagerDuty event).
+
+A webhook carries one or more signals. Each has a dedupe key and a status; the store's
+``observe`` compares them with what it saw before and queues only what is new or changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import Field, TypeAdapter
+
+from responder.domain.model import Frozen
+
+
+class AlertStatus(StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class ObserveOutcome(StrEnum):
+    """What the store made of one signal."""
+
+    NEW = "new"  # first time seen: queued
+    CHANGED = "changed"  # status flipped or the alert fired anew: queued
+    REPEAT = "repeat"  # same as last time (or stale): counters only, nothing queued
+
+
+def dedupe_outcome(
+    *, previous: tuple[str, int] | None, status: str, order_ms: int
+) -> ObserveOutcome:
+    """Compare a signal with the last one seen under its dedupe key.
+
+    ``previous`` is ``(status, order_ms)`` of the last recorded signal. ``order_ms`` tells
+    occurrences apart (an alert's ``startsAt``): a firing with a later ``startsAt`` is a new
+    firing; a status belonging to an older occurrence is stale and counts as a repeat, so
+    a late retry cannot reopen what was resolved. The Redis adapter runs the same decision
+    in Lua (``observe.lua``); the contract tests hold both to it.
+    """
+    if previous is None:
+        return ObserveOutcome.NEW
+    prev_status, prev_order = previous
+    if prev_status == status:
+        if status == AlertStatus.FIRING and order_ms > prev_order:
+            return ObserveOutcome.CHANGED
+        return ObserveOutcome.REPEAT
+    if order_ms < prev_order:
+        return ObserveOutcome.REPEAT
+    if status == AlertStatus.FIRING and order_ms == prev_order:
+        return ObserveOutcome.REPEAT  # a late copy of a firing that was since resolved
+    return ObserveOutcome.CHANGED
+
+
+def label_fingerprint(labels: dict[str, str]) -> str:
+    """A stable 16-hex fingerprint of a label set, for payloads that carry none."""
+    canon = "\xff".join(f"{k}\xfe{v}" for k, v in sorted(labels.items()))
+    return hashlib.sha256(canon.encode()).hexdigest()[:16]
+
+
+def epoch_ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+class AlertSignal(Frozen):
+    """One alert of an Alertmanager notification, at the moment it was received."""
+
+    source: Literal["alertmanager"] = "alertmanager"
+    fingerprint: str
+    status: AlertStatus
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    generator_url: str = ""
+    am_group_key: str = ""
+    receiver: str = ""
+    external_url: str = ""
+    received_at: datetime
+
+    @property
+    def dedupe_key(self) -> str:
+        return f"alertmanager:{self.fingerprint}"
+
+    @property
+    def dedupe_status(self) -> str:
+        return self.status.value
+
+    @property
+    def order_ms(self) -> int:
+        """Which occurrence of the alert this is: a new ``startsAt`` is a new firing.
+
+        An alert without ``startsAt`` counts as one occurrence (0) for as long as its
+        dedupe record lives.
+        """
+        return epoch_ms(self.starts_at) if self.starts_at is not None else 0
+
+
+class PagerDutyAgent(Frozen):
+    id: str | None = None
+    summary: str | None = None
+    type: str | None = None
+
+
+class PagerDutySignal(Frozen):
+    """One PagerDuty V3 webhook event, reduced to what incidents need."""
+
+    source: Literal["pagerduty"] = "pagerduty"
+    event_id: str
+    event_type: str
+    occurred_at: datetime
+    incident_id: str | None = None
+    incident_key: str | None = None
+    incident_title: str | None = None
+    incident_status: str | None = None
+    incident_number: int | None = None
+    html_url: str | None = None
+    urgency: str | None = None
+    priority: str | None = None
+    service: str | None = None
+    agent: PagerDutyAgent | None = None
+    note_id: str | None = None
+    note: str | None = None
+    received_at: datetime
+
+    @property
+    def dedupe_key(self) -> str:
+        return f"pagerduty:{self.event_id}"
+
+    @property
+    def dedupe_status(self) -> str:
+        return self.event_type
+
+    @property
+    def order_ms(self) -> int:
+        return epoch_ms(self.occurred_at)
+
+    @property
+    def agent_name(self) -> str:
+        if self.agent is None:
+            return "PagerDuty automation"
+        return self.agent.summary or self.agent.id or "unknown user"
+
+
+Signal = Annotated[AlertSignal | PagerDutySignal, Field(discriminator="source")]
+SIGNAL_ADAPTER: TypeAdapter[AlertSignal | PagerDutySignal] = TypeAdapter(Signal)
+
+
+def group_key_for(labels: dict[str, str], group_by: tuple[str, ...]) -> str:
+    """The incident group of an alert, written as Alertmanager writes group labels.
+
+    A label missing from the alert groups as empty, as in Alertmanager's ``group_by``.
+    """
+    parts = ",".join(f'{name}="{labels.get(name, "")}"' for name in group_by)
+    return "{" + parts + "}"
+
+
+def alertmanager_pagerduty_key(am_group_key: str) -> str:
+    """The PagerDuty ``incident_key`` Alertmanager's pagerduty receiver uses for a group.
+
+    Alertmanager sends ``sha256(groupKey)`` as the Events API dedup_key, so a PagerDuty
+    incident raised by Alertmanager can be linked to the incident of the same group here.
+    """
+    return hashlib.sha256(am_group_key.encode()).hexdigest()

@@ -1,0 +1,1 @@
+"""Inbound payloads: lenient pydantic models of what senders post, turned into Signals."""

@@ -1,0 +1,80 @@
+"""JSON logs through structlog, with request and incident ids, and secrets redacted.
+
+Configured once by the CLI at start-up (never at import). Any configured secret value that
+finds its way into a log field is replaced before the line is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+import structlog
+
+REDACTED = "[REDACTED]"
+
+
+class SecretRedactor:
+    """A structlog processor that blanks out known secret values in every string field."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        # longest first, so that a secret containing another is replaced whole
+        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+    def __call__(
+        self, logger: Any, method: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        if not self._secrets:
+            return event
+        for key, value in list(event.items()):
+            if isinstance(value, str):
+                event[key] = self.redact(value)
+            elif value is not None and not isinstance(value, int | float | bool):
+                event[key] = self.redact(str(value))
+        return event
+
+
+def configure(*, level: str, secrets: Iterable[str], stream: Any = None) -> None:
+    redactor = SecretRedactor(secrets)
+    out = stream if stream is not None else sys.stderr
+    numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.processors.format_exc_info,
+            redactor,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=False,
+    )
+    # Libraries log through stdlib logging: same JSON, same redaction.
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                redactor,
+                structlog.processors.JSONRenderer(),
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(numeric, logging.INFO))

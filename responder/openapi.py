@@ -1,0 +1,183 @@
+"""The OpenAPI 3.1 document served at ``/openapi.json``, built from the API's own models.
+
+The schemas come from the pydantic models that parse requests and build responses, so the
+document cannot drift from the code; a test checks that every route is described.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from responder import __version__
+from responder.api import ErrorBody, Health, IncidentDocument, IncidentList, IntakeResult
+from responder.ingest.alertmanager import AlertmanagerWebhook
+from responder.ingest.pagerduty import PagerDutyWebhook
+
+_REF = "#/components/schemas/{model}"
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": _REF.format(model=model.__name__)}
+
+
+def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    meaning = {
+        400: "Malformed JSON or a payload that fails validation; `field` names the culprit.",
+        401: "No credentials (or no signature) where they are required.",
+        403: "Wrong credentials or a signature that does not match.",
+        404: "No such incident.",
+        413: "Body larger than RESPONDER_MAX_BODY_BYTES.",
+        415: "Content-Type is not JSON.",
+        503: "The store is unreachable; nothing was queued. Retry after Retry-After seconds.",
+    }
+    return {str(c): _json(ErrorBody, meaning[c]) for c in codes}
+
+
+def build_openapi(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
+    models: list[type[BaseModel]] = [
+        AlertmanagerWebhook,
+        PagerDutyWebhook,
+        IntakeResult,
+        ErrorBody,
+        IncidentDocument,
+        IncidentList,
+        Health,
+    ]
+    _, schema = models_json_schema(
+        [
+            (m, "validation" if m in (AlertmanagerWebhook, PagerDutyWebhook) else "serialization")
+            for m in models
+        ],
+        ref_template=_REF,
+    )
+    intake_errors = _errors(400, 401, 403, 413, 415, 503)
+    paths: dict[str, Any] = {
+        "/v1/webhooks/alertmanager": {
+            "post": {
+                "summary": "Alertmanager webhook receiver (payload version 4)",
+                "security": [{"bearer": []}, {"basic": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(AlertmanagerWebhook)}},
+                },
+                "responses": {
+                    "200": _json(IntakeResult, "Every signal is durably queued or counted."),
+                    **intake_errors,
+                },
+            }
+        },
+        "/v1/webhooks/pagerduty": {
+            "post": {
+                "summary": "PagerDuty V3 webhook (X-PagerDuty-Signature verified)",
+                "parameters": [
+                    {
+                        "name": "X-PagerDuty-Signature",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": "v1=<hex HMAC-SHA256 of the raw body>, comma-separated "
+                        "during a secret rotation. Required when secrets are configured.",
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(PagerDutyWebhook)}},
+                },
+                "responses": {
+                    "200": _json(IntakeResult, "The event is queued, or a repeat is counted."),
+                    **intake_errors,
+                },
+            }
+        },
+        "/v1/incidents": {
+            "get": {
+                "summary": "Incidents, newest first",
+                "parameters": [
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": ["open", "acked", "resolved"]},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": 1000,
+                            "default": 100,
+                        },
+                    },
+                ],
+                "responses": {"200": _json(IncidentList, "Incidents."), **_errors(400, 503)},
+            }
+        },
+        "/v1/incidents/{incident_id}": {
+            "get": {
+                "summary": "One incident with its timeline",
+                "parameters": [
+                    {
+                        "name": "incident_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {"200": _json(IncidentDocument, "The incident."), **_errors(404, 503)},
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Liveness: the process answers",
+                "responses": {"200": _json(Health, "Alive.")},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "summary": "Readiness: the store is reachable",
+                "responses": {"200": _json(Health, "Ready."), **_errors(503)},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {
+                    "200": {"description": "Prometheus text format", "content": {"text/plain": {}}}
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {
+                    "200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}
+                },
+            }
+        },
+    }
+    paths.update(extra_paths or {})
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "responder",
+            "version": __version__,
+            "description": "Automated first responder for production alerts.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schema.get("$defs", {}),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "basic": {"type": "http", "scheme": "basic"},
+            },
+        },
+    }

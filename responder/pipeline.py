@@ -1,0 +1,319 @@
+"""Runs signals through the stages of an incident's life.
+
+Today: keep incidents (open, join, resolve, PagerDuty links, acks and notes) and tell the
+notifier. Later stages (triage, decision, mitigation) plug in as ``IncidentStage``s that
+see, in order, every event an incident gets.
+
+Handling is at-least-once (the queue may redeliver), so every step must be idempotent: the
+incident transitions are (see ``domain.incident``); a signal that a newer one has
+superseded since it was queued is skipped; and follow-up work is driven by the incident's
+processed cursor, so events written but not yet followed up (their worker died) are picked
+up by the next handling of that incident.
+
+A worker hands over the batch of entries it read at once: alerts of one group are applied
+to their incident in one read and one write, and the reads, writes and follow-up marks of
+the whole batch each take one store round trip. An alert storm is where this counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+import structlog
+
+from responder.domain.incident import (
+    IncidentChange,
+    IncidentLookup,
+    apply_alert,
+    apply_pagerduty,
+    new_incident_id,
+    open_from_pagerduty,
+    open_incident,
+)
+from responder.domain.signal import (
+    AlertSignal,
+    AlertStatus,
+    PagerDutySignal,
+    group_key_for,
+)
+from responder.metrics import Metrics
+from responder.ports import (
+    AnySignal,
+    Clock,
+    IncidentMutator,
+    IncidentState,
+    MutationItem,
+    MutationResult,
+    Notifier,
+    SignalRecord,
+    SignalRef,
+    Store,
+)
+
+log = structlog.get_logger("responder.pipeline")
+
+
+class IncidentStage(Protocol):
+    """A later stage of the pipeline; sees every new timeline event once it is written.
+
+    A stage may write further events to the incident (through the store) and returns that
+    change; its events then go through the stages in turn. Stages must be idempotent per
+    event: after a crash, events not yet marked processed are handed to them again.
+    """
+
+    async def __call__(self, change: IncidentChange) -> IncidentChange | None: ...
+
+
+# Workers handle entries in parallel, so a later signal can overtake an earlier one: a
+# PagerDuty note or ack can come before the "triggered" that links the incident, an
+# alert's resolve before its firing. Such a signal younger than this is retried later
+# rather than dropped.
+_LINK_GRACE_S = 60.0
+
+# A stage that keeps adding events would otherwise loop forever.
+_MAX_FOLLOW_UP_ROUNDS = 20
+
+
+@dataclass
+class Handled:
+    """What became of one signal."""
+
+    change: IncidentChange | None = None
+    incident_id: str | None = None
+    retry_reason: str | None = None  # not handled yet: leave it pending, try again later
+    error: Exception | None = None  # its follow-up failed: retry, or dead-letter in the end
+
+
+@dataclass
+class _FollowUp:
+    """One incident's new events from this batch, and the signals that made them."""
+
+    signals: list[int] = field(default_factory=list)
+    changes: list[IncidentChange] = field(default_factory=list)
+    first_processed: int | None = None
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        clock: Clock,
+        notifier: Notifier,
+        metrics: Metrics,
+        group_by: Sequence[str],
+        stages: Sequence[IncidentStage] = (),
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._notifier = notifier
+        self._metrics = metrics
+        self._group_by = tuple(group_by)
+        self._stages = tuple(stages)
+
+    async def handle(self, *signals: AnySignal) -> list[Handled]:
+        """Apply signals, in order, to their incidents, then run the follow-up stages.
+
+        Returns one ``Handled`` per signal. Follow-up runs for every incident a signal
+        found, changed or not: a redelivered signal finds its change applied but perhaps
+        not yet followed up, because the worker that applied it died first.
+        """
+        handled = [Handled() for _ in signals]
+        items, owners = self._items(signals, handled, self._clock.now())
+        results = await self._store.mutate_incidents(items) if items else []
+        follow_ups: dict[str, _FollowUp] = {}
+        for item_owners, item_results in zip(owners, results, strict=True):
+            for index, result in zip(item_owners, item_results, strict=True):
+                self._record(signals[index], result, handled[index])
+                if result.incident_id is None:
+                    continue
+                follow = follow_ups.setdefault(result.incident_id, _FollowUp())
+                follow.signals.append(index)
+                if result.change is not None:
+                    if not follow.changes:
+                        follow.first_processed = result.processed_seq
+                    follow.changes.append(result.change)
+        await self._follow_up_all(follow_ups, handled)
+        return handled
+
+    def _items(
+        self, signals: Sequence[AnySignal], handled: list[Handled], now: datetime
+    ) -> tuple[list[MutationItem], list[list[int]]]:
+        """One item per alert group (its alerts in order), one per PagerDuty event; and for
+        each item, the indexes of its signals."""
+        groups: dict[str, list[int]] = {}
+        items: list[MutationItem] = []
+        owners: list[list[int]] = []
+        for index, signal in enumerate(signals):
+            if isinstance(signal, AlertSignal):
+                groups.setdefault(group_key_for(signal.labels, self._group_by), []).append(index)
+                continue
+            lookups = _pagerduty_lookups(signal)
+            if not lookups:
+                log.info(
+                    "pagerduty event recorded",
+                    event_type=signal.event_type,
+                    event_id=signal.event_id,
+                )
+                continue
+            items.append(MutationItem(lookups=lookups, mutators=(_pagerduty_mutator(signal, now),)))
+            owners.append([index])
+        for group_key, indexes in groups.items():
+            alerts = [s for s in (signals[i] for i in indexes) if isinstance(s, AlertSignal)]
+            mutators = tuple(
+                _alert_mutator(a, group_key, now, handled[i])
+                for a, i in zip(alerts, indexes, strict=True)
+            )
+            items.append(
+                MutationItem(
+                    lookups=(IncidentLookup(kind="group", key=group_key),),
+                    mutators=mutators,
+                    fingerprints=tuple(dict.fromkeys(a.fingerprint for a in alerts)),
+                    signals=tuple(
+                        SignalRef(key=a.dedupe_key, status=a.dedupe_status, order_ms=a.order_ms)
+                        for a in alerts
+                    ),
+                )
+            )
+            owners.append(indexes)
+        return items, owners
+
+    def _record(self, signal: AnySignal, result: MutationResult, handled: Handled) -> None:
+        handled.change, handled.incident_id = result.change, result.incident_id
+        if result.change is not None:
+            for event in result.change.events:
+                self._metrics.incident_events.labels(event.kind).inc()
+        if isinstance(signal, PagerDutySignal) and result.incident_id is None:
+            age_s = (self._clock.now() - signal.received_at).total_seconds()
+            if signal.incident_id and age_s < _LINK_GRACE_S:
+                handled.retry_reason = f"PagerDuty incident {signal.incident_id} not linked yet"
+                return
+            self._metrics.unmatched_events.labels(signal.event_type).inc()
+            log.info(
+                "pagerduty event matched no incident",
+                event_type=signal.event_type,
+                pagerduty_incident_id=signal.incident_id,
+            )
+
+    async def _follow_up_all(
+        self, follow_ups: dict[str, _FollowUp], handled: list[Handled]
+    ) -> None:
+        """Follow up every incident the batch touched; mark them processed together."""
+        marks: dict[str, int] = {}
+        for incident_id, follow in follow_ups.items():
+            known: IncidentChange | None = None
+            if follow.changes and follow.first_processed == follow.changes[0].events[0].seq:
+                # the usual case: nothing older waits, so the batch's changes are the backlog
+                known = IncidentChange(
+                    incident=follow.changes[-1].incident,
+                    events=tuple(e for c in follow.changes for e in c.events),
+                )
+            try:
+                next_seq = await self._follow_up_once(incident_id, known)
+            except Exception as exc:
+                log.exception("follow-up failed", incident_id=incident_id)
+                for index in follow.signals:
+                    handled[index].error = exc
+                continue
+            if next_seq is not None:
+                marks[incident_id] = next_seq
+        if marks:
+            await self._store.mark_processed(marks)
+
+    async def _follow_up_once(self, incident_id: str, known: IncidentChange | None) -> int | None:
+        """Run the stages and the notifier on the pending events, and on the events the
+        stages add in turn; the seq to mark processed next (``None``: nothing was pending).
+
+        ``known``: the pending events when the caller knows them; else they are read.
+        """
+        if known is None:
+            view = await self._store.unprocessed(incident_id)
+            if view is None or not view.timeline:
+                return None
+            known = IncidentChange(incident=view.incident, events=view.timeline)
+        structlog.contextvars.bind_contextvars(incident_id=incident_id)
+        try:
+            pending: IncidentChange | None = known
+            next_seq = known.events[-1].seq + 1
+            for _ in range(_MAX_FOLLOW_UP_ROUNDS):
+                if pending is None:
+                    return next_seq
+                added = [c for c in [await stage(pending) for stage in self._stages] if c]
+                for event in pending.events:
+                    log.info("incident event", kind=event.kind, detail=event.detail, seq=event.seq)
+                await self._notifier.incident_changed(pending)
+                next_seq = max(next_seq, pending.events[-1].seq + 1)
+                pending = (
+                    IncidentChange(
+                        incident=added[-1].incident,
+                        events=tuple(e for c in added for e in c.events),
+                    )
+                    if added
+                    else None
+                )
+            log.error("follow-up did not settle", rounds=_MAX_FOLLOW_UP_ROUNDS)
+            return next_seq
+        finally:
+            structlog.contextvars.unbind_contextvars("incident_id")
+
+
+def _alert_mutator(
+    signal: AlertSignal, group_key: str, now: datetime, handled: Handled
+) -> IncidentMutator:
+    def mutate(state: IncidentState) -> IncidentChange | None:
+        handled.retry_reason = None  # the store may run a mutator again after a conflict
+        record = state.signal
+        if record is not None and already_handled(signal, record):
+            # a redelivered entry, or one overtaken by a newer status: nothing to do
+            log.info("signal already handled", dedupe_key=signal.dedupe_key)
+            return None
+        if state.incident is not None:
+            current = state.alerts.get(signal.fingerprint)
+            return apply_alert(state.incident, current, signal, now)
+        if signal.status is AlertStatus.FIRING:
+            return open_incident(
+                incident_id=new_incident_id(now), group_key=group_key, signal=signal, now=now
+            )
+        if (now - signal.received_at).total_seconds() < _LINK_GRACE_S:
+            # Nothing open to resolve: another worker may still hold this alert's firing
+            # (it was queued first). Try again later rather than lose the resolve.
+            handled.retry_reason = f"alert {signal.fingerprint} resolved before its firing"
+        return None
+
+    return mutate
+
+
+def _pagerduty_lookups(signal: PagerDutySignal) -> tuple[IncidentLookup, ...]:
+    lookups = []
+    if signal.incident_id:
+        lookups.append(IncidentLookup(kind="pagerduty_id", key=signal.incident_id))
+    if signal.incident_key:
+        lookups.append(IncidentLookup(kind="pagerduty_key", key=signal.incident_key))
+    if signal.incident_key or signal.incident_id:
+        # the group an incident opened from PagerDuty gets (see open_from_pagerduty)
+        own_group = f"pagerduty:{signal.incident_key or signal.incident_id}"
+        lookups.append(IncidentLookup(kind="group", key=own_group))
+    return tuple(lookups)
+
+
+def _pagerduty_mutator(signal: PagerDutySignal, now: datetime) -> IncidentMutator:
+    def mutate(state: IncidentState) -> IncidentChange | None:
+        if state.incident is None:
+            if signal.event_type == "incident.triggered":
+                return open_from_pagerduty(incident_id=new_incident_id(now), signal=signal, now=now)
+            return None
+        return apply_pagerduty(state.incident, signal, now)
+
+    return mutate
+
+
+def already_handled(signal: AlertSignal, record: SignalRecord) -> bool:
+    """True when this status of this occurrence, or a later one, was already applied."""
+    if record.handled_status is None or record.handled_order_ms is None:
+        return False
+    if record.handled_order_ms != signal.order_ms:
+        return record.handled_order_ms > signal.order_ms
+    return record.handled_status in (signal.status.value, AlertStatus.RESOLVED.value)

@@ -1,0 +1,215 @@
+"""Role protocols the core depends on; adapters implement them.
+
+Each port has a real adapter and an in-memory one shipped in ``responder.adapters`` (the
+embedded default); the same contract tests run on both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from pydantic import Field
+
+from responder.domain.incident import (
+    Incident,
+    IncidentAlert,
+    IncidentChange,
+    IncidentLookup,
+    IncidentStatus,
+)
+from responder.domain.model import Frozen
+from responder.domain.signal import AlertSignal, ObserveOutcome, PagerDutySignal
+from responder.domain.timeline import TimelineEvent
+
+AnySignal = AlertSignal | PagerDutySignal
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Timezone-aware UTC now."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back, for measuring durations."""
+        ...
+
+
+class QueueEntry(Frozen):
+    """One delivery of a queued signal to a worker."""
+
+    entry_id: str
+    payload: str
+    deliveries: int = 1
+
+
+class QueueStats(Frozen):
+    depth: int  # entries not yet delivered to any worker
+    pending: int  # delivered, not yet acknowledged
+    dead_letters: int
+
+
+class DeadLetter(Frozen):
+    entry_id: str
+    payload: str
+    reason: str
+    deliveries: int
+    dead_at: datetime
+
+
+class SignalRecord(Frozen):
+    """What the store remembers of one dedupe key: the last status observed by intake, and
+    the last one the workers applied to an incident (written with that incident)."""
+
+    status: str
+    order_ms: int
+    first_seen_ms: int
+    last_seen_ms: int
+    repeats: int = 0
+    handled_status: str | None = None
+    handled_order_ms: int | None = None
+
+
+class SignalRef(Frozen):
+    """The signal a mutator applies: its dedupe key, and which status of which occurrence."""
+
+    key: str
+    status: str
+    order_ms: int
+
+
+class IncidentState(Frozen):
+    """What a mutator sees: the incident found (if any), its records of the alerts asked
+    for, and the store's dedupe record of the signal being handled (if one was named)."""
+
+    incident: Incident | None
+    alerts: dict[str, IncidentAlert] = Field(default_factory=dict)
+    signal: SignalRecord | None = None
+
+
+IncidentMutator = Callable[[IncidentState], IncidentChange | None]
+
+
+@dataclass(frozen=True)
+class MutationItem:
+    """Mutators to apply, in order, to the incident that ``lookups`` find.
+
+    Each mutator sees the state the previous one left: the incident (or none: once an
+    incident no longer answers to ``lookups``, e.g. it resolved and freed its group, the
+    next mutator sees none and may open a new one), the incident's records of the alerts
+    named by ``fingerprints``, and the store's record of its entry in ``signals``. When a
+    mutator changes an incident, its signal is recorded as handled in the same atomic step.
+    """
+
+    lookups: tuple[IncidentLookup, ...]
+    mutators: tuple[IncidentMutator, ...]
+    fingerprints: tuple[str, ...] = ()
+    signals: tuple[SignalRef | None, ...] = ()
+
+    def signal(self, index: int) -> SignalRef | None:
+        return self.signals[index] if index < len(self.signals) else None
+
+
+class MutationResult(Frozen):
+    """What one mutator did."""
+
+    change: IncidentChange | None  # None: the mutator changed nothing
+    incident_id: str | None  # the incident it saw or made; None when there was none
+    # the incident's processed cursor when the change was written: equal to the change's
+    # first event seq when nothing older waits for the follow-up stages
+    processed_seq: int | None = None
+
+
+class IncidentView(Frozen):
+    incident: Incident
+    alerts: tuple[IncidentAlert, ...] = Field(default_factory=tuple)
+    timeline: tuple[TimelineEvent, ...] = Field(default_factory=tuple)
+    # events with seq below this went through every follow-up stage and the notifier
+    processed_seq: int = 0
+
+
+class Store(Protocol):
+    """Durable state: dedupe records, incidents and their timelines, indexes."""
+
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailableError`` when the store cannot be reached."""
+        ...
+
+    async def observe(self, signals: Sequence[AnySignal]) -> list[ObserveOutcome]:
+        """Dedupe and queue, atomically per signal.
+
+        A first signal or a status change is queued on the work queue in the same atomic
+        step that records it; a repeat only bumps last-seen and the repeat counter. When
+        this returns, every queued signal is durable.
+        """
+        ...
+
+    async def signal_record(self, dedupe_key: str) -> SignalRecord | None: ...
+
+    async def mutate_incidents(self, items: Sequence[MutationItem]) -> list[list[MutationResult]]:
+        """Read-modify-write incidents; one list of results per item, one per mutator.
+
+        The first lookup of an item that finds an incident decides which one its first
+        mutator sees (``None`` when none does; the mutator may then open one). Each
+        incident's new state, alerts, timeline events and index entries are written in one
+        atomic step; when another writer changed the incident in between, the item's
+        mutators run again on the fresh state (they are idempotent). A group has at most
+        one active incident. Items are independent; the store may read and write them
+        together to save round trips.
+        """
+        ...
+
+    async def get_incident(self, incident_id: str) -> IncidentView | None: ...
+
+    async def unprocessed(self, incident_id: str) -> IncidentView | None:
+        """The incident with only the timeline events not yet processed (and no alerts)."""
+        ...
+
+    async def mark_processed(self, marks: Mapping[str, int]) -> None:
+        """Record, per incident id, that its events below the given seq are processed
+        (never moves backwards)."""
+        ...
+
+    async def list_incidents(
+        self, *, status: IncidentStatus | None = None, limit: int = 100
+    ) -> list[IncidentView]:
+        """Newest first."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class WorkQueue(Protocol):
+    """At-least-once queue of signals for the workers.
+
+    An entry stays pending until acknowledged; one left pending longer than the visibility
+    timeout is claimed by another worker; after too many deliveries it is dead-lettered.
+    """
+
+    async def ensure(self) -> None:
+        """Create what the queue needs (idempotent; after a store restart as well)."""
+        ...
+
+    async def read(self, *, consumer: str, count: int, block_ms: int) -> list[QueueEntry]: ...
+
+    async def claim_stale(
+        self, *, consumer: str, min_idle_ms: int, count: int
+    ) -> list[QueueEntry]: ...
+
+    async def ack(self, *entry_ids: str) -> None: ...
+
+    async def dead_letter(self, entry: QueueEntry, *, reason: str) -> None:
+        """Move an entry to the dead-letter stream and acknowledge it, atomically."""
+        ...
+
+    async def stats(self) -> QueueStats: ...
+
+    async def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]: ...
+
+
+class Notifier(Protocol):
+    """Tells people what happened to an incident."""
+
+    async def incident_changed(self, change: IncidentChange) -> None: ...

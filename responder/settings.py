@@ -1,0 +1,223 @@
+"""Settings: every knob of the service, read once at start-up.
+
+Sources, strongest first: explicit arguments, ``RESPONDER_*`` environment variables,
+``RESPONDER_*_FILE`` variables naming a file that holds the value (Kubernetes secret mounts),
+the YAML file named by ``RESPONDER_CONFIG``, then the defaults below. Secrets are
+``SecretStr`` so that printing settings never shows them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+ENV_PREFIX = "RESPONDER_"
+
+
+class ConfigError(ValueError):
+    """The configuration cannot work; the message says what to change."""
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class FileSecretsSource(PydanticBaseSettingsSource):
+    """``RESPONDER_<NAME>_FILE=/path`` reads the setting ``<name>`` from that file."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        path = os.environ.get(f"{ENV_PREFIX}{field_name.upper()}_FILE")
+        if not path:
+            return None, field_name, False
+        try:
+            text = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"{ENV_PREFIX}{field_name.upper()}_FILE: cannot read {path}: {exc.strerror}"
+            ) from None
+        return text, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, key, _ = self.get_field_value(field, name)
+            if value is not None:
+                found[key] = value
+        return found
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        validate_default=True,
+    )
+
+    host: str = Field("127.0.0.1", description="Address to bind. Loopback by default.")
+    port: int = Field(8080, ge=0, le=65535, description="Port to bind (0 picks a free one).")
+    redis_url: SecretStr | None = Field(
+        None,
+        description="Redis URL for state and the work queue; unset runs the embedded "
+        "in-memory store and queue (one process, nothing survives a restart).",
+    )
+    redis_prefix: str = Field(
+        "responder",
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="Prefix of every Redis key, so several deployments can share one Redis.",
+    )
+    redis_timeout_s: float = Field(
+        2.0, gt=0, description="Socket timeout for Redis calls; past it a webhook gets 503."
+    )
+    alertmanager_token: SecretStr | None = Field(
+        None, description="Bearer token Alertmanager must send (http_config.authorization)."
+    )
+    alertmanager_username: str | None = Field(
+        None, description="Basic-auth user Alertmanager may send instead of a token."
+    )
+    alertmanager_password: SecretStr | None = Field(
+        None, description="Basic-auth password that goes with alertmanager_username."
+    )
+    pagerduty_webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated PagerDuty V3 webhook signing secrets; several during "
+        "a rotation. Unset: PagerDuty webhooks are accepted unsigned only where "
+        "unauthenticated intake is allowed.",
+    )
+    allow_unauthenticated: bool = Field(
+        False,
+        description="Allow intake without credentials on a non-loopback address. Off: the "
+        "service refuses to start that way.",
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024, gt=0, description="Largest webhook body accepted (413 above)."
+    )
+    workers: int = Field(
+        4, ge=0, le=256, description="Worker tasks per process; 0 runs intake only."
+    )
+    visibility_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="How long an entry may stay unacknowledged before another worker "
+        "claims it (the worker that had it is presumed dead).",
+    )
+    batch_wait_s: float = Field(
+        0.05,
+        ge=0,
+        le=5,
+        description="How long a worker that received fewer entries than a full batch waits "
+        "for more before handling them. A batch costs the store about as much as one entry, "
+        "so under a flood of signals this multiplies throughput; 0 handles each at once.",
+    )
+    max_deliveries: int = Field(
+        5, ge=1, description="Deliveries of one entry before it goes to the dead-letter stream."
+    )
+    group_by: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["alertname", "service"],
+        description="Alert labels whose values make the incident group, like Alertmanager's "
+        "group_by.",
+    )
+    retry_after_s: int = Field(
+        5, ge=1, description="Retry-After sent with a 503 when the store is unreachable."
+    )
+    signal_ttl_s: int = Field(
+        7 * 24 * 3600,
+        ge=60,
+        description="How long a dedupe record lives after its last sighting.",
+    )
+    queue_maxlen: int = Field(
+        100_000, ge=1000, description="Approximate cap on the queue stream's length."
+    )
+    log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
+
+    @field_validator("pagerduty_webhook_secrets", "group_by", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return _split_commas(value)
+
+    @field_validator("group_by")
+    @classmethod
+    def _group_by_not_empty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("group_by needs at least one label name")
+        return value
+
+    @model_validator(mode="after")
+    def _basic_auth_pairs(self) -> Settings:
+        if (self.alertmanager_username is None) != (self.alertmanager_password is None):
+            raise ValueError(
+                "alertmanager_username and alertmanager_password go together: set both or neither"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            env_settings,
+            FileSecretsSource(settings_cls),
+        ]
+        config_file = os.environ.get(f"{ENV_PREFIX}CONFIG")
+        if config_file:
+            if not Path(config_file).is_file():
+                raise ConfigError(f"{ENV_PREFIX}CONFIG: no such file: {config_file}")
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+    @property
+    def intake_has_credentials(self) -> bool:
+        return self.alertmanager_token is not None or self.alertmanager_username is not None
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret, for redaction of logs and error messages."""
+        values = [
+            s.get_secret_value()
+            for s in (self.alertmanager_token, self.alertmanager_password)
+            if s is not None
+        ]
+        values += [s.get_secret_value() for s in self.pagerduty_webhook_secrets]
+        if self.redis_url is not None:
+            password = urlsplit(self.redis_url.get_secret_value()).password
+            if password:
+                values.append(password)
+        return [v for v in values if v]
+
+    def check_bind(self, host: str) -> None:
+        """Refuse an open intake on a non-loopback address unless explicitly allowed."""
+        if self.intake_has_credentials or self.allow_unauthenticated or is_loopback(host):
+            return
+        raise ConfigError(
+            f"refusing to listen on {host} without credentials: set "
+            f"{ENV_PREFIX}ALERTMANAGER_TOKEN (or _USERNAME/_PASSWORD), or "
+            f"{ENV_PREFIX}ALLOW_UNAUTHENTICATED=true if the network is trusted"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,387 @@
+"""HTTP surface: webhook intake, incident reads, health, metrics and the OpenAPI document.
+
+Intake answers only after the store has durably queued the webhook's signals: 200 then
+means "nothing will be lost"; 503 (with Retry-After) when the store is unreachable makes
+Alertmanager and PagerDuty send again later.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import itertools
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import orjson
+import structlog
+from aiohttp import web
+from prometheus_client.aiohttp import make_aiohttp_handler
+from pydantic import BaseModel, ValidationError
+
+from responder.api import ErrorBody, Health, IncidentDocument, IncidentList
+from responder.domain.errors import StoreUnavailableError
+from responder.domain.incident import IncidentStatus
+from responder.domain.signal import ObserveOutcome
+from responder.ingest.alertmanager import AlertmanagerWebhook
+from responder.ingest.pagerduty import PagerDutyWebhook, signature_valid
+from responder.metrics import Metrics
+from responder.ports import AnySignal, Clock, Store, WorkQueue
+from responder.settings import Settings, is_loopback
+
+log = structlog.get_logger("responder.web")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass
+class WebContext:
+    settings: Settings
+    store: Store
+    queue: WorkQueue
+    clock: Clock
+    metrics: Metrics
+    openapi: dict[str, object]
+
+
+CONTEXT = web.AppKey("context", WebContext)
+
+
+class ApiError(Exception):
+    """An error answered as JSON ``{"error", "detail", "field"}`` with its status."""
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        detail: str = "",
+        *,
+        field: str | None = None,
+        outcome: str = "invalid",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(error)
+        self.status = status
+        self.body = ErrorBody(error=error, detail=detail, field=field)
+        self.outcome = outcome
+        self.headers = headers or {}
+
+
+def json_response(
+    model: BaseModel, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=model.__pydantic_serializer__.to_json(model, exclude_none=False),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _error_response(exc: ApiError) -> web.Response:
+    return json_response(exc.body, status=exc.status, headers=exc.headers)
+
+
+# Request ids: a random per-process prefix and a counter (32 hex digits in all), much
+# cheaper than a uuid4 per request on the hot path and as unique in practice.
+_REQUEST_ID_PREFIX = secrets.token_hex(10)
+_request_counter = itertools.count(1)
+
+
+def _next_request_id() -> str:
+    return f"{_REQUEST_ID_PREFIX}{next(_request_counter) & 0xFFFFFFFFFFFF:012x}"
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id, JSON errors, and the store-down answer, for every route."""
+    request_id = request.headers.get("X-Request-Id") or _next_request_id()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    try:
+        try:
+            response = await handler(request)
+        except ApiError as exc:
+            response = _error_response(exc)
+        except StoreUnavailableError as exc:
+            ctx = request.app[CONTEXT]
+            log.warning("store unreachable", path=request.path, error=str(exc))
+            response = _error_response(
+                ApiError(
+                    503,
+                    "store unavailable",
+                    "the state store cannot be reached; retry later, nothing was queued",
+                    headers={"Retry-After": str(ctx.settings.retry_after_s)},
+                )
+            )
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = _error_response(
+                ApiError(
+                    exc.status,
+                    exc.reason,
+                    f"{request.method} {request.path}",
+                    headers={k: v for k, v in exc.headers.items() if k == "Allow"},
+                )
+            )
+        response.headers["X-Request-Id"] = request_id
+        return response
+    finally:
+        structlog.contextvars.unbind_contextvars("request_id")
+
+
+# ---------------------------------------------------------------------------- intake helpers
+
+
+def _unauthorized(detail: str, challenge: str) -> ApiError:
+    return ApiError(
+        401, "unauthorized", detail, outcome="unauthorized", headers={"WWW-Authenticate": challenge}
+    )
+
+
+def _check_alertmanager_auth(request: web.Request, settings: Settings) -> None:
+    """Bearer token and/or basic auth, as Alertmanager's http_config sends them."""
+    if not settings.intake_has_credentials:
+        return  # open intake: allowed only on loopback or explicitly (checked at start-up)
+    header = request.headers.get("Authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    challenge = (
+        'Bearer realm="responder"' if settings.alertmanager_token else ('Basic realm="responder"')
+    )
+    if not credentials:
+        raise _unauthorized("send the configured bearer token or basic-auth credentials", challenge)
+    scheme = scheme.lower()
+    ok = False
+    if scheme == "bearer" and settings.alertmanager_token is not None:
+        ok = hmac.compare_digest(
+            credentials.strip().encode(), settings.alertmanager_token.get_secret_value().encode()
+        )
+    elif (
+        scheme == "basic"
+        and settings.alertmanager_username is not None
+        and settings.alertmanager_password is not None
+    ):
+        try:
+            user, _, password = (
+                base64.b64decode(credentials.strip(), validate=True).decode("utf-8").partition(":")
+            )
+        except (binascii.Error, UnicodeDecodeError):
+            user, password = "", ""
+        user_ok = hmac.compare_digest(user.encode(), settings.alertmanager_username.encode())
+        password_ok = hmac.compare_digest(
+            password.encode(), settings.alertmanager_password.get_secret_value().encode()
+        )
+        ok = user_ok and password_ok
+    if not ok:
+        raise ApiError(
+            403,
+            "forbidden",
+            "the credentials sent are not the configured ones",
+            outcome="forbidden",
+        )
+
+
+def _check_json_content_type(request: web.Request) -> None:
+    ctype = request.content_type
+    if ctype != "application/json" and not ctype.endswith("+json"):
+        raise ApiError(
+            415,
+            "unsupported media type",
+            f"send Content-Type: application/json, not {ctype or 'nothing'}",
+            outcome="unsupported_media_type",
+        )
+
+
+async def _read_body(request: web.Request, max_bytes: int) -> bytes:
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise _too_large(max_bytes)
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large(max_bytes) from None
+
+
+def _too_large(max_bytes: int) -> ApiError:
+    return ApiError(
+        413, "payload too large", f"the limit is {max_bytes} bytes", outcome="too_large"
+    )
+
+
+def _parse(model: type[M], body: bytes) -> M:
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        if first["type"] == "json_invalid":
+            raise ApiError(
+                400, "malformed JSON", str(first.get("ctx", {}).get("error", "")) or first["msg"]
+            ) from None
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise ApiError(400, "invalid payload", f"{where}: {first['msg']}", field=where) from None
+
+
+def _webhook(source: str, handler: Handler) -> Handler:
+    """Count every webhook by outcome and log the refused ones (never their credentials)."""
+
+    async def counted(request: web.Request) -> web.StreamResponse:
+        metrics = request.app[CONTEXT].metrics
+        try:
+            response = await handler(request)
+        except ApiError as exc:
+            metrics.webhook_counter(source, exc.outcome).inc()
+            log.warning(
+                "webhook refused",
+                source=source,
+                status=exc.status,
+                error=exc.body.error,
+                detail=exc.body.detail,
+                remote=request.remote,
+            )
+            raise
+        except StoreUnavailableError:
+            metrics.webhook_counter(source, "unavailable").inc()
+            raise
+        metrics.webhook_counter(source, "accepted").inc()
+        return response
+
+    return counted
+
+
+async def _queue_signals(
+    ctx: WebContext, source: str, signals: list[AnySignal], truncated: int = 0
+) -> web.Response:
+    outcomes = await ctx.store.observe(signals)
+    counts = dict.fromkeys(ObserveOutcome, 0)
+    for outcome in outcomes:
+        counts[outcome] += 1
+    for outcome, n in counts.items():
+        if n:
+            ctx.metrics.signal_counter(source, outcome.value).inc(n)
+    new, changed = counts[ObserveOutcome.NEW], counts[ObserveOutcome.CHANGED]
+    repeated = counts[ObserveOutcome.REPEAT]
+    log.info("webhook accepted", source=source, new=new, changed=changed, repeated=repeated)
+    # The IntakeResult shape, written directly: this is the hot path.
+    body = {
+        "accepted": new,
+        "changed": changed,
+        "repeated": repeated,
+        "truncated_alerts": truncated,
+    }
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+# ---------------------------------------------------------------------------------- handlers
+
+
+async def alertmanager_webhook(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CONTEXT]
+    _check_alertmanager_auth(request, ctx.settings)
+    _check_json_content_type(request)
+    body = await _read_body(request, ctx.settings.max_body_bytes)
+    payload = _parse(AlertmanagerWebhook, body)
+    signals: list[AnySignal] = list(payload.signals(received_at=ctx.clock.now()))
+    return await _queue_signals(ctx, "alertmanager", signals, payload.truncated_alerts)
+
+
+async def pagerduty_webhook(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CONTEXT]
+    secrets = [s.get_secret_value() for s in ctx.settings.pagerduty_webhook_secrets]
+    header = request.headers.get("X-PagerDuty-Signature", "")
+    if secrets and not header:
+        raise _unauthorized("X-PagerDuty-Signature is missing", 'Signature realm="responder"')
+    if not secrets and not (ctx.settings.allow_unauthenticated or is_loopback(ctx.settings.host)):
+        raise ApiError(
+            403,
+            "forbidden",
+            "PagerDuty intake needs RESPONDER_PAGERDUTY_WEBHOOK_SECRETS on a non-loopback address",
+            outcome="forbidden",
+        )
+    _check_json_content_type(request)
+    body = await _read_body(request, ctx.settings.max_body_bytes)
+    if secrets and not signature_valid(body, header, secrets):
+        raise ApiError(
+            403, "forbidden", "X-PagerDuty-Signature does not match the body", outcome="forbidden"
+        )
+    payload = _parse(PagerDutyWebhook, body)
+    return await _queue_signals(ctx, "pagerduty", [payload.signal(received_at=ctx.clock.now())])
+
+
+async def list_incidents(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CONTEXT]
+    raw_status = request.query.get("status")
+    status = None
+    if raw_status:
+        try:
+            status = IncidentStatus(raw_status)
+        except ValueError:
+            allowed = ", ".join(s.value for s in IncidentStatus)
+            raise ApiError(
+                400, "invalid query", f"status must be one of {allowed}", field="status"
+            ) from None
+    try:
+        limit = int(request.query.get("limit", "100"))
+    except ValueError:
+        limit = -1
+    if not 1 <= limit <= 1000:
+        raise ApiError(
+            400, "invalid query", "limit must be a whole number from 1 to 1000", field="limit"
+        )
+    views = await ctx.store.list_incidents(status=status, limit=limit)
+    return json_response(IncidentList(incidents=[IncidentDocument.of(v) for v in views]))
+
+
+async def get_incident(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CONTEXT]
+    incident_id = request.match_info["incident_id"]
+    view = await ctx.store.get_incident(incident_id)
+    if view is None:
+        raise ApiError(404, "not found", f"no incident {incident_id}")
+    return json_response(IncidentDocument.of(view))
+
+
+async def healthz(request: web.Request) -> web.StreamResponse:
+    return json_response(Health(status="ok"))
+
+
+async def readyz(request: web.Request) -> web.StreamResponse:
+    await request.app[CONTEXT].store.ping()  # StoreUnavailableError → 503
+    return json_response(Health(status="ready"))
+
+
+async def openapi(request: web.Request) -> web.StreamResponse:
+    return web.Response(
+        body=orjson.dumps(request.app[CONTEXT].openapi), content_type="application/json"
+    )
+
+
+def metrics_handler(metrics: Metrics) -> Handler:
+    render = make_aiohttp_handler(metrics.registry)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        ctx = request.app[CONTEXT]
+        try:
+            stats = await ctx.queue.stats()
+        except StoreUnavailableError:
+            pass  # the gauges keep their last values; /readyz tells the store is down
+        else:
+            metrics.queue_depth.set(stats.depth)
+            metrics.queue_pending.set(stats.pending)
+            metrics.dead_letters.set(stats.dead_letters)
+        return await render(request)
+
+    return handler
+
+
+def add_routes(app: web.Application, metrics: Metrics) -> None:
+    app.router.add_post("/v1/webhooks/alertmanager", _webhook("alertmanager", alertmanager_webhook))
+    app.router.add_post("/v1/webhooks/pagerduty", _webhook("pagerduty", pagerduty_webhook))
+    app.router.add_get("/v1/incidents", list_incidents)
+    app.router.add_get("/v1/incidents/{incident_id}", get_incident)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler(metrics))
+    app.router.add_get("/openapi.json", openapi)

@@ -1,0 +1,91 @@
+"""Shared fixtures: a real redis-server for the session, per-test key prefixes, services."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from responder.adapters.clock import SystemClock
+from responder.app import build_backend
+from responder.ports import Store, WorkQueue
+from responder.settings import Settings
+from tests.support.procs import redis_server
+from tests.support.service import Service, running_service
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings in tests come from the test, never from the developer's shell."""
+    for name in list(os.environ):
+        if name.startswith("RESPONDER_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """REDIS_URL when set, else a redis-server of our own on a free loopback port."""
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    with redis_server() as server:
+        yield server.url
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards (and only its)."""
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match="{" + prefix + "}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def make_settings() -> Callable[..., Settings]:
+    def make(**values: Any) -> Settings:
+        values.setdefault("visibility_timeout_s", 2.0)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture(params=["memory", "redis"])
+def backend_settings(
+    request: pytest.FixtureRequest, make_settings: Callable[..., Settings]
+) -> Callable[..., Settings]:
+    """Settings for the embedded (memory) backend and for Redis: contract tests run on both."""
+
+    def make(**values: Any) -> Settings:
+        if request.param == "redis":
+            values.setdefault("redis_url", request.getfixturevalue("redis_url"))
+            values.setdefault("redis_prefix", request.getfixturevalue("redis_prefix"))
+        return make_settings(**values)
+
+    return make
+
+
+@pytest.fixture
+async def backend(
+    backend_settings: Callable[..., Settings],
+) -> AsyncIterator[tuple[Store, WorkQueue]]:
+    """A store and its queue, on both backends, without a service around them."""
+    store, queue = build_backend(backend_settings(), SystemClock())
+    await queue.ensure()
+    yield store, queue
+    await store.close()
+
+
+@pytest.fixture
+async def service(backend_settings: Callable[..., Settings]) -> AsyncIterator[Service]:
+    async with running_service(backend_settings()) as svc:
+        yield svc

@@ -1,0 +1,58 @@
+"""JSON logs: one object per line, context ids merged in, secrets never written."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from responder import logs
+
+
+@pytest.fixture
+def captured() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    logs.configure(level="INFO", secrets=["tok-ABCDEF-123"], stream=stream)
+    yield stream
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def lines(stream: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_lines_are_json_with_context(captured: io.StringIO) -> None:
+    structlog.contextvars.bind_contextvars(request_id="r-1", incident_id="inc-9")
+    structlog.get_logger("t").info("incident event", kind="incident.opened")
+    [record] = lines(captured)
+    assert record["event"] == "incident event"
+    assert (record["request_id"], record["incident_id"]) == ("r-1", "inc-9")
+    assert record["level"] == "info"
+    assert record["timestamp"].endswith("Z")
+
+
+def test_known_secrets_are_redacted_everywhere(captured: io.StringIO) -> None:
+    log = structlog.get_logger("t")
+    log.warning("bad header", header="Bearer tok-ABCDEF-123", nested={"t": "tok-ABCDEF-123"})
+    try:
+        raise ValueError("connect failed with tok-ABCDEF-123")
+    except ValueError:
+        log.exception("failure")
+    logging.getLogger("some.library").warning("library says tok-ABCDEF-123")
+    text = captured.getvalue()
+    assert "tok-ABCDEF-123" not in text
+    assert text.count(logs.REDACTED) >= 4
+
+
+def test_level_filters(captured: io.StringIO) -> None:
+    structlog.get_logger("t").debug("noise")
+    assert captured.getvalue() == ""
