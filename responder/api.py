@@ -39,3 +39,22 @@ class IncidentList(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+class PackInfo(BaseModel):
+    name: str
+    version: str
+    source: str
+    rules: list[str]
+
+
+class RulesInForce(BaseModel):
+    packs: list[PackInfo]
+
+
+class ReloadOutcome(BaseModel):
+    ok: bool = Field(description="True when the new rules are in force.")
+    packs: list[PackInfo] = Field(description="The packs in force after the reload.")
+    problems: list[str] = Field(
+        default_factory=list, description="Why the reload was refused (file:line: rule: ...)."
+    )

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
@@ -27,6 +28,7 @@ from responder.metrics import Metrics
 from responder.openapi import build_openapi
 from responder.pipeline import Pipeline
 from responder.ports import Clock, Notifier, Store, WorkQueue
+from responder.rules.registry import RuleRegistry
 from responder.settings import Settings
 from responder.web import CONTEXT, WebContext, add_routes, request_context
 from responder.worker import Worker
@@ -46,15 +48,16 @@ class Overrides:
 
 @dataclass
 class Runtime:
-    """Everything one running app holds; filled at start-up, read by tests and the CLI."""
+    """Everything one running app holds; read by tests and the CLI."""
 
     settings: Settings
     metrics: Metrics
-    clock: Clock = field(default_factory=SystemClock)
-    store: Store | None = None
-    queue: WorkQueue | None = None
-    pipeline: Pipeline | None = None
-    worker: Worker | None = None
+    clock: Clock
+    store: Store
+    queue: WorkQueue
+    rules: RuleRegistry
+    pipeline: Pipeline
+    worker: Worker
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -78,9 +81,16 @@ def build_backend(settings: Settings, clock: Clock) -> tuple[Store, WorkQueue]:
     return store, RedisQueue(client, keys=keys, clock=clock)
 
 
-def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web.Application:
+def create_app(
+    settings: Settings, *, overrides: Overrides | None = None, handle_signals: bool = False
+) -> web.Application:
+    """The app; ``RuleLoadError`` when a rule pack has a problem (nothing starts).
+
+    ``handle_signals``: reload the rules on SIGHUP (``responder serve`` does).
+    """
     overrides = overrides or Overrides()
     metrics = Metrics()
+    rules = RuleRegistry(settings.rules, metrics)
     clock = overrides.clock or SystemClock()
     if overrides.store is not None and overrides.queue is not None:
         store, queue = overrides.store, overrides.queue
@@ -88,7 +98,13 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
         store, queue = build_backend(settings, clock)
     notifier = overrides.notifier or ConsoleNotifier()
     pipeline = Pipeline(
-        store=store, clock=clock, notifier=notifier, metrics=metrics, group_by=settings.group_by
+        store=store,
+        clock=clock,
+        notifier=notifier,
+        metrics=metrics,
+        group_by=settings.group_by,
+        rules=rules,
+        force_dry_run=settings.dry_run,
     )
     worker = Worker(
         queue=queue,
@@ -106,6 +122,7 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
         clock=clock,
         store=store,
         queue=queue,
+        rules=rules,
         pipeline=pipeline,
         worker=worker,
     )
@@ -117,31 +134,40 @@ def create_app(settings: Settings, *, overrides: Overrides | None = None) -> web
         queue=queue,
         clock=clock,
         metrics=metrics,
+        rules=rules,
         openapi=build_openapi(),
     )
     app[RUNTIME] = runtime
     add_routes(app, metrics)
     app.cleanup_ctx.append(_run_workers)
+    if handle_signals:
+        app.cleanup_ctx.append(_reload_on_sighup)
     return app
+
+
+async def _reload_on_sighup(app: web.Application) -> AsyncIterator[None]:
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, app[RUNTIME].rules.reload)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
 
 
 async def _run_workers(app: web.Application) -> AsyncIterator[None]:
     runtime = app[RUNTIME]
-    assert runtime.store is not None
-    assert runtime.queue is not None
     try:
         await runtime.queue.ensure()
     except StoreUnavailableError as exc:
         # Start anyway: /readyz says not ready, intake answers 503, workers keep trying.
         log.warning("store unreachable at start-up", error=str(exc))
     task: asyncio.Task[None] | None = None
-    if runtime.settings.workers and runtime.worker is not None:
+    if runtime.settings.workers:
         task = asyncio.create_task(runtime.worker.run(), name="workers")
     try:
         yield
     finally:
         if task is not None:
-            assert runtime.worker is not None
             runtime.worker.stop()
             try:
                 # the entry in hand is finished; one not finished in time stays pending

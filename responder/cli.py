@@ -23,7 +23,9 @@ from pydantic import ValidationError
 
 from responder import logs
 from responder.app import RUNTIME, create_app
+from responder.cli_rules import rules_cli
 from responder.ingest.pagerduty import sign
+from responder.rules.loader import RuleLoadError
 from responder.settings import ENV_PREFIX, ConfigError, Settings
 
 T = TypeVar("T")
@@ -37,6 +39,7 @@ cli = typer.Typer(
 )
 incidents_cli = typer.Typer(help="Read incidents from a running service.", no_args_is_help=True)
 cli.add_typer(incidents_cli, name="incidents")
+cli.add_typer(rules_cli, name="rules")
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 UrlOption = Annotated[
@@ -61,6 +64,19 @@ def load_settings(**overrides: Any) -> Settings:
         fail(str(exc), code=2)
 
 
+def build_app(settings: Settings, *, handle_signals: bool = False) -> web.Application:
+    """The app, or every problem of the rule packs and exit 2."""
+    try:
+        return create_app(settings, handle_signals=handle_signals)
+    except RuleLoadError as exc:
+        for problem in exc.problems:
+            typer.echo(f"error: {problem}", err=True)
+        fail(
+            "the rule packs have problems (responder rules lint shows them); nothing started",
+            code=2,
+        )
+
+
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         import uvloop
@@ -81,9 +97,10 @@ def serve(
         settings.check_bind(settings.host)
     except ConfigError as exc:
         fail(str(exc), code=2)
+    app = build_app(settings, handle_signals=True)
     store = "redis" if settings.redis_url else "memory (embedded; nothing survives a restart)"
     typer.echo(
-        f"responder listening on http://{settings.host}:{settings.port}  "
+        f"responder starting on http://{settings.host}:{settings.port}  "
         f"store: {store}  workers: {settings.workers}",
         err=True,
     )
@@ -94,7 +111,6 @@ def serve(
         loop = uvloop.new_event_loop()
     except ImportError:  # pragma: no cover
         loop = asyncio.new_event_loop()
-    app = create_app(settings)
     # Garbage-collection pauses made the p99 of the intake benchmark: move what start-up
     # built out of the collector's sight, and collect the young generation less often.
     gc.freeze()
@@ -170,7 +186,7 @@ async def _post_all(base_url: str, payloads: list[_Payload], settings: Settings)
 
 
 async def _replay_in_process(payloads: list[_Payload], settings: Settings, wait_s: float) -> int:
-    app = create_app(settings.model_copy(update={"host": "127.0.0.1", "port": 0}))
+    app = build_app(settings.model_copy(update={"host": "127.0.0.1", "port": 0}))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -179,8 +195,6 @@ async def _replay_in_process(payloads: list[_Payload], settings: Settings, wait_
         port = runner.addresses[0][1]
         failures = await _post_all(f"http://127.0.0.1:{port}", payloads, settings)
         runtime = app[RUNTIME]
-        assert runtime.queue is not None
-        assert runtime.store is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         while loop.time() < deadline:

@@ -70,6 +70,18 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.rule_reloads = Counter(
+            "responder_rule_reloads_total",
+            "Rule reloads by outcome (ok, error: the rules in force stayed).",
+            ["outcome"],
+            registry=r,
+        )
+        self.rule_packs = Gauge(
+            "responder_rule_pack_rules",
+            "Rule packs in force, by pack and version: the number of rules.",
+            ["pack", "version"],
+            registry=r,
+        )
         self.unmatched_events = Counter(
             "responder_pagerduty_unmatched_total",
             "PagerDuty events that matched no incident here, by event type.",

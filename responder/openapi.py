@@ -12,7 +12,15 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from responder import __version__
-from responder.api import ErrorBody, Health, IncidentDocument, IncidentList, IntakeResult
+from responder.api import (
+    ErrorBody,
+    Health,
+    IncidentDocument,
+    IncidentList,
+    IntakeResult,
+    ReloadOutcome,
+    RulesInForce,
+)
 from responder.ingest.alertmanager import AlertmanagerWebhook
 from responder.ingest.pagerduty import PagerDutyWebhook
 
@@ -49,6 +57,8 @@ def build_openapi(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
         IncidentDocument,
         IncidentList,
         Health,
+        RulesInForce,
+        ReloadOutcome,
     ]
     _, schema = models_json_schema(
         [
@@ -133,6 +143,23 @@ def build_openapi(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
                     }
                 ],
                 "responses": {"200": _json(IncidentDocument, "The incident."), **_errors(404, 503)},
+            }
+        },
+        "/v1/rules": {
+            "get": {
+                "summary": "The rule packs in force",
+                "responses": {"200": _json(RulesInForce, "Packs, versions, rule names.")},
+            }
+        },
+        "/v1/admin/reload": {
+            "post": {
+                "summary": "Reload the rule packs (the old ones stay if any new one is invalid)",
+                "security": [{"bearer": []}],
+                "responses": {
+                    "200": _json(ReloadOutcome, "The new packs are in force."),
+                    "422": _json(ReloadOutcome, "Refused: the problems; the old packs stay."),
+                    **_errors(401, 403),
+                },
             }
         },
         "/healthz": {

@@ -17,22 +17,26 @@ the whole batch each take one store round trip. An alert storm is where this cou
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 import structlog
 
+from responder.domain.decision import Decision
 from responder.domain.incident import (
     IncidentChange,
     IncidentLookup,
     apply_alert,
     apply_pagerduty,
+    classify,
+    combine,
     new_incident_id,
     open_from_pagerduty,
     open_incident,
 )
+from responder.domain.severity import SeverityLevel
 from responder.domain.signal import (
     AlertSignal,
     AlertStatus,
@@ -52,6 +56,7 @@ from responder.ports import (
     SignalRef,
     Store,
 )
+from responder.rules.engine import AlertInput, RuleSet
 
 log = structlog.get_logger("responder.pipeline")
 
@@ -105,14 +110,34 @@ class Pipeline:
         notifier: Notifier,
         metrics: Metrics,
         group_by: Sequence[str],
+        rules: Callable[[], RuleSet] = RuleSet,
+        force_dry_run: bool = False,
         stages: Sequence[IncidentStage] = (),
     ) -> None:
         self._store = store
         self._clock = clock
         self._notifier = notifier
         self._metrics = metrics
-        self._group_by = tuple(group_by)
+        self._group_by = tuple(group_by)  # for alerts no rule pack claims
+        self._rules = rules
+        self._force_dry_run = force_dry_run
         self._stages = tuple(stages)
+
+    def classify(self, signal: AlertSignal) -> tuple[Decision, SeverityLevel]:
+        """What the rules in force say of an alert, before triage."""
+        rules = self._rules()
+        decision = rules.evaluate(
+            AlertInput(labels=signal.labels, annotations=signal.annotations, source=signal.source)
+        ).decision
+        if self._force_dry_run and decision.actions:
+            decision = decision.model_copy(
+                update={
+                    "actions": tuple(
+                        a.model_copy(update={"dry_run": True}) for a in decision.actions
+                    )
+                }
+            )
+        return decision, rules.severity_level(decision.pack, decision.severity)
 
     async def handle(self, *signals: AnySignal) -> list[Handled]:
         """Apply signals, in order, to their incidents, then run the follow-up stages.
@@ -145,11 +170,14 @@ class Pipeline:
         """One item per alert group (its alerts in order), one per PagerDuty event; and for
         each item, the indexes of its signals."""
         groups: dict[str, list[int]] = {}
+        decisions: dict[int, tuple[Decision, SeverityLevel]] = {}
         items: list[MutationItem] = []
         owners: list[list[int]] = []
         for index, signal in enumerate(signals):
             if isinstance(signal, AlertSignal):
-                groups.setdefault(group_key_for(signal.labels, self._group_by), []).append(index)
+                decisions[index] = self.classify(signal)
+                group_by = decisions[index][0].group_by or self._group_by
+                groups.setdefault(group_key_for(signal.labels, group_by), []).append(index)
                 continue
             lookups = _pagerduty_lookups(signal)
             if not lookups:
@@ -164,7 +192,7 @@ class Pipeline:
         for group_key, indexes in groups.items():
             alerts = [s for s in (signals[i] for i in indexes) if isinstance(s, AlertSignal)]
             mutators = tuple(
-                _alert_mutator(a, group_key, now, handled[i])
+                _alert_mutator(a, group_key, now, handled[i], decisions[i])
                 for a, i in zip(alerts, indexes, strict=True)
             )
             items.append(
@@ -261,8 +289,14 @@ class Pipeline:
 
 
 def _alert_mutator(
-    signal: AlertSignal, group_key: str, now: datetime, handled: Handled
+    signal: AlertSignal,
+    group_key: str,
+    now: datetime,
+    handled: Handled,
+    classification: tuple[Decision, SeverityLevel],
 ) -> IncidentMutator:
+    decision, level = classification
+
     def mutate(state: IncidentState) -> IncidentChange | None:
         handled.retry_reason = None  # the store may run a mutator again after a conflict
         record = state.signal
@@ -270,14 +304,21 @@ def _alert_mutator(
             # a redelivered entry, or one overtaken by a newer status: nothing to do
             log.info("signal already handled", dedupe_key=signal.dedupe_key)
             return None
+        change: IncidentChange | None = None
         if state.incident is not None:
             current = state.alerts.get(signal.fingerprint)
-            return apply_alert(state.incident, current, signal, now)
-        if signal.status is AlertStatus.FIRING:
-            return open_incident(
+            change = apply_alert(state.incident, current, signal, now)
+        elif signal.status is AlertStatus.FIRING:
+            change = open_incident(
                 incident_id=new_incident_id(now), group_key=group_key, signal=signal, now=now
             )
-        if (now - signal.received_at).total_seconds() < _LINK_GRACE_S:
+        if change is not None:
+            if signal.status is AlertStatus.FIRING:
+                # a new or returning alert may say the incident is worse than thought
+                change = combine(change, classify(change.incident, decision, now, level=level))
+            return change
+        young = (now - signal.received_at).total_seconds() < _LINK_GRACE_S
+        if state.incident is None and signal.status is AlertStatus.RESOLVED and young:
             # Nothing open to resolve: another worker may still hold this alert's firing
             # (it was queued first). Try again later rather than lose the resolve.
             handled.retry_reason = f"alert {signal.fingerprint} resolved before its firing"

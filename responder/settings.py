@@ -129,7 +129,18 @@ class Settings(BaseSettings):
     group_by: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["alertname", "service"],
         description="Alert labels whose values make the incident group, like Alertmanager's "
-        "group_by.",
+        "group_by, for alerts no rule pack claims (a pack's own group_by wins).",
+    )
+    rules: Annotated[list[Path], NoDecode] = Field(
+        default_factory=lambda: default_rules_paths(),
+        description="Comma-separated rule pack files or directories (their *.yaml). Default: "
+        "the packs shipped in rules/.",
+    )
+    admin_token: SecretStr | None = Field(
+        None, description="Bearer token for /v1/admin/* (rule reload); unset disables them."
+    )
+    dry_run: bool = Field(
+        False, description="Force dry-run for every action, whatever the packs say."
     )
     retry_after_s: int = Field(
         5, ge=1, description="Retry-After sent with a 503 when the store is unreachable."
@@ -144,7 +155,7 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
 
-    @field_validator("pagerduty_webhook_secrets", "group_by", mode="before")
+    @field_validator("pagerduty_webhook_secrets", "group_by", "rules", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return _split_commas(value)
@@ -193,7 +204,7 @@ class Settings(BaseSettings):
         """Every configured secret, for redaction of logs and error messages."""
         values = [
             s.get_secret_value()
-            for s in (self.alertmanager_token, self.alertmanager_password)
+            for s in (self.alertmanager_token, self.alertmanager_password, self.admin_token)
             if s is not None
         ]
         values += [s.get_secret_value() for s in self.pagerduty_webhook_secrets]
@@ -212,6 +223,12 @@ class Settings(BaseSettings):
             f"{ENV_PREFIX}ALERTMANAGER_TOKEN (or _USERNAME/_PASSWORD), or "
             f"{ENV_PREFIX}ALLOW_UNAUTHENTICATED=true if the network is trusted"
         )
+
+
+def default_rules_paths() -> list[Path]:
+    """The ``rules/`` directory shipped beside the package (a checkout, or the image)."""
+    shipped = Path(__file__).resolve().parents[1] / "rules"
+    return [shipped] if shipped.is_dir() else []
 
 
 def is_loopback(host: str) -> bool:

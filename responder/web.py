@@ -22,7 +22,15 @@ from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 from pydantic import BaseModel, ValidationError
 
-from responder.api import ErrorBody, Health, IncidentDocument, IncidentList
+from responder.api import (
+    ErrorBody,
+    Health,
+    IncidentDocument,
+    IncidentList,
+    PackInfo,
+    ReloadOutcome,
+    RulesInForce,
+)
 from responder.domain.errors import StoreUnavailableError
 from responder.domain.incident import IncidentStatus
 from responder.domain.signal import ObserveOutcome
@@ -30,6 +38,7 @@ from responder.ingest.alertmanager import AlertmanagerWebhook
 from responder.ingest.pagerduty import PagerDutyWebhook, signature_valid
 from responder.metrics import Metrics
 from responder.ports import AnySignal, Clock, Store, WorkQueue
+from responder.rules.registry import RuleRegistry
 from responder.settings import Settings, is_loopback
 
 log = structlog.get_logger("responder.web")
@@ -45,6 +54,7 @@ class WebContext:
     queue: WorkQueue
     clock: Clock
     metrics: Metrics
+    rules: RuleRegistry
     openapi: dict[str, object]
 
 
@@ -343,6 +353,41 @@ async def get_incident(request: web.Request) -> web.StreamResponse:
     return json_response(IncidentDocument.of(view))
 
 
+def _packs(rules: RuleRegistry) -> list[PackInfo]:
+    return [
+        PackInfo(
+            name=p.name, version=p.spec.version, source=p.source, rules=[r.name for r in p.rules]
+        )
+        for p in rules().packs
+    ]
+
+
+def _check_admin(request: web.Request, settings: Settings) -> None:
+    if settings.admin_token is None:
+        raise ApiError(
+            403, "forbidden", "the admin API is off: set RESPONDER_ADMIN_TOKEN", outcome="forbidden"
+        )
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise _unauthorized("send the admin bearer token", 'Bearer realm="responder-admin"')
+    if not hmac.compare_digest(
+        token.strip().encode(), settings.admin_token.get_secret_value().encode()
+    ):
+        raise ApiError(403, "forbidden", "wrong admin token", outcome="forbidden")
+
+
+async def list_rules(request: web.Request) -> web.StreamResponse:
+    return json_response(RulesInForce(packs=_packs(request.app[CONTEXT].rules)))
+
+
+async def reload_rules(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CONTEXT]
+    _check_admin(request, ctx.settings)
+    result = ctx.rules.reload()
+    outcome = ReloadOutcome(ok=result.ok, packs=_packs(ctx.rules), problems=list(result.problems))
+    return json_response(outcome, status=200 if result.ok else 422)
+
+
 async def healthz(request: web.Request) -> web.StreamResponse:
     return json_response(Health(status="ok"))
 
@@ -381,6 +426,8 @@ def add_routes(app: web.Application, metrics: Metrics) -> None:
     app.router.add_post("/v1/webhooks/pagerduty", _webhook("pagerduty", pagerduty_webhook))
     app.router.add_get("/v1/incidents", list_incidents)
     app.router.add_get("/v1/incidents/{incident_id}", get_incident)
+    app.router.add_get("/v1/rules", list_rules)
+    app.router.add_post("/v1/admin/reload", reload_rules)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler(metrics))

@@ -90,7 +90,8 @@ def test_serve_replay_and_incidents_against_a_running_service() -> None:
         [inc] = incidents
         table = responder("incidents", "list", "--url", svc.url)
         assert inc["id"] in table.stdout
-        assert "PostHogRateLimited" in table.stdout
+        assert "PostHog rate-limits posthog-integration (HTTP 429)" in table.stdout
+        assert " P2 " in table.stdout
         shown = responder("incidents", "show", inc["id"], "--url", svc.url)
         assert shown.returncode == 0
         assert "incident.opened" in shown.stdout

@@ -41,14 +41,16 @@ async def test_two_replicas_racing_on_two_groups_keep_one_incident_each(
         assert len(incidents) == 2
         for inc in incidents:
             kinds = Counter(e["kind"] for e in inc["timeline"])
-            assert kinds == {"incident.opened": 1, "alert.joined": 39}
-            assert [e["seq"] for e in inc["timeline"]] == list(range(40))
+            assert kinds == {"incident.opened": 1, "incident.classified": 1, "alert.joined": 39}
+            assert [e["seq"] for e in inc["timeline"]] == list(range(41))
             assert (inc["alerts_total"], inc["alerts_firing"]) == (40, 40)
             assert len({x["fingerprint"] for x in inc["alerts"]}) == 40
         # every event was followed up (notified) by one replica or the other; exactly-once
         # delivery to a sink is the sink's effect key, not the follow-up's
         notified = Counter(a.notifier.kinds() + b.notifier.kinds())
-        assert notified >= Counter({"incident.opened": 2, "alert.joined": 78})
+        assert notified >= Counter(
+            {"incident.opened": 2, "incident.classified": 2, "alert.joined": 78}
+        )
 
         resolves = [
             svc.post_alertmanager(pod_alert(path, pod, "resolved"))
@@ -84,8 +86,8 @@ async def test_concurrent_batches_on_one_group_conflict_and_retry_without_loss(
         assert (await queue.stats()).pending == 0
         [inc] = await a.incidents()
         kinds = Counter(e["kind"] for e in inc["timeline"])
-        assert kinds == {"incident.opened": 1, "alert.joined": 31}
-        assert [e["seq"] for e in inc["timeline"]] == list(range(32))
+        assert kinds == {"incident.opened": 1, "incident.classified": 1, "alert.joined": 31}
+        assert [e["seq"] for e in inc["timeline"]] == list(range(33))
         assert sorted(x["number"] for x in inc["alerts"]) == list(range(1, 33))
         # every event reached the notifier (at least once: see the test above)
         assert Counter(a.notifier.kinds() + b.notifier.kinds()) >= kinds

@@ -63,8 +63,8 @@ async def test_entry_of_a_killed_worker_is_handled_by_another_exactly_once(
     async with running_service(replicas) as a, running_service(replicas) as b:
         await a.idle()
         [inc] = await a.incidents()
-        assert [e["kind"] for e in inc["timeline"]] == ["incident.opened"]
-        assert a.notifier.kinds() + b.notifier.kinds() == ["incident.opened"]
+        assert [e["kind"] for e in inc["timeline"]] == ["incident.opened", "incident.classified"]
+        assert a.notifier.kinds() + b.notifier.kinds() == ["incident.opened", "incident.classified"]
         stats = await a.runtime.queue.stats()  # type: ignore[union-attr]
         assert (stats.pending, stats.dead_letters) == (0, 0)
 
@@ -108,4 +108,7 @@ async def test_redis_down_answers_503_and_a_resend_after_it_returns_is_processed
                 return await svc.incidents()
 
             [inc] = await eventually(opened, timeout_s=15, what="incident opened after recovery")
-            assert [e["kind"] for e in inc["timeline"]] == ["incident.opened"]
+            assert [e["kind"] for e in inc["timeline"]] == [
+                "incident.opened",
+                "incident.classified",
+            ]

@@ -66,8 +66,8 @@ async def test_limit_keeps_the_newest(service: Service) -> None:
         await service.post_alertmanager(example(f"alertmanager/{path}-firing.json"))
         await service.idle()
     resp = await service.client.get("/v1/incidents?limit=2")
-    titles = [i["title"].split(":")[0] for i in (await resp.json())["incidents"]]
-    assert titles == ["PostHogHighLatency", "PostHogUpstreamErrors"]
+    rules = [i["rule"] for i in (await resp.json())["incidents"]]
+    assert rules == ["high-latency", "upstream-errors"]
 
 
 async def test_unknown_route_and_wrong_method_answer_json(service: Service) -> None:

@@ -12,6 +12,8 @@ from responder.domain.signal import AlertSignal, AlertStatus
 from tests.support.clock import ShiftableClock
 from tests.support.service import Service, example, running_service
 
+# a firing alert of the PostHog pack: opened, then classified by its rules
+OPENED = ["incident.opened", "incident.classified"]
 UNREACHABLE = "alertmanager/posthog-api-unreachable-firing.json"
 
 
@@ -42,12 +44,18 @@ async def test_first_firing_opens_an_incident_with_its_alert(service: Service) -
     [inc] = await service.incidents()
     assert inc["status"] == "open"
     assert inc["group_key"] == '{alertname="PostHogAPIUnreachable",service="posthog-integration"}'
-    assert inc["title"] == "PostHogAPIUnreachable: PostHog API unreachable from posthog-integration"
+    # the title comes from the classifying rule's template (rules/posthog.yaml)
+    assert inc["title"] == "PostHog API unreachable from posthog-integration (production)"
+    assert (inc["severity"], inc["error_type"], inc["rule"]) == (
+        "P1",
+        "unreachable",
+        "api-unreachable",
+    )
     [alert] = inc["alerts"]
     assert alert["status"] == "firing"
     assert alert["labels"]["namespace"] == "production"
     assert alert["ends_at"] is None
-    assert kinds(inc) == ["incident.opened"]
+    assert kinds(inc) == OPENED
     assert inc["timeline"][0]["seq"] == 0
     assert inc["opened_at"]
     assert (inc["acked_at"], inc["resolved_at"]) == (None, None)
@@ -59,8 +67,8 @@ async def test_repeats_change_nothing(service: Service) -> None:
         await service.post_alertmanager(example(UNREACHABLE))
     await service.idle()
     [inc] = await service.incidents()
-    assert kinds(inc) == ["incident.opened"]
-    assert service.notifier.kinds() == ["incident.opened"]
+    assert kinds(inc) == OPENED
+    assert service.notifier.kinds() == OPENED
 
 
 async def test_alerts_of_one_group_share_an_incident(service: Service) -> None:
@@ -74,7 +82,7 @@ async def test_alerts_of_one_group_share_an_incident(service: Service) -> None:
     by_group = {i["group_key"]: i for i in incidents}
     unreachable = by_group['{alertname="PostHogAPIUnreachable",service="posthog-integration"}']
     assert len(unreachable["alerts"]) == 2
-    assert kinds(unreachable) == ["incident.opened", "alert.joined"]
+    assert kinds(unreachable) == [*OPENED, "alert.joined"]
 
 
 async def test_incident_resolves_when_all_its_alerts_have(service: Service) -> None:
@@ -95,7 +103,7 @@ async def test_incident_resolves_when_all_its_alerts_have(service: Service) -> N
     assert inc["status"] == "resolved"
     assert inc["resolved_at"] is not None
     assert kinds(inc) == [
-        "incident.opened",
+        *OPENED,
         "alert.joined",
         "alert.resolved",
         "alert.resolved",
@@ -182,11 +190,11 @@ async def test_a_flap_within_one_batch_opens_and_resolves(backend_settings) -> N
         await worker.handle(*batch)
         [inc] = await svc.incidents()
         assert inc["status"] == "resolved"
-        assert kinds(inc) == ["incident.opened", "alert.resolved", "incident.resolved"]
+        assert kinds(inc) == [*OPENED, "alert.resolved", "incident.resolved"]
         # handled twice (redelivered): nothing changes
         await worker.handle(*batch)
         [inc] = await svc.incidents()
-        assert len(inc["timeline"]) == 3
+        assert len(inc["timeline"]) == 4
 
 
 async def test_a_batch_of_one_group_makes_one_incident_in_order(backend_settings) -> None:
@@ -203,15 +211,15 @@ async def test_a_batch_of_one_group_makes_one_incident_in_order(backend_settings
         assert len(batch) == 6
         await worker.handle(*batch)
         [inc] = await svc.incidents()
-        assert kinds(inc) == ["incident.opened"] + ["alert.joined"] * 4 + ["alert.resolved"]
+        assert kinds(inc) == OPENED + ["alert.joined"] * 4 + ["alert.resolved"]
         assert [a["labels"]["instance"] for a in inc["alerts"]] == [f"pod-{n}" for n in range(5)]
         assert [a["number"] for a in inc["alerts"]] == [1, 2, 3, 4, 5]
         assert (inc["alerts_total"], inc["alerts_firing"]) == (5, 4)
         assert svc.notifier.kinds() == kinds(inc)
 
 
-async def test_group_by_follows_the_setting(backend_settings) -> None:
-    async with running_service(backend_settings(group_by="service")) as svc:
+async def test_group_by_setting_groups_alerts_no_pack_claims(backend_settings) -> None:
+    async with running_service(backend_settings(group_by="service", rules=[])) as svc:
         await svc.post_alertmanager(example(UNREACHABLE))
         await svc.idle()
         await svc.post_alertmanager(example("alertmanager/posthog-rate-limited-429-firing.json"))
@@ -219,6 +227,20 @@ async def test_group_by_follows_the_setting(backend_settings) -> None:
         [inc] = await svc.incidents()
         assert inc["group_key"] == '{service="posthog-integration"}'
         assert len(inc["alerts"]) == 2
+        assert kinds(inc) == ["incident.opened", "incident.unclassified", "alert.joined"]
+        assert (inc["severity"], inc["rule"]) == ("P3", None)
+
+
+async def test_the_classifying_packs_group_by_wins_over_the_setting(backend_settings) -> None:
+    async with running_service(backend_settings(group_by="service")) as svc:
+        await svc.post_alertmanager(example(UNREACHABLE))
+        await svc.post_alertmanager(example("alertmanager/posthog-rate-limited-429-firing.json"))
+        await svc.idle()
+        groups = sorted(i["group_key"] for i in await svc.incidents())
+        assert groups == [
+            '{alertname="PostHogAPIUnreachable",service="posthog-integration"}',
+            '{alertname="PostHogRateLimited",service="posthog-integration"}',
+        ]
 
 
 async def test_a_missing_group_label_groups_as_empty(service: Service) -> None:
@@ -269,8 +291,8 @@ async def test_handling_the_same_signal_twice_changes_nothing_the_second_time(
     [handled] = await service.runtime.pipeline.handle(again)
     assert handled.change is None
     [inc] = await service.incidents()
-    assert kinds(inc) == ["incident.opened"]
-    assert service.notifier.kinds() == ["incident.opened"]
+    assert kinds(inc) == OPENED
+    assert service.notifier.kinds() == OPENED
 
 
 async def test_events_not_yet_notified_are_notified_on_the_next_handling(
@@ -296,6 +318,6 @@ async def test_events_not_yet_notified_are_notified_on_the_next_handling(
     async with running_service(settings, Overrides(notifier=notifier)) as svc:
         await svc.post_alertmanager(example(UNREACHABLE))
         await svc.idle()
-        assert notifier.seen == ["incident.opened"]
+        assert notifier.seen == OPENED
         [inc] = await svc.incidents()
-        assert kinds(inc) == ["incident.opened"]
+        assert kinds(inc) == OPENED

@@ -13,6 +13,8 @@ from tests.support.service import EXAMPLES, Service, example, running_service
 
 PD = EXAMPLES / "pagerduty"
 SECRET = (PD / "webhook-secret.txt").read_text().strip()
+# a firing alert of the PostHog pack: opened, then classified by its rules
+OPENED = ["incident.opened", "incident.classified"]
 UNREACHABLE = "alertmanager/posthog-api-unreachable-firing.json"
 
 
@@ -52,7 +54,7 @@ async def test_triggered_links_to_the_incident_of_the_alertmanager_group(backend
         [inc] = await svc.incidents()
         assert inc["pagerduty_incident_id"] == "Q2SC2ZUVOGX8H7"
         assert inc["pagerduty_url"] == "https://example.pagerduty.com/incidents/Q2SC2ZUVOGX8H7"
-        assert kinds(inc) == ["incident.opened", "pagerduty.linked"]
+        assert kinds(inc) == [*OPENED, "pagerduty.linked"]
 
 
 async def test_acknowledged_marks_who_and_when(backend_settings) -> None:
@@ -80,7 +82,7 @@ async def test_ack_alone_links_by_incident_key_and_marks_acked(backend_settings)
         await svc.idle()
         [inc] = await svc.incidents()
         assert inc["status"] == "acked"
-        assert kinds(inc) == ["incident.opened", "pagerduty.linked", "incident.acknowledged"]
+        assert kinds(inc) == [*OPENED, "pagerduty.linked", "incident.acknowledged"]
 
 
 async def test_annotated_adds_the_note_to_the_timeline(backend_settings) -> None:
@@ -217,6 +219,6 @@ async def test_a_note_handled_before_its_incident_is_linked_is_retried(backend_s
         await post(svc, pd_event("incident-triggered"))
         await svc.idle()
         [inc] = await svc.incidents()
-        assert kinds(inc) == ["incident.opened", "pagerduty.linked", "pagerduty.note"]
+        assert kinds(inc) == [*OPENED, "pagerduty.linked", "pagerduty.note"]
         text = await (await svc.client.get("/metrics")).text()
         assert 'responder_signal_retries_total{source="pagerduty"}' in text

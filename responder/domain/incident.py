@@ -18,7 +18,9 @@ from typing import Literal
 from pydantic import Field, JsonValue
 
 from responder.domain.action import ActionRecord
+from responder.domain.decision import Decision, PlannedAction, PlannedProbe
 from responder.domain.model import Frozen
+from responder.domain.severity import ErrorType, Severity, SeverityLevel
 from responder.domain.signal import (
     AlertSignal,
     AlertStatus,
@@ -69,9 +71,14 @@ class Incident(Frozen):
     status: IncidentStatus = IncidentStatus.OPEN
     group_key: str
     title: str
-    severity: str | None = None
-    error_type: str | None = None
-    rule: str | None = None
+    severity: Severity | None = None
+    error_type: ErrorType | None = None
+    rule: str | None = None  # the rule that classified it
+    pack: str | None = None
+    branch: str | None = None  # the decision tree's branch, once triage facts are known
+    planned_probes: tuple[PlannedProbe, ...] = ()
+    planned_actions: tuple[PlannedAction, ...] = ()
+    notify: tuple[str, ...] = ()
     # The alerts themselves are kept beside the incident (one record each), so that an
     # alert storm does not make every update rewrite them all; the incident counts them.
     alerts_total: int = 0
@@ -112,6 +119,103 @@ class IncidentChange(Frozen):
     events: tuple[TimelineEvent, ...]
     alerts: tuple[IncidentAlert, ...] = ()
     opened: bool = False
+
+
+def combine(first: IncidentChange, then: IncidentChange | None) -> IncidentChange:
+    """Two successive changes of one incident as one."""
+    if then is None:
+        return first
+    alerts = {a.fingerprint: a for a in (*first.alerts, *then.alerts)}
+    return IncidentChange(
+        incident=then.incident,
+        events=(*first.events, *then.events),
+        alerts=tuple(alerts.values()),
+        opened=first.opened or then.opened,
+    )
+
+
+def classify(
+    incident: Incident, decision: Decision, now: datetime, *, level: SeverityLevel
+) -> IncidentChange | None:
+    """Record what the rules decided; ``None`` when it changes nothing.
+
+    The first decision sets severity, error type, rule, title and the plan. Later ones
+    (more alerts, triage facts) only raise the severity, never lower it while the incident
+    is open; a decision with a branch of the decision tree replaces the plan.
+    """
+    changes = _Changes(incident, now)
+    update: dict[str, object] = {}
+    if incident.severity is None:
+        update = {
+            "severity": decision.severity,
+            "error_type": decision.error_type,
+            "rule": decision.rule,
+            "pack": decision.pack,
+            "title": decision.title or incident.title,
+            "planned_probes": decision.probes,
+            "planned_actions": decision.actions,
+            "notify": decision.notify,
+        }
+        if decision.rule is None:
+            changes.add(
+                "incident.unclassified",
+                f"No rule matched: {decision.severity.value} ({level.definition}) by default",
+                severity=decision.severity.value,
+            )
+        else:
+            changes.add(
+                "incident.classified",
+                f"{decision.severity.value} ({level.definition}, respond {level.response_time})"
+                f", {decision.error_type.value}, by rule {decision.rule}",
+                severity=decision.severity.value,
+                error_type=decision.error_type.value,
+                rule=decision.rule,
+                pack=decision.pack,
+                matched=list(decision.matched),
+                respond_within_s=level.respond_within_s,
+                planned_actions=[a.spec.type for a in decision.actions],
+                probes=[p.spec.type for p in decision.probes],
+            )
+    else:
+        if decision.severity.worse_than(incident.severity) and incident.is_active:
+            update["severity"] = decision.severity
+            changes.add(
+                "incident.escalated",
+                f"{incident.severity.value} → {decision.severity.value} "
+                f"({level.definition}, respond {level.response_time}) by rule {decision.rule}",
+                previous=incident.severity.value,
+                severity=decision.severity.value,
+                rule=decision.rule,
+            )
+        if incident.error_type in (None, ErrorType.UNKNOWN) and (
+            decision.error_type is not ErrorType.UNKNOWN
+        ):
+            update["error_type"] = decision.error_type
+            changes.add(
+                "incident.reclassified",
+                f"Error type now {decision.error_type.value} (rule {decision.rule})",
+                error_type=decision.error_type.value,
+                rule=decision.rule,
+            )
+    if decision.branch is not None and decision.branch != incident.branch:
+        update.update(
+            branch=decision.branch,
+            planned_actions=decision.actions,
+            notify=decision.notify or incident.notify,
+        )
+        changes.add(
+            "incident.decided",
+            f"Decision tree: {decision.branch}"
+            + (
+                f"; planned: {', '.join(a.spec.type for a in decision.actions)}"
+                if decision.actions
+                else "; no action"
+            ),
+            branch=decision.branch,
+            facts=dict(decision.facts_used),
+            planned_actions=[a.model_dump(mode="json") for a in decision.actions],
+        )
+    return changes.done(incident.model_copy(update=update))
 
 
 def new_incident_id(now: datetime) -> str:
@@ -267,10 +371,13 @@ def open_from_pagerduty(
 ) -> IncidentChange:
     """A PagerDuty incident that matches none of ours becomes an incident of its own."""
     key = signal.incident_key or signal.incident_id or signal.event_id
+    priority = signal.priority if signal.priority in Severity.__members__ else None
     base = Incident(
         id=incident_id,
         group_key=f"pagerduty:{key}",
         title=signal.incident_title or f"PagerDuty incident {signal.incident_id}",
+        # PagerDuty priorities P1-P4 are our severities; no rule decides for these
+        severity=Severity(priority) if priority else None,
         opened_at=now,
         updated_at=now,
         pagerduty_incident_id=signal.incident_id,

@@ -199,8 +199,13 @@ async def test_groups_repeats_and_resolution_through_real_alertmanager(
         }
         assert [a["fingerprint"] for a in search["alerts"]] == [fps["search-0"]]
         assert checkout["group_key"] == '{alertname="E2ECheckoutErrors",service="checkout"}'
-        assert kinds(checkout) == {"incident.opened": 1, "alert.joined": 1}
-        assert kinds(search) == {"incident.opened": 1}
+        # no rule pack claims these test alerts: opened, then recorded as unclassified
+        assert kinds(checkout) == {
+            "incident.opened": 1,
+            "incident.unclassified": 1,
+            "alert.joined": 1,
+        }
+        assert kinds(search) == {"incident.opened": 1, "incident.unclassified": 1}
         assert all(i["status"] == "open" for i in incidents.values())
 
         # Resolve everything: Alertmanager sends each group once more, resolved.
@@ -220,12 +225,14 @@ async def test_groups_repeats_and_resolution_through_real_alertmanager(
     final = by_service(await responder.incidents())
     assert kinds(final["checkout"]) == {
         "incident.opened": 1,
+        "incident.unclassified": 1,
         "alert.joined": 1,
         "alert.resolved": 2,
         "incident.resolved": 1,
     }
     assert kinds(final["search"]) == {
         "incident.opened": 1,
+        "incident.unclassified": 1,
         "alert.resolved": 1,
         "incident.resolved": 1,
     }
@@ -318,7 +325,7 @@ async def test_ha_pair_deliveries_collapse_into_one_incident(responder: Service)
         assert len(incidents) == 1
         (incident,) = incidents
         assert [a["fingerprint"] for a in incident["alerts"]] == [fp_a]
-        assert kinds(incident) == {"incident.opened": 1}
+        assert kinds(incident) == {"incident.opened": 1, "incident.unclassified": 1}
 
         # Both resolve it too; the second resolution is a repeat as well.
         await asyncio.gather(
@@ -334,6 +341,11 @@ async def test_ha_pair_deliveries_collapse_into_one_incident(responder: Service)
         await responder.idle()
 
     (incident,) = await responder.incidents()
-    assert kinds(incident) == {"incident.opened": 1, "alert.resolved": 1, "incident.resolved": 1}
+    assert kinds(incident) == {
+        "incident.opened": 1,
+        "incident.unclassified": 1,
+        "alert.resolved": 1,
+        "incident.resolved": 1,
+    }
     seen = await signals(responder)
     assert (seen["new"], seen["changed"]) == (1, 1)

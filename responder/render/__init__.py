@@ -1,0 +1,1 @@
+"""Templates: one sandboxed jinja2 environment for everything the service renders."""

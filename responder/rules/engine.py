@@ -1,0 +1,297 @@
+"""Compiled rule packs and their evaluation.
+
+Rules are walked in order, pack after pack, like Alertmanager's routes: a rule matches
+when all its matchers match the alert and all its conditions hold on the facts; the first
+matching rule that classifies sets severity, error type and title; every matching rule
+adds its probes, actions and channels; a matching rule without ``continue`` ends the walk.
+Facts under ``incident.`` are the incident's own, with the classification of this walk.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import JsonValue, TypeAdapter, ValidationError
+
+from responder.domain.decision import Decision, PlannedAction, PlannedProbe
+from responder.domain.plans import ActionSpec, ProbeSpec
+from responder.domain.severity import DEFAULT_SEVERITIES, ErrorType, Severity, SeverityLevel
+from responder.render.templates import Template, TemplateProblem
+from responder.rules.conditions import Condition, Outcome
+from responder.rules.matchers import Matcher
+from responder.rules.schema import Pack, Rule
+
+PROBE_ADAPTER: TypeAdapter[Any] = TypeAdapter(ProbeSpec)
+ACTION_ADAPTER: TypeAdapter[Any] = TypeAdapter(ActionSpec)
+
+
+@dataclass(frozen=True)
+class AlertInput:
+    """What rules see of a signal."""
+
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    source: str = "alertmanager"
+
+    def context(self) -> dict[str, Any]:
+        return {
+            "labels": dict(self.labels),
+            "annotations": dict(self.annotations),
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True)
+class CompiledErrorType:
+    fixed: ErrorType | None
+    kind: str = ""  # label | annotation
+    name: str = ""
+    cases: tuple[tuple[re.Pattern[str], ErrorType], ...] = ()
+    default: ErrorType = ErrorType.UNKNOWN
+
+    def resolve(self, alert: AlertInput) -> tuple[ErrorType, str]:
+        if self.fixed is not None:
+            return self.fixed, "fixed by the rule"
+        values = alert.labels if self.kind == "label" else alert.annotations
+        text = values.get(self.name, "")
+        for regex, error_type in self.cases:
+            hit = regex.fullmatch(text) if self.kind == "label" else regex.search(text)
+            if hit:
+                return error_type, f"{self.kind} {self.name}={text!r} matches {regex.pattern!r}"
+        if not self.cases and text in ErrorType.__members__.values():
+            return ErrorType(text), f"{self.kind} {self.name} names it"
+        return self.default, f"{self.kind} {self.name}={text!r}: no case matched, default"
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    pack: CompiledPack
+    spec: Rule
+    matchers: tuple[Matcher, ...]
+    conditions: tuple[Condition, ...]
+    title: Template | None
+    error_type: CompiledErrorType | None
+    templates: Mapping[str, Template]  # every template string of the rule's probes/actions
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass
+class CompiledPack:
+    spec: Pack
+    source: str  # the file it came from
+    rules: tuple[CompiledRule, ...] = ()
+    default_probe_templates: Mapping[str, Template] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def severity_level(self, severity: Severity) -> SeverityLevel:
+        return self.spec.severities.get(severity, DEFAULT_SEVERITIES[severity])
+
+
+@dataclass(frozen=True)
+class MatcherResult:
+    text: str
+    passed: bool
+    actual: str
+
+
+@dataclass(frozen=True)
+class RuleTrace:
+    """How one rule fared, for ``responder rules explain`` and the timeline."""
+
+    pack: str
+    rule: str
+    matchers: tuple[MatcherResult, ...]
+    conditions: tuple[tuple[str, Outcome], ...]
+    matched: bool
+    ended_walk: bool
+
+
+@dataclass
+class Evaluation:
+    decision: Decision
+    trace: list[RuleTrace]
+    problems: list[str]
+
+
+class RuleSet:
+    """The packs in force, in order. Immutable: a reload builds a new one."""
+
+    def __init__(self, packs: tuple[CompiledPack, ...] = ()) -> None:
+        self.packs = packs
+
+    def rules(self) -> Iterator[CompiledRule]:
+        for pack in self.packs:
+            yield from pack.rules
+
+    def severity_level(self, pack: str | None, severity: Severity) -> SeverityLevel:
+        for compiled in self.packs:
+            if compiled.name == pack:
+                return compiled.severity_level(severity)
+        return DEFAULT_SEVERITIES[severity]
+
+    def evaluate(self, alert: AlertInput, facts: Mapping[str, Any] | None = None) -> Evaluation:
+        """Walk the rules. ``facts=None``: before triage, so rules with conditions wait."""
+        ctx = alert.context()
+        trace: list[RuleTrace] = []
+        problems: list[str] = []
+        classifier: CompiledRule | None = None  # the rule that set the severity
+        severity: Severity | None = None
+        error_type: ErrorType | None = None
+        title: str | None = None
+        branch: str | None = None
+        matched: list[str] = []
+        probes: list[PlannedProbe] = []
+        actions: list[PlannedAction] = []
+        notify: list[str] = []
+        used: dict[str, JsonValue] = {}
+        view: dict[str, Any] = dict(facts or {})
+        for rule in self.rules():
+            results = tuple(
+                MatcherResult(
+                    m.text,
+                    m.matches(alert.labels, alert.annotations, alert.source),
+                    m.value_of(alert.labels, alert.annotations, alert.source),
+                )
+                for m in rule.matchers
+            )
+            outcomes: tuple[tuple[str, Outcome], ...] = ()
+            ok = all(r.passed for r in results)
+            if ok and rule.conditions:
+                if facts is None:
+                    outcomes = tuple(
+                        (c.text, Outcome(False, "no facts yet (before triage)"))
+                        for c in rule.conditions
+                    )
+                else:
+                    outcomes = tuple((c.text, c.evaluate(view)) for c in rule.conditions)
+                ok = all(o.holds for _, o in outcomes)
+            ends = ok and not rule.spec.continue_
+            trace.append(RuleTrace(rule.pack.name, rule.name, results, outcomes, ok, ends))
+            if not ok:
+                continue
+            matched.append(rule.name)
+            for text, outcome in outcomes:
+                used[text] = outcome.value
+            if rule.conditions and (rule.spec.actions or rule.spec.notify or rule.spec.probes):
+                # a branch of the decision tree does something; a rule on facts that only
+                # classifies (an escalation) is not one
+                branch = rule.name
+            spec = rule.spec.classify
+            if spec is not None:
+                if severity is None and spec.severity is not None:
+                    classifier, severity = rule, spec.severity
+                if error_type is None and rule.error_type is not None:
+                    error_type, _ = rule.error_type.resolve(alert)
+                if title is None and rule.title is not None:
+                    title = _render_title(rule, ctx, problems) or None
+                view["incident"] = {
+                    **view.get("incident", {}),
+                    **({"severity": severity.value} if severity else {}),
+                    **({"error_type": error_type.value} if error_type else {}),
+                }
+            probes += _plan_probes(rule.name, rule.spec.probes, rule.templates, ctx, problems)
+            actions += _plan_actions(rule, ctx, problems)
+            notify += [c for c in rule.spec.notify if c not in notify]
+            if ends:
+                break
+        pack = classifier.pack if classifier else None
+        if pack is not None:
+            defaults = _plan_probes(
+                "defaults", pack.spec.defaults.probes, pack.default_probe_templates, ctx, problems
+            )
+            probes = [p for p in defaults if p not in probes] + probes
+            if not notify:
+                notify = list(pack.spec.defaults.notify)
+        decision = Decision(
+            pack=pack.name if pack else None,
+            rule=classifier.name if classifier else None,
+            branch=branch,
+            severity=severity or Severity.P3,
+            error_type=error_type or ErrorType.UNKNOWN,
+            title=title or alert.labels.get("alertname", "alert"),
+            group_by=pack.spec.defaults.group_by if pack else (),
+            matched=tuple(matched),
+            probes=_unique(probes),
+            actions=tuple(actions),
+            notify=tuple(notify),
+            facts_used=used,
+        )
+        return Evaluation(decision=decision, trace=trace, problems=problems)
+
+
+def _unique(probes: list[PlannedProbe]) -> tuple[PlannedProbe, ...]:
+    seen: list[Any] = []
+    out = []
+    for probe in probes:
+        if probe.spec not in seen:
+            seen.append(probe.spec)
+            out.append(probe)
+    return tuple(out)
+
+
+def _render_title(rule: CompiledRule, ctx: Mapping[str, Any], problems: list[str]) -> str:
+    if rule.title is None:
+        return ""
+    try:
+        return rule.title.render(ctx).strip()
+    except TemplateProblem as exc:
+        problems.append(f"rule {rule.name}: title: {exc}")
+        return ""
+
+
+def fill(value: Any, templates: Mapping[str, Template], ctx: Mapping[str, Any]) -> Any:
+    """Render every template string in a nested structure."""
+    if isinstance(value, str):
+        template = templates.get(value)
+        return template.render(ctx) if template is not None else value
+    if isinstance(value, dict):
+        return {k: fill(v, templates, ctx) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [fill(v, templates, ctx) for v in value]
+    return value
+
+
+def _plan_probes(
+    rule_name: str,
+    specs: tuple[Any, ...],
+    templates: Mapping[str, Template],
+    ctx: Mapping[str, Any],
+    problems: list[str],
+) -> list[PlannedProbe]:
+    planned = []
+    for spec in specs:
+        try:
+            filled = PROBE_ADAPTER.validate_python(fill(spec.model_dump(), templates, ctx))
+        except (TemplateProblem, ValidationError) as exc:
+            problems.append(f"rule {rule_name}: probe {spec.type} not planned: {exc}")
+            continue
+        planned.append(PlannedProbe(rule=rule_name, spec=filled))
+    return planned
+
+
+def _plan_actions(
+    rule: CompiledRule, ctx: Mapping[str, Any], problems: list[str]
+) -> list[PlannedAction]:
+    planned = []
+    for spec in rule.spec.actions:
+        try:
+            filled = ACTION_ADAPTER.validate_python(fill(spec.model_dump(), rule.templates, ctx))
+        except (TemplateProblem, ValidationError) as exc:
+            problems.append(f"rule {rule.name}: action {spec.type} not planned: {exc}")
+            continue
+        dry_run = next(
+            d
+            for d in (spec.dry_run, rule.spec.dry_run, rule.pack.spec.defaults.dry_run)
+            if d is not None
+        )
+        planned.append(PlannedAction(rule=rule.name, spec=filled, dry_run=dry_run))
+    return planned
