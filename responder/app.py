@@ -18,7 +18,14 @@ from aiohttp import web
 
 from responder.adapters.clock import SystemClock
 from responder.adapters.console import ConsoleNotifier
+from responder.adapters.http import SharedSession
+from responder.adapters.kube import ClusterGateway
 from responder.adapters.memory import MemoryQueue, MemoryStore
+from responder.adapters.probes.health import HttpHealthProbe
+from responder.adapters.probes.pod_logs import PodLogsReader
+from responder.adapters.probes.prometheus import PrometheusQueryProbe
+from responder.adapters.probes.vendor_status import StatuspageProbe
+from responder.adapters.prometheus import PrometheusClient
 from responder.adapters.redis_client import connect
 from responder.adapters.redis_keys import RedisKeys
 from responder.adapters.redis_queue import RedisQueue
@@ -27,9 +34,11 @@ from responder.domain.errors import StoreUnavailableError
 from responder.metrics import Metrics
 from responder.openapi import build_openapi
 from responder.pipeline import Pipeline
-from responder.ports import Clock, Notifier, Store, WorkQueue
+from responder.ports import Clock, KubeGateway, Notifier, Probe, Store, WorkQueue
+from responder.redaction import Redactor
 from responder.rules.registry import RuleRegistry
 from responder.settings import Settings
+from responder.triage.stage import TriageStage
 from responder.web import CONTEXT, WebContext, add_routes, request_context
 from responder.worker import Worker
 
@@ -44,6 +53,7 @@ class Overrides:
     store: Store | None = None
     queue: WorkQueue | None = None
     notifier: Notifier | None = None
+    kube: KubeGateway | None = None
 
 
 @dataclass
@@ -58,6 +68,8 @@ class Runtime:
     rules: RuleRegistry
     pipeline: Pipeline
     worker: Worker
+    http: SharedSession
+    kube: KubeGateway
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -97,6 +109,29 @@ def create_app(
     else:
         store, queue = build_backend(settings, clock)
     notifier = overrides.notifier or ConsoleNotifier()
+    http = SharedSession()
+    kube: KubeGateway = overrides.kube or ClusterGateway(settings.kubeconfig)
+    redact = Redactor(settings.secret_values())
+    prometheus = (
+        PrometheusClient(settings.prometheus_url, http) if settings.prometheus_url else None
+    )
+    probes: dict[str, Probe] = {
+        "vendor_status": StatuspageProbe(http),
+        "health": HttpHealthProbe(http),
+        "prometheus": PrometheusQueryProbe(prometheus),
+        "pod_logs": PodLogsReader(kube, redact),
+    }
+    triage = TriageStage(
+        store=store,
+        probes=probes,
+        rules=rules,
+        clock=clock,
+        metrics=metrics,
+        redact=redact,
+        budget_s=settings.triage_budget_s,
+        cache_ttl_s=settings.triage_cache_ttl_s,
+        force_dry_run=settings.dry_run,
+    )
     pipeline = Pipeline(
         store=store,
         clock=clock,
@@ -105,6 +140,7 @@ def create_app(
         group_by=settings.group_by,
         rules=rules,
         force_dry_run=settings.dry_run,
+        stages=(triage,) if settings.triage else (),
     )
     worker = Worker(
         queue=queue,
@@ -125,6 +161,8 @@ def create_app(
         rules=rules,
         pipeline=pipeline,
         worker=worker,
+        http=http,
+        kube=kube,
     )
 
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[request_context])
@@ -178,3 +216,7 @@ async def _run_workers(app: web.Application) -> AsyncIterator[None]:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await runtime.store.close()
+        await runtime.http.close()
+        close = getattr(runtime.kube, "close", None)
+        if close is not None:
+            await close()

@@ -13,26 +13,25 @@ from typing import Any
 
 import structlog
 
-REDACTED = "[REDACTED]"
+from responder.redaction import REDACTED, Redactor
+
+__all__ = ["REDACTED", "SecretRedactor", "configure"]
 
 
 class SecretRedactor:
     """A structlog processor that blanks out known secret values in every string field."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        # longest first, so that a secret containing another is replaced whole
-        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        self._redactor = Redactor(secrets)
+        self._active = self._redactor.has_secrets
 
     def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return text
+        return self._redactor.known_only(text)
 
     def __call__(
         self, logger: Any, method: str, event: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
-        if not self._secrets:
+        if not self._active:
             return event
         for key, value in list(event.items()):
             if isinstance(value, str):

@@ -70,6 +70,18 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.probe_results = Counter(
+            "responder_probe_results_total",
+            "Triage probe runs by probe and outcome (ok, failed: error or timeout).",
+            ["probe", "outcome"],
+            registry=r,
+        )
+        self.triage_seconds = Histogram(
+            "responder_triage_seconds",
+            "Wall time of one incident's triage (all probes, concurrently).",
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60),
+            registry=r,
+        )
         self.rule_reloads = Counter(
             "responder_rule_reloads_total",
             "Rule reloads by outcome (ok, error: the rules in force stayed).",

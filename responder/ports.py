@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import Field
 
+from responder.domain.facts import ProbeResult
 from responder.domain.incident import (
     Incident,
     IncidentAlert,
@@ -207,6 +208,41 @@ class WorkQueue(Protocol):
     async def stats(self) -> QueueStats: ...
 
     async def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]: ...
+
+
+class Probe(Protocol):
+    """One source of triage evidence. Failures are results (``ok=False``), not exceptions;
+    the runner bounds every probe in time and cancels one that runs over."""
+
+    kind: str  # the probe type it serves: vendor_status, health, prometheus, pod_logs
+
+    async def run(self, spec: Any) -> ProbeResult: ...
+
+
+class PodInfo(Frozen):
+    name: str
+    namespace: str
+    containers: tuple[str, ...]
+    started_at: datetime | None = None
+    phase: str | None = None
+
+
+class KubeError(Exception):
+    """A Kubernetes call failed; ``status`` is the HTTP status when there was one."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class KubeGateway(Protocol):
+    """Every Kubernetes call the service makes goes through this port."""
+
+    async def list_pods(self, *, namespace: str, selector: str) -> list[PodInfo]: ...
+
+    async def read_log(
+        self, *, namespace: str, pod: str, container: str | None, since_s: int, tail_lines: int
+    ) -> str: ...
 
 
 class Notifier(Protocol):

@@ -142,6 +142,27 @@ class Settings(BaseSettings):
     dry_run: bool = Field(
         False, description="Force dry-run for every action, whatever the packs say."
     )
+    prometheus_url: str | None = Field(
+        None, description="Prometheus base URL for triage and verification queries."
+    )
+    kubeconfig: Path | None = Field(
+        None,
+        description="kubeconfig for the cluster; unset: the in-cluster service account when "
+        "running in a pod, else no cluster (pod logs unavailable, actions dry-run).",
+    )
+    triage: bool = Field(
+        True,
+        description="Run the rules' triage probes. Off: incidents are classified and "
+        "followed, no probe is run (no outbound calls), no branch is chosen.",
+    )
+    triage_budget_s: float = Field(
+        20.0, gt=0, le=300, description="Wall time one incident's probes get in all."
+    )
+    triage_cache_ttl_s: float = Field(
+        120.0,
+        ge=0,
+        description="Facts younger than this are reused when more alerts join an incident.",
+    )
     retry_after_s: int = Field(
         5, ge=1, description="Retry-After sent with a 503 when the store is unreachable."
     )
@@ -166,6 +187,15 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("group_by needs at least one label name")
         return value
+
+    @model_validator(mode="after")
+    def _triage_within_visibility(self) -> Settings:
+        if self.triage_budget_s >= self.visibility_timeout_s:
+            raise ValueError(
+                "triage_budget_s must be below visibility_timeout_s: otherwise another worker "
+                "claims an entry while its triage still runs"
+            )
+        return self
 
     @model_validator(mode="after")
     def _basic_auth_pairs(self) -> Settings:

@@ -19,6 +19,7 @@ from pydantic import Field, JsonValue
 
 from responder.domain.action import ActionRecord
 from responder.domain.decision import Decision, PlannedAction, PlannedProbe
+from responder.domain.facts import ProbeResult, merge_facts
 from responder.domain.model import Frozen
 from responder.domain.severity import ErrorType, Severity, SeverityLevel
 from responder.domain.signal import (
@@ -83,7 +84,11 @@ class Incident(Frozen):
     # alert storm does not make every update rewrite them all; the incident counts them.
     alerts_total: int = 0
     alerts_firing: int = 0
+    # the labels and annotations of the alert that opened it: what rules and templates read
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
     facts: dict[str, JsonValue] = Field(default_factory=dict)
+    triaged_at: datetime | None = None
     actions: tuple[ActionRecord, ...] = ()
     opened_at: datetime
     updated_at: datetime
@@ -134,70 +139,113 @@ def combine(first: IncidentChange, then: IncidentChange | None) -> IncidentChang
     )
 
 
+def _escalate(
+    incident: Incident, decision: Decision, changes: _Changes, level: SeverityLevel
+) -> dict[str, object]:
+    """Raise the severity when the decision says worse; it never drops while open."""
+    update: dict[str, object] = {}
+    if incident.severity is None or not incident.is_active:
+        return update
+    if decision.severity.worse_than(incident.severity):
+        update["severity"] = decision.severity
+        changes.add(
+            "incident.escalated",
+            f"{incident.severity.value} → {decision.severity.value} "
+            f"({level.definition}, respond {level.response_time}) by rule {decision.rule}",
+            previous=incident.severity.value,
+            severity=decision.severity.value,
+            rule=decision.rule,
+        )
+    if incident.error_type in (None, ErrorType.UNKNOWN) and (
+        decision.error_type is not ErrorType.UNKNOWN
+    ):
+        update["error_type"] = decision.error_type
+        changes.add(
+            "incident.reclassified",
+            f"Error type now {decision.error_type.value} (rule {decision.rule})",
+            error_type=decision.error_type.value,
+            rule=decision.rule,
+        )
+    return update
+
+
 def classify(
     incident: Incident, decision: Decision, now: datetime, *, level: SeverityLevel
 ) -> IncidentChange | None:
-    """Record what the rules decided; ``None`` when it changes nothing.
+    """Record what the rules say of an alert, before triage; ``None`` when nothing changes.
 
-    The first decision sets severity, error type, rule, title and the plan. Later ones
-    (more alerts, triage facts) only raise the severity, never lower it while the incident
-    is open; a decision with a branch of the decision tree replaces the plan.
+    The first decision sets severity, error type, rule, title and the planned probes.
+    Later ones (more alerts) only raise the severity, never lower it while it is open.
     """
     changes = _Changes(incident, now)
-    update: dict[str, object] = {}
-    if incident.severity is None:
-        update = {
-            "severity": decision.severity,
-            "error_type": decision.error_type,
-            "rule": decision.rule,
-            "pack": decision.pack,
-            "title": decision.title or incident.title,
-            "planned_probes": decision.probes,
-            "planned_actions": decision.actions,
-            "notify": decision.notify,
-        }
-        if decision.rule is None:
-            changes.add(
-                "incident.unclassified",
-                f"No rule matched: {decision.severity.value} ({level.definition}) by default",
-                severity=decision.severity.value,
-            )
-        else:
-            changes.add(
-                "incident.classified",
-                f"{decision.severity.value} ({level.definition}, respond {level.response_time})"
-                f", {decision.error_type.value}, by rule {decision.rule}",
-                severity=decision.severity.value,
-                error_type=decision.error_type.value,
-                rule=decision.rule,
-                pack=decision.pack,
-                matched=list(decision.matched),
-                respond_within_s=level.respond_within_s,
-                planned_actions=[a.spec.type for a in decision.actions],
-                probes=[p.spec.type for p in decision.probes],
-            )
+    if incident.severity is not None:
+        return changes.done(
+            incident.model_copy(update=_escalate(incident, decision, changes, level))
+        )
+    update: dict[str, object] = {
+        "severity": decision.severity,
+        "error_type": decision.error_type,
+        "rule": decision.rule,
+        "pack": decision.pack,
+        "title": decision.title or incident.title,
+        "planned_probes": decision.probes,
+        "planned_actions": decision.actions,
+        "notify": decision.notify,
+    }
+    if decision.rule is None:
+        changes.add(
+            "incident.unclassified",
+            f"No rule matched: {decision.severity.value} ({level.definition}) by default",
+            severity=decision.severity.value,
+        )
     else:
-        if decision.severity.worse_than(incident.severity) and incident.is_active:
-            update["severity"] = decision.severity
-            changes.add(
-                "incident.escalated",
-                f"{incident.severity.value} → {decision.severity.value} "
-                f"({level.definition}, respond {level.response_time}) by rule {decision.rule}",
-                previous=incident.severity.value,
-                severity=decision.severity.value,
-                rule=decision.rule,
-            )
-        if incident.error_type in (None, ErrorType.UNKNOWN) and (
-            decision.error_type is not ErrorType.UNKNOWN
-        ):
-            update["error_type"] = decision.error_type
-            changes.add(
-                "incident.reclassified",
-                f"Error type now {decision.error_type.value} (rule {decision.rule})",
-                error_type=decision.error_type.value,
-                rule=decision.rule,
-            )
+        changes.add(
+            "incident.classified",
+            f"{decision.severity.value} ({level.definition}, respond {level.response_time})"
+            f", {decision.error_type.value}, by rule {decision.rule}",
+            severity=decision.severity.value,
+            error_type=decision.error_type.value,
+            rule=decision.rule,
+            pack=decision.pack,
+            matched=list(decision.matched),
+            respond_within_s=level.respond_within_s,
+            planned_actions=[a.spec.type for a in decision.actions],
+            probes=[p.spec.type for p in decision.probes],
+        )
+    return changes.done(incident.model_copy(update=update))
+
+
+def apply_triage(
+    incident: Incident, results: Sequence[ProbeResult], now: datetime
+) -> IncidentChange:
+    """Record what triage found: the facts, and one timeline event with each probe's
+    outcome and evidence."""
+    facts = merge_facts(list(results))
+    changes = _Changes(incident, now)
+    failed = [r.probe for r in results if not r.ok]
+    summary = "; ".join(r.summary or (r.error or r.probe) for r in results)
+    changes.add(
+        "triage.completed",
+        f"Triage: {summary}" + (f" (failed: {', '.join(failed)})" if failed else ""),
+        probes=[r.model_dump(mode="json") for r in results],
+    )
+    change = changes.done(incident.model_copy(update={"facts": facts, "triaged_at": now}))
+    assert change is not None
+    return change
+
+
+def decide(
+    incident: Incident, decision: Decision, now: datetime, *, level: SeverityLevel
+) -> IncidentChange | None:
+    """Record the decision taken on triage facts: the branch of the decision tree, the
+    facts it used and the planned actions (or that no branch could be chosen), and any
+    escalation. ``None`` when nothing changes."""
+    changes = _Changes(incident, now)
+    update = _escalate(incident, decision, changes, level)
     if decision.branch is not None and decision.branch != incident.branch:
+        planned = ", ".join(
+            f"{a.spec.type}{' (dry-run)' if a.dry_run else ''}" for a in decision.actions
+        )
         update.update(
             branch=decision.branch,
             planned_actions=decision.actions,
@@ -205,15 +253,21 @@ def classify(
         )
         changes.add(
             "incident.decided",
-            f"Decision tree: {decision.branch}"
-            + (
-                f"; planned: {', '.join(a.spec.type for a in decision.actions)}"
-                if decision.actions
-                else "; no action"
-            ),
+            f"Decision tree: {decision.branch}; "
+            + (f"planned: {planned}" if planned else "no action"),
             branch=decision.branch,
             facts=dict(decision.facts_used),
             planned_actions=[a.model_dump(mode="json") for a in decision.actions],
+        )
+    elif decision.branch is None and incident.branch is None:
+        missing = sorted(
+            k for k, v in incident.facts.items() if isinstance(v, dict) and "error" in v
+        )
+        changes.add(
+            "incident.undecided",
+            "No branch of the decision tree matched"
+            + (f" (no facts from: {', '.join(missing)})" if missing else ""),
+            facts=dict(decision.facts_used),
         )
     return changes.done(incident.model_copy(update=update))
 
@@ -306,6 +360,8 @@ def open_incident(
         title=default_title(signal),
         alerts_total=1,
         alerts_firing=1,
+        labels=signal.labels,
+        annotations=signal.annotations,
         opened_at=now,
         updated_at=now,
         pagerduty_keys=_pagerduty_keys(signal, ()),

@@ -108,8 +108,11 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 def env_without_responder() -> dict[str, str]:
-    """The environment for a child process, minus any RESPONDER_* the developer set."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("RESPONDER_")}
+    """The environment for a child process: none of the RESPONDER_* the developer set, and
+    triage off (the shipped pack's probes aim at the internet; tests stay on loopback)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RESPONDER_")}
+    env["RESPONDER_TRIAGE"] = "false"
+    return env
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""The triage probes: one adapter per evidence source."""

@@ -1,0 +1,93 @@
+"""Instant queries against Prometheus; each result becomes ``prometheus.<name>``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from responder.adapters.prometheus import PrometheusClient, PrometheusError
+from responder.domain.facts import ProbeResult
+from responder.domain.plans import PrometheusProbe
+
+# Evidence keeps the raw result, capped: a query over many series must not bloat an event.
+_MAX_SERIES_KEPT = 50
+
+
+def _number(text: Any) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def value_of(data: dict[str, Any]) -> Any:
+    """A fact from a query result: one number for a scalar or a single series, a mapping of
+    label values to numbers for several series, ``None`` for no data (or NaN/Inf)."""
+    kind, result = data.get("resultType"), data.get("result")
+    if kind == "scalar" and isinstance(result, list):
+        return _number(result[1])
+    if kind != "vector" or not isinstance(result, list) or not result:
+        return None
+    if len(result) == 1:
+        return _number(result[0].get("value", [None, None])[1])
+    values = {}
+    for series in result:
+        labels = series.get("metric", {})
+        key = ",".join(str(v) for _, v in sorted(labels.items())) or "{}"
+        values[key] = _number(series.get("value", [None, None])[1])
+    return values
+
+
+class PrometheusQueryProbe:
+    kind = "prometheus"
+
+    def __init__(self, client: PrometheusClient | None) -> None:
+        self._client = client
+
+    async def run(self, spec: PrometheusProbe) -> ProbeResult:
+        if self._client is None:
+            return ProbeResult(
+                probe="prometheus",
+                ok=False,
+                error="RESPONDER_PROMETHEUS_URL is not set",
+                summary="prometheus: not configured",
+            )
+        facts: dict[str, Any] = {}
+        evidence: dict[str, Any] = {}
+        errors = []
+        for name, query in spec.queries.items():
+            try:
+                data = await self._client.query(query, timeout_s=spec.timeout_s)
+            except PrometheusError as exc:
+                errors.append(f"{name}: {exc}")
+                evidence[name] = {"query": query, "error": str(exc)}
+                continue
+            facts[name] = value_of(data)
+            result = data.get("result")
+            kept = result[:_MAX_SERIES_KEPT] if isinstance(result, list) else result
+            evidence[name] = {"query": query, "result_type": data.get("resultType"), "result": kept}
+        if not facts:
+            return ProbeResult(
+                probe="prometheus",
+                ok=False,
+                error="; ".join(errors),
+                evidence=evidence,
+                summary=f"prometheus: {'; '.join(errors)}",
+            )
+        shown = ", ".join(f"{k}={_short(v)}" for k, v in facts.items())
+        return ProbeResult(
+            probe="prometheus",
+            ok=True,
+            facts=facts,
+            evidence=evidence,
+            summary=f"prometheus: {shown}" + (f" (failed: {'; '.join(errors)})" if errors else ""),
+        )
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_short(v)}" for k, v in value.items()) + "}"
+    return "no data" if value is None else str(value)

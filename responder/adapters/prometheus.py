@@ -1,0 +1,55 @@
+"""Prometheus HTTP API client (instant and range queries)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from responder.adapters.http import SharedSession
+
+
+class PrometheusError(Exception):
+    pass
+
+
+class PrometheusClient:
+    def __init__(self, base_url: str, session: SharedSession) -> None:
+        self._base = base_url.rstrip("/")
+        self._session = session
+
+    async def _get(self, path: str, params: dict[str, str], timeout_s: float) -> dict[str, Any]:
+        url = f"{self._base}{path}"
+        try:
+            async with self._session.get().get(
+                url, params=params, timeout=aiohttp.ClientTimeout(total=timeout_s)
+            ) as resp:
+                try:
+                    body = await resp.json(content_type=None)
+                except ValueError:
+                    raise PrometheusError(f"HTTP {resp.status}: not JSON") from None
+        except aiohttp.ClientError as exc:
+            raise PrometheusError(f"cannot reach Prometheus: {type(exc).__name__}") from None
+        if not isinstance(body, dict) or body.get("status") != "success":
+            error = body.get("error", "unknown error") if isinstance(body, dict) else body
+            kind = body.get("errorType", "") if isinstance(body, dict) else ""
+            raise PrometheusError(f"HTTP {resp.status} {kind}: {error}".replace("  ", " "))
+        data = body.get("data")
+        if not isinstance(data, dict):
+            raise PrometheusError("no data in the answer")
+        return data
+
+    async def query(self, promql: str, *, timeout_s: float) -> dict[str, Any]:
+        """The ``data`` of an instant query: ``{"resultType": ..., "result": ...}``."""
+        return await self._get("/api/v1/query", {"query": promql}, timeout_s)
+
+    async def query_range(
+        self, promql: str, *, start: float, end: float, step_s: float, timeout_s: float
+    ) -> dict[str, Any]:
+        params = {
+            "query": promql,
+            "start": f"{start:.3f}",
+            "end": f"{end:.3f}",
+            "step": f"{step_s:g}",
+        }
+        return await self._get("/api/v1/query_range", params, timeout_s)

@@ -1,0 +1,139 @@
+"""The triage stage: run an incident's quick triage, record the facts, walk the tree.
+
+It runs when an incident is classified, and again when an alert joins or fires anew once
+the last triage is older than the cache TTL (Alertmanager's repeats never get here: intake
+counts them). The facts, each probe's evidence, the branch chosen and the planned actions
+become timeline events; a probe that failed is a fact too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Any
+
+import structlog
+
+from responder.domain.decision import Decision
+from responder.domain.incident import (
+    IncidentChange,
+    IncidentLookup,
+    apply_triage,
+    combine,
+    decide,
+)
+from responder.metrics import Metrics
+from responder.ports import Clock, IncidentState, MutationItem, Probe, Store
+from responder.redaction import Redactor
+from responder.rules.engine import AlertInput, RuleSet
+from responder.triage.runner import run_probes
+
+log = structlog.get_logger("responder.triage")
+
+# Events that call for (another) triage.
+_FIRST = "incident.classified"
+_AGAIN = frozenset({"alert.joined", "alert.refired", "incident.escalated"})
+
+
+def facts_view(facts: Mapping[str, Any], incident_fields: Mapping[str, Any]) -> dict[str, Any]:
+    return {**facts, "incident": dict(incident_fields)}
+
+
+class TriageStage:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        probes: Mapping[str, Probe],
+        rules: Callable[[], RuleSet],
+        clock: Clock,
+        metrics: Metrics,
+        redact: Redactor,
+        budget_s: float,
+        cache_ttl_s: float,
+        force_dry_run: bool = False,
+    ) -> None:
+        self._store = store
+        self._probes = probes
+        self._rules = rules
+        self._clock = clock
+        self._metrics = metrics
+        self._redact = redact
+        self._budget_s = budget_s
+        self._cache_ttl = timedelta(seconds=cache_ttl_s)
+        self._force_dry_run = force_dry_run
+
+    def _due(self, change: IncidentChange) -> bool:
+        inc = change.incident
+        if not inc.is_active or not inc.planned_probes:
+            return False
+        kinds = {e.kind for e in change.events}
+        if _FIRST in kinds and inc.triaged_at is None:
+            return True
+        if not kinds & _AGAIN:
+            return False
+        fresh = inc.triaged_at is not None and self._clock.now() - inc.triaged_at < self._cache_ttl
+        return not fresh
+
+    async def __call__(self, change: IncidentChange) -> IncidentChange | None:
+        if not self._due(change):
+            return None
+        incident = change.incident
+        started = self._clock.monotonic()
+        results = await run_probes(
+            incident.planned_probes, self._probes, budget_s=self._budget_s, redact=self._redact
+        )
+        self._metrics.triage_seconds.observe(self._clock.monotonic() - started)
+        for result in results:
+            self._metrics.probe_results.labels(result.probe, "ok" if result.ok else "failed").inc()
+        rules = self._rules()
+        now = self._clock.now()
+
+        def mutate(state: IncidentState) -> IncidentChange | None:
+            current = state.incident
+            if current is None or not current.is_active:
+                return None  # resolved meanwhile: the facts no longer decide anything
+            triaged = apply_triage(current, results, now)
+            inc = triaged.incident
+            decision = self._decide(
+                rules,
+                AlertInput(labels=inc.labels, annotations=inc.annotations),
+                facts_view(
+                    inc.facts,
+                    {
+                        "severity": inc.severity.value if inc.severity else None,
+                        "error_type": inc.error_type.value if inc.error_type else None,
+                        "status": inc.status.value,
+                        "acked": inc.acked_at is not None,
+                    },
+                ),
+            )
+            level = rules.severity_level(decision.pack, decision.severity)
+            return combine(triaged, decide(inc, decision, now, level=level))
+
+        [[written]] = await self._store.mutate_incidents(
+            [
+                MutationItem(
+                    lookups=(IncidentLookup(kind="id", key=incident.id),), mutators=(mutate,)
+                )
+            ]
+        )
+        if written.change is not None:
+            log.info(
+                "triage done",
+                branch=written.change.incident.branch,
+                failed=[r.probe for r in results if not r.ok],
+            )
+        return written.change
+
+    def _decide(self, rules: RuleSet, alert: AlertInput, facts: dict[str, Any]) -> Decision:
+        decision = rules.evaluate(alert, facts).decision
+        if self._force_dry_run and decision.actions:
+            decision = decision.model_copy(
+                update={
+                    "actions": tuple(
+                        a.model_copy(update={"dry_run": True}) for a in decision.actions
+                    )
+                }
+            )
+        return decision
