@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from responder.domain.incident import Incident, IncidentAlert
 from responder.domain.timeline import TimelineEvent
@@ -58,3 +60,29 @@ class ReloadOutcome(BaseModel):
     problems: list[str] = Field(
         default_factory=list, description="Why the reload was refused (file:line: rule: ...)."
     )
+
+
+class PauseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    by: str = Field("admin API", min_length=1, max_length=200)
+    reason: str = Field("paused by hand", min_length=1, max_length=1000)
+
+
+class AckRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    by: str = Field(min_length=1, max_length=200, description="Who takes the incident.")
+
+
+class Automation(BaseModel):
+    paused: bool
+    paused_by: str | None = None
+    paused_reason: str | None = None
+    paused_at: datetime | None = None
+    allowlist: list[str]
+    budget: int
+    budget_used: int
+    budget_window_s: float
+    cooldown_s: float
+    dry_run_forced: bool

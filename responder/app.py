@@ -25,22 +25,23 @@ from responder.adapters.probes.health import HttpHealthProbe
 from responder.adapters.probes.pod_logs import PodLogsReader
 from responder.adapters.probes.prometheus import PrometheusQueryProbe
 from responder.adapters.probes.vendor_status import StatuspageProbe
-from responder.adapters.prometheus import PrometheusClient
+from responder.adapters.prometheus import PrometheusClient, PrometheusVerify
 from responder.adapters.redis_client import connect
 from responder.adapters.redis_keys import RedisKeys
 from responder.adapters.redis_queue import RedisQueue
 from responder.adapters.redis_store import RedisStore
 from responder.domain.errors import StoreUnavailableError
 from responder.metrics import Metrics
+from responder.mitigate.executor import Mitigator, Policy
 from responder.openapi import build_openapi
 from responder.pipeline import Pipeline
-from responder.ports import Clock, KubeGateway, Notifier, Probe, Store, WorkQueue
+from responder.ports import Clock, KubeGateway, Notifier, Probe, StateStore, WorkQueue
 from responder.redaction import Redactor
 from responder.rules.registry import RuleRegistry
 from responder.settings import Settings
 from responder.triage.stage import TriageStage
 from responder.web import CONTEXT, WebContext, add_routes, request_context
-from responder.worker import Worker
+from responder.worker import Worker, consumer_prefix
 
 log = structlog.get_logger("responder.app")
 
@@ -50,7 +51,7 @@ class Overrides:
     """Adapters a caller supplies instead of the ones settings would choose."""
 
     clock: Clock | None = None
-    store: Store | None = None
+    store: StateStore | None = None
     queue: WorkQueue | None = None
     notifier: Notifier | None = None
     kube: KubeGateway | None = None
@@ -63,7 +64,7 @@ class Runtime:
     settings: Settings
     metrics: Metrics
     clock: Clock
-    store: Store
+    store: StateStore
     queue: WorkQueue
     rules: RuleRegistry
     pipeline: Pipeline
@@ -77,7 +78,7 @@ RUNTIME = web.AppKey("runtime", Runtime)
 _STOP_GRACE_S = 10.0
 
 
-def build_backend(settings: Settings, clock: Clock) -> tuple[Store, WorkQueue]:
+def build_backend(settings: Settings, clock: Clock) -> tuple[StateStore, WorkQueue]:
     if settings.redis_url is None:
         queue = MemoryQueue(clock=clock)
         return MemoryStore(queue=queue, clock=clock), queue
@@ -132,6 +133,26 @@ def create_app(
         cache_ttl_s=settings.triage_cache_ttl_s,
         force_dry_run=settings.dry_run,
     )
+    worker_name = consumer_prefix()
+    mitigator = Mitigator(
+        store=store,
+        ledger=store,
+        kube=kube,
+        clock=clock,
+        metrics=metrics,
+        policy=Policy(
+            allowlist=tuple(settings.action_allowlist),
+            cooldown_s=settings.action_cooldown_s,
+            budget=settings.action_budget,
+            budget_window_s=settings.action_budget_window_s,
+            lock_ttl_s=settings.action_lock_ttl_s,
+            # a step's holder is presumed dead once its signal could be claimed by another
+            lease_s=settings.visibility_timeout_s,
+            force_dry_run=settings.dry_run,
+        ),
+        verify=PrometheusVerify(prometheus) if prometheus is not None else None,
+        owner=worker_name,
+    )
     pipeline = Pipeline(
         store=store,
         clock=clock,
@@ -140,7 +161,8 @@ def create_app(
         group_by=settings.group_by,
         rules=rules,
         force_dry_run=settings.dry_run,
-        stages=(triage,) if settings.triage else (),
+        stages=((triage,) if settings.triage else ()) + (mitigator,),
+        timer_handler=mitigator.verify,
     )
     worker = Worker(
         queue=queue,
@@ -151,6 +173,8 @@ def create_app(
         visibility_timeout_s=settings.visibility_timeout_s,
         batch_wait_s=settings.batch_wait_s,
         max_deliveries=settings.max_deliveries,
+        name=worker_name,
+        timers=store,
     )
     runtime = Runtime(
         settings=settings,

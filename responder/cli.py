@@ -241,9 +241,14 @@ def replay(
 
 
 async def _get_json(url: str) -> Any:
+    return await _call("GET", url)
+
+
+async def _call(method: str, url: str, *, body: Any = None, token: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
         try:
-            async with session.get(url) as resp:
+            async with session.request(method, url, json=body, headers=headers) as resp:
                 body = await resp.json(content_type=None)
                 if resp.status != 200:
                     detail = (
@@ -303,6 +308,79 @@ def incidents_show(
         )
     for event in inc["timeline"]:
         typer.echo(f"  {event['at'][11:19]}  {event['kind']:<22} {event['detail']}")
+
+
+AdminToken = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar=f"{ENV_PREFIX}ADMIN_TOKEN",
+        help="The admin token (RESPONDER_ADMIN_TOKEN).",
+    ),
+]
+
+
+def _admin(token: str | None) -> str:
+    if not token:
+        fail("the admin API needs a token: --token or RESPONDER_ADMIN_TOKEN", code=2)
+    return token
+
+
+def _print_automation(doc: dict[str, Any]) -> None:
+    if doc["paused"]:
+        typer.echo(f"automation PAUSED by {doc['paused_by']}: {doc['paused_reason']}")
+    else:
+        typer.echo("automation running")
+    typer.echo(
+        f"  budget {doc['budget_used']}/{doc['budget']} in {doc['budget_window_s']:g}s, "
+        f"cooldown {doc['cooldown_s']:g}s, allowlist: "
+        f"{', '.join(doc['allowlist']) or 'empty (no action allowed)'}"
+    )
+
+
+@cli.command()
+def pause(
+    reason: Annotated[str, typer.Option(help="Why (recorded, shown to others).")] = "by hand",
+    by: Annotated[str, typer.Option(help="Who pauses.")] = "responder CLI",
+    url: UrlOption = DEFAULT_URL,
+    token: AdminToken = None,
+) -> None:
+    """Stop every automatic action, on every replica, until `responder resume`."""
+    doc = _run(
+        _call(
+            "POST",
+            url.rstrip("/") + "/v1/admin/pause",
+            body={"by": by, "reason": reason},
+            token=_admin(token),
+        )
+    )
+    _print_automation(doc)
+
+
+@cli.command()
+def resume(url: UrlOption = DEFAULT_URL, token: AdminToken = None) -> None:
+    """Let automatic actions run again."""
+    doc = _run(_call("POST", url.rstrip("/") + "/v1/admin/resume", body={}, token=_admin(token)))
+    _print_automation(doc)
+
+
+@incidents_cli.command("ack")
+def incidents_ack(
+    incident_id: Annotated[str, typer.Argument(help="Incident id (inc-...).")],
+    by: Annotated[str, typer.Option(help="Who takes the incident.")],
+    url: UrlOption = DEFAULT_URL,
+    token: AdminToken = None,
+) -> None:
+    """Take an incident: from now on the automation only reports on it."""
+    inc = _run(
+        _call(
+            "POST",
+            url.rstrip("/") + f"/v1/incidents/{incident_id}/ack",
+            body={"by": by},
+            token=_admin(token),
+        )
+    )
+    _print_incident_line(inc)
 
 
 def main() -> None:

@@ -82,6 +82,18 @@ class Metrics:
             buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60),
             registry=r,
         )
+        self.actions = Counter(
+            "responder_actions_total",
+            "Automatic action steps by action and verdict (applied, dry_run, refused, ...).",
+            ["action", "verdict"],
+            registry=r,
+        )
+        self.verifications = Counter(
+            "responder_action_verifications_total",
+            "Action verifications by outcome (helped, unhelpful).",
+            ["outcome"],
+            registry=r,
+        )
         self.rule_reloads = Counter(
             "responder_rule_reloads_total",
             "Rule reloads by outcome (ok, error: the rules in force stayed).",

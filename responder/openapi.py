@@ -13,11 +13,14 @@ from pydantic.json_schema import models_json_schema
 
 from responder import __version__
 from responder.api import (
+    AckRequest,
+    Automation,
     ErrorBody,
     Health,
     IncidentDocument,
     IncidentList,
     IntakeResult,
+    PauseRequest,
     ReloadOutcome,
     RulesInForce,
 )
@@ -59,6 +62,9 @@ def build_openapi(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
         Health,
         RulesInForce,
         ReloadOutcome,
+        Automation,
+        PauseRequest,
+        AckRequest,
     ]
     _, schema = models_json_schema(
         [
@@ -159,6 +165,49 @@ def build_openapi(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
                     "200": _json(ReloadOutcome, "The new packs are in force."),
                     "422": _json(ReloadOutcome, "Refused: the problems; the old packs stay."),
                     **_errors(401, 403),
+                },
+            }
+        },
+        "/v1/automation": {
+            "get": {
+                "summary": "Whether automation is paused, the budget used, the allowlist",
+                "responses": {"200": _json(Automation, "The automation's state.")},
+            }
+        },
+        "/v1/admin/pause": {
+            "post": {
+                "summary": "Stop every automatic action, on every replica",
+                "security": [{"bearer": []}],
+                "requestBody": {"content": {"application/json": {"schema": _ref(PauseRequest)}}},
+                "responses": {"200": _json(Automation, "Paused."), **_errors(400, 401, 403)},
+            }
+        },
+        "/v1/admin/resume": {
+            "post": {
+                "summary": "Let automatic actions run again",
+                "security": [{"bearer": []}],
+                "responses": {"200": _json(Automation, "Running."), **_errors(401, 403)},
+            }
+        },
+        "/v1/incidents/{incident_id}/ack": {
+            "post": {
+                "summary": "A human takes the incident: the automation only reports from now",
+                "security": [{"bearer": []}],
+                "parameters": [
+                    {
+                        "name": "incident_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(AckRequest)}},
+                },
+                "responses": {
+                    "200": _json(IncidentDocument, "The incident, acknowledged."),
+                    **_errors(400, 401, 403, 404),
                 },
             }
         },

@@ -17,7 +17,7 @@ the whole batch each take one store round trip. An alert storm is where this cou
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -25,6 +25,7 @@ from typing import Protocol
 import structlog
 
 from responder.domain.decision import Decision
+from responder.domain.errors import RetryLaterError
 from responder.domain.incident import (
     IncidentChange,
     IncidentLookup,
@@ -41,11 +42,11 @@ from responder.domain.signal import (
     AlertSignal,
     AlertStatus,
     PagerDutySignal,
+    TimerSignal,
     group_key_for,
 )
 from responder.metrics import Metrics
 from responder.ports import (
-    AnySignal,
     Clock,
     IncidentMutator,
     IncidentState,
@@ -59,6 +60,8 @@ from responder.ports import (
 from responder.rules.engine import AlertInput, RuleSet
 
 log = structlog.get_logger("responder.pipeline")
+
+QueuedSignal = AlertSignal | PagerDutySignal | TimerSignal
 
 
 class IncidentStage(Protocol):
@@ -113,6 +116,7 @@ class Pipeline:
         rules: Callable[[], RuleSet] = RuleSet,
         force_dry_run: bool = False,
         stages: Sequence[IncidentStage] = (),
+        timer_handler: Callable[[TimerSignal], Awaitable[IncidentChange | None]] | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -122,6 +126,7 @@ class Pipeline:
         self._rules = rules
         self._force_dry_run = force_dry_run
         self._stages = tuple(stages)
+        self._timer_handler = timer_handler
 
     def classify(self, signal: AlertSignal) -> tuple[Decision, SeverityLevel]:
         """What the rules in force say of an alert, before triage."""
@@ -139,7 +144,7 @@ class Pipeline:
             )
         return decision, rules.severity_level(decision.pack, decision.severity)
 
-    async def handle(self, *signals: AnySignal) -> list[Handled]:
+    async def handle(self, *signals: QueuedSignal) -> list[Handled]:
         """Apply signals, in order, to their incidents, then run the follow-up stages.
 
         Returns one ``Handled`` per signal. Follow-up runs for every incident a signal
@@ -161,11 +166,37 @@ class Pipeline:
                     if not follow.changes:
                         follow.first_processed = result.processed_seq
                     follow.changes.append(result.change)
+        for index, signal in enumerate(signals):
+            if isinstance(signal, TimerSignal):
+                await self._timer(index, signal, handled, follow_ups)
         await self._follow_up_all(follow_ups, handled)
         return handled
 
+    async def _timer(
+        self,
+        index: int,
+        signal: TimerSignal,
+        handled: list[Handled],
+        follow_ups: dict[str, _FollowUp],
+    ) -> None:
+        """Work the service scheduled for itself (an action's verification, a follow-up)."""
+        try:
+            change = None
+            if signal.kind == "verify" and self._timer_handler is not None:
+                change = await self._timer_handler(signal)
+        except RetryLaterError as exc:
+            handled[index].retry_reason = str(exc) or type(exc).__name__
+            return
+        except Exception as exc:
+            log.exception("timer failed", step=signal.step)
+            handled[index].error = exc
+            return
+        handled[index].change = change
+        handled[index].incident_id = signal.incident_id
+        follow_ups.setdefault(signal.incident_id, _FollowUp()).signals.append(index)
+
     def _items(
-        self, signals: Sequence[AnySignal], handled: list[Handled], now: datetime
+        self, signals: Sequence[QueuedSignal], handled: list[Handled], now: datetime
     ) -> tuple[list[MutationItem], list[list[int]]]:
         """One item per alert group (its alerts in order), one per PagerDuty event; and for
         each item, the indexes of its signals."""
@@ -174,6 +205,8 @@ class Pipeline:
         items: list[MutationItem] = []
         owners: list[list[int]] = []
         for index, signal in enumerate(signals):
+            if isinstance(signal, TimerSignal):
+                continue
             if isinstance(signal, AlertSignal):
                 decisions[index] = self.classify(signal)
                 group_by = decisions[index][0].group_by or self._group_by
@@ -209,7 +242,7 @@ class Pipeline:
             owners.append(indexes)
         return items, owners
 
-    def _record(self, signal: AnySignal, result: MutationResult, handled: Handled) -> None:
+    def _record(self, signal: QueuedSignal, result: MutationResult, handled: Handled) -> None:
         handled.change, handled.incident_id = result.change, result.incident_id
         if result.change is not None:
             for event in result.change.events:
@@ -241,6 +274,10 @@ class Pipeline:
                 )
             try:
                 next_seq = await self._follow_up_once(incident_id, known)
+            except RetryLaterError as exc:
+                for index in follow.signals:
+                    handled[index].retry_reason = str(exc) or type(exc).__name__
+                continue
             except Exception as exc:
                 log.exception("follow-up failed", incident_id=incident_id)
                 for index in follow.signals:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-from pydantic import Field
+from pydantic import Field, JsonValue
 
 from responder.domain.facts import ProbeResult
 from responder.domain.incident import (
@@ -22,10 +22,10 @@ from responder.domain.incident import (
     IncidentStatus,
 )
 from responder.domain.model import Frozen
-from responder.domain.signal import AlertSignal, ObserveOutcome, PagerDutySignal
+from responder.domain.signal import AlertSignal, ObserveOutcome, PagerDutySignal, TimerSignal
 from responder.domain.timeline import TimelineEvent
 
-AnySignal = AlertSignal | PagerDutySignal
+AnySignal = AlertSignal | PagerDutySignal  # what intake observes
 
 
 class Clock(Protocol):
@@ -236,7 +236,8 @@ class KubeError(Exception):
 
 
 class KubeGateway(Protocol):
-    """Every Kubernetes call the service makes goes through this port."""
+    """Every Kubernetes call the service makes goes through this port. Objects travel as
+    the API's JSON (dicts), so that what is recorded is what the cluster said."""
 
     async def list_pods(self, *, namespace: str, selector: str) -> list[PodInfo]: ...
 
@@ -244,8 +245,88 @@ class KubeGateway(Protocol):
         self, *, namespace: str, pod: str, container: str | None, since_s: int, tail_lines: int
     ) -> str: ...
 
+    async def get_deployment(self, *, namespace: str, name: str) -> dict[str, Any]: ...
+
+    async def patch_deployment(
+        self, *, namespace: str, name: str, patch: dict[str, Any], dry_run: bool
+    ) -> dict[str, Any]:
+        """A strategic merge patch, as ``kubectl set env`` / ``rollout restart`` send."""
+        ...
+
+    async def get_scale(self, *, namespace: str, name: str) -> int: ...
+
+    async def patch_scale(
+        self, *, namespace: str, name: str, replicas: int, dry_run: bool
+    ) -> int: ...
+
+    async def secret_changed_at(self, *, namespace: str, name: str) -> datetime | None:
+        """When the Secret's data last changed, as far as the API server says."""
+        ...
+
+
+class EffectClaim(Frozen):
+    """The answer to "may I carry out this side effect?"
+
+    ``start``: nobody did; you hold it now. ``done``: it was carried out (``data`` says
+    how). ``busy``: another worker holds it and is alive. ``recover``: a worker took it and
+    died (its lease ran out): you hold it now, and ``data`` holds what it had recorded.
+    """
+
+    status: Literal["start", "done", "busy", "recover"]
+    data: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class Pause(Frozen):
+    by: str
+    reason: str
+    at: datetime
+
+
+class ActionLedger(Protocol):
+    """The shared state that keeps automatic actions safe across workers and replicas:
+    idempotency records of side effects, the kill switch, cooldowns, the action budget,
+    per-target locks, and durable timers. Every operation is atomic."""
+
+    async def claim_effect(self, key: str, *, owner: str, lease_s: float) -> EffectClaim: ...
+
+    async def note_effect(self, key: str, *, owner: str, data: dict[str, JsonValue]) -> None:
+        """Record progress (e.g. the exact patch about to be sent) while holding it."""
+        ...
+
+    async def finish_effect(self, key: str, *, data: dict[str, JsonValue]) -> None: ...
+
+    async def paused(self) -> Pause | None: ...
+
+    async def set_paused(self, pause: Pause | None) -> None: ...
+
+    async def cooldown_until(self, key: str) -> datetime | None: ...
+
+    async def start_cooldown(self, key: str, *, until: datetime) -> None: ...
+
+    async def budget_used(self, *, window_s: float, now: datetime) -> int: ...
+
+    async def spend_budget(self, *, window_s: float, limit: int, now: datetime, token: str) -> bool:
+        """Take one action from the sliding-window budget; False when it is spent."""
+        ...
+
+    async def acquire_lock(self, name: str, *, token: str, ttl_s: float) -> bool: ...
+
+    async def release_lock(self, name: str, *, token: str) -> None: ...
+
+    async def schedule(self, timer: TimerSignal) -> None:
+        """Queue ``timer`` on the work queue once its ``due_at`` has come."""
+        ...
+
+    async def release_due_timers(self, *, now: datetime, limit: int) -> int:
+        """Move the timers that are due onto the work queue, atomically each; how many."""
+        ...
+
 
 class Notifier(Protocol):
     """Tells people what happened to an incident."""
 
     async def incident_changed(self, change: IncidentChange) -> None: ...
+
+
+class StateStore(Store, ActionLedger, Protocol):
+    """A store that also keeps the action ledger (both adapters are)."""

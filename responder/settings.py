@@ -142,6 +142,23 @@ class Settings(BaseSettings):
     dry_run: bool = Field(
         False, description="Force dry-run for every action, whatever the packs say."
     )
+    action_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated namespace/deployment/action entries automatic actions may "
+        "touch (shell wildcards allowed, e.g. production/posthog-integration/*). Empty: none.",
+    )
+    action_cooldown_s: float = Field(
+        600.0, ge=0, description="After an action on a target, the same action waits this long."
+    )
+    action_budget: int = Field(
+        5, ge=0, description="Automatic actions allowed in the budget window, all targets."
+    )
+    action_budget_window_s: float = Field(
+        3600.0, gt=0, description="The sliding window of the action budget."
+    )
+    action_lock_ttl_s: float = Field(
+        120.0, gt=0, description="How long a per-target lock holds if its holder dies."
+    )
     prometheus_url: str | None = Field(
         None, description="Prometheus base URL for triage and verification queries."
     )
@@ -176,7 +193,9 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
 
-    @field_validator("pagerduty_webhook_secrets", "group_by", "rules", mode="before")
+    @field_validator(
+        "pagerduty_webhook_secrets", "group_by", "rules", "action_allowlist", mode="before"
+    )
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return _split_commas(value)

@@ -23,21 +23,32 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from pydantic import BaseModel, ValidationError
 
 from responder.api import (
+    AckRequest,
+    Automation,
     ErrorBody,
     Health,
     IncidentDocument,
     IncidentList,
     PackInfo,
+    PauseRequest,
     ReloadOutcome,
     RulesInForce,
 )
 from responder.domain.errors import StoreUnavailableError
-from responder.domain.incident import IncidentStatus
-from responder.domain.signal import ObserveOutcome
+from responder.domain.incident import IncidentChange, IncidentLookup, IncidentStatus, acknowledge
+from responder.domain.signal import ObserveOutcome, TimerSignal
 from responder.ingest.alertmanager import AlertmanagerWebhook
 from responder.ingest.pagerduty import PagerDutyWebhook, signature_valid
 from responder.metrics import Metrics
-from responder.ports import AnySignal, Clock, Store, WorkQueue
+from responder.ports import (
+    AnySignal,
+    Clock,
+    IncidentState,
+    MutationItem,
+    Pause,
+    StateStore,
+    WorkQueue,
+)
 from responder.rules.registry import RuleRegistry
 from responder.settings import Settings, is_loopback
 
@@ -50,7 +61,7 @@ M = TypeVar("M", bound=BaseModel)
 @dataclass
 class WebContext:
     settings: Settings
-    store: Store
+    store: StateStore
     queue: WorkQueue
     clock: Clock
     metrics: Metrics
@@ -388,6 +399,87 @@ async def reload_rules(request: web.Request) -> web.StreamResponse:
     return json_response(outcome, status=200 if result.ok else 422)
 
 
+async def automation(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CONTEXT]
+    return json_response(await _automation(ctx))
+
+
+async def _automation(ctx: WebContext) -> Automation:
+    s = ctx.settings
+    pause = await ctx.store.paused()
+    used = await ctx.store.budget_used(window_s=s.action_budget_window_s, now=ctx.clock.now())
+    return Automation(
+        paused=pause is not None,
+        paused_by=pause.by if pause else None,
+        paused_reason=pause.reason if pause else None,
+        paused_at=pause.at if pause else None,
+        allowlist=list(s.action_allowlist),
+        budget=s.action_budget,
+        budget_used=used,
+        budget_window_s=s.action_budget_window_s,
+        cooldown_s=s.action_cooldown_s,
+        dry_run_forced=s.dry_run,
+    )
+
+
+async def _body(request: web.Request, model: type[M]) -> M:
+    _check_json_content_type(request)
+    raw = await request.read()
+    return _parse(model, raw or b"{}")
+
+
+async def pause(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CONTEXT]
+    _check_admin(request, ctx.settings)
+    asked = await _body(request, PauseRequest)
+    await ctx.store.set_paused(Pause(by=asked.by, reason=asked.reason, at=ctx.clock.now()))
+    log.warning("automation paused", by=asked.by, reason=asked.reason)
+    return json_response(await _automation(ctx))
+
+
+async def resume(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CONTEXT]
+    _check_admin(request, ctx.settings)
+    await ctx.store.set_paused(None)
+    log.warning("automation resumed")
+    return json_response(await _automation(ctx))
+
+
+async def ack_incident(request: web.Request) -> web.StreamResponse:
+    """A human takes the incident (as an ack in PagerDuty does): the automation only
+    reports from now on."""
+    ctx = request.app[CONTEXT]
+    _check_admin(request, ctx.settings)
+    asked = await _body(request, AckRequest)
+    incident_id = request.match_info["incident_id"]
+    now = ctx.clock.now()
+
+    def mutate(state: IncidentState) -> IncidentChange | None:
+        if state.incident is None:
+            return None
+        return acknowledge(state.incident, by=asked.by, at=now, now=now, via="through the API")
+
+    [[result]] = await ctx.store.mutate_incidents(
+        [MutationItem(lookups=(IncidentLookup(kind="id", key=incident_id),), mutators=(mutate,))]
+    )
+    if result.incident_id is None:
+        raise ApiError(404, "not found", f"no incident {incident_id}")
+    if result.change is not None:
+        # the ack's follow-up (the notifier, the handoff) runs on a worker, like any other
+        await ctx.store.schedule(
+            TimerSignal(
+                kind="follow_up",
+                incident_id=incident_id,
+                step=f"ack@{now.isoformat()}",
+                due_at=now,
+                received_at=now,
+            )
+        )
+    view = await ctx.store.get_incident(incident_id)
+    assert view is not None
+    return json_response(IncidentDocument.of(view))
+
+
 async def healthz(request: web.Request) -> web.StreamResponse:
     return json_response(Health(status="ok"))
 
@@ -428,6 +520,10 @@ def add_routes(app: web.Application, metrics: Metrics) -> None:
     app.router.add_get("/v1/incidents/{incident_id}", get_incident)
     app.router.add_get("/v1/rules", list_rules)
     app.router.add_post("/v1/admin/reload", reload_rules)
+    app.router.add_get("/v1/automation", automation)
+    app.router.add_post("/v1/admin/pause", pause)
+    app.router.add_post("/v1/admin/resume", resume)
+    app.router.add_post("/v1/incidents/{incident_id}/ack", ack_incident)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler(metrics))

@@ -21,8 +21,8 @@ from pydantic import ValidationError
 from responder.domain.errors import StoreUnavailableError
 from responder.domain.signal import SIGNAL_ADAPTER
 from responder.metrics import Metrics
-from responder.pipeline import Handled, Pipeline
-from responder.ports import AnySignal, Clock, QueueEntry, WorkQueue
+from responder.pipeline import Handled, Pipeline, QueuedSignal
+from responder.ports import ActionLedger, Clock, QueueEntry, WorkQueue
 
 log = structlog.get_logger("responder.worker")
 
@@ -49,6 +49,8 @@ class Worker:
         batch_wait_s: float = 0.0,
         block_ms: int = 1000,
         name: str | None = None,
+        timers: ActionLedger | None = None,
+        timer_poll_s: float = 0.5,
     ) -> None:
         self._queue = queue
         self._pipeline = pipeline
@@ -64,6 +66,12 @@ class Worker:
         self._claim_every_s = min(max(visibility_timeout_s / 2, 0.05), 5.0)
         self._stopping = asyncio.Event()
         self._reading: set[asyncio.Task[None]] = set()
+        self._timers = timers
+        self._timer_poll_s = timer_poll_s
+
+    @property
+    def name(self) -> str:
+        return self._name
 
     async def run(self) -> None:
         """Run all consumer tasks until ``stop()`` (or cancellation)."""
@@ -71,6 +79,19 @@ class Worker:
         async with asyncio.TaskGroup() as group:
             for i in range(self._tasks):
                 group.create_task(self._consume(f"{self._name}-{i}"), name=f"worker-{i}")
+            if self._timers is not None:
+                group.create_task(self._release_timers(self._timers), name="timers")
+
+    async def _release_timers(self, timers: ActionLedger) -> None:
+        """Put due timers (verifications) on the queue; every replica does, each timer
+        goes once (the move is atomic)."""
+        while not self._stopping.is_set():
+            try:
+                await timers.release_due_timers(now=self._clock.now(), limit=100)
+            except StoreUnavailableError as exc:
+                log.warning("store unreachable; timers wait", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._timer_poll_s)
 
     def stop(self) -> None:
         """Ask the consumers to return, finishing the entries in hand.
@@ -140,7 +161,7 @@ class Worker:
         visibility timeout. One acknowledgement per batch: an entry handled but not yet
         acknowledged when the process dies is handled again, which changes nothing.
         """
-        readable: list[tuple[QueueEntry, AnySignal]] = []
+        readable: list[tuple[QueueEntry, QueuedSignal]] = []
         for entry in entries:
             if entry.deliveries > self._max_deliveries:
                 await self._dead_letter(
@@ -169,7 +190,7 @@ class Worker:
         if done:
             await self._queue.ack(*done)
 
-    async def _settle(self, entry: QueueEntry, signal: AnySignal, outcome: Handled) -> bool:
+    async def _settle(self, entry: QueueEntry, signal: QueuedSignal, outcome: Handled) -> bool:
         """Count one entry's outcome; True when it may be acknowledged."""
         if outcome.retry_reason is not None:
             self._metrics.retries.labels(signal.source).inc()

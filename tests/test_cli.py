@@ -154,3 +154,20 @@ def test_incidents_list_says_when_the_service_is_not_there() -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("error: cannot reach")
     assert result.stderr.strip().count("\n") == 0
+
+
+def test_pause_and_resume_from_the_command_line() -> None:
+    with serve_process({"RESPONDER_ADMIN_TOKEN": "adm-cli-1"}) as svc:
+        env = {"RESPONDER_ADMIN_TOKEN": "adm-cli-1"}
+        paused = responder("pause", "--reason", "deploy freeze", "--url", svc.url, env=env)
+        assert paused.returncode == 0, paused.stderr
+        assert "automation PAUSED by responder CLI: deploy freeze" in paused.stdout
+        resumed = responder("resume", "--url", svc.url, env=env)
+        assert resumed.returncode == 0
+        assert "automation running" in resumed.stdout
+        no_token = responder("pause", "--url", svc.url)
+        assert no_token.returncode == 2
+        assert no_token.stderr.startswith("error: the admin API needs a token")
+        wrong = responder("pause", "--url", svc.url, "--token", "nope")
+        assert wrong.returncode == 1
+        assert wrong.stderr.startswith("error: 403 from")

@@ -7,7 +7,9 @@ service account when running in a pod; otherwise there is no cluster (``connect`
 
 from __future__ import annotations
 
+import json
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +18,33 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from responder.ports import KubeError, PodInfo
 
+# Our name in the objects' managed fields (kubectl uses kubectl-set, kubectl-rollout...).
+FIELD_MANAGER = "responder"
 # What a log read may return at most (bytes): the probe only keeps the matching tail.
 _MAX_LOG_BYTES = 2 * 1024 * 1024
 
 
+def _message(raw: bytes) -> str:
+    """The message of a Kubernetes Status body, or the start of whatever came back."""
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")[:200]
+    return str(doc.get("message", ""))[:200] if isinstance(doc, dict) else ""
+
+
 def _error(exc: ApiException, what: str) -> KubeError:
-    reason = {401: "unauthorized", 403: "forbidden", 404: "not found", 409: "conflict"}.get(
-        exc.status or 0, exc.reason or "error"
+    status = exc.status or 0
+    label = {401: "unauthorized", 403: "forbidden", 404: "not found", 409: "conflict"}.get(
+        status, "error"
     )
-    return KubeError(f"{what}: {exc.status} {reason}", status=exc.status)
+    detail = (
+        _message(exc.body) if isinstance(exc.body, bytes | str) and exc.body else (exc.reason or "")
+    )
+    if isinstance(exc.body, str):
+        detail = _message(exc.body.encode())
+    text = f"{what}: {status} {label}" + (f" ({detail})" if detail else "")
+    return KubeError(text, status=exc.status)
 
 
 class KubernetesGateway:
@@ -81,10 +101,82 @@ class KubernetesGateway:
             raise _error(exc, f"read log of {namespace}/{pod}") from None
         if status >= 400:  # unread responses are not checked by the client
             raise _error(
-                ApiException(status=status, reason=raw.decode(errors="replace")[:200]),
-                f"read log of {namespace}/{pod}",
+                ApiException(status=status, reason=_message(raw)), f"read log of {namespace}/{pod}"
             )
         return raw.decode("utf-8", errors="replace")
+
+    async def _json(self, call: Any, what: str) -> dict[str, Any]:
+        """Run a client call unparsed and return the API's JSON; KubeError on failure."""
+        try:
+            response: Any = await call
+            try:
+                raw: bytes = await response.read()
+                status: int = response.status
+            finally:
+                response.release()
+        except ApiException as exc:
+            raise _error(exc, what) from None
+        if status >= 400:
+            raise _error(ApiException(status=status, reason=_message(raw)), what)
+        doc = json.loads(raw)
+        if not isinstance(doc, dict):
+            raise KubeError(f"{what}: unexpected answer")
+        return doc
+
+    async def get_deployment(self, *, namespace: str, name: str) -> dict[str, Any]:
+        api = client.AppsV1Api(self._client())
+        return await self._json(
+            api.read_namespaced_deployment(name, namespace, _preload_content=False),
+            f"get deployment {namespace}/{name}",
+        )
+
+    async def patch_deployment(
+        self, *, namespace: str, name: str, patch: dict[str, Any], dry_run: bool
+    ) -> dict[str, Any]:
+        api = client.AppsV1Api(self._client())
+        options: dict[str, Any] = {"field_manager": FIELD_MANAGER, "_preload_content": False}
+        if dry_run:
+            options["dry_run"] = "All"
+        # a dict body goes as application/strategic-merge-patch+json (what kubectl sends)
+        return await self._json(
+            api.patch_namespaced_deployment(name, namespace, patch, **options),
+            f"patch deployment {namespace}/{name}",
+        )
+
+    async def get_scale(self, *, namespace: str, name: str) -> int:
+        api = client.AppsV1Api(self._client())
+        doc = await self._json(
+            api.read_namespaced_deployment_scale(name, namespace, _preload_content=False),
+            f"get scale of {namespace}/{name}",
+        )
+        return int(doc.get("spec", {}).get("replicas", 0))
+
+    async def patch_scale(self, *, namespace: str, name: str, replicas: int, dry_run: bool) -> int:
+        api = client.AppsV1Api(self._client())
+        options: dict[str, Any] = {"field_manager": FIELD_MANAGER, "_preload_content": False}
+        if dry_run:
+            options["dry_run"] = "All"
+        doc = await self._json(
+            api.patch_namespaced_deployment_scale(
+                name, namespace, {"spec": {"replicas": replicas}}, **options
+            ),
+            f"scale {namespace}/{name}",
+        )
+        return int(doc.get("spec", {}).get("replicas", 0))
+
+    async def secret_changed_at(self, *, namespace: str, name: str) -> datetime | None:
+        api = client.CoreV1Api(self._client())
+        doc = await self._json(
+            api.read_namespaced_secret(name, namespace, _preload_content=False),
+            f"get secret {namespace}/{name}",
+        )
+        # The API has no "data changed at"; the managed-fields times say when a manager last
+        # wrote the object (an update of its data rewrites them), which is what we need.
+        meta = doc.get("metadata", {})
+        times = [f.get("time") for f in meta.get("managedFields") or [] if f.get("time")]
+        times.append(meta.get("creationTimestamp"))
+        parsed = [datetime.fromisoformat(t.replace("Z", "+00:00")) for t in times if t]
+        return max(parsed) if parsed else None
 
     async def close(self) -> None:
         if self._api is not None:
@@ -136,6 +228,29 @@ class ClusterGateway:
             since_s=since_s,
             tail_lines=tail_lines,
         )
+
+    async def get_deployment(self, *, namespace: str, name: str) -> dict[str, Any]:
+        return await (await self._connected()).get_deployment(namespace=namespace, name=name)
+
+    async def patch_deployment(
+        self, *, namespace: str, name: str, patch: dict[str, Any], dry_run: bool
+    ) -> dict[str, Any]:
+        gateway = await self._connected()
+        return await gateway.patch_deployment(
+            namespace=namespace, name=name, patch=patch, dry_run=dry_run
+        )
+
+    async def get_scale(self, *, namespace: str, name: str) -> int:
+        return await (await self._connected()).get_scale(namespace=namespace, name=name)
+
+    async def patch_scale(self, *, namespace: str, name: str, replicas: int, dry_run: bool) -> int:
+        gateway = await self._connected()
+        return await gateway.patch_scale(
+            namespace=namespace, name=name, replicas=replicas, dry_run=dry_run
+        )
+
+    async def secret_changed_at(self, *, namespace: str, name: str) -> datetime | None:
+        return await (await self._connected()).secret_changed_at(namespace=namespace, name=name)
 
     async def close(self) -> None:
         if self._gateway is not None:

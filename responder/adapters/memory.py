@@ -12,6 +12,9 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from pydantic import JsonValue
 
 from responder.adapters.incident_fold import fold
 from responder.domain.incident import (
@@ -21,15 +24,17 @@ from responder.domain.incident import (
     IncidentStatus,
     LookupKind,
 )
-from responder.domain.signal import ObserveOutcome, dedupe_outcome, epoch_ms
+from responder.domain.signal import ObserveOutcome, TimerSignal, dedupe_outcome, epoch_ms
 from responder.domain.timeline import TimelineEvent
 from responder.ports import (
     AnySignal,
     Clock,
     DeadLetter,
+    EffectClaim,
     IncidentView,
     MutationItem,
     MutationResult,
+    Pause,
     QueueEntry,
     QueueStats,
     SignalRecord,
@@ -119,6 +124,14 @@ class MemoryQueue:
 
 
 @dataclass
+class _Effect:
+    owner: str
+    lease_until: float
+    done: bool = False
+    data: dict[str, JsonValue] = field(default_factory=dict)
+
+
+@dataclass
 class _SignalState:
     status: str
     order_ms: int
@@ -139,6 +152,12 @@ class MemoryStore:
     _index: dict[tuple[LookupKind, str], str] = field(default_factory=dict)
     _processed: dict[str, int] = field(default_factory=dict)
     _alerts: dict[str, dict[str, IncidentAlert]] = field(default_factory=dict)
+    _effects: dict[str, _Effect] = field(default_factory=dict)
+    _paused: Pause | None = None
+    _cooldowns: dict[str, datetime] = field(default_factory=dict)
+    _budget: list[tuple[datetime, str]] = field(default_factory=list)
+    _locks: dict[str, tuple[str, float]] = field(default_factory=dict)
+    _timers: list[tuple[datetime, str]] = field(default_factory=list)
 
     async def ping(self) -> None:
         return None
@@ -272,6 +291,79 @@ class MemoryStore:
             reverse=True,
         )[:limit]
         return [self._view(i) for i in found]
+
+    # ------------------------------------------------------------- action ledger
+
+    async def claim_effect(self, key: str, *, owner: str, lease_s: float) -> EffectClaim:
+        now = self.clock.monotonic()
+        effect = self._effects.get(key)
+        if effect is None:
+            self._effects[key] = _Effect(owner=owner, lease_until=now + lease_s)
+            return EffectClaim(status="start")
+        if effect.done:
+            return EffectClaim(status="done", data=effect.data)
+        if effect.lease_until > now:
+            return EffectClaim(status="busy", data=effect.data)
+        effect.owner, effect.lease_until = owner, now + lease_s
+        return EffectClaim(status="recover", data=effect.data)
+
+    async def note_effect(self, key: str, *, owner: str, data: dict[str, JsonValue]) -> None:
+        effect = self._effects.get(key)
+        if effect is not None and effect.owner == owner:
+            effect.data = dict(data)
+
+    async def finish_effect(self, key: str, *, data: dict[str, JsonValue]) -> None:
+        effect = self._effects.setdefault(key, _Effect(owner="", lease_until=0))
+        effect.done, effect.data = True, dict(data)
+
+    async def paused(self) -> Pause | None:
+        return self._paused
+
+    async def set_paused(self, pause: Pause | None) -> None:
+        self._paused = pause
+
+    async def cooldown_until(self, key: str) -> datetime | None:
+        until = self._cooldowns.get(key)
+        return until if until is not None and until > self.clock.now() else None
+
+    async def start_cooldown(self, key: str, *, until: datetime) -> None:
+        self._cooldowns[key] = until
+
+    async def budget_used(self, *, window_s: float, now: datetime) -> int:
+        since = now - timedelta(seconds=window_s)
+        return sum(1 for at, _ in self._budget if at > since)
+
+    async def spend_budget(self, *, window_s: float, limit: int, now: datetime, token: str) -> bool:
+        since = now - timedelta(seconds=window_s)
+        self._budget = [(at, t) for at, t in self._budget if at > since]
+        if len(self._budget) >= limit:
+            return False
+        self._budget.append((now, token))
+        return True
+
+    async def acquire_lock(self, name: str, *, token: str, ttl_s: float) -> bool:
+        now = self.clock.monotonic()
+        held = self._locks.get(name)
+        if held is not None and held[1] > now and held[0] != token:
+            return False
+        self._locks[name] = (token, now + ttl_s)
+        return True
+
+    async def release_lock(self, name: str, *, token: str) -> None:
+        held = self._locks.get(name)
+        if held is not None and held[0] == token:
+            del self._locks[name]
+
+    async def schedule(self, timer: TimerSignal) -> None:
+        self._timers.append((timer.due_at, timer.model_dump_json()))
+        self._timers.sort()
+
+    async def release_due_timers(self, *, now: datetime, limit: int) -> int:
+        due = [t for t in self._timers if t[0] <= now][:limit]
+        for timer in due:
+            self._timers.remove(timer)
+            self.queue.put(timer[1])
+        return len(due)
 
     async def close(self) -> None:
         return None

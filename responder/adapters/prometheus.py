@@ -53,3 +53,19 @@ class PrometheusClient:
             "step": f"{step_s:g}",
         }
         return await self._get("/api/v1/query_range", params, timeout_s)
+
+
+class PrometheusVerify:
+    """An action's verification query: one number (``None`` for no data)."""
+
+    def __init__(self, client: PrometheusClient, *, timeout_s: float = 10.0) -> None:
+        self._client = client
+        self._timeout_s = timeout_s
+
+    async def value(self, query: str) -> float | None:
+        from responder.adapters.probes.prometheus import value_of
+
+        result = value_of(await self._client.query(query, timeout_s=self._timeout_s))
+        if isinstance(result, dict):
+            raise PrometheusError(f"{query!r} returns {len(result)} series, not one number")
+        return result if isinstance(result, float | int) else None

@@ -15,6 +15,8 @@ CONSUMER_GROUP = "workers"
 
 # How long a resolved incident, its timeline and its PagerDuty links are kept.
 RESOLVED_INCIDENT_TTL_S = 90 * 24 * 3600
+# Idempotency records of side effects outlive any redelivery of the signal that caused them.
+EFFECT_TTL_S = 30 * 24 * 3600
 # PagerDuty links outlive the group link: an ack can come after the alerts resolved.
 PAGERDUTY_INDEX_TTL_S = RESOLVED_INCIDENT_TTL_S
 
@@ -64,6 +66,34 @@ class RedisKeys:
         links live PAGERDUTY_INDEX_TTL_S. Keys are hashed: group keys hold any characters."""
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]
         return f"{self.base}:index:{kind}:{digest}"
+
+    def effect(self, key: str) -> str:
+        """Hash: state (applying, done), owner, lease (epoch ms), data (JSON): the
+        idempotency record of one side effect. TTL EFFECT_TTL_S."""
+        return f"{self.base}:effect:{key}"
+
+    @property
+    def paused(self) -> str:
+        """String (JSON: by, reason, at) while automation is paused. No TTL."""
+        return f"{self.base}:control:paused"
+
+    def cooldown(self, key: str) -> str:
+        """String, expiring when the target's cooldown for the action ends."""
+        return f"{self.base}:cooldown:{key}"
+
+    @property
+    def budget(self) -> str:
+        """Sorted set of action tokens scored by epoch ms: the sliding-window budget."""
+        return f"{self.base}:budget:actions"
+
+    def lock(self, name: str) -> str:
+        """String (holder's token), expiring after the lock TTL: the per-target lock."""
+        return f"{self.base}:lock:{name}"
+
+    @property
+    def timers(self) -> str:
+        """Sorted set of timer signals (JSON) scored by due epoch ms."""
+        return f"{self.base}:timers"
 
     @property
     def incidents(self) -> str:

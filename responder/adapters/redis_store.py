@@ -11,11 +11,14 @@ Every write is one Lua script, so each is atomic and costs one round trip:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any
 
 import redis.asyncio as aioredis
+from pydantic import JsonValue
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
@@ -23,6 +26,7 @@ from responder.adapters.batching import Coalescer
 from responder.adapters.incident_fold import Folded, IncidentWrite, fold
 from responder.adapters.redis_client import unavailable_as_store_error
 from responder.adapters.redis_keys import (
+    EFFECT_TTL_S,
     PAGERDUTY_INDEX_TTL_S,
     RESOLVED_INCIDENT_TTL_S,
     RedisKeys,
@@ -32,14 +36,16 @@ from responder.domain.incident import (
     IncidentAlert,
     IncidentStatus,
 )
-from responder.domain.signal import ObserveOutcome, epoch_ms
+from responder.domain.signal import ObserveOutcome, TimerSignal, epoch_ms
 from responder.domain.timeline import TimelineEvent
 from responder.ports import (
     AnySignal,
     Clock,
+    EffectClaim,
     IncidentView,
     MutationItem,
     MutationResult,
+    Pause,
     SignalRecord,
 )
 
@@ -63,6 +69,45 @@ return 1
 _UNPROCESSED_LUA = """
 local processed = tonumber(redis.call('GET', KEYS[2]) or '0')
 return {redis.call('GET', KEYS[1]), processed, redis.call('LRANGE', KEYS[3], processed, -1)}
+"""
+# Take one slot of the sliding-window budget if one is free.
+_SPEND_BUDGET_LUA = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[2]))
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+# Take a lock, or renew it when the same token holds it (a step's recovery after its
+# worker died: the step is the token, so it can go on where it stopped).
+_ACQUIRE_LOCK_LUA = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+# Release a lock only if we still hold it.
+_RELEASE_LOCK_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+# Note progress on an effect we hold.
+_NOTE_EFFECT_LUA = """
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'data', ARGV[2])
+return 1
+"""
+# Move due timers onto the queue, each atomically with its removal.
+_RELEASE_TIMERS_LUA = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, timer in ipairs(due) do
+  if redis.call('ZREM', KEYS[1], timer) == 1 then
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'signal', timer)
+  end
+end
+return #due
 """
 # Conflicts are retried; this many in a row means something writes the same incident in a
 # loop, which is a bug worth an error.
@@ -91,6 +136,12 @@ class RedisStore:
         self._write = client.register_script(_lua("incident_write.lua"))
         self._mark_processed = client.register_script(_MARK_PROCESSED_LUA)
         self._unprocessed = client.register_script(_UNPROCESSED_LUA)
+        self._claim = client.register_script(_lua("ledger.lua"))
+        self._spend = client.register_script(_SPEND_BUDGET_LUA)
+        self._unlock = client.register_script(_RELEASE_LOCK_LUA)
+        self._lock = client.register_script(_ACQUIRE_LOCK_LUA)
+        self._note = client.register_script(_NOTE_EFFECT_LUA)
+        self._release_timers = client.register_script(_RELEASE_TIMERS_LUA)
         self._observe_batches: Coalescer[AnySignal, ObserveOutcome] = Coalescer(self._observe_now)
 
     async def ping(self) -> None:
@@ -332,6 +383,90 @@ class RedisStore:
                 )
             )
         return views
+
+    # ------------------------------------------------------------- action ledger
+
+    async def claim_effect(self, key: str, *, owner: str, lease_s: float) -> EffectClaim:
+        now = epoch_ms(self._clock.now())
+        async with unavailable_as_store_error("claim_effect"):
+            status, data = await self._claim(
+                keys=[self._keys.effect(key)],
+                args=[owner, now, int(lease_s * 1000), EFFECT_TTL_S],
+            )
+        return EffectClaim(status=status, data=json.loads(data))
+
+    async def note_effect(self, key: str, *, owner: str, data: dict[str, JsonValue]) -> None:
+        async with unavailable_as_store_error("note_effect"):
+            await self._note(keys=[self._keys.effect(key)], args=[owner, json.dumps(data)])
+
+    async def finish_effect(self, key: str, *, data: dict[str, JsonValue]) -> None:
+        async with unavailable_as_store_error("finish_effect"):
+            await self._redis.hset(
+                self._keys.effect(key), mapping={"state": "done", "data": json.dumps(data)}
+            )
+
+    async def paused(self) -> Pause | None:
+        async with unavailable_as_store_error("paused"):
+            raw = await self._redis.get(self._keys.paused)
+        return Pause.model_validate_json(raw) if raw else None
+
+    async def set_paused(self, pause: Pause | None) -> None:
+        async with unavailable_as_store_error("set_paused"):
+            if pause is None:
+                await self._redis.delete(self._keys.paused)
+            else:
+                await self._redis.set(self._keys.paused, pause.model_dump_json())
+
+    async def cooldown_until(self, key: str) -> datetime | None:
+        async with unavailable_as_store_error("cooldown_until"):
+            raw = await self._redis.get(self._keys.cooldown(key))
+        return datetime.fromtimestamp(int(raw) / 1000, UTC) if raw else None
+
+    async def start_cooldown(self, key: str, *, until: datetime) -> None:
+        ms = epoch_ms(until)
+        left = ms - epoch_ms(self._clock.now())
+        if left <= 0:
+            return
+        async with unavailable_as_store_error("start_cooldown"):
+            await self._redis.set(self._keys.cooldown(key), ms, px=left)
+
+    async def budget_used(self, *, window_s: float, now: datetime) -> int:
+        since = epoch_ms(now) - int(window_s * 1000)
+        async with unavailable_as_store_error("budget_used"):
+            return int(await self._redis.zcount(self._keys.budget, f"({since}", "+inf"))
+
+    async def spend_budget(self, *, window_s: float, limit: int, now: datetime, token: str) -> bool:
+        async with unavailable_as_store_error("spend_budget"):
+            taken = await self._spend(
+                keys=[self._keys.budget],
+                args=[epoch_ms(now), int(window_s * 1000), limit, f"{token}@{epoch_ms(now)}"],
+            )
+        return bool(taken)
+
+    async def acquire_lock(self, name: str, *, token: str, ttl_s: float) -> bool:
+        async with unavailable_as_store_error("acquire_lock"):
+            return bool(
+                await self._lock(keys=[self._keys.lock(name)], args=[token, int(ttl_s * 1000)])
+            )
+
+    async def release_lock(self, name: str, *, token: str) -> None:
+        async with unavailable_as_store_error("release_lock"):
+            await self._unlock(keys=[self._keys.lock(name)], args=[token])
+
+    async def schedule(self, timer: TimerSignal) -> None:
+        async with unavailable_as_store_error("schedule"):
+            await self._redis.zadd(
+                self._keys.timers, {timer.model_dump_json(): epoch_ms(timer.due_at)}
+            )
+
+    async def release_due_timers(self, *, now: datetime, limit: int) -> int:
+        async with unavailable_as_store_error("release_due_timers"):
+            return int(
+                await self._release_timers(
+                    keys=[self._keys.timers, self._keys.queue],
+                    args=[epoch_ms(now), limit, self._queue_maxlen],
+                )
+            )
 
     async def close(self) -> None:
         await self._redis.aclose()

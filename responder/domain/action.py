@@ -1,19 +1,51 @@
-"""The record of an automatic action on an incident (filled by the mitigation stage)."""
+"""Automatic actions: guard verdicts, and the record of what an action did to its target."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from pydantic import Field, JsonValue
 
+from responder.domain.decision import PlannedAction
 from responder.domain.model import Frozen
 
 
+class Verdict(Frozen):
+    """One guard's answer: may the action go ahead, and why (or why not)."""
+
+    guard: str
+    ok: bool
+    reason: str
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"  # the change is on the target
+    IN_PLACE = "in_place"  # the target already was as the action wanted: nothing sent
+    DRY_RUN = "dry_run"  # the exact change was recorded, nothing was sent
+    REFUSED = "refused"  # a guard said no
+    SKIPPED = "skipped"  # nothing to do (e.g. the secret was not rotated)
+    FAILED = "failed"  # the cluster refused or failed
+    REVERTED = "reverted"
+    NEEDS_HUMAN = "needs_human"
+
+
 class ActionRecord(Frozen):
+    """What one step of an incident's plan did, with the target before and after."""
+
+    step: str
     action: str
     target: str
-    verdict: str
+    verdict: Outcome
     reason: str
     at: datetime
+    dry_run: bool = False
     before: dict[str, JsonValue] = Field(default_factory=dict)
     after: dict[str, JsonValue] = Field(default_factory=dict)
+    patch: JsonValue = None
+    revert_on_resolve: bool = False
+    reversible: bool = False
+    verified: bool | None = None  # None: not verified (yet, or no verification asked)
+    reverted: bool = False
+    verdicts: tuple[Verdict, ...] = ()
+    planned: PlannedAction | None = None  # what the rule asked for (verification, revert)

@@ -90,6 +90,7 @@ class Incident(Frozen):
     facts: dict[str, JsonValue] = Field(default_factory=dict)
     triaged_at: datetime | None = None
     actions: tuple[ActionRecord, ...] = ()
+    needs_human: str | None = None  # why the automation hands over, when it does
     opened_at: datetime
     updated_at: datetime
     acked_at: datetime | None = None
@@ -270,6 +271,57 @@ def decide(
             facts=dict(decision.facts_used),
         )
     return changes.done(incident.model_copy(update=update))
+
+
+def record_action(
+    incident: Incident,
+    record: ActionRecord,
+    now: datetime,
+    *,
+    kind: str,
+    detail: str,
+    human: str | None = None,
+    replace: bool = False,
+    **data: JsonValue,
+) -> IncidentChange | None:
+    """Record what one step of the plan did, once: the first record of a step stands (a
+    redelivery finds it and changes nothing), unless ``replace`` (verification, revert
+    update the step's record). ``human``: the automation hands over, and says why."""
+    existing = next((a for a in incident.actions if a.step == record.step), None)
+    if existing is not None and not replace:
+        return None
+    if existing is None:
+        actions = [*incident.actions, record]
+    else:  # in its place
+        actions = [record if a.step == record.step else a for a in incident.actions]
+    changes = _Changes(incident, now)
+    changes.add(
+        kind,
+        detail,
+        step=record.step,
+        action=record.action,
+        target=record.target,
+        verdict=record.verdict.value,
+        **data,
+    )
+    update: dict[str, object] = {"actions": tuple(actions)}
+    if human is not None and incident.is_active:
+        update["needs_human"] = human
+        changes.add("incident.needs_human", f"A human is needed: {human}", reason=human)
+    return changes.done(incident.model_copy(update=update))
+
+
+def acknowledge(
+    incident: Incident, *, by: str, at: datetime, now: datetime, via: str, **data: JsonValue
+) -> IncidentChange | None:
+    """A human took the incident: from now on the automation only reports."""
+    if incident.status is not IncidentStatus.OPEN:
+        return None
+    changes = _Changes(incident, now)
+    changes.add("incident.acknowledged", f"Acknowledged by {by} {via}", by=by, **data)
+    return changes.done(
+        incident.model_copy(update={"status": IncidentStatus.ACKED, "acked_at": at, "acked_by": by})
+    )
 
 
 def new_incident_id(now: datetime) -> str:

@@ -144,8 +144,25 @@ class PagerDutySignal(Frozen):
         return self.agent.summary or self.agent.id or "unknown user"
 
 
-Signal = Annotated[AlertSignal | PagerDutySignal, Field(discriminator="source")]
-SIGNAL_ADAPTER: TypeAdapter[AlertSignal | PagerDutySignal] = TypeAdapter(Signal)
+class TimerSignal(Frozen):
+    """Work the service itself scheduled for later, put on the queue when due: an action's
+    verification after its settle time (``verify``), or the follow-up of a change made
+    outside the workers, such as an acknowledgement through the API (``follow_up``)."""
+
+    source: Literal["timer"] = "timer"
+    kind: Literal["verify", "follow_up"]
+    incident_id: str
+    step: str
+    due_at: datetime
+    received_at: datetime
+
+    @property
+    def dedupe_key(self) -> str:
+        return f"timer:{self.incident_id}:{self.step}:{self.kind}"
+
+
+Signal = Annotated[AlertSignal | PagerDutySignal | TimerSignal, Field(discriminator="source")]
+SIGNAL_ADAPTER: TypeAdapter[AlertSignal | PagerDutySignal | TimerSignal] = TypeAdapter(Signal)
 
 
 def group_key_for(labels: dict[str, str], group_by: tuple[str, ...]) -> str:

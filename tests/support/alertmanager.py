@@ -7,25 +7,20 @@ at the end. Alerts go in through Alertmanager's v2 API, as Prometheus would send
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
-import tempfile
-import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import aiohttp
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.procs import env_without_responder, free_port, require_binary, wait_for_port
-from tests.support.waiting import eventually
+from tests.support.binaries import BinaryProcess, running_binary
 
 BINARY = "prometheus-alertmanager"
-_START_ATTEMPTS = 3  # a free port may be taken by someone else before the binary binds it
 
 
 def webhook_config(
@@ -97,7 +92,7 @@ def sample_sum(metrics_text: str, name: str, **labels: str) -> float:
     return total
 
 
-class Alertmanager:
+class Alertmanager(BinaryProcess):
     def __init__(
         self,
         *,
@@ -106,21 +101,12 @@ class Alertmanager:
         log_path: Path,
         session: aiohttp.ClientSession,
     ) -> None:
-        self.port = port
-        self.proc = proc
-        self.log_path = log_path
+        super().__init__(port=port, proc=proc, log_path=log_path)
         self._session = session
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        """What the binary printed so far (for failure messages)."""
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
+        return self.url
 
     async def post_alerts(self, alerts: list[dict[str, Any]]) -> None:
         async with self._session.post(f"{self.base_url}/api/v2/alerts", json=alerts) as resp:
@@ -147,35 +133,14 @@ class Alertmanager:
             return False
 
 
-async def _stop(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
-    """Terminate, give it ``timeout_s`` to exit, then kill; always reap the process."""
-    if proc.poll() is None:
-        proc.terminate()
-        deadline = time.monotonic() + timeout_s
-        while proc.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-    if proc.poll() is None:
-        proc.kill()
-    await asyncio.to_thread(proc.wait)
-
-
-def _spawn(
-    binary: str, config: Path, storage: Path, port: int, log: IO[bytes]
-) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.path={storage}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-            "--log.level=debug",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env=env_without_responder(),
-    )
+def _argv(workdir: Path, port: int) -> list[str]:
+    return [
+        f"--config.file={workdir / 'alertmanager.yml'}",
+        f"--storage.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+        "--log.level=debug",
+    ]
 
 
 @asynccontextmanager
@@ -183,42 +148,27 @@ async def running_alertmanager(
     config: dict[str, Any], *, ready_timeout_s: float = 15.0
 ) -> AsyncIterator[Alertmanager]:
     """Start Alertmanager with ``config``; yield it once ``/-/ready``; stop it afterwards."""
-    binary = require_binary(BINARY)
-    with tempfile.TemporaryDirectory(prefix="responder-alertmanager-") as tmp:
-        workdir = Path(tmp)
-        config_path = workdir / "alertmanager.yml"
-        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-        storage = workdir / "data"
-        storage.mkdir()
-        log_path = workdir / "alertmanager.log"
-        with log_path.open("wb") as log:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-                proc: subprocess.Popen[bytes] | None = None
-                try:
-                    for attempt in range(_START_ATTEMPTS):
-                        port = free_port()
-                        proc = _spawn(binary, config_path, storage, port, log)
-                        try:
-                            await asyncio.to_thread(
-                                wait_for_port, port, timeout_s=ready_timeout_s, proc=proc
-                            )
-                            break
-                        except RuntimeError:  # exited: the port was taken, or a bad config
-                            await _stop(proc)
-                            if attempt == _START_ATTEMPTS - 1:
-                                raise RuntimeError(
-                                    f"{BINARY} did not start:\n"
-                                    + log_path.read_text(errors="replace")
-                                ) from None
-                    assert proc is not None
-                    am = Alertmanager(port=port, proc=proc, log_path=log_path, session=session)
-                    await eventually(
-                        am.ready,
-                        timeout_s=ready_timeout_s,
-                        interval_s=0.05,
-                        what=f"{BINARY} ready on {am.base_url}",
-                    )
-                    yield am
-                finally:
-                    if proc is not None:
-                        await _stop(proc)
+
+    def prepare(workdir: Path) -> None:
+        (workdir / "alertmanager.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+        (workdir / "data").mkdir()
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+
+        def handle(run: BinaryProcess) -> Alertmanager:
+            return Alertmanager(
+                port=run.port, proc=run.proc, log_path=run.log_path, session=session
+            )
+
+        async def ready(run: BinaryProcess) -> bool:
+            return await handle(run).ready()
+
+        async with running_binary(
+            BINARY,
+            name="alertmanager",
+            argv=_argv,
+            prepare=prepare,
+            ready=ready,
+            ready_timeout_s=ready_timeout_s,
+        ) as run:
+            yield handle(run)

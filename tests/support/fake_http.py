@@ -32,6 +32,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from multidict import CIMultiDict
 
+from tests.support.loopback import LoopbackServer
+
 ModeKind = Literal["normal", "status", "malformed", "slow", "hang"]
 
 
@@ -65,16 +67,13 @@ def _new_id() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(12))
 
 
-class _FakeService:
+class _FakeService(LoopbackServer):
     """The server, the request log and the failure modes both fakes share."""
 
     def __init__(self, *, host: str = "127.0.0.1") -> None:
-        self.host = host
-        self.port: int | None = None
+        super().__init__(host=host)
         self.requests: list[RecordedRequest] = []
         self._mode = _Mode()
-        self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
 
     # -- failure modes
 
@@ -166,39 +165,13 @@ class _FakeService:
 
     # -- server
 
-    @property
-    def url(self) -> str:
-        """The base URL, ``http://127.0.0.1:<port>`` (no trailing slash)."""
-        if self.port is None:
-            raise RuntimeError(f"{type(self).__name__} is not running")
-        return f"http://{self.host}:{self.port}"
-
     def _routes(self, app: web.Application) -> None:
         raise NotImplementedError
 
-    async def start(self) -> None:
+    def _build_app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
         self._routes(app)
-        # handler_cancellation: a client that gives up cancels its (slow or hung) handler.
-        runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, shutdown_timeout=2.0
-        )
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self.host, 0)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._closing.clear()
-        self._runner = runner
-        self.port = int(runner.addresses[0][1])
-
-    async def close(self) -> None:
-        self._closing.set()  # releases hung and slow requests
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        return app
 
 
 # ---------------------------------------------------------------------------- statuspage
@@ -541,13 +514,6 @@ class FakeStatuspage(_FakeService):
         app.router.add_get("/api/v2/incidents/unresolved.json", unresolved_json)
         app.router.add_get("/api/v2/components.json", components_json)
 
-    async def __aenter__(self) -> FakeStatuspage:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
 
 # ------------------------------------------------------------------------ health endpoint
 
@@ -614,10 +580,3 @@ class FakeHealthEndpoint(_FakeService):
             return web.json_response(self.document())
 
         app.router.add_get(self.path, health)
-
-    async def __aenter__(self) -> FakeHealthEndpoint:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()

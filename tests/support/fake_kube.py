@@ -92,6 +92,8 @@ from aiohttp import web
 from kubernetes_asyncio import client
 from multidict import CIMultiDict
 
+from tests.support.loopback import LoopbackServer
+
 DEFAULT_TOKEN = "test-token"
 DEFAULT_USER = "system:serviceaccount:responder:responder"
 ANONYMOUS_USER = "system:anonymous"
@@ -291,6 +293,7 @@ class Fault:
     message: str | None = None
     reason: str | None = None
     retry_after_s: int | None = None
+    hang_after_apply: bool = False  # carry the request out, then never answer
     hits: int = 0
 
     def matches(self, method: str, path: str) -> bool:
@@ -856,7 +859,7 @@ _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 # ------------------------------------------------------------------------------- server
 
 
-class FakeKube:
+class FakeKube(LoopbackServer):
     """The fake API server and its state. See the module docstring."""
 
     def __init__(
@@ -869,13 +872,12 @@ class FakeKube:
         host: str = "127.0.0.1",
         git_version: str = "v1.31.2",
     ) -> None:
+        super().__init__(host=host)
         self.token = token
         self.user = user
         self.anonymous = anonymous
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
-        self.host = host
         self.git_version = git_version
-        self.port: int | None = None
         self.requests: list[RecordedRequest] = []
         self.faults: list[Fault] = []
         self.internal_errors: list[BaseException] = []
@@ -884,18 +886,9 @@ class FakeKube:
         self._logs: dict[tuple[str, str, str], list[tuple[datetime, str]]] = {}
         self._rolled_out: dict[tuple[str, str], Any] = {}  # the last pod template rolled out
         self._revision = 1000
-        self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
         self._routes = self._build_routes()
 
     # -- lifecycle
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:<port>``: the ``host`` of a ``client.Configuration``."""
-        if self.port is None:
-            raise RuntimeError("FakeKube is not running")
-        return f"http://{self.host}:{self.port}"
 
     def configuration(self, token: str | None = DEFAULT_TOKEN) -> client.Configuration:
         """A client configuration for this server with ``token`` (None: no credentials)."""
@@ -908,32 +901,10 @@ class FakeKube:
         """A new ``ApiClient`` (use ``async with`` so its session is closed)."""
         return client.ApiClient(configuration=self.configuration(token))
 
-    async def start(self) -> None:
+    def _build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, shutdown_timeout=2.0
-        )
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self.host, 0)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._closing.clear()
-        self._runner = runner
-        self.port = int(runner.addresses[0][1])
-
-    async def close(self) -> None:
-        self._closing.set()  # releases hung and slow requests
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeKube:
-        await self.start()
-        return self
+        return app
 
     async def __aexit__(self, exc_type: object, *exc: object) -> None:
         await self.close()
@@ -982,6 +953,13 @@ class FakeKube:
             retry_after_s=retry_after_s,
         )
         self.faults.append(fault)
+        return fault
+
+    def hang_after_apply(self, method: str, path_regex: str, *, times: int | None = 1) -> Fault:
+        """Carry the request out (the change is stored), then never answer: what a client
+        sees when the API server applied its patch and the connection died."""
+        fault = self.fail(method, path_regex, None, times=times)
+        fault.hang_after_apply = True
         return fault
 
     def slow(self, method: str, path_regex: str, delay_s: float, *, times: int | None = 1) -> Fault:
@@ -1262,6 +1240,13 @@ class FakeKube:
 
     def pod(self, namespace: str, name: str) -> dict[str, Any]:
         return copy.deepcopy(self._require("pods", namespace, name))
+
+    def edit_deployment(
+        self, namespace: str, name: str, edit: Callable[[dict[str, Any]], None]
+    ) -> None:
+        """Change the stored deployment in place, as another client would (a test's way to
+        set up a state; no request is recorded)."""
+        edit(self._require("deployments", namespace, name))
 
     def deployment(self, namespace: str, name: str) -> dict[str, Any]:
         """The deployment as stored now (a copy)."""
@@ -1555,6 +1540,11 @@ class FakeKube:
             ),
         ]
 
+    def target_of(self, path: str) -> Target | None:
+        """What a recorded request's path names (for RBAC checks)."""
+        resolved = self._resolve(path)
+        return resolved[1] if resolved else None
+
     def _resolve(self, path: str) -> tuple[_Route, Target] | None:
         for route in self._routes:
             m = route.pattern.fullmatch(path)
@@ -1642,7 +1632,11 @@ class FakeKube:
             body=raw,
             user_agent=request.headers.get("User-Agent", ""),
         )
-        return handler(call)
+        response = handler(call)
+        if fault is not None and fault.hang_after_apply:
+            await self._closing.wait()
+            raise ApiError(503, "fake_kube is closing")
+        return response
 
     def _forbidden(
         self, target: Target, method: str, query: Mapping[str, str], user: str

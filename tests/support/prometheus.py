@@ -26,13 +26,12 @@ from __future__ import annotations
 import asyncio
 import math
 import subprocess
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import aiohttp
 import yaml
@@ -41,10 +40,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from tests.support.procs import env_without_responder, free_port, require_binary
+from tests.support.binaries import BinaryProcess, RunningBinary, running_binary
+from tests.support.loopback import LoopbackServer
+from tests.support.procs import free_port
 
 BINARY = "prometheus"
-_START_ATTEMPTS = 3  # a free port may be taken by someone else before the binary binds it
 _PROBE_TIMEOUT = aiohttp.ClientTimeout(total=1)
 # The classic text format (what generate_latest writes), as Prometheus 2.42 expects it.
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -126,7 +126,7 @@ class Growth:
             raise self._task.exception()  # type: ignore[misc]
 
 
-class ControlledExporter:
+class ControlledExporter(LoopbackServer):
     """``/metrics`` in the Prometheus text format, with values the test sets.
 
     Counter names must end in ``_total`` (as exposed); a name is either a counter or a gauge.
@@ -135,14 +135,12 @@ class ControlledExporter:
     """
 
     def __init__(self, *, host: str = "127.0.0.1") -> None:
-        self.host = host
-        self.port: int | None = None
+        super().__init__(host=host)
         self.scrapes = 0  # GET /metrics answered
         self._families: dict[str, _Family] = {}
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(_ExporterCollector(self._families))
         self._growths: list[Growth] = []
-        self._runner: web.AppRunner | None = None
 
     # -- values
 
@@ -218,44 +216,24 @@ class ControlledExporter:
     @property
     def target(self) -> str:
         """``host:port``, as a Prometheus static_configs target."""
-        if self.port is None:
-            raise RuntimeError("the exporter is not running")
-        return f"{self.host}:{self.port}"
+        return self.address
 
     @property
     def url(self) -> str:
-        return f"http://{self.target}/metrics"
+        return f"http://{self.address}/metrics"
 
     async def _metrics(self, request: web.Request) -> web.Response:
         self.scrapes += 1
         return web.Response(body=self.render(), headers={"Content-Type": TEXT_CONTENT_TYPE})
 
-    async def start(self) -> None:
+    def _build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
-        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self.host, 0)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self.port = int(runner.addresses[0][1])
+        return app
 
     async def close(self) -> None:
         await self.stop_growing()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> ControlledExporter:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+        await super().close()
 
 
 # ---------------------------------------------------------------------------- prometheus
@@ -268,7 +246,7 @@ class PrometheusQueryError(AssertionError):
 Sample = tuple[dict[str, str], float]  # (labels, value) of one series of an instant vector
 
 
-class Prometheus:
+class Prometheus(BinaryProcess):
     def __init__(
         self,
         *,
@@ -278,22 +256,9 @@ class Prometheus:
         log_path: Path,
         session: aiohttp.ClientSession,
     ) -> None:
-        self.port = port
-        self.proc = proc
+        super().__init__(port=port, proc=proc, log_path=log_path)
         self.workdir = workdir
-        self.log_path = log_path
         self._session = session
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        """What the binary printed so far (for failure messages)."""
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
 
     async def query(self, promql: str, *, at: float | None = None) -> dict[str, Any]:
         """``GET /api/v1/query``: Prometheus's JSON answer as it is, errors included
@@ -406,34 +371,14 @@ def prometheus_config(
     }
 
 
-async def _stop(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
-    """Terminate, give it ``timeout_s`` to exit, then kill; always reap the process."""
-    if proc.poll() is None:
-        proc.terminate()
-        deadline = time.monotonic() + timeout_s
-        while proc.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-    if proc.poll() is None:
-        proc.kill()
-    await asyncio.to_thread(proc.wait)
-
-
-def _spawn(binary: str, workdir: Path, port: int, log: IO[bytes]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            binary,
-            f"--config.file={workdir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--web.enable-lifecycle",
-            "--log.level=info",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        cwd=workdir,
-        env=env_without_responder(),
-    )
+def _argv(workdir: Path, port: int) -> list[str]:
+    return [
+        f"--config.file={workdir / 'prometheus.yml'}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.enable-lifecycle",
+        "--log.level=info",
+    ]
 
 
 @asynccontextmanager
@@ -455,53 +400,41 @@ async def running_prometheus(
     Series carry ``job=<job>`` and ``instance=<host:port>`` labels. On a port clash (the
     binary exits, or the port answers as someone else's server) it retries on another port.
     """
-    binary = require_binary(BINARY)
     addresses = [t.target if isinstance(t, ControlledExporter) else t for t in targets]
     config = prometheus_config(addresses, scrape_interval=scrape_interval, job=job)
-    with tempfile.TemporaryDirectory(prefix="responder-prometheus-") as tmp:
-        workdir = Path(tmp)
+
+    def prepare(workdir: Path) -> None:
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-        log_path = workdir / "prometheus.log"
-        with log_path.open("wb") as log:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-                proc: subprocess.Popen[bytes] | None = None
-                try:
-                    for attempt in range(_START_ATTEMPTS):
-                        port = free_port()
-                        proc = _spawn(binary, workdir, port, log)
-                        prom = Prometheus(
-                            port=port,
-                            proc=proc,
-                            workdir=workdir,
-                            log_path=log_path,
-                            session=session,
-                        )
-                        if await _started(prom, ready_timeout_s):
-                            break
-                        await _stop(proc)
-                        if attempt == _START_ATTEMPTS - 1:
-                            raise RuntimeError(f"{BINARY} did not start:\n{prom.log()}")
-                    if wait_for_scrape and addresses:
-                        await prom.wait_for_samples(
-                            f'count(up{{job="{job}"}})',
-                            len(set(addresses)),
-                            timeout_s=ready_timeout_s,
-                        )
-                    yield prom
-                finally:
-                    if proc is not None:
-                        await _stop(proc)
 
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
 
-async def _started(prom: Prometheus, timeout_s: float) -> bool:
-    """True once ready and ours; False when it exited (a port clash); error on timeout."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if prom.proc.poll() is not None:
-            return False
-        if await prom.ready() and await prom._is_ours():
-            return True
-        await asyncio.sleep(0.05)
-    if prom.proc.poll() is not None:
-        return False
-    raise TimeoutError(f"{BINARY} not ready on {prom.url} after {timeout_s}s:\n{prom.log()}")
+        def handle(run: RunningBinary) -> Prometheus:
+            return Prometheus(
+                port=run.port,
+                proc=run.proc,
+                workdir=run.workdir,
+                log_path=run.log_path,
+                session=session,
+            )
+
+        async def ready_and_ours(run: RunningBinary) -> bool:
+            prom = handle(run)
+            return await prom.ready() and await prom._is_ours()
+
+        async with running_binary(
+            BINARY,
+            name="prometheus",
+            argv=_argv,
+            prepare=prepare,
+            ready=ready_and_ours,
+            ready_timeout_s=ready_timeout_s,
+            pick_port=free_port,  # looked up now: a test may replace it
+        ) as run:
+            prom = handle(run)
+            if wait_for_scrape and addresses:
+                await prom.wait_for_samples(
+                    f'count(up{{job="{job}"}})',
+                    len(set(addresses)),
+                    timeout_s=ready_timeout_s,
+                )
+            yield prom

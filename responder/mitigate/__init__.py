@@ -1,0 +1,1 @@
+"""Mitigation: the runbook's pre-approved actions, guarded, exactly once, verified, reverted."""

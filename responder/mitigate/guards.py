@@ -1,0 +1,106 @@
+"""Guards: may an automatic action go ahead? Pure functions, each with its reason.
+
+In order: automation not paused; the incident not acknowledged by a human; the
+(namespace, deployment, action) on the allowlist; not in dry-run; the target out of its
+cooldown; the action budget not spent. (The per-target lock is taken by the executor, the
+last guard.) The first guard that says no decides; every verdict is recorded.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from datetime import datetime
+
+from responder.domain.action import Verdict
+from responder.ports import Pause
+
+DRY_RUN = "dry_run"  # the guard whose "no" means "record what you would do"
+
+
+@dataclass(frozen=True)
+class GuardInput:
+    action: str
+    namespace: str | None
+    deployment: str | None
+    paused: Pause | None
+    acked_by: str | None
+    allowlist: tuple[str, ...]
+    dry_run: bool
+    dry_run_why: str
+    cooldown_until: datetime | None
+    budget_used: int
+    budget_limit: int
+    budget_window_s: float
+    now: datetime
+    changes_cluster: bool = True
+
+    @property
+    def target(self) -> str:
+        return f"{self.namespace}/{self.deployment}" if self.deployment else "-"
+
+
+def allowed(allowlist: tuple[str, ...], namespace: str, deployment: str, action: str) -> bool:
+    """``namespace/deployment/action`` entries; shell wildcards (``production/*/set_env``)."""
+    entry = f"{namespace}/{deployment}/{action}"
+    return any(fnmatch.fnmatchcase(entry, pattern) for pattern in allowlist)
+
+
+def check(g: GuardInput) -> list[Verdict]:
+    """The verdicts up to the first refusal (or all of them, each ok)."""
+    verdicts: list[Verdict] = []
+
+    def say(guard: str, ok: bool, reason: str) -> bool:
+        verdicts.append(Verdict(guard=guard, ok=ok, reason=reason))
+        return ok
+
+    if not say(
+        "paused",
+        g.paused is None,
+        "automation is running"
+        if g.paused is None
+        else f"automation is paused by {g.paused.by}: {g.paused.reason}",
+    ):
+        return verdicts
+    if not say(
+        "acknowledged",
+        g.acked_by is None,
+        "no human has taken the incident"
+        if g.acked_by is None
+        else f"{g.acked_by} acknowledged the incident: the automation only reports now",
+    ):
+        return verdicts
+    if not g.changes_cluster:
+        return verdicts
+    assert g.namespace is not None
+    assert g.deployment is not None
+    on_list = allowed(g.allowlist, g.namespace, g.deployment, g.action)
+    if not say(
+        "allowlist",
+        on_list,
+        f"{g.target}/{g.action} is on the allowlist"
+        if on_list
+        else f"{g.target}/{g.action} is not on the allowlist (RESPONDER_ACTION_ALLOWLIST)",
+    ):
+        return verdicts
+    if not say(DRY_RUN, not g.dry_run, "live" if not g.dry_run else f"dry-run: {g.dry_run_why}"):
+        return verdicts
+    cooling = g.cooldown_until is not None and g.cooldown_until > g.now
+    if not say(
+        "cooldown",
+        not cooling,
+        "out of cooldown"
+        if not cooling
+        else f"{g.target} had a {g.action} until {g.cooldown_until:%H:%M:%S}: in cooldown",
+    ):
+        return verdicts
+    spent = g.budget_used >= g.budget_limit
+    say(
+        "budget",
+        not spent,
+        f"{g.budget_used} of {g.budget_limit} actions used in {g.budget_window_s:g}s"
+        if not spent
+        else f"the action budget is spent ({g.budget_limit} in {g.budget_window_s:g}s): "
+        "no more automatic actions until the window moves on",
+    )
+    return verdicts
