@@ -1,5 +1,7 @@
 # The two set-up commands of the README:
-#   make run    the service on embedded defaults (memory store, console output, 127.0.0.1:8080)
+#   make run    the demo: the service on embedded defaults (memory store, console output,
+#               dry-run actions) replays the bundled scenarios and shows what it does
+#   make serve  the service itself on embedded defaults, on 127.0.0.1:8080
 #   make test   everything CI runs: lint, types, import contracts and the whole test suite
 # Both create .venv on first use; `make test` also installs the Debian packages the tests
 # start (redis-server, prometheus, prometheus-alertmanager) when they are missing.
@@ -11,7 +13,7 @@ PIP := $(BIN)/python -m pip
 DEBIAN_PACKAGES := redis-server prometheus prometheus-alertmanager
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint system-deps bench clean
+.PHONY: run serve test lint system-deps bench clean manifests
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +24,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	touch $@
 
 run: $(VENV)/.installed
+	$(BIN)/responder demo
+
+serve: $(VENV)/.installed
 	$(BIN)/responder serve
 
 system-deps:
@@ -29,8 +34,11 @@ system-deps:
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v prometheus-alertmanager >/dev/null || missing="$$missing prometheus-alertmanager"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v amtool >/dev/null || missing="$$missing prometheus-alertmanager"; \
+	missing=$$(printf '%s\n' $$missing | sort -u | xargs); \
 	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages:$$missing"; \
+	  echo "installing Debian packages: $$missing"; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
@@ -43,6 +51,10 @@ lint: $(VENV)/.installed
 
 test: $(VENV)/.installed system-deps lint
 	$(BIN)/pytest
+
+# deploy/kubernetes/configmap-rules.yaml: the rule packs of rules/, byte for byte
+manifests: $(VENV)/.installed
+	$(BIN)/python deploy/rules_configmap.py
 
 bench: $(VENV)/.installed system-deps
 	$(BIN)/python bench/intake.py

@@ -10,17 +10,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator
+import ssl
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
 
 import structlog
 from aiohttp import web
+from pydantic import SecretStr
 
 from responder.adapters.clock import SystemClock
-from responder.adapters.console import ConsoleNotifier
+from responder.adapters.console import ConsoleSink
+from responder.adapters.evidence import WindowEvidence
 from responder.adapters.http import SharedSession
 from responder.adapters.kube import ClusterGateway
 from responder.adapters.memory import MemoryQueue, MemoryStore
+from responder.adapters.pagerduty_api import PagerDutySink
 from responder.adapters.probes.health import HttpHealthProbe
 from responder.adapters.probes.pod_logs import PodLogsReader
 from responder.adapters.probes.prometheus import PrometheusQueryProbe
@@ -30,15 +36,31 @@ from responder.adapters.redis_client import connect
 from responder.adapters.redis_keys import RedisKeys
 from responder.adapters.redis_queue import RedisQueue
 from responder.adapters.redis_store import RedisStore
+from responder.adapters.slack import SlackWebhookSink, SlackWebSink
+from responder.adapters.statuspage import StatuspageSink
 from responder.domain.errors import StoreUnavailableError
+from responder.domain.signal import TimerSignal
 from responder.metrics import Metrics
 from responder.mitigate.executor import Mitigator, Policy
+from responder.notify.checks import check_templates
+from responder.notify.delivery import Channel, Deliveries, DeliveryPolicy
+from responder.notify.planners import (
+    PagerDutyPlanner,
+    Renderer,
+    SlackPlanner,
+    StatuspagePlanner,
+    console_planner,
+)
 from responder.openapi import build_openapi
 from responder.pipeline import Pipeline
 from responder.ports import Clock, KubeGateway, Notifier, Probe, StateStore, WorkQueue
 from responder.redaction import Redactor
+from responder.render.templates import Templates
+from responder.report.reports import Reports
+from responder.report.stage import ReportStage
+from responder.rules.engine import RuleSet
 from responder.rules.registry import RuleRegistry
-from responder.settings import Settings
+from responder.settings import ConfigError, Settings
 from responder.triage.stage import TriageStage
 from responder.web import CONTEXT, WebContext, add_routes, request_context
 from responder.worker import Worker, consumer_prefix
@@ -55,6 +77,7 @@ class Overrides:
     queue: WorkQueue | None = None
     notifier: Notifier | None = None
     kube: KubeGateway | None = None
+    console: TextIO | None = None  # where the console notifier writes (standard output)
 
 
 @dataclass
@@ -71,6 +94,8 @@ class Runtime:
     worker: Worker
     http: SharedSession
     kube: KubeGateway
+    deliveries: Deliveries
+    renderer: Renderer
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -94,6 +119,123 @@ def build_backend(settings: Settings, clock: Clock) -> tuple[StateStore, WorkQue
     return store, RedisQueue(client, keys=keys, clock=clock)
 
 
+SHIPPED_TEMPLATES = Path(__file__).resolve().parent / "render" / "defaults"
+
+
+def message_templates(settings: Settings) -> Templates:
+    """The shipped message templates, overridden by ``templates_dir``'s."""
+    search = [settings.templates_dir] if settings.templates_dir else []
+    return Templates([*search, SHIPPED_TEMPLATES])
+
+
+def build_renderer(settings: Settings, rules: Callable[[], RuleSet]) -> Renderer:
+    """The message renderer; ``ConfigError`` naming each template that does not render."""
+    renderer = Renderer(
+        templates=message_templates(settings), rules=rules, commander=settings.incident_commander
+    )
+    problems = check_templates(renderer)
+    if problems:
+        raise ConfigError("message templates do not render: " + "; ".join(problems))
+    return renderer
+
+
+def outbound_ssl(settings: Settings) -> ssl.SSLContext | None:
+    """The system's CAs, plus ``ca_file``'s when set."""
+    if settings.ca_file is None:
+        return None
+    context = ssl.create_default_context()
+    context.load_verify_locations(cafile=str(settings.ca_file))
+    return context
+
+
+def build_channels(
+    settings: Settings, renderer: Renderer, http: SharedSession, console: TextIO | None = None
+) -> list[Channel]:
+    """The sinks the settings configure; the console when Slack is not configured."""
+    tls = outbound_ssl(settings)
+    timeout = settings.notify_timeout_s
+    channels: list[Channel] = []
+
+    def slack_planner(*, threads: bool) -> SlackPlanner:
+        return SlackPlanner(
+            renderer=renderer,
+            channels=settings.slack_channels,
+            default_channel=settings.slack_channel,
+            threads=threads,
+            edits=threads,
+        )
+
+    if settings.slack_token is not None:
+        channels.append(
+            Channel(
+                SlackWebSink(
+                    token=settings.slack_token.get_secret_value(),
+                    base_url=settings.slack_api_url,
+                    timeout_s=timeout,
+                    ssl_context=tls,
+                ),
+                slack_planner(threads=True),
+            )
+        )
+    elif settings.slack_webhook_url is not None:
+        channels.append(
+            Channel(
+                SlackWebhookSink(
+                    url=settings.slack_webhook_url.get_secret_value(),
+                    timeout_s=timeout,
+                    ssl_context=tls,
+                ),
+                slack_planner(threads=False),
+            )
+        )
+    else:
+        channels.append(Channel(ConsoleSink(console), console_planner(renderer)))
+    if settings.statuspage_api_key is not None and settings.statuspage_page_id is not None:
+        channels.append(
+            Channel(
+                StatuspageSink(
+                    http=http,
+                    api_url=settings.statuspage_api_url,
+                    api_key=settings.statuspage_api_key.get_secret_value(),
+                    page_id=settings.statuspage_page_id,
+                    timeout_s=timeout,
+                    ssl_context=tls,
+                ),
+                StatuspagePlanner(
+                    renderer=renderer,
+                    components=tuple(settings.statuspage_components),
+                    severities=frozenset(settings.statuspage_severities),
+                    component_status=settings.statuspage_component_status,
+                ),
+            )
+        )
+    if settings.pagerduty_api_key is not None or settings.pagerduty_routing_key is not None:
+        channels.append(
+            Channel(
+                PagerDutySink(
+                    api_key=_secret(settings.pagerduty_api_key),
+                    from_email=settings.pagerduty_from,
+                    api_url=settings.pagerduty_api_url,
+                    events_url=settings.pagerduty_events_url,
+                    routing_key=_secret(settings.pagerduty_routing_key),
+                    timeout_s=timeout,
+                    verify=tls if tls is not None else True,
+                ),
+                PagerDutyPlanner(
+                    renderer=renderer,
+                    notes=settings.pagerduty_api_key is not None,
+                    events=settings.pagerduty_routing_key is not None,
+                    paged_label=settings.pagerduty_paged_label,
+                ),
+            )
+        )
+    return channels
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
 def create_app(
     settings: Settings, *, overrides: Overrides | None = None, handle_signals: bool = False
 ) -> web.Application:
@@ -109,8 +251,8 @@ def create_app(
         store, queue = overrides.store, overrides.queue
     else:
         store, queue = build_backend(settings, clock)
-    notifier = overrides.notifier or ConsoleNotifier()
     http = SharedSession()
+    renderer = build_renderer(settings, rules)
     kube: KubeGateway = overrides.kube or ClusterGateway(settings.kubeconfig)
     redact = Redactor(settings.secret_values())
     prometheus = (
@@ -153,6 +295,44 @@ def create_app(
         verify=PrometheusVerify(prometheus) if prometheus is not None else None,
         owner=worker_name,
     )
+    deliveries = Deliveries(
+        channels=build_channels(settings, renderer, http, overrides.console),
+        store=store,
+        ledger=store,
+        clock=clock,
+        metrics=metrics,
+        policy=DeliveryPolicy(
+            timeout_s=settings.notify_timeout_s,
+            lease_s=max(30.0, settings.notify_timeout_s * 3),
+            retry_base_s=settings.notify_retry_base_s,
+            retry_cap_s=settings.notify_retry_cap_s,
+            breaker_threshold=settings.notify_circuit_failures,
+            breaker_open_s=settings.notify_circuit_open_s,
+            give_up_s=settings.notify_give_up_s,
+        ),
+        owner=worker_name,
+    )
+    notifier: Notifier = overrides.notifier or deliveries
+    reports = Reports(
+        renderer=renderer,
+        rules=rules,
+        redact=redact,
+        collector=WindowEvidence(prometheus=prometheus, kube=kube, redact=redact),
+    )
+    reporter = ReportStage(
+        store=store,
+        ledger=store,
+        clock=clock,
+        reports=reports,
+        directory=settings.reports_dir,
+        public_url=settings.public_url,
+        owner=worker_name,
+        lease_s=settings.visibility_timeout_s,
+    )
+
+    async def deliver(timer: TimerSignal) -> None:
+        await deliveries.deliver(timer)
+
     pipeline = Pipeline(
         store=store,
         clock=clock,
@@ -161,8 +341,9 @@ def create_app(
         group_by=settings.group_by,
         rules=rules,
         force_dry_run=settings.dry_run,
-        stages=((triage,) if settings.triage else ()) + (mitigator,),
-        timer_handler=mitigator.verify,
+        # the report goes last: it tells what the mitigation stage did on resolve
+        stages=((triage,) if settings.triage else ()) + (mitigator, reporter),
+        timer_handlers={"verify": mitigator.verify, "deliver": deliver},
     )
     worker = Worker(
         queue=queue,
@@ -187,6 +368,8 @@ def create_app(
         worker=worker,
         http=http,
         kube=kube,
+        deliveries=deliveries,
+        renderer=renderer,
     )
 
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[request_context])
@@ -198,6 +381,7 @@ def create_app(
         metrics=metrics,
         rules=rules,
         openapi=build_openapi(),
+        reports=reports,
     )
     app[RUNTIME] = runtime
     add_routes(app, metrics)
@@ -239,6 +423,7 @@ async def _run_workers(app: web.Application) -> AsyncIterator[None]:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        await runtime.deliveries.close()
         await runtime.store.close()
         await runtime.http.close()
         close = getattr(runtime.kube, "close", None)

@@ -1,4 +1,4 @@
-"""Command line: ``responder serve | replay | incidents``.
+"""Command line: ``responder serve | replay | incidents | render | pause | resume | rules``.
 
 Errors are one line on standard error, starting with ``error:``, and a non-zero exit:
 1 when the work failed, 2 when the command or the configuration is wrong.
@@ -23,8 +23,10 @@ from pydantic import ValidationError
 
 from responder import logs
 from responder.app import RUNTIME, create_app
+from responder.cli_render import RenderProblem, render_incident
 from responder.cli_rules import rules_cli
 from responder.ingest.pagerduty import sign
+from responder.render.templates import TemplateProblem
 from responder.rules.loader import RuleLoadError
 from responder.settings import ENV_PREFIX, ConfigError, Settings
 
@@ -75,6 +77,8 @@ def build_app(settings: Settings, *, handle_signals: bool = False) -> web.Applic
             "the rule packs have problems (responder rules lint shows them); nothing started",
             code=2,
         )
+    except ConfigError as exc:
+        fail(f"{exc}; nothing started", code=2)
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
@@ -271,6 +275,79 @@ def _print_incident_line(inc: dict[str, Any]) -> None:
     )
 
 
+async def _get_bytes(url: str) -> bytes:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+        try:
+            async with session.get(url) as resp:
+                body = await resp.read()
+                if resp.status != 200:
+                    try:
+                        detail = json.loads(body).get("detail")
+                    except ValueError:
+                        detail = body[:200].decode(errors="replace")
+                    fail(f"{resp.status} from {url}: {detail}")
+                return body
+        except aiohttp.ClientError as exc:
+            fail(f"cannot reach {url}: {exc} (is `responder serve` running?)")
+
+
+@cli.command()
+def demo(
+    out: Annotated[
+        Path, typer.Option("-o", "--out", help="Where the postmortems and bundles go.")
+    ] = Path("demo-reports"),
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scenario",
+            "-s",
+            help="Only this scenario (repeatable): unreachable, rate-limited, auth-rotated, "
+            "upstream-5xx.",
+        ),
+    ] = None,
+) -> None:
+    """Show the product: the service in-process on embedded defaults replays the bundled
+    scenarios (PostHog unreachable with a vendor incident, 429, 401 after a key rotation,
+    5xx), each firing then resolved, with bundled evidence; actions are dry-run."""
+    from responder.demo.run import DemoError, run
+
+    logs.configure(level="WARNING", secrets=[])
+    try:
+        run(out=out, names=scenario or None, echo=typer.echo)
+    except DemoError as exc:
+        fail(str(exc), code=1)
+
+
+@cli.command()
+def postmortem(
+    incident_id: Annotated[str, typer.Argument(help="Incident id (inc-...).")],
+    url: UrlOption = DEFAULT_URL,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write it to this file.")
+    ] = None,
+) -> None:
+    """The postmortem draft of an incident (markdown), from a running service."""
+    text = _run(_get_bytes(url.rstrip("/") + f"/v1/incidents/{incident_id}/postmortem"))
+    if output is None:
+        typer.echo(text.decode())
+        return
+    output.write_bytes(text)
+    typer.echo(f"wrote {output}")
+
+
+@cli.command()
+def evidence(
+    incident_id: Annotated[str, typer.Argument(help="Incident id (inc-...).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The .tar.gz to write.")],
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """The evidence bundle of an incident: timeline, signals, facts, actions, messages,
+    pod logs and Prometheus ranges of its window, with a sha256 manifest, redacted."""
+    bundle = _run(_get_bytes(url.rstrip("/") + f"/v1/incidents/{incident_id}/evidence"))
+    output.write_bytes(bundle)
+    typer.echo(f"wrote {output} ({len(bundle)} bytes)")
+
+
 @incidents_cli.command("list")
 def incidents_list(
     url: UrlOption = DEFAULT_URL,
@@ -308,6 +385,32 @@ def incidents_show(
         )
     for event in inc["timeline"]:
         typer.echo(f"  {event['at'][11:19]}  {event['kind']:<22} {event['detail']}")
+
+
+@cli.command()
+def render(
+    template: Annotated[
+        str, typer.Argument(help="Template name, e.g. slack_root, statuspage_body.")
+    ],
+    incident_id: Annotated[str, typer.Argument(help="Incident id (inc-...).")],
+    url: UrlOption = DEFAULT_URL,
+    event: Annotated[
+        int | None, typer.Option(help="Timeline event (seq) for event and note templates.")
+    ] = None,
+    note: Annotated[
+        str | None, typer.Option(help="pagerduty_note: triage, action, handoff or summary.")
+    ] = None,
+) -> None:
+    """Preview a message template (the shipped one or RESPONDER_TEMPLATES_DIR's) on an
+    incident of a running service."""
+    settings = load_settings()
+    document = _run(_get_json(url.rstrip("/") + f"/v1/incidents/{incident_id}"))
+    try:
+        typer.echo(render_incident(settings, template, document, event=event, note=note))
+    except RuleLoadError as exc:
+        fail(f"the rule packs have problems: {exc.problems[0]}", code=2)
+    except (RenderProblem, ConfigError, TemplateProblem) as exc:
+        fail(str(exc), code=2)
 
 
 AdminToken = Annotated[

@@ -112,6 +112,26 @@ class Metrics:
             ["event_type"],
             registry=r,
         )
+        self.notifications = Counter(
+            "responder_notifications_total",
+            "Outbound messages by sink and outcome (sent, retry, failed, found: sent by a "
+            "worker that died before recording it).",
+            ["sink", "outcome"],
+            registry=r,
+        )
+        self.notify_seconds = Histogram(
+            "responder_notification_seconds",
+            "Time one message took to send, by sink.",
+            ["sink"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.circuit_open = Gauge(
+            "responder_notification_circuit_open",
+            "1 while a sink's circuit breaker is open (too many failures in a row).",
+            ["sink"],
+            registry=r,
+        )
 
     # Labelled children, looked up once: labels() costs a lock and a dict per call, and
     # these are counted on every webhook.

@@ -26,8 +26,10 @@ from responder.api import (
 )
 from responder.ingest.alertmanager import AlertmanagerWebhook
 from responder.ingest.pagerduty import PagerDutyWebhook
+from responder.report.postmortem import Postmortem
 
 _REF = "#/components/schemas/{model}"
+_INCIDENT_ID = {"name": "incident_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -65,6 +67,7 @@ def build_openapi(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
         Automation,
         PauseRequest,
         AckRequest,
+        Postmortem,
     ]
     _, schema = models_json_schema(
         [
@@ -149,6 +152,44 @@ def build_openapi(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
                     }
                 ],
                 "responses": {"200": _json(IncidentDocument, "The incident."), **_errors(404, 503)},
+            }
+        },
+        "/v1/incidents/{incident_id}/postmortem": {
+            "get": {
+                "summary": "The postmortem draft, filled from the incident",
+                "parameters": [
+                    _INCIDENT_ID,
+                    {
+                        "name": "format",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["markdown", "json"]},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "Markdown, or with format=json its fields.",
+                        "content": {
+                            "text/markdown": {"schema": {"type": "string"}},
+                            "application/json": {"schema": _ref(Postmortem)},
+                        },
+                    },
+                    **_errors(404, 503),
+                },
+            }
+        },
+        "/v1/incidents/{incident_id}/evidence": {
+            "get": {
+                "summary": "The evidence bundle (tar.gz with a sha256 manifest), collected now",
+                "parameters": [_INCIDENT_ID],
+                "responses": {
+                    "200": {
+                        "description": "The bundle.",
+                        "content": {
+                            "application/gzip": {"schema": {"type": "string", "format": "binary"}}
+                        },
+                    },
+                    **_errors(404, 503),
+                },
             }
         },
         "/v1/rules": {

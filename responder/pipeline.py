@@ -17,7 +17,7 @@ the whole batch each take one store round trip. An alert storm is where this cou
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -37,6 +37,7 @@ from responder.domain.incident import (
     open_from_pagerduty,
     open_incident,
 )
+from responder.domain.notification import PAGE_KEY_PREFIX
 from responder.domain.severity import SeverityLevel
 from responder.domain.signal import (
     AlertSignal,
@@ -62,6 +63,9 @@ from responder.rules.engine import AlertInput, RuleSet
 log = structlog.get_logger("responder.pipeline")
 
 QueuedSignal = AlertSignal | PagerDutySignal | TimerSignal
+# Work scheduled for later (an action's verification, another try at a sink), by timer
+# kind; a ``follow_up`` timer needs none: the follow-up runs for every timer's incident.
+TimerHandler = Callable[[TimerSignal], Awaitable["IncidentChange | None"]]
 
 
 class IncidentStage(Protocol):
@@ -116,7 +120,7 @@ class Pipeline:
         rules: Callable[[], RuleSet] = RuleSet,
         force_dry_run: bool = False,
         stages: Sequence[IncidentStage] = (),
-        timer_handler: Callable[[TimerSignal], Awaitable[IncidentChange | None]] | None = None,
+        timer_handlers: Mapping[str, TimerHandler] | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -126,7 +130,7 @@ class Pipeline:
         self._rules = rules
         self._force_dry_run = force_dry_run
         self._stages = tuple(stages)
-        self._timer_handler = timer_handler
+        self._timer_handlers = dict(timer_handlers or {})
 
     def classify(self, signal: AlertSignal) -> tuple[Decision, SeverityLevel]:
         """What the rules in force say of an alert, before triage."""
@@ -182,8 +186,9 @@ class Pipeline:
         """Work the service scheduled for itself (an action's verification, a follow-up)."""
         try:
             change = None
-            if signal.kind == "verify" and self._timer_handler is not None:
-                change = await self._timer_handler(signal)
+            timer_handler = self._timer_handlers.get(signal.kind)
+            if timer_handler is not None:
+                change = await timer_handler(signal)
         except RetryLaterError as exc:
             handled[index].retry_reason = str(exc) or type(exc).__name__
             return
@@ -306,10 +311,12 @@ class Pipeline:
             for _ in range(_MAX_FOLLOW_UP_ROUNDS):
                 if pending is None:
                     return next_seq
-                added = [c for c in [await stage(pending) for stage in self._stages] if c]
                 for event in pending.events:
                     log.info("incident event", kind=event.kind, detail=event.detail, seq=event.seq)
+                # people hear first (the first Slack message before triage's probes run),
+                # then the stages act
                 await self._notifier.incident_changed(pending)
+                added = [c for c in [await stage(pending) for stage in self._stages] if c]
                 next_seq = max(next_seq, pending.events[-1].seq + 1)
                 pending = (
                     IncidentChange(
@@ -370,6 +377,10 @@ def _pagerduty_lookups(signal: PagerDutySignal) -> tuple[IncidentLookup, ...]:
         lookups.append(IncidentLookup(kind="pagerduty_id", key=signal.incident_id))
     if signal.incident_key:
         lookups.append(IncidentLookup(kind="pagerduty_key", key=signal.incident_key))
+        if signal.incident_key.startswith(PAGE_KEY_PREFIX):
+            # the PagerDuty incident our own page opened (see notify.planners.dedup_key)
+            incident_id = signal.incident_key.removeprefix(PAGE_KEY_PREFIX)
+            lookups.append(IncidentLookup(kind="id", key=incident_id))
     if signal.incident_key or signal.incident_id:
         # the group an incident opened from PagerDuty gets (see open_from_pagerduty)
         own_group = f"pagerduty:{signal.incident_key or signal.incident_id}"

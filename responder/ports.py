@@ -22,6 +22,7 @@ from responder.domain.incident import (
     IncidentStatus,
 )
 from responder.domain.model import Frozen
+from responder.domain.notification import DeliveryState, Outbound
 from responder.domain.signal import AlertSignal, ObserveOutcome, PagerDutySignal, TimerSignal
 from responder.domain.timeline import TimelineEvent
 
@@ -295,6 +296,19 @@ class ActionLedger(Protocol):
 
     async def finish_effect(self, key: str, *, data: dict[str, JsonValue]) -> None: ...
 
+    async def release_effect(self, key: str, *, owner: str) -> None:
+        """Give up a claim not carried out (the attempt failed before any side effect):
+        the next claim starts afresh. Only the owner's claim of an unfinished effect goes."""
+        ...
+
+    async def delivery_state(self, incident_id: str, sink: str) -> DeliveryState | None:
+        """What ``sink`` has been told of the incident (see ``responder.notify``)."""
+        ...
+
+    async def save_delivery_state(
+        self, incident_id: str, sink: str, state: DeliveryState
+    ) -> None: ...
+
     async def paused(self) -> Pause | None: ...
 
     async def set_paused(self, pause: Pause | None) -> None: ...
@@ -326,6 +340,49 @@ class Notifier(Protocol):
     """Tells people what happened to an incident."""
 
     async def incident_changed(self, change: IncidentChange) -> None: ...
+
+
+class DeliveryError(Exception):
+    """A sink could not deliver a message. ``retryable``: worth another try later (rate
+    limit, server error, timeout, connection); else the message is given up (refused as
+    invalid, channel not found...). ``retry_after_s``: the wait the service asked for.
+    ``uncertain``: the request may have been carried out (a timeout after sending): the
+    next try first asks the sink whether it was (``Sink.find_sent``)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after_s: float | None = None,
+        uncertain: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after_s = retry_after_s
+        self.uncertain = uncertain
+
+
+class Sink(Protocol):
+    """One outbound channel (Slack, the status page, PagerDuty, the console): carries out
+    the messages the planners wrote. ``message.fields["key"]`` is the message's
+    idempotency key, for sinks that can mark what they send with it."""
+
+    name: str
+
+    async def send(self, message: Outbound, refs: Mapping[str, JsonValue]) -> dict[str, JsonValue]:
+        """Deliver; the handles to keep (e.g. the Slack ``ts``), merged into ``refs``.
+        Raises ``DeliveryError``."""
+        ...
+
+    async def find_sent(
+        self, message: Outbound, refs: Mapping[str, JsonValue]
+    ) -> dict[str, JsonValue] | None:
+        """After a worker died between sending and recording: was ``message`` sent? Its
+        handles if so, ``None`` if not (or if the sink cannot tell: it is sent again)."""
+        ...
+
+    async def close(self) -> None: ...
 
 
 class StateStore(Store, ActionLedger, Protocol):

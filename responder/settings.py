@@ -66,6 +66,9 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX,
         extra="forbid",
         validate_default=True,
+        # a model-wide error (settings that go together) would otherwise print every input,
+        # secrets included: errors name the setting and say why, never echo the values
+        hide_input_in_errors=True,
     )
 
     host: str = Field("127.0.0.1", description="Address to bind. Loopback by default.")
@@ -180,6 +183,125 @@ class Settings(BaseSettings):
         ge=0,
         description="Facts younger than this are reused when more alerts join an incident.",
     )
+    slack_token: SecretStr | None = Field(
+        None,
+        description="Slack bot token (xoxb-…, scope chat:write; channels:history, and "
+        "channels:read for channels given by name, let it find a message it may have posted "
+        "before a crash). Set: root message per incident, "
+        "thread replies, edits.",
+    )
+    slack_api_url: str = Field("https://slack.com/api/", description="Slack Web API base URL.")
+    slack_webhook_url: SecretStr | None = Field(
+        None,
+        description="Slack incoming-webhook URL, for teams without a bot token: messages "
+        "only, in the webhook's channel; no threads and no edits. Ignored when "
+        "slack_token is set.",
+    )
+    slack_channel: str = Field(
+        "#incidents",
+        description="Channel for incidents whose rules name none (a rule's slack:<channel> "
+        "wins; slack_channels wins over both). Channel ids (C…) work best.",
+    )
+    slack_channels: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Channel by severity, e.g. P1=#incidents-major,P2=#incidents.",
+    )
+    incident_commander: str | None = Field(
+        None,
+        description="Who the root message names as incident commander until a human "
+        "acknowledges (e.g. @posthog-oncall).",
+    )
+    statuspage_api_key: SecretStr | None = Field(
+        None, description="Statuspage management API key. Set with the page id: public incidents."
+    )
+    statuspage_page_id: str | None = Field(None, description="Statuspage page id.")
+    statuspage_api_url: str = Field(
+        "https://api.statuspage.io/v1", description="Statuspage management API base URL."
+    )
+    statuspage_severities: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["P1", "P2"],
+        description="Severities that open a public status page incident (a rule naming "
+        "statuspage in notify adds its incidents).",
+    )
+    statuspage_components: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated Statuspage component ids the incident affects.",
+    )
+    statuspage_component_status: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=lambda: {
+            "P1": "major_outage",
+            "P2": "partial_outage",
+            "P3": "degraded_performance",
+            "P4": "degraded_performance",
+        },
+        description="Component status by severity, e.g. P1=major_outage,P2=partial_outage; "
+        "operational again on resolve.",
+    )
+    pagerduty_api_key: SecretStr | None = Field(
+        None,
+        description="PagerDuty REST API key: notes (triage, actions, handoff) on linked "
+        "PagerDuty incidents. Needs pagerduty_from.",
+    )
+    pagerduty_from: str | None = Field(
+        None, description="Email of a PagerDuty user, sent as From with REST calls."
+    )
+    pagerduty_api_url: str = Field(
+        "https://api.pagerduty.com", description="PagerDuty REST API base URL (https only)."
+    )
+    pagerduty_events_url: str = Field(
+        "https://events.pagerduty.com", description="PagerDuty Events API base URL (https only)."
+    )
+    pagerduty_routing_key: SecretStr | None = Field(
+        None,
+        description="Events API v2 integration key: rules with page: true trigger (and "
+        "resolve) a PagerDuty alert with a stable dedup key.",
+    )
+    pagerduty_paged_label: str = Field(
+        "paged",
+        description="An alert with this label set to true already pages through "
+        "Alertmanager: responder does not page again for it.",
+    )
+    templates_dir: Path | None = Field(
+        None,
+        description="Directory of message templates overriding the shipped ones (same "
+        "file names); checked at start-up.",
+    )
+    reports_dir: Path | None = Field(
+        None,
+        description="Where the postmortem draft and the evidence bundle of each resolved "
+        "incident are written (created when missing); unset: not written, the API and the "
+        "CLI render them at any time.",
+    )
+    public_url: str | None = Field(
+        None,
+        description="The service's URL as people reach it (e.g. https://responder.example); "
+        "set, the Slack thread links the postmortem through the API instead of a file path.",
+    )
+    ca_file: Path | None = Field(
+        None,
+        description="Extra CA bundle (PEM) trusted for outbound HTTPS to Slack, Statuspage "
+        "and PagerDuty (a TLS-inspecting proxy, a test server).",
+    )
+    notify_timeout_s: float = Field(
+        10.0, gt=0, le=60, description="Time one outbound message may take."
+    )
+    notify_retry_base_s: float = Field(
+        2.0, gt=0, description="First wait before trying a failing message again (doubles)."
+    )
+    notify_circuit_failures: int = Field(
+        5, ge=1, description="Failures in a row that open a sink's circuit breaker."
+    )
+    notify_circuit_open_s: float = Field(
+        30.0, gt=0, description="How long an open circuit leaves its sink alone (doubles)."
+    )
+    notify_retry_cap_s: float = Field(
+        300.0, gt=0, description="Longest wait between two tries of a failing message."
+    )
+    notify_give_up_s: float = Field(
+        24 * 3600.0,
+        gt=0,
+        description="A message failing for this long is recorded as failed and dropped.",
+    )
     retry_after_s: int = Field(
         5, ge=1, description="Retry-After sent with a 503 when the store is unreachable."
     )
@@ -194,11 +316,88 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
 
     @field_validator(
-        "pagerduty_webhook_secrets", "group_by", "rules", "action_allowlist", mode="before"
+        "pagerduty_webhook_secrets",
+        "group_by",
+        "rules",
+        "action_allowlist",
+        "statuspage_severities",
+        "statuspage_components",
+        mode="before",
     )
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return _split_commas(value)
+
+    @field_validator("slack_channels", "statuspage_component_status", mode="before")
+    @classmethod
+    def _severity_map(cls, value: object) -> object:
+        if isinstance(value, str):
+            pairs = [p.strip() for p in value.split(",") if p.strip()]
+            found: dict[str, str] = {}
+            for pair in pairs:
+                key, sep, val = pair.partition("=")
+                if not sep or not key.strip() or not val.strip():
+                    raise ValueError(f"{pair!r}: write SEVERITY=value, e.g. P1=#incidents")
+                found[key.strip()] = val.strip()
+            return found
+        return value
+
+    @field_validator("slack_channels", "statuspage_component_status")
+    @classmethod
+    def _severities_known(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - {"P1", "P2", "P3", "P4"})
+        if unknown:
+            raise ValueError(f"unknown severity {', '.join(unknown)}: use P1, P2, P3, P4")
+        return value
+
+    @field_validator("statuspage_component_status")
+    @classmethod
+    def _component_statuses(cls, value: dict[str, str]) -> dict[str, str]:
+        known = {
+            "operational",
+            "degraded_performance",
+            "partial_outage",
+            "major_outage",
+            "under_maintenance",
+        }
+        wrong = sorted(v for v in value.values() if v not in known)
+        if wrong:
+            raise ValueError(
+                f"unknown component status {', '.join(wrong)}: use {', '.join(sorted(known))}"
+            )
+        return value
+
+    @field_validator("statuspage_severities")
+    @classmethod
+    def _statuspage_severities(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - {"P1", "P2", "P3", "P4"})
+        if unknown:
+            raise ValueError(f"unknown severity {', '.join(unknown)}: use P1, P2, P3, P4")
+        return value
+
+    @field_validator("pagerduty_api_url", "pagerduty_events_url")
+    @classmethod
+    def _https_only(cls, value: str) -> str:
+        if not value.startswith("https://"):
+            raise ValueError("the PagerDuty client accepts https:// URLs only")
+        return value
+
+    @model_validator(mode="after")
+    def _notification_pairs(self) -> Settings:
+        if (self.statuspage_api_key is None) != (self.statuspage_page_id is None):
+            raise ValueError(
+                "statuspage_api_key and statuspage_page_id go together: set both or neither"
+            )
+        if self.pagerduty_api_key is not None and not self.pagerduty_from:
+            raise ValueError(
+                "pagerduty_api_key needs pagerduty_from (a PagerDuty user's email): "
+                "PagerDuty refuses notes without it"
+            )
+        if self.templates_dir is not None and not self.templates_dir.is_dir():
+            raise ValueError(f"templates_dir: no such directory: {self.templates_dir}")
+        if self.ca_file is not None and not self.ca_file.is_file():
+            raise ValueError(f"ca_file: no such file: {self.ca_file}")
+        return self
 
     @field_validator("group_by")
     @classmethod
@@ -253,7 +452,16 @@ class Settings(BaseSettings):
         """Every configured secret, for redaction of logs and error messages."""
         values = [
             s.get_secret_value()
-            for s in (self.alertmanager_token, self.alertmanager_password, self.admin_token)
+            for s in (
+                self.alertmanager_token,
+                self.alertmanager_password,
+                self.admin_token,
+                self.slack_token,
+                self.slack_webhook_url,
+                self.statuspage_api_key,
+                self.pagerduty_api_key,
+                self.pagerduty_routing_key,
+            )
             if s is not None
         ]
         values += [s.get_secret_value() for s in self.pagerduty_webhook_secrets]

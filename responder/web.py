@@ -44,11 +44,13 @@ from responder.ports import (
     AnySignal,
     Clock,
     IncidentState,
+    IncidentView,
     MutationItem,
     Pause,
     StateStore,
     WorkQueue,
 )
+from responder.report.reports import Reports
 from responder.rules.registry import RuleRegistry
 from responder.settings import Settings, is_loopback
 
@@ -67,6 +69,7 @@ class WebContext:
     metrics: Metrics
     rules: RuleRegistry
     openapi: dict[str, object]
+    reports: Reports
 
 
 CONTEXT = web.AppKey("context", WebContext)
@@ -355,13 +358,42 @@ async def list_incidents(request: web.Request) -> web.StreamResponse:
     return json_response(IncidentList(incidents=[IncidentDocument.of(v) for v in views]))
 
 
-async def get_incident(request: web.Request) -> web.StreamResponse:
-    ctx = request.app[CONTEXT]
+async def _incident_view(request: web.Request) -> IncidentView:
+    """The incident the path names; 404 when there is none."""
     incident_id = request.match_info["incident_id"]
-    view = await ctx.store.get_incident(incident_id)
+    view = await request.app[CONTEXT].store.get_incident(incident_id)
     if view is None:
         raise ApiError(404, "not found", f"no incident {incident_id}")
-    return json_response(IncidentDocument.of(view))
+    return view
+
+
+async def get_incident(request: web.Request) -> web.StreamResponse:
+    return json_response(IncidentDocument.of(await _incident_view(request)))
+
+
+async def get_postmortem(request: web.Request) -> web.StreamResponse:
+    """The postmortem draft (markdown; JSON of its fields with ``?format=json``)."""
+    ctx = request.app[CONTEXT]
+    view = await _incident_view(request)
+    now = ctx.clock.now()
+    if request.query.get("format") == "json":
+        return json_response(ctx.reports.postmortem(view, now))
+    return web.Response(
+        text=ctx.reports.postmortem_text(view, now), content_type="text/markdown", charset="utf-8"
+    )
+
+
+async def get_evidence(request: web.Request) -> web.StreamResponse:
+    """The evidence bundle (``.tar.gz``), collected now."""
+    ctx = request.app[CONTEXT]
+    view = await _incident_view(request)
+    incident_id = view.incident.id
+    body = await ctx.reports.bundle(view, ctx.clock.now())
+    return web.Response(
+        body=body,
+        content_type="application/gzip",
+        headers={"Content-Disposition": f'attachment; filename="{incident_id}-evidence.tar.gz"'},
+    )
 
 
 def _packs(rules: RuleRegistry) -> list[PackInfo]:
@@ -518,6 +550,8 @@ def add_routes(app: web.Application, metrics: Metrics) -> None:
     app.router.add_post("/v1/webhooks/pagerduty", _webhook("pagerduty", pagerduty_webhook))
     app.router.add_get("/v1/incidents", list_incidents)
     app.router.add_get("/v1/incidents/{incident_id}", get_incident)
+    app.router.add_get("/v1/incidents/{incident_id}/postmortem", get_postmortem)
+    app.router.add_get("/v1/incidents/{incident_id}/evidence", get_evidence)
     app.router.add_get("/v1/rules", list_rules)
     app.router.add_post("/v1/admin/reload", reload_rules)
     app.router.add_get("/v1/automation", automation)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import redis
+import structlog
 
 from responder.adapters.clock import SystemClock
 from responder.app import build_backend
@@ -24,6 +25,14 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("RESPONDER_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _default_logging() -> Iterator[None]:
+    """A CLI command run in-process (CliRunner) configures logging onto the runner's
+    stream, which is closed once it returns: later tests must not log into it."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")

@@ -19,10 +19,15 @@ def test_readme_documents_every_setting_with_its_default() -> None:
         default = field.default_factory() if field.default_factory else field.default
         if name == "rules":
             assert "`rules/`" in row, row  # a path on this machine: the README names the dir
-        elif default is None or default == []:
+        elif default is None or default == [] or default == {}:
             assert "unset" in row, row
         else:
-            shown = ",".join(default) if isinstance(default, list) else str(default).lower()
+            if isinstance(default, dict):
+                shown = ",".join(f"{k}={v}" for k, v in default.items()).lower()
+            elif isinstance(default, list):
+                shown = ",".join(default).lower()
+            else:
+                shown = str(default).lower()
             assert f"`{shown}`" in row.lower(), (row, shown)
 
 

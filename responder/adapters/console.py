@@ -1,23 +1,49 @@
-"""Console notifier: the embedded default's way of telling people what happened."""
+"""Console sink: the embedded default's way of telling people, on standard output.
+
+It prints what Slack would get (the root message, its edits) and every timeline event as
+one line, so a demo or a laptop run shows the whole conversation without any account.
+"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from typing import TextIO
 
-from responder.domain.incident import IncidentChange
+from pydantic import JsonValue
+
+from responder.domain.notification import Outbound
 
 
-class ConsoleNotifier:
-    """Prints each timeline event as one readable line on standard output."""
+def _unescape_mrkdwn(text: str) -> str:
+    # The console shares Slack's templates, whose values are escaped for Slack; a
+    # terminal shows the characters themselves (&amp; last, so "&amp;lt;" stays "&lt;").
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+class ConsoleSink:
+    name = "console"
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream
 
-    async def incident_changed(self, change: IncidentChange) -> None:
+    async def send(self, message: Outbound, refs: Mapping[str, JsonValue]) -> dict[str, JsonValue]:
         out = self._stream or sys.stdout
-        inc = change.incident
-        for event in change.events:
-            at = event.at.strftime("%H:%M:%S")
-            out.write(f"{at} [{inc.id}] {inc.status.value:<8} {event.kind:<22} {event.detail}\n")
+        text = _unescape_mrkdwn(message.text)
+        incident = str(message.fields.get("key", "")).split(":notify:", 1)[0]
+        if message.marks == "root" or message.op == "update":
+            heading = "new incident" if message.marks == "root" else "root message now"
+            out.write(f"── [{incident}] {heading} ──\n")
+            out.write("".join(f"   {line}\n" for line in text.splitlines()))
+        else:
+            out.write(f"[{incident}] {text}\n")
         out.flush()
+        return {}
+
+    async def find_sent(
+        self, message: Outbound, refs: Mapping[str, JsonValue]
+    ) -> dict[str, JsonValue] | None:
+        return None
+
+    async def close(self) -> None:
+        return None

@@ -27,3 +27,9 @@ class SharedSession:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def maybe_sent(exc: BaseException) -> bool:
+    """Whether a request that failed with ``exc`` may still have been carried out: only a
+    failure to connect says for sure that it was not."""
+    return not isinstance(exc, aiohttp.ClientConnectorError | ConnectionRefusedError)

@@ -24,6 +24,7 @@ from responder.domain.incident import (
     IncidentStatus,
     LookupKind,
 )
+from responder.domain.notification import DeliveryState
 from responder.domain.signal import ObserveOutcome, TimerSignal, dedupe_outcome, epoch_ms
 from responder.domain.timeline import TimelineEvent
 from responder.ports import (
@@ -158,6 +159,7 @@ class MemoryStore:
     _budget: list[tuple[datetime, str]] = field(default_factory=list)
     _locks: dict[str, tuple[str, float]] = field(default_factory=dict)
     _timers: list[tuple[datetime, str]] = field(default_factory=list)
+    _deliveries: dict[tuple[str, str], DeliveryState] = field(default_factory=dict)
 
     async def ping(self) -> None:
         return None
@@ -315,6 +317,17 @@ class MemoryStore:
     async def finish_effect(self, key: str, *, data: dict[str, JsonValue]) -> None:
         effect = self._effects.setdefault(key, _Effect(owner="", lease_until=0))
         effect.done, effect.data = True, dict(data)
+
+    async def release_effect(self, key: str, *, owner: str) -> None:
+        effect = self._effects.get(key)
+        if effect is not None and effect.owner == owner and not effect.done:
+            del self._effects[key]
+
+    async def delivery_state(self, incident_id: str, sink: str) -> DeliveryState | None:
+        return self._deliveries.get((incident_id, sink))
+
+    async def save_delivery_state(self, incident_id: str, sink: str, state: DeliveryState) -> None:
+        self._deliveries[(incident_id, sink)] = state
 
     async def paused(self) -> Pause | None:
         return self._paused

@@ -72,6 +72,11 @@ class RedisKeys:
         idempotency record of one side effect. TTL EFFECT_TTL_S."""
         return f"{self.base}:effect:{key}"
 
+    def delivery(self, incident_id: str, sink: str) -> str:
+        """String (JSON DeliveryState): what a notification sink was told of an incident.
+        TTL EFFECT_TTL_S."""
+        return f"{self.base}:incident:{incident_id}:delivery:{sink}"
+
     @property
     def paused(self) -> str:
         """String (JSON: by, reason, at) while automation is paused. No TTL."""

@@ -36,6 +36,7 @@ from responder.domain.incident import (
     IncidentAlert,
     IncidentStatus,
 )
+from responder.domain.notification import DeliveryState
 from responder.domain.signal import ObserveOutcome, TimerSignal, epoch_ms
 from responder.domain.timeline import TimelineEvent
 from responder.ports import (
@@ -99,6 +100,14 @@ if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'data', ARGV[2])
 return 1
 """
+# Give up an unfinished claim we hold.
+_RELEASE_EFFECT_LUA = """
+if redis.call('HGET', KEYS[1], 'owner') == ARGV[1]
+   and redis.call('HGET', KEYS[1], 'state') == 'applying' then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
 # Move due timers onto the queue, each atomically with its removal.
 _RELEASE_TIMERS_LUA = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
@@ -142,6 +151,7 @@ class RedisStore:
         self._lock = client.register_script(_ACQUIRE_LOCK_LUA)
         self._note = client.register_script(_NOTE_EFFECT_LUA)
         self._release_timers = client.register_script(_RELEASE_TIMERS_LUA)
+        self._release_effect = client.register_script(_RELEASE_EFFECT_LUA)
         self._observe_batches: Coalescer[AnySignal, ObserveOutcome] = Coalescer(self._observe_now)
 
     async def ping(self) -> None:
@@ -403,6 +413,21 @@ class RedisStore:
         async with unavailable_as_store_error("finish_effect"):
             await self._redis.hset(
                 self._keys.effect(key), mapping={"state": "done", "data": json.dumps(data)}
+            )
+
+    async def release_effect(self, key: str, *, owner: str) -> None:
+        async with unavailable_as_store_error("release_effect"):
+            await self._release_effect(keys=[self._keys.effect(key)], args=[owner])
+
+    async def delivery_state(self, incident_id: str, sink: str) -> DeliveryState | None:
+        async with unavailable_as_store_error("delivery_state"):
+            raw = await self._redis.get(self._keys.delivery(incident_id, sink))
+        return DeliveryState.model_validate_json(raw) if raw else None
+
+    async def save_delivery_state(self, incident_id: str, sink: str, state: DeliveryState) -> None:
+        async with unavailable_as_store_error("save_delivery_state"):
+            await self._redis.set(
+                self._keys.delivery(incident_id, sink), state.model_dump_json(), ex=EFFECT_TTL_S
             )
 
     async def paused(self) -> Pause | None:

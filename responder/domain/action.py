@@ -47,5 +47,7 @@ class ActionRecord(Frozen):
     reversible: bool = False
     verified: bool | None = None  # None: not verified (yet, or no verification asked)
     reverted: bool = False
+    # the target after the revert; ``before`` and ``after`` stay what the action did
+    reverted_state: dict[str, JsonValue] | None = None
     verdicts: tuple[Verdict, ...] = ()
     planned: PlannedAction | None = None  # what the rule asked for (verification, revert)

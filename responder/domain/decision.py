@@ -40,6 +40,7 @@ class Decision(Frozen):
     probes: tuple[PlannedProbe, ...] = ()
     actions: tuple[PlannedAction, ...] = ()
     notify: tuple[str, ...] = ()
+    page: bool = False  # a matching rule says page the on-call
     facts_used: dict[str, JsonValue] = Field(default_factory=dict)
 
     @property

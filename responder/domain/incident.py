@@ -80,6 +80,7 @@ class Incident(Frozen):
     planned_probes: tuple[PlannedProbe, ...] = ()
     planned_actions: tuple[PlannedAction, ...] = ()
     notify: tuple[str, ...] = ()
+    page: bool = False  # a rule asks to page the on-call (PagerDuty Events API)
     # The alerts themselves are kept beside the incident (one record each), so that an
     # alert storm does not make every update rewrite them all; the incident counts them.
     alerts_total: int = 0
@@ -100,6 +101,8 @@ class Incident(Frozen):
     pagerduty_keys: tuple[str, ...] = ()
     pagerduty_url: str | None = None
     pagerduty_events: tuple[str, ...] = ()  # ids of the PagerDuty events already applied
+    # per sink, the handles of what was posted (Slack channel and ts, status page id...)
+    deliveries: dict[str, dict[str, JsonValue]] = Field(default_factory=dict)
     events_count: int = 0
 
     @property
@@ -157,6 +160,13 @@ def _escalate(
             severity=decision.severity.value,
             rule=decision.rule,
         )
+    if decision.page and not incident.page:
+        update["page"] = True
+        changes.add(
+            "incident.page_requested",
+            f"Rule {decision.rule or decision.branch} asks to page the on-call",
+            rule=decision.rule or decision.branch,
+        )
     if incident.error_type in (None, ErrorType.UNKNOWN) and (
         decision.error_type is not ErrorType.UNKNOWN
     ):
@@ -192,6 +202,7 @@ def classify(
         "planned_probes": decision.probes,
         "planned_actions": decision.actions,
         "notify": decision.notify,
+        "page": decision.page,
     }
     if decision.rule is None:
         changes.add(
@@ -309,6 +320,39 @@ def record_action(
         update["needs_human"] = human
         changes.add("incident.needs_human", f"A human is needed: {human}", reason=human)
     return changes.done(incident.model_copy(update=update))
+
+
+def record_delivery(
+    incident: Incident,
+    sink: str,
+    now: datetime,
+    *,
+    kind: str,
+    detail: str,
+    refs: dict[str, JsonValue] | None = None,
+    **data: JsonValue,
+) -> IncidentChange | None:
+    """Record what a notification sink did (posted the root message, created the status
+    page incident) or could not do; ``refs`` are the handles to keep on the incident."""
+    changes = _Changes(incident, now)
+    changes.add(kind, detail, sink=sink, **data)
+    update: dict[str, object] = {}
+    if refs:
+        update["deliveries"] = {
+            **incident.deliveries,
+            sink: {**incident.deliveries.get(sink, {}), **refs},
+        }
+    return changes.done(incident.model_copy(update=update))
+
+
+def record_report(
+    incident: Incident, now: datetime, *, kind: str, detail: str, **data: JsonValue
+) -> IncidentChange | None:
+    """Record that the postmortem draft and evidence bundle were written (or could not
+    be), with where to find them."""
+    changes = _Changes(incident, now)
+    changes.add(kind, detail, **data)
+    return changes.done(incident)
 
 
 def acknowledge(

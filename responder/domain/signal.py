@@ -146,11 +146,12 @@ class PagerDutySignal(Frozen):
 
 class TimerSignal(Frozen):
     """Work the service itself scheduled for later, put on the queue when due: an action's
-    verification after its settle time (``verify``), or the follow-up of a change made
-    outside the workers, such as an acknowledgement through the API (``follow_up``)."""
+    verification after its settle time (``verify``), the follow-up of a change made
+    outside the workers, such as an acknowledgement through the API (``follow_up``), or
+    another try at telling a notification sink (``deliver``: ``step`` names the sink)."""
 
     source: Literal["timer"] = "timer"
-    kind: Literal["verify", "follow_up"]
+    kind: Literal["verify", "follow_up", "deliver"]
     incident_id: str
     step: str
     due_at: datetime

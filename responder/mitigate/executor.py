@@ -653,7 +653,7 @@ class Mitigator:
             try:
                 after = await self._send(spec, revert_patch)
                 result = _Result(
-                    reverted.model_copy(update={"after": after}),
+                    reverted.model_copy(update={"reverted_state": after}),
                     "action.reverted",
                     f"{record.action} on {record.target} reverted ({why}): "
                     f"{_change(record.after, after)}",

@@ -8,10 +8,18 @@ loaded, so a broken one is reported at start-up.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import (
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateError,
+    TemplateNotFound,
+    pass_context,
+)
+from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
 # Output cap: a template over alert data must not produce an unbounded string.
@@ -27,21 +35,63 @@ class Template:
         self.source = source
         self._compiled = compiled
 
-    def render(self, context: Mapping[str, Any]) -> str:
+    def render(self, context: Mapping[str, Any], *, limit: int = MAX_OUTPUT_CHARS) -> str:
+        """``limit``: the output cap (a whole document, such as a postmortem, gets more
+        than a message)."""
         try:
             out = str(self._compiled.render(**context))
         except TemplateError as exc:
             raise TemplateProblem(f"template {self.source!r}: {exc}") from None
-        return out[:MAX_OUTPUT_CHARS]
+        return out[:limit]
+
+
+# Templates whose output is Slack mrkdwn: every ``{{ value }}`` they print is escaped.
+MRKDWN_SUFFIX = ".mrkdwn.j2"
+
+
+def mrkdwn_escape(value: object) -> str:
+    """Slack decodes only these three: escaped, a value cannot become a mention
+    (``<!channel>``), a link (``<https://…|click>``) or break the markup around it."""
+    text = "" if value is None else str(value)
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+@pass_context
+def _finalize(context: Context, value: object) -> object:
+    # runs on every {{ … }} result, never on the template's own text: a template for Slack
+    # writes its links and formatting itself, and whatever it prints of the data is inert
+    if context.name is not None and context.name.endswith(MRKDWN_SUFFIX):
+        return mrkdwn_escape(value)
+    return value
 
 
 class Templates:
-    """Compiles templates in the one sandboxed environment."""
+    """Compiles templates in the one sandboxed environment.
 
-    def __init__(self) -> None:
+    ``search_path``: directories of named templates (``get``), the first that has a name
+    wins, so a configured directory overrides the defaults shipped in the package.
+    """
+
+    def __init__(self, search_path: Sequence[Path] = ()) -> None:
         self._env = SandboxedEnvironment(
-            undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
+            undefined=StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=False,
+            finalize=_finalize,
+            loader=FileSystemLoader([str(p) for p in search_path]) if search_path else None,
         )
+
+    def get(self, name: str) -> Template:
+        """The named template, compiled; ``TemplateProblem`` saying why when it cannot be."""
+        try:
+            compiled = self._env.get_template(name)
+        except TemplateNotFound:
+            raise TemplateProblem(f"template {name}: not found") from None
+        except TemplateError as exc:
+            line = getattr(exc, "lineno", None)
+            where = f" line {line}" if line else ""
+            raise TemplateProblem(f"template {name}{where}: {exc}") from None
+        return Template(compiled.filename or name, compiled)
 
     def compile(self, source: str) -> Template:
         try:

@@ -22,7 +22,7 @@ from responder.domain.severity import DEFAULT_SEVERITIES, ErrorType, Severity, S
 from responder.render.templates import Template, TemplateProblem
 from responder.rules.conditions import Condition, Outcome
 from responder.rules.matchers import Matcher
-from responder.rules.schema import Pack, Rule
+from responder.rules.schema import Pack, PublicInfo, Rule
 
 PROBE_ADAPTER: TypeAdapter[Any] = TypeAdapter(ProbeSpec)
 ACTION_ADAPTER: TypeAdapter[Any] = TypeAdapter(ActionSpec)
@@ -138,6 +138,20 @@ class RuleSet:
                 return compiled.severity_level(severity)
         return DEFAULT_SEVERITIES[severity]
 
+    def rule(self, pack: str | None, name: str | None) -> CompiledRule | None:
+        """A rule by pack and name (an incident's branch), if it is still in force."""
+        for compiled in self.packs:
+            if compiled.name == pack:
+                return next((r for r in compiled.rules if r.name == name), None)
+        return None
+
+    def public(self, pack: str | None) -> PublicInfo:
+        """What a pack lets the public status page say (a default when it says nothing)."""
+        for compiled in self.packs:
+            if compiled.name == pack:
+                return compiled.spec.public
+        return PublicInfo()
+
     def evaluate(self, alert: AlertInput, facts: Mapping[str, Any] | None = None) -> Evaluation:
         """Walk the rules. ``facts=None``: before triage, so rules with conditions wait."""
         ctx = alert.context()
@@ -152,6 +166,7 @@ class RuleSet:
         probes: list[PlannedProbe] = []
         actions: list[PlannedAction] = []
         notify: list[str] = []
+        page = False
         used: dict[str, JsonValue] = {}
         view: dict[str, Any] = dict(facts or {})
         for rule in self.rules():
@@ -201,6 +216,7 @@ class RuleSet:
             probes += _plan_probes(rule.name, rule.spec.probes, rule.templates, ctx, problems)
             actions += _plan_actions(rule, ctx, problems)
             notify += [c for c in rule.spec.notify if c not in notify]
+            page = page or rule.spec.page
             if ends:
                 break
         pack = classifier.pack if classifier else None
@@ -223,6 +239,7 @@ class RuleSet:
             probes=_unique(probes),
             actions=tuple(actions),
             notify=tuple(notify),
+            page=page,
             facts_used=used,
         )
         return Evaluation(decision=decision, trace=trace, problems=problems)

@@ -94,6 +94,11 @@ class Rule(_Strict):
     actions: tuple[ActionSpec, ...] = ()
     notify: tuple[str, ...] = ()
     dry_run: bool | None = None
+    page: bool = Field(
+        False,
+        description="Page the on-call through the PagerDuty Events API (unless the alert "
+        "already pages through Alertmanager or the incident is linked to PagerDuty).",
+    )
     continue_: bool = Field(False, alias="continue")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -104,8 +109,8 @@ class Rule(_Strict):
     def _does_something(self) -> Rule:
         if not self.match and not self.when:
             raise ValueError("a rule needs `match` or `when` (or both): this one matches all")
-        if not (self.classify or self.probes or self.actions or self.notify):
-            raise ValueError("a rule needs at least one of classify, probes, actions, notify")
+        if not (self.classify or self.probes or self.actions or self.notify or self.page):
+            raise ValueError("a rule needs at least one of classify, probes, actions, notify, page")
         return self
 
 
@@ -121,12 +126,43 @@ class Defaults(_Strict):
     _check_notify = field_validator("notify")(_channels)
 
 
+class PublicInfo(_Strict):
+    """What the public status page may say of this pack's incidents, and nothing else: the
+    external template sees these fields, the status and the times; never labels, hosts,
+    logs or actions."""
+
+    name: str = Field(
+        "our service", min_length=1, max_length=100, description="What users call it."
+    )
+    impact: dict[str, str] = Field(
+        default_factory=dict,
+        description="What users may notice, by error type (or `default`).",
+    )
+
+    @field_validator("impact")
+    @classmethod
+    def _known_error_types(cls, value: dict[str, str]) -> dict[str, str]:
+        known = {t.value for t in ErrorType} | {"default"}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown error type {', '.join(unknown)}: use {', '.join(sorted(known))}"
+            )
+        return value
+
+    def impact_of(self, error_type: str | None) -> str:
+        return self.impact.get(error_type or "", "") or self.impact.get(
+            "default", "problems with features that depend on it"
+        )
+
+
 class Pack(_Strict):
     name: str = Field(pattern=_NAME)
     version: str = Field(min_length=1)
     description: str = ""
     defaults: Defaults = Defaults()
     severities: dict[Severity, SeverityLevel] = Field(default_factory=dict)
+    public: PublicInfo = PublicInfo()
     rules: tuple[Rule, ...] = Field(min_length=1)
 
     @field_validator("version", mode="before")

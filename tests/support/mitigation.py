@@ -129,30 +129,38 @@ class Cluster:
         return {e["name"]: e.get("value", "") for e in containers[0].get("env") or []}
 
 
+def add_integration(kube: FakeKube, *, started: datetime, log_line: str | None = None) -> None:
+    """The posthog-integration Deployment, its two pods (started at ``started``, one
+    minute apart; ``log_line`` in their logs) and its API key Secret (3 days older)."""
+    kube.add_deployment(
+        NS,
+        DEPLOY,
+        containers=[
+            {
+                "name": "app",
+                "image": "example/posthog-integration:1.4.2",
+                "env": {"POSTHOG_HOST": "https://us.i.posthog.com", "LOG_LEVEL": "info"},
+            }
+        ],
+        replicas=2,
+        labels=SELECTOR,
+        selector=SELECTOR,
+    )
+    for n in range(2):
+        logs = [(datetime.now(UTC) - timedelta(seconds=30), log_line)] if log_line else None
+        kube.add_pod(
+            NS, f"{DEPLOY}-{n}", SELECTOR, started_at=started + timedelta(minutes=n), logs=logs
+        )
+    kube.set_secret(
+        NS, "posthog-secrets", {"api-key": "phc_old"}, changed_at=started - timedelta(days=3)
+    )
+
+
 @asynccontextmanager
 async def cluster(tmp: Path, **pack: Any) -> AsyncIterator[Cluster]:
     tmp.mkdir(parents=True, exist_ok=True)
     async with running_fake_kube() as kube, FakeHealthEndpoint() as health:
-        started = datetime.now(UTC) - timedelta(hours=2)
-        kube.add_deployment(
-            NS,
-            DEPLOY,
-            containers=[
-                {
-                    "name": "app",
-                    "image": "example/posthog-integration:1.4.2",
-                    "env": {"POSTHOG_HOST": "https://us.i.posthog.com", "LOG_LEVEL": "info"},
-                }
-            ],
-            replicas=2,
-            labels=SELECTOR,
-            selector=SELECTOR,
-        )
-        for n in range(2):
-            kube.add_pod(NS, f"{DEPLOY}-{n}", SELECTOR, started_at=started + timedelta(minutes=n))
-        kube.set_secret(
-            NS, "posthog-secrets", {"api-key": "phc_old"}, changed_at=started - timedelta(days=3)
-        )
+        add_integration(kube, started=datetime.now(UTC) - timedelta(hours=2))
         health.set_posthog("down")
         yield Cluster(
             kube,
@@ -164,8 +172,15 @@ async def cluster(tmp: Path, **pack: Any) -> AsyncIterator[Cluster]:
 
 @asynccontextmanager
 async def responder(
-    c: Cluster, make: Callable[..., Settings], overrides: Overrides | None = None, **settings: Any
+    c: Cluster,
+    make: Callable[..., Settings],
+    overrides: Overrides | None = None,
+    *,
+    notify: bool = False,
+    **settings: Any,
 ) -> AsyncIterator[Service]:
+    """The service on the cluster; ``notify``: its own notification delivery (the sinks the
+    settings configure) instead of a recording notifier."""
     values: dict[str, Any] = {
         "rules": [c.pack],
         "triage": True,
@@ -176,7 +191,7 @@ async def responder(
         "action_cooldown_s": 600,
     }
     values.update(settings)
-    async with running_service(make(**values), overrides) as svc:
+    async with running_service(make(**values), overrides, notify=notify) as svc:
         yield svc
 
 

@@ -89,11 +89,13 @@ class Service:
 
 @asynccontextmanager
 async def running_service(
-    settings: Settings, overrides: Overrides | None = None
+    settings: Settings, overrides: Overrides | None = None, *, notify: bool = False
 ) -> AsyncIterator[Service]:
+    """``notify``: the service's own notification delivery (the sinks its settings
+    configure) instead of a ``RecordingNotifier``."""
     notifier = RecordingNotifier()
     overrides = overrides or Overrides()
-    if overrides.notifier is None:
+    if overrides.notifier is None and not notify:
         overrides.notifier = notifier
     app = create_app(settings, overrides=overrides)
     client: TestClient[Any, Any] = TestClient(TestServer(app, host="127.0.0.1"))

@@ -1,0 +1,162 @@
+"""Collects what the incident window left outside the responder: the pod logs of the
+pods its triage looked at, and Prometheus range queries of its rules' queries (triage
+queries and action verifications) from 30 minutes before it opened to 30 minutes after it
+resolved (or now). What cannot be had is listed in ``errors.json``, never fatal: a bundle
+with a gap is worth more than none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import datetime, timedelta
+
+import orjson
+import structlog
+
+from responder.adapters.prometheus import PrometheusClient
+from responder.domain.incident import Incident
+from responder.domain.plans import PodLogsProbe, PrometheusProbe
+from responder.ports import KubeGateway
+from responder.redaction import Redactor
+
+log = structlog.get_logger("responder.evidence")
+
+WINDOW = timedelta(minutes=30)
+MAX_POINTS = 500  # per series: a range query's step follows from the window
+MAX_LOG_LINES = 5000
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _name(text: str) -> str:
+    return _SAFE.sub("_", text).strip("_")[:80] or "query"
+
+
+def rule_queries(incident: Incident) -> dict[str, str]:
+    """The PromQL the incident's rules use, by a file-safe name."""
+    found: dict[str, str] = {}
+    for probe in incident.planned_probes:
+        if isinstance(probe.spec, PrometheusProbe):
+            for name, query in probe.spec.queries.items():
+                found.setdefault(_name(name), query)
+    verifications = [a.planned.spec for a in incident.actions if a.planned is not None] + [
+        a.spec for a in incident.planned_actions
+    ]
+    for i, spec in enumerate(verifications):
+        verify = getattr(spec, "verify", None)
+        if verify is not None and verify.query not in found.values():
+            found[f"verify-{getattr(spec, 'type', 'action')}-{i}"] = verify.query
+    return found
+
+
+class WindowEvidence:
+    def __init__(
+        self,
+        *,
+        prometheus: PrometheusClient | None,
+        kube: KubeGateway | None,
+        redact: Redactor,
+        timeout_s: float = 15.0,
+    ) -> None:
+        self._prometheus = prometheus
+        self._kube = kube
+        self._redact = redact
+        self._timeout_s = timeout_s
+
+    async def collect(self, incident: Incident, now: datetime) -> dict[str, bytes]:
+        start = incident.opened_at - WINDOW
+        end = min(now, (incident.resolved_at or now) + WINDOW)
+        files: dict[str, bytes] = {}
+        errors: list[dict[str, str]] = []
+        await asyncio.gather(
+            self._ranges(incident, start, end, files, errors),
+            self._logs(incident, start, now, files, errors),
+        )
+        files["window.json"] = orjson.dumps(
+            {"start": start.isoformat(), "end": end.isoformat()}, option=orjson.OPT_INDENT_2
+        )
+        if errors:
+            files["errors.json"] = orjson.dumps(errors, option=orjson.OPT_INDENT_2)
+        return files
+
+    async def _ranges(
+        self,
+        incident: Incident,
+        start: datetime,
+        end: datetime,
+        files: dict[str, bytes],
+        errors: list[dict[str, str]],
+    ) -> None:
+        queries = rule_queries(incident)
+        if not queries:
+            return
+        if self._prometheus is None:
+            errors.append({"source": "prometheus", "error": "RESPONDER_PROMETHEUS_URL is unset"})
+            return
+        step = max(15.0, (end - start).total_seconds() / MAX_POINTS)
+        client = self._prometheus
+
+        async def one(name: str, query: str) -> None:
+            try:
+                data = await client.query_range(
+                    query,
+                    start=start.timestamp(),
+                    end=end.timestamp(),
+                    step_s=step,
+                    timeout_s=self._timeout_s,
+                )
+            except Exception as exc:  # noqa: BLE001 - a gap in the bundle, said so
+                errors.append({"source": f"prometheus/{name}", "error": str(exc)[:300]})
+                return
+            body = {"query": query, "start": start.isoformat(), "end": end.isoformat()}
+            files[f"prometheus/{name}.json"] = orjson.dumps(
+                {**body, "step_s": step, "data": data}, option=orjson.OPT_INDENT_2
+            )
+
+        await asyncio.gather(*(one(n, q) for n, q in queries.items()))
+
+    async def _logs(
+        self,
+        incident: Incident,
+        start: datetime,
+        now: datetime,
+        files: dict[str, bytes],
+        errors: list[dict[str, str]],
+    ) -> None:
+        probes = [p.spec for p in incident.planned_probes if isinstance(p.spec, PodLogsProbe)]
+        if not probes:
+            return
+        if self._kube is None:
+            errors.append({"source": "kubernetes", "error": "no cluster configured"})
+            return
+        kube = self._kube
+        since_s = max(1, min(86_400, int((now - start).total_seconds())))
+
+        async def pod_logs(spec: PodLogsProbe) -> None:
+            try:
+                pods = await kube.list_pods(namespace=spec.namespace, selector=spec.selector)
+            except Exception as exc:  # noqa: BLE001
+                errors.append({"source": f"pods/{spec.namespace}", "error": str(exc)[:300]})
+                return
+            for pod in pods:
+                try:
+                    text = await kube.read_log(
+                        namespace=pod.namespace,
+                        pod=pod.name,
+                        container=spec.container,
+                        since_s=since_s,
+                        tail_lines=MAX_LOG_LINES,
+                    )
+                except Exception as exc:  # noqa: BLE001
+                    errors.append({"source": f"logs/{pod.name}", "error": str(exc)[:300]})
+                    continue
+                files[f"logs/{_name(pod.namespace)}/{_name(pod.name)}.log"] = self._redact(
+                    text
+                ).encode()
+
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(pod_logs(s) for s in probes)), self._timeout_s * 2
+            )
+        except TimeoutError:
+            errors.append({"source": "kubernetes", "error": "timed out reading pod logs"})

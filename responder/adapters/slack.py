@@ -1,0 +1,239 @@
+"""Slack sinks, through slack-sdk: the Web API (root message, thread replies, edits) with
+a bot token, or an incoming webhook (messages only: no threads, no edits).
+
+The clients retry nothing themselves: the delivery layer retries with backoff, honouring
+Retry-After, and keeps the thread in order while it waits.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from pydantic import JsonValue
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from responder.adapters.http import maybe_sent
+from responder.domain.notification import Outbound
+from responder.ports import DeliveryError
+
+METADATA_EVENT = "responder_message"
+_MAX_LIST_PAGES = 20  # conversations.list pages read to find a channel by name
+
+# ok:false errors worth another try: Slack's own trouble, and configuration an operator
+# can fix while messages wait (a revoked token, the bot not in the channel). The others
+# say the message itself is wrong, and trying it again would fail the same way.
+_RETRYABLE_ERRORS = frozenset(
+    {
+        "ratelimited",
+        "internal_error",
+        "fatal_error",
+        "service_unavailable",
+        "request_timeout",
+        "team_added_to_org",
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "missing_scope",
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+    }
+)
+
+
+def _retry_after(headers: Mapping[str, Any] | None) -> float | None:
+    if not headers:
+        return None
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    if isinstance(value, list):
+        value = value[0] if value else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _api_error(method: str, exc: SlackApiError) -> DeliveryError:
+    response = exc.response
+    status = response.status_code
+    error = str(response.get("error", "")) if isinstance(response.data, dict) else ""
+    retry_after = _retry_after(response.headers)
+    if status == 429 or error == "ratelimited":
+        return DeliveryError(
+            f"{method}: rate limited (HTTP {status})", retryable=True, retry_after_s=retry_after
+        )
+    if status >= 500:
+        return DeliveryError(f"{method}: HTTP {status}", retryable=True, retry_after_s=retry_after)
+    if error:
+        return DeliveryError(f"{method}: {error}", retryable=error in _RETRYABLE_ERRORS)
+    return DeliveryError(f"{method}: HTTP {status}", retryable=status in (408, 425))
+
+
+def _metadata(message: Outbound) -> dict[str, Any]:
+    # marks the message with its idempotency key, so that a worker that died between
+    # posting and recording can be told it did post
+    return {"event_type": METADATA_EVENT, "event_payload": {"key": str(message.fields["key"])}}
+
+
+class SlackWebSink:
+    """The Web API: ``chat.postMessage`` (root, replies in its thread), ``chat.update``."""
+
+    name = "slack"
+
+    def __init__(
+        self, *, token: str, base_url: str, timeout_s: float, ssl_context: ssl.SSLContext | None
+    ) -> None:
+        self._client = AsyncWebClient(
+            token=token,
+            base_url=base_url,
+            timeout=max(1, int(timeout_s)),
+            ssl=ssl_context,
+            retry_handlers=[],
+        )
+        self._channel_ids: dict[str, str] = {}  # name → id, for find_sent
+
+    async def send(self, message: Outbound, refs: Mapping[str, JsonValue]) -> dict[str, JsonValue]:
+        channel = str(refs.get("channel") or message.fields.get("channel") or "")
+        root_ts = refs.get("ts")
+        method = "chat.update" if message.op == "update" else "chat.postMessage"
+        try:
+            if message.op == "update":
+                if not root_ts:
+                    return {}  # the root was never posted (refused): nothing to edit
+                await self._client.chat_update(
+                    channel=channel, ts=str(root_ts), text=message.text, blocks=message.blocks
+                )
+                return {}
+            thread = str(root_ts) if message.op == "reply" and root_ts else None
+            response = await self._client.chat_postMessage(
+                channel=str(message.fields.get("channel") or channel)
+                if message.marks == "root"
+                else channel,
+                text=message.text,
+                blocks=message.blocks or None,
+                thread_ts=thread,
+                metadata=_metadata(message),
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except SlackApiError as exc:
+            raise _api_error(method, exc) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise DeliveryError(
+                f"{method}: {type(exc).__name__}: {exc}", retryable=True, uncertain=maybe_sent(exc)
+            ) from None
+        if message.marks == "root":
+            return {"channel": str(response["channel"]), "ts": str(response["ts"])}
+        return {}
+
+    async def find_sent(
+        self, message: Outbound, refs: Mapping[str, JsonValue]
+    ) -> dict[str, JsonValue] | None:
+        if message.op == "update":
+            return None  # an edit is safe to make again
+        key = str(message.fields["key"])
+        try:
+            if message.marks == "root":
+                # history needs the channel's id: a configured name is looked up first
+                channel = await self._channel_id(str(message.fields.get("channel") or ""))
+                if channel is None:
+                    return None
+                response = await self._client.conversations_history(
+                    channel=channel, include_all_metadata=True, limit=100
+                )
+            else:
+                if not refs.get("ts"):
+                    return None
+                channel = str(refs["channel"])
+                response = await self._client.conversations_replies(
+                    channel=channel, ts=str(refs["ts"]), include_all_metadata=True, limit=200
+                )
+        except SlackApiError as exc:
+            raise _api_error("find message", exc) from None
+        for found in response.get("messages") or []:
+            payload = (found.get("metadata") or {}).get("event_payload") or {}
+            if payload.get("key") == key:
+                if message.marks == "root":
+                    return {"channel": str(response.get("channel") or channel), "ts": found["ts"]}
+                return {}
+        return None
+
+    async def _channel_id(self, channel: str) -> str | None:
+        """The id of ``channel`` (given as ``#name`` or an id); ``None`` when no channel
+        the bot can see has that name (nothing was posted there, then)."""
+        if not channel.startswith("#"):
+            return channel or None
+        name = channel.removeprefix("#")
+        if name in self._channel_ids:
+            return self._channel_ids[name]
+        cursor: str | None = None
+        for _ in range(_MAX_LIST_PAGES):
+            response = await self._client.conversations_list(
+                types="public_channel,private_channel",
+                exclude_archived=True,
+                limit=1000,
+                cursor=cursor,
+            )
+            for found in response.get("channels") or []:
+                self._channel_ids[str(found.get("name"))] = str(found.get("id"))
+            if name in self._channel_ids:
+                return self._channel_ids[name]
+            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor:
+                break
+        return None
+
+    async def close(self) -> None:
+        session = getattr(self._client, "session", None)
+        if session is not None and not session.closed:
+            await session.close()
+
+
+class SlackWebhookSink:
+    """An incoming webhook: the channel is the webhook's; nothing comes back to thread
+    under or edit, so every message stands alone (the planner knows)."""
+
+    name = "slack"
+
+    def __init__(self, *, url: str, timeout_s: float, ssl_context: ssl.SSLContext | None) -> None:
+        self._client = AsyncWebhookClient(
+            url=url, timeout=max(1, int(timeout_s)), ssl=ssl_context, retry_handlers=[]
+        )
+
+    async def send(self, message: Outbound, refs: Mapping[str, JsonValue]) -> dict[str, JsonValue]:
+        try:
+            response = await self._client.send(
+                text=message.text,
+                blocks=message.blocks or None,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except (aiohttp.ClientError, OSError) as exc:
+            raise DeliveryError(
+                f"webhook: {type(exc).__name__}: {exc}", retryable=True, uncertain=maybe_sent(exc)
+            ) from None
+        status, body = response.status_code, (response.body or "").strip()
+        if status == 200:
+            return {}
+        what = f"webhook: HTTP {status} {body[:100]}".strip()
+        if status == 429 or status >= 500:
+            raise DeliveryError(what, retryable=True, retry_after_s=_retry_after(response.headers))
+        # 400 says the payload is wrong; 403/404/410 say the webhook is (fixable: retried)
+        raise DeliveryError(what, retryable=status != 400)
+
+    async def find_sent(
+        self, message: Outbound, refs: Mapping[str, JsonValue]
+    ) -> dict[str, JsonValue] | None:
+        return None  # a webhook cannot read back: sent again
+
+    async def close(self) -> None:
+        session = getattr(self._client, "session", None)
+        if session is not None and not session.closed:
+            await session.close()

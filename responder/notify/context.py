@@ -1,0 +1,143 @@
+"""What templates see: the internal context (Slack, PagerDuty) and the public one (the
+status page), built from an incident as plain data.
+
+The public context is built field by field from the pack's ``public`` section, the status
+and the times: nothing else exists in it, so an external template cannot leak a label, a
+host name, a log line or an action, even by mistake.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import JsonValue
+
+from responder.domain.incident import Incident
+from responder.domain.notification import (
+    comms_status,
+    current_action,
+    statuspage_status,
+)
+from responder.domain.severity import DEFAULT_SEVERITIES, Severity, SeverityLevel
+from responder.domain.timeline import TimelineEvent
+from responder.rules.schema import PublicInfo
+
+ICONS = {"P1": "🔴", "P2": "🟠", "P3": "🟡", "P4": "🔵"}
+RESOLVED_ICON = "✅"
+
+
+def level_of(incident: Incident, levels: dict[Severity, SeverityLevel]) -> SeverityLevel:
+    severity = incident.severity or Severity.P3
+    return levels.get(severity) or DEFAULT_SEVERITIES[severity]
+
+
+def duration(start: datetime, end: datetime) -> str:
+    """``2h 05m``, ``7m``, ``40s``."""
+    seconds = max(0, int((end - start).total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m"
+    return f"{secs}s"
+
+
+def _clock(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M UTC") if at is not None else ""
+
+
+def _impact(incident: Incident, level: SeverityLevel) -> str:
+    said = incident.annotations.get("impact") or incident.annotations.get("summary")
+    alerts = f"{incident.alerts_firing} of {incident.alerts_total} alerts firing"
+    what = f"{level.definition}" + (f": {said}" if said else "")
+    return f"{what} ({alerts})" if incident.alerts_total else what
+
+
+def _next_update(incident: Incident, level: SeverityLevel, now: datetime) -> str:
+    if not incident.is_active:
+        return "none: this is the last update"
+    if level.respond_within_s is None:
+        return f"in this thread as things change (respond: {level.response_time})"
+    due = incident.opened_at + timedelta(seconds=level.respond_within_s)
+    return f"in this thread as things change; respond by {due:%H:%M} UTC ({level.response_time})"
+
+
+def internal_context(
+    incident: Incident,
+    *,
+    level: SeverityLevel,
+    now: datetime,
+    commander: str | None = None,
+    event: TimelineEvent | None = None,
+    note: str | None = None,
+) -> dict[str, Any]:
+    """For Slack and PagerDuty: everything the responders may read."""
+    status = comms_status(incident)
+    end = incident.resolved_at or now
+    return {
+        "incident": incident.model_dump(
+            mode="json",
+            include={
+                "id",
+                "title",
+                "severity",
+                "error_type",
+                "status",
+                "group_key",
+                "rule",
+                "pack",
+                "branch",
+                "opened_at",
+                "acked_at",
+                "acked_by",
+                "resolved_at",
+                "alerts_firing",
+                "alerts_total",
+                "labels",
+                "annotations",
+                "needs_human",
+                "pagerduty_incident_id",
+                "pagerduty_url",
+            },
+        ),
+        "severity": incident.severity.value if incident.severity else "P?",
+        "title": incident.title,
+        "icon": RESOLVED_ICON
+        if not incident.is_active
+        else ICONS.get(incident.severity.value if incident.severity else "", "⚪"),
+        "level": {"definition": level.definition, "response_time": level.response_time},
+        "status": status.value,
+        "impact": _impact(incident, level),
+        "current_action": current_action(incident),
+        "next_update": _next_update(incident, level, now),
+        "commander": incident.acked_by
+        or commander
+        or "unassigned: whoever acknowledges the page takes it",
+        "facts": incident.facts,
+        "actions": [
+            a.model_dump(
+                mode="json",
+                include={"step", "action", "target", "verdict", "reason", "dry_run", "verified"},
+            )
+            for a in incident.actions
+        ],
+        "duration": duration(incident.opened_at, end),
+        "event": event.model_dump(mode="json") if event is not None else None,
+        "note": note,
+        "now": _clock(now),
+    }
+
+
+def public_context(
+    incident: Incident, public: PublicInfo, *, now: datetime
+) -> dict[str, JsonValue]:
+    """For the status page: the pack's public words, the status and the times; no more."""
+    return {
+        "service": public.name,
+        "impact": public.impact_of(incident.error_type.value if incident.error_type else None),
+        "status": statuspage_status(comms_status(incident)),
+        "started_at": _clock(incident.opened_at),
+        "updated_at": _clock(now),
+    }

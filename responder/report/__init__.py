@@ -1,0 +1,1 @@
+"""After the incident: the postmortem draft and the evidence bundle."""

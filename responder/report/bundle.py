@@ -1,0 +1,91 @@
+"""The runbook's debug bundle: everything the incident knows, as one ``.tar.gz``.
+
+Pure apart from building bytes: the incident's own records (timeline, alerts, facts,
+triage evidence, actions with their before and after state, the rendered messages, the
+postmortem draft) plus whatever the window collector brought (pod logs, Prometheus range
+queries). Every text file goes through the redactor before it is hashed and packed, and
+``manifest.json`` lists each file with its sha256, so a bundle attached to a ticket can be
+checked later.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import tarfile
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from responder.ports import IncidentView
+
+MANIFEST = "manifest.json"
+
+
+def _json(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+
+
+def incident_files(
+    view: IncidentView, *, messages: Mapping[str, str], postmortem: str | None
+) -> dict[str, bytes]:
+    """The bundle's files from the incident's own records, by path inside the bundle."""
+    incident = view.incident
+    timeline = [e.model_dump(mode="json") for e in view.timeline]
+    triage = [e for e in timeline if e["kind"] == "triage.completed"]
+    files = {
+        "incident.json": _json(incident.model_dump(mode="json")),
+        "timeline.json": _json(timeline),
+        "signals.json": _json([a.model_dump(mode="json") for a in view.alerts]),
+        "facts.json": _json(incident.facts),
+        "triage-evidence.json": _json([e["data"] for e in triage]),
+        "actions.json": _json([a.model_dump(mode="json") for a in incident.actions]),
+    }
+    for name, text in messages.items():
+        files[f"messages/{name}.txt"] = text.encode()
+    if postmortem is not None:
+        files["postmortem.md"] = postmortem.encode()
+    return files
+
+
+def pack(
+    files: Mapping[str, bytes],
+    *,
+    incident_id: str,
+    created_at: datetime,
+    redact: Callable[[str], str],
+) -> bytes:
+    """The gzipped tar of ``files`` (redacted) under ``<incident_id>/``, with its manifest.
+
+    Deterministic for the same input (fixed mtimes, sorted names), so that writing the
+    bundle again after a crash gives the same bytes."""
+    cleaned = {
+        name: redact(content.decode("utf-8", errors="replace")).encode()
+        for name, content in sorted(files.items())
+    }
+    manifest = {
+        "incident": incident_id,
+        "created_at": created_at.isoformat(),
+        "redacted": True,
+        "files": [
+            {"name": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            for name, data in cleaned.items()
+        ],
+    }
+    cleaned[MANIFEST] = _json(manifest)
+    raw = io.BytesIO()
+    # gzip's own header carries a time too: fix it
+    with (
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=int(created_at.timestamp())) as zipped,
+        tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for name, data in cleaned.items():
+            info = tarfile.TarInfo(f"{incident_id}/{name}")
+            info.size = len(data)
+            info.mtime = int(created_at.timestamp())
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return raw.getvalue()

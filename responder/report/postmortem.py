@@ -1,0 +1,264 @@
+"""The runbook's postmortem template, filled from what the incident recorded.
+
+Pure: the same incident and timeline give the same draft. What the facts cannot tell
+(users affected, revenue) is left as fields to fill; the root cause is the decision tree's
+branch and the facts it used, marked as a hypothesis for people to confirm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import JsonValue
+
+from responder.domain.incident import Incident
+from responder.domain.model import Frozen
+from responder.domain.severity import ErrorType
+from responder.domain.timeline import TimelineEvent
+from responder.render.templates import Templates
+
+POSTMORTEM_TEMPLATE = "postmortem.md.j2"
+POSTMORTEM_MAX_CHARS = 500_000
+
+ERROR_TYPE_NAMES = {
+    ErrorType.AUTH: "Authentication failure (401/403)",
+    ErrorType.RATE_LIMIT: "Rate limiting (429)",
+    ErrorType.UPSTREAM_5XX: "Upstream errors (5xx)",
+    ErrorType.UNREACHABLE: "API unreachable",
+    ErrorType.LATENCY: "High latency",
+    ErrorType.WEBHOOK_DELAY: "Webhook delays",
+    ErrorType.MONITORING_GAP: "Monitoring gap",
+    ErrorType.UNKNOWN: "Unknown error",
+}
+
+# What the timeline of a postmortem tells, and how each step reads there. Alert joins,
+# repeats and notification bookkeeping stay in the evidence bundle.
+_TOLD = {
+    "incident.opened": "Detected: {detail}",
+    "incident.classified": "Classified: {detail}",
+    "incident.escalated": "Escalated: {detail}",
+    "triage.completed": "Triage: {detail}",
+    "incident.decided": "{detail}",
+    "incident.undecided": "{detail}",
+    "incident.needs_human": "Human needed: {detail}",
+    "incident.page_requested": "{detail}",
+    "pagerduty.linked": "{detail}",
+    "incident.acknowledged": "{detail}",
+    "notification.failed": "{detail}",
+    "incident.resolved": "Resolved: {detail}",
+}
+_MITIGATED = frozenset({"action.applied", "action.in_place"})
+
+
+class TimelineLine(Frozen):
+    at: datetime
+    text: str
+
+
+class Postmortem(Frozen):
+    """Everything the template shows; also served as JSON for tools."""
+
+    incident_id: str
+    service: str
+    title: str
+    error_type: str
+    severity: str
+    severity_definition: str
+    date: str
+    status: str
+    opened_at: datetime
+    resolved_at: datetime | None
+    duration: str
+    summary: str
+    timeline: tuple[TimelineLine, ...]
+    root_cause: str
+    facts_used: dict[str, JsonValue]
+    impact: str
+    time_to_acknowledge: str | None
+    time_to_mitigate: str | None
+    time_to_resolve: str | None
+    action_items: tuple[str, ...]
+
+
+def span(seconds: float) -> str:
+    """The runbook's "X hours Y minutes"; seconds only under a minute."""
+    total = max(0, int(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if not hours and not minutes:
+        return f"{secs} seconds"
+    if not hours:
+        return f"{minutes} minutes"
+    return f"{hours} hours {minutes} minutes"
+
+
+def _since(start: datetime, end: datetime | None) -> str | None:
+    return None if end is None else span((end - start).total_seconds())
+
+
+def _line(event: TimelineEvent) -> TimelineLine | None:
+    if event.kind.startswith("action."):
+        return TimelineLine(at=event.at, text=f"Action {event.kind[7:]}: {event.detail}")
+    if event.kind == "notification.posted" and event.data.get("sink") in ("slack", "console"):
+        return TimelineLine(at=event.at, text=f"First message: {event.detail}")
+    shape = _TOLD.get(event.kind)
+    return (
+        None if shape is None else TimelineLine(at=event.at, text=shape.format(detail=event.detail))
+    )
+
+
+def _timeline(events: Sequence[TimelineEvent]) -> list[TimelineLine]:
+    lines: list[TimelineLine] = []
+    first_message = False
+    for event in events:
+        if event.kind == "notification.posted":
+            # only the first message people got: the rest are the thread it started
+            if first_message or event.data.get("sink") not in ("slack", "console"):
+                continue
+            first_message = True
+        line = _line(event)
+        if line is not None:
+            lines.append(line)
+    return lines
+
+
+def _first_sentence(text: str) -> str:
+    head, dot, _ = text.strip().partition(". ")
+    return head + ("." if dot or not head.endswith(".") else "")
+
+
+def _root_cause(
+    incident: Incident, description: str | None, facts_used: dict[str, JsonValue]
+) -> str:
+    if incident.branch is None:
+        failed = sorted(
+            k for k, v in incident.facts.items() if isinstance(v, dict) and "error" in v
+        )
+        why = f" (no facts from: {', '.join(failed)})" if failed else ""
+        return (
+            "Unknown: the triage facts picked no branch of the decision tree"
+            + why
+            + ". To be established by the responders."
+        )
+    said = description.strip() if description else f"branch {incident.branch}"
+    return f"Hypothesis (decision tree branch `{incident.branch}`, to be confirmed): {said}"
+
+
+def _action_items(
+    incident: Incident,
+    events: Sequence[TimelineEvent],
+    *,
+    response_time_s: float | None,
+    response_time: str,
+) -> list[str]:
+    items: list[str] = []
+    for event in events:
+        data: dict[str, Any] = dict(event.data)
+        what = f"{data.get('action', 'the action')} on {data.get('target', 'its target')}"
+        if event.kind == "action.failed":
+            items.append(f"Find out why {what} failed: {event.detail}")
+        elif event.kind == "action.refused":
+            items.append(
+                f"Review the refusal of {what} ({event.detail}): pre-approve it, or keep it a "
+                "manual step of the runbook"
+            )
+        elif event.kind == "action.unhelpful":
+            items.append(f"{what} did not help ({event.detail}): revise this mitigation")
+        elif event.kind == "action.dry_run":
+            items.append(f"Decide whether {what} may run for real (it ran in dry-run)")
+        elif event.kind in ("action.revert_failed", "action.revert_refused"):
+            items.append(f"Check that {what} was undone by hand: {event.detail}")
+        elif event.kind == "incident.needs_human":
+            items.append(f"A human was needed ({event.detail}): automate or document the step")
+        elif event.kind == "notification.failed":
+            items.append(f"Fix the notification path: {event.detail}")
+    for name, value in sorted(incident.facts.items()):
+        if isinstance(value, dict) and "error" in value:
+            items.append(f"Triage could not read `{name}` ({value['error']}): fix its access")
+    if incident.acked_at is not None and response_time_s is not None:
+        taken = (incident.acked_at - incident.opened_at).total_seconds()
+        if taken > response_time_s:
+            items.append(
+                f"Acknowledged after {span(taken)}, beyond the {incident.severity} response "
+                f"time ({response_time}): review paging and escalation"
+            )
+    items.append("Preventive measure for this failure mode")
+    # the same step seen twice (e.g. refused on two alerts) is one item
+    return list(dict.fromkeys(items))
+
+
+def build_postmortem(
+    incident: Incident,
+    timeline: Sequence[TimelineEvent],
+    *,
+    service: str,
+    impact: str,
+    branch_description: str | None,
+    severity_definition: str,
+    response_time: str,
+    response_time_s: float | None,
+    now: datetime,
+) -> Postmortem:
+    """``service``, ``impact``: the pack's public name and impact for the error type;
+    ``branch_description``: the description of the rule that is the incident's branch."""
+    error_type = ERROR_TYPE_NAMES[incident.error_type or ErrorType.UNKNOWN]
+    severity = incident.severity.value if incident.severity else "unclassified"
+    end = incident.resolved_at or now
+    decided = [e for e in timeline if e.kind == "incident.decided"]
+    facts_used: dict[str, JsonValue] = {}
+    if decided and isinstance(decided[-1].data.get("facts"), dict):
+        facts_used = dict(decided[-1].data["facts"])  # type: ignore[arg-type]
+    mitigated = next((e.at for e in timeline if e.kind in _MITIGATED), None)
+    applied = sum(1 for e in timeline if e.kind in _MITIGATED)
+    branch = (
+        _first_sentence(branch_description)
+        if branch_description
+        else ("no branch of the decision tree matched" if incident.branch is None else "")
+    )
+    summary = (
+        f"{incident.title}: {severity} ({severity_definition.lower()}), "
+        f"{incident.alerts_total} alert{'s' if incident.alerts_total != 1 else ''}"
+        + (f"; {branch}" if branch else "")
+        + f"; {applied} automatic action{'s' if applied != 1 else ''} applied"
+        + (f"; acknowledged by {incident.acked_by}" if incident.acked_by else "")
+        + (
+            f"; resolved after {span((end - incident.opened_at).total_seconds())}."
+            if incident.resolved_at
+            else "; still open."
+        )
+    )
+    return Postmortem(
+        incident_id=incident.id,
+        service=service,
+        title=incident.title,
+        error_type=error_type,
+        severity=severity,
+        severity_definition=severity_definition,
+        date=incident.opened_at.strftime("%Y-%m-%d"),
+        status=incident.status.value,
+        opened_at=incident.opened_at,
+        resolved_at=incident.resolved_at,
+        duration=span((end - incident.opened_at).total_seconds())
+        + ("" if incident.resolved_at else " so far"),
+        summary=summary,
+        timeline=tuple(_timeline(timeline)),
+        root_cause=_root_cause(incident, branch_description, facts_used),
+        facts_used=facts_used,
+        impact=impact,
+        time_to_acknowledge=_since(incident.opened_at, incident.acked_at),
+        time_to_mitigate=_since(incident.opened_at, mitigated),
+        time_to_resolve=_since(incident.opened_at, incident.resolved_at),
+        action_items=tuple(
+            _action_items(
+                incident, timeline, response_time_s=response_time_s, response_time=response_time
+            )
+        ),
+    )
+
+
+def render_postmortem(templates: Templates, postmortem: Postmortem) -> str:
+    return templates.get(POSTMORTEM_TEMPLATE).render(
+        postmortem.model_dump(mode="python"), limit=POSTMORTEM_MAX_CHARS
+    )

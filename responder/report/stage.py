@@ -1,0 +1,116 @@
+"""On resolve, write the postmortem draft and the evidence bundle, once.
+
+Runs after the mitigation stage, so the reverts made on resolve are in both. The files go
+to ``RESPONDER_REPORTS_DIR`` as ``<incident>-<seq>.md`` and ``<incident>-<seq>.tar.gz``
+(``seq``: the resolve's event, so an incident that fires again and resolves again gets a
+second pair). Writing is claimed in the action ledger like every side effect, so one
+worker of one replica writes and records it; a worker that died half-way leaves the claim
+to the next, which finds the ``report.written`` event if it was recorded and otherwise
+writes the same files again (overwriting is harmless).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import structlog
+from pydantic import JsonValue
+
+from responder.domain.incident import IncidentChange, IncidentLookup, record_report
+from responder.ports import ActionLedger, Clock, IncidentState, MutationItem, Store
+from responder.report.reports import Reports
+
+log = structlog.get_logger("responder.report")
+
+
+def _write(directory: Path, stem: str, postmortem: str, bundle: bytes) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    draft = directory / f"{stem}.md"
+    evidence = directory / f"{stem}.tar.gz"
+    for path, data in ((draft, postmortem.encode()), (evidence, bundle)):
+        partial = path.with_name(path.name + ".partial")
+        partial.write_bytes(data)
+        partial.replace(path)  # readers never see half a file
+    return draft, evidence
+
+
+class ReportStage:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        ledger: ActionLedger,
+        clock: Clock,
+        reports: Reports,
+        directory: Path | None,
+        public_url: str | None,
+        owner: str,
+        lease_s: float,
+    ) -> None:
+        self._store = store
+        self._ledger = ledger
+        self._clock = clock
+        self._reports = reports
+        self._directory = directory
+        self._public_url = public_url.rstrip("/") if public_url else None
+        self._owner = owner
+        self._lease_s = lease_s
+
+    async def __call__(self, change: IncidentChange) -> IncidentChange | None:
+        if self._directory is None:
+            return None
+        resolved = [e for e in change.events if e.kind == "incident.resolved"]
+        if not resolved:
+            return None
+        incident_id = change.incident.id
+        seq = resolved[-1].seq
+        key = f"{incident_id}:report:{seq}"
+        claim = await self._ledger.claim_effect(key, owner=self._owner, lease_s=self._lease_s)
+        if claim.status in ("done", "busy"):
+            return None
+        view = await self._store.get_incident(incident_id)
+        if view is None:
+            return None
+        if any(
+            e.kind in ("report.written", "report.failed") and e.data.get("resolved_seq") == seq
+            for e in view.timeline
+        ):
+            await self._ledger.finish_effect(key, data={"recovered": True})
+            return None
+        now = self._clock.now()
+        stem = f"{incident_id}-{seq}"
+        data: dict[str, JsonValue] = {"resolved_seq": seq}
+        try:
+            text = self._reports.postmortem_text(view, now)
+            bundle = await self._reports.bundle(view, now)
+            draft, evidence = await asyncio.to_thread(_write, self._directory, stem, text, bundle)
+        except Exception as exc:  # noqa: BLE001 - said on the timeline, never retried forever
+            log.warning("report not written", error=str(exc))
+            kind = "report.failed"
+            detail = f"Postmortem draft and evidence bundle not written: {exc}"[:500]
+        else:
+            kind = "report.written"
+            data |= {"postmortem": str(draft), "evidence": str(evidence)}
+            link = (
+                f"{self._public_url}/v1/incidents/{incident_id}/postmortem"
+                if self._public_url
+                else str(draft)
+            )
+            data["link"] = link
+            detail = f"Postmortem draft: {link} (evidence bundle: {evidence.name})"
+
+        def mutate(state: IncidentState) -> IncidentChange | None:
+            if state.incident is None:
+                return None
+            return record_report(state.incident, now, kind=kind, detail=detail, **data)
+
+        [[written]] = await self._store.mutate_incidents(
+            [
+                MutationItem(
+                    lookups=(IncidentLookup(kind="id", key=incident_id),), mutators=(mutate,)
+                )
+            ]
+        )
+        await self._ledger.finish_effect(key, data=data)
+        return written.change

@@ -1,0 +1,103 @@
+"""``responder demo``: the real service on embedded defaults replays the bundled scenarios
+with the bundled evidence and shows, for each, the classification, the triage facts, the
+branch and the exact dry-run patch, what people are told, and the postmortem it wrote."""
+
+from __future__ import annotations
+
+import io
+import re
+import tarfile
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from responder.cli import cli
+
+# scenario → (severity, branch, what the patch must say)
+EXPECTED = {
+    "unreachable": ("P1", "vendor-incident", '"name": "POSTHOG_FALLBACK"'),
+    "rate-limited": ("P2", "our-integration-rate-limit", '"name": "RATE_LIMIT_MODE"'),
+    "auth-rotated": ("P1", "our-integration-auth", '"kubectl.kubernetes.io/restartedAt"'),
+    "upstream-5xx": ("P2", "our-integration-upstream-5xx", '"name": "POSTHOG_FALLBACK"'),
+}
+
+
+def sections(output: str) -> dict[str, str]:
+    parts = re.split(r"^Scenario \d/\d: ", output, flags=re.M)[1:]
+    names = list(EXPECTED)
+    assert len(parts) == len(names), output[-2000:]
+    return dict(zip(names, parts, strict=True))
+
+
+def test_demo_replays_every_scenario_and_writes_the_postmortems(tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    result = CliRunner().invoke(cli, ["demo", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    shown = sections(result.output)
+    for name, (severity, branch, patch) in EXPECTED.items():
+        text = shown[name]
+        assert f"▶ classified {severity} " in text, text
+        assert f"Decision tree: {branch}" in text, text
+        assert "the exact patch it would send" in text
+        assert patch in text, text
+        assert "*Status:* INVESTIGATING" in text  # the Slack root, posted before triage
+        assert "*Status:* RESOLVED" in text  # and edited on resolve
+        # the triage facts come from the bundled evidence, through the real probes
+        assert "health: " in text
+        assert "prometheus: errors_per_second=" in text
+        assert "line(s) matching" in text
+    # P1 and P2 open a public status page incident; it says nothing internal
+    public = shown["rate-limited"].split("▶ status page", 1)[1].split("▶ received", 1)[0]
+    assert "delays in analytics data" in public
+    for internal in ("production", "posthog-integration", "429", "RATE_LIMIT_MODE"):
+        assert internal not in public
+    assert "vendor: 1 open incident(s)" in shown["unreachable"]
+    summary = result.output.rsplit("━" * 88, 1)[1]
+    for name, (_, branch, _) in EXPECTED.items():
+        assert re.search(rf"^{name}\s+\S+\s+{branch}\s+dry_run: ", summary, flags=re.M), summary
+
+    drafts = sorted(out.glob("inc-*.md"))
+    bundles = sorted(out.glob("inc-*.tar.gz"))
+    assert len(drafts) == len(bundles) == len(EXPECTED)
+    for draft in drafts:
+        assert draft.read_text().startswith("## Incident: PostHog integration: ")
+    # the 401 scenario's log line carries an API key: the bundle has it redacted
+    keys = 0
+    for bundle in bundles:
+        with tarfile.open(fileobj=io.BytesIO(bundle.read_bytes()), mode="r:gz") as tar:
+            for member in tar.getmembers():
+                data = tar.extractfile(member).read()  # type: ignore[union-attr]
+                assert b"phc_demo0123456789abcdefXYZ" not in data, member.name
+                keys += b"401 Unauthorized: invalid API key" in data
+    assert keys, "the 401 scenario's logs are in its bundle"
+
+
+def test_demo_runs_one_scenario_and_refuses_an_unknown_one(tmp_path: Path) -> None:
+    one = CliRunner().invoke(cli, ["demo", "-o", str(tmp_path), "-s", "rate-limited"])
+    assert one.exit_code == 0, one.output
+    assert "Scenario 1/1: PostHog rate-limits us (HTTP 429)" in one.output
+    assert len(list(tmp_path.glob("inc-*.md"))) == 1
+    bad = CliRunner().invoke(cli, ["demo", "-o", str(tmp_path), "-s", "nope"])
+    assert bad.exit_code == 1
+    assert "unknown scenario nope" in bad.output
+
+
+async def test_demo_ignores_the_shells_settings_and_reaches_nothing_real(tmp_path: Path) -> None:
+    """A demo run where RESPONDER_* point at a (fake) Slack and a Redis: it must still
+    run on embedded defaults and post nothing there."""
+    import asyncio
+
+    from tests.support.fake_notify import FakeSlack
+
+    async with FakeSlack() as slack:
+        env = {
+            "RESPONDER_SLACK_TOKEN": slack.token,
+            "RESPONDER_SLACK_API_URL": slack.api_url,
+            "RESPONDER_REDIS_URL": "redis://127.0.0.1:1/0",  # nothing listens: unused
+        }
+        result = await asyncio.to_thread(
+            CliRunner().invoke, cli, ["demo", "-o", str(tmp_path), "-s", "unreachable"], env=env
+        )
+        assert result.exit_code == 0, result.output
+        assert "*Status:* RESOLVED" in result.output
+        assert slack.requests == []
