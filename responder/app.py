@@ -189,7 +189,7 @@ def build_channels(
             )
         )
     else:
-        channels.append(Channel(ConsoleSink(console), console_planner(renderer)))
+        channels.append(Channel(ConsoleSink(console), console_planner(renderer), per_process=True))
     if settings.statuspage_api_key is not None and settings.statuspage_page_id is not None:
         channels.append(
             Channel(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -59,6 +60,8 @@ log = structlog.get_logger("responder.notify")
 # Re-planning after a pass settles one-off steps found done with other content; more than
 # this many passes would mean a planner that never settles.
 _MAX_PASSES = 3
+# Per-process channels remember this many incidents (an alert storm must not grow memory).
+_TOLD_MAX = 10_000
 # Events other sinks may want to tell (a delay, a failure): they get a follow-up at once.
 _TELL_OTHERS = frozenset({"notification.delayed", "notification.failed"})
 SINK_NAMES = {
@@ -71,10 +74,17 @@ SINK_NAMES = {
 
 @dataclass(frozen=True)
 class Channel:
-    """A sink and the planner that writes its messages."""
+    """A sink and the planner that writes its messages.
+
+    ``per_process``: the sink is this process's own output (the console). What it was
+    told is kept in memory, not in the store, with no lock and no idempotency record:
+    another replica prints on its own console, and a line printed twice after a crash
+    harms nobody. It costs the store nothing, which matters in an alert storm.
+    """
 
     sink: Sink
     planner: Planner
+    per_process: bool = False
 
     @property
     def name(self) -> str:
@@ -115,6 +125,8 @@ class Deliveries:
         self._metrics = metrics
         self._policy = policy or DeliveryPolicy()
         self._owner = owner or secrets.token_hex(6)
+        # per-process channels: what each incident was told, the most recent incidents only
+        self._told: OrderedDict[tuple[str, str], DeliveryState] = OrderedDict()
         self._breakers = {
             name: CircuitBreaker(
                 threshold=self._policy.breaker_threshold, open_s=self._policy.breaker_open_s
@@ -143,12 +155,59 @@ class Deliveries:
 
     async def _all(self, incident_id: str, known: IncidentChange | None) -> None:
         results = await asyncio.gather(
-            *(self._locked(c, incident_id, known, retry=False) for c in self._channels.values()),
+            *(
+                self._in_process(c, known)
+                if c.per_process
+                else self._locked(c, incident_id, known, retry=False)
+                for c in self._channels.values()
+            ),
             return_exceptions=True,
         )
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise errors[0]  # the store failed: the signal is handled again later
+
+    async def _in_process(self, channel: Channel, known: IncidentChange | None) -> None:
+        """A per-process channel: the change in hand, planned against what this process
+        told before, sent once, best effort."""
+        if known is None or not known.events:
+            return
+        incident = known.incident
+        slot = (incident.id, channel.name)
+        state = self._told.pop(slot, None) or DeliveryState()
+        events = [e for e in known.events if e.seq >= state.cursor]
+        now = self._clock.now()
+        try:
+            messages = channel.planner.plan(incident, events, state, now) if events else []
+        except TemplateProblem as exc:
+            log.error("message does not render", sink=channel.name, error=str(exc))
+            messages = []
+        for message in messages:
+            key = f"{incident.id}:notify:{channel.name}:{message.step}"
+            message = message.model_copy(update={"fields": {**message.fields, "key": key}})
+            try:
+                refs = await asyncio.wait_for(
+                    channel.sink.send(message, state.refs), self._policy.timeout_s
+                )
+            except Exception as exc:  # noqa: BLE001 - nothing to retry on a console
+                log.warning("message not shown", sink=channel.name, error=str(exc))
+                continue
+            self._metrics.notifications.labels(channel.name, "sent").inc()
+            if message.marks == "root" and not state.refs.get("root"):
+                # once per incident and process: the postmortem's "first message"
+                where = f" in {message.fields['channel']}" if message.fields.get("channel") else ""
+                await self._record(
+                    incident.id,
+                    channel.name,
+                    "notification.posted",
+                    f"{_label(channel.name)}: root message posted{where}",
+                )
+            state = _sent(state, message, {"refs": refs, "shows": message.shows})
+        if events:
+            state = state.model_copy(update={"cursor": events[-1].seq + 1})
+        self._told[slot] = state
+        while len(self._told) > _TOLD_MAX:
+            self._told.popitem(last=False)
 
     async def _locked(
         self, channel: Channel, incident_id: str, known: IncidentChange | None, *, retry: bool
