@@ -387,3 +387,14 @@ class Sink(Protocol):
 
 class StateStore(Store, ActionLedger, Protocol):
     """A store that also keeps the action ledger (both adapters are)."""
+
+
+async def mutate_incident(
+    store: Store, incident_id: str, mutate: IncidentMutator
+) -> MutationResult:
+    """Apply ``mutate`` to the incident with that id (it sees ``None`` when there is none):
+    how a stage records what it did on the incident it works on."""
+    [[result]] = await store.mutate_incidents(
+        [MutationItem(lookups=(IncidentLookup(kind="id", key=incident_id),), mutators=(mutate,))]
+    )
+    return result

@@ -35,7 +35,7 @@ from responder.api import (
     RulesInForce,
 )
 from responder.domain.errors import StoreUnavailableError
-from responder.domain.incident import IncidentChange, IncidentLookup, IncidentStatus, acknowledge
+from responder.domain.incident import IncidentChange, IncidentStatus, acknowledge
 from responder.domain.signal import ObserveOutcome, TimerSignal
 from responder.ingest.alertmanager import AlertmanagerWebhook
 from responder.ingest.pagerduty import PagerDutyWebhook, signature_valid
@@ -45,10 +45,10 @@ from responder.ports import (
     Clock,
     IncidentState,
     IncidentView,
-    MutationItem,
     Pause,
     StateStore,
     WorkQueue,
+    mutate_incident,
 )
 from responder.report.reports import Reports
 from responder.rules.registry import RuleRegistry
@@ -491,9 +491,7 @@ async def ack_incident(request: web.Request) -> web.StreamResponse:
             return None
         return acknowledge(state.incident, by=asked.by, at=now, now=now, via="through the API")
 
-    [[result]] = await ctx.store.mutate_incidents(
-        [MutationItem(lookups=(IncidentLookup(kind="id", key=incident_id),), mutators=(mutate,))]
-    )
+    result = await mutate_incident(ctx.store, incident_id, mutate)
     if result.incident_id is None:
         raise ApiError(404, "not found", f"no incident {incident_id}")
     if result.change is not None:

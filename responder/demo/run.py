@@ -24,6 +24,7 @@ from aiohttp import web
 
 from responder.app import RUNTIME, Overrides, create_app
 from responder.demo.world import DemoCluster, EvidenceServer, Scenario, load_scenarios
+from responder.domain.incident import Incident
 from responder.notify.planners import STATUSPAGE_BODY, STATUSPAGE_NAME, StatuspagePlanner
 from responder.settings import ENV_PREFIX, ConfigError, Settings, default_rules_paths
 
@@ -270,8 +271,6 @@ class Demo:
             self.echo(_indent(text, "   "))
 
     def _status_page(self, app: web.Application, incident: dict[str, Any]) -> None:
-        from responder.domain.incident import Incident  # the API's document, as the domain's
-
         runtime = app[RUNTIME]
         current = Incident.model_validate(
             {k: v for k, v in incident.items() if k not in ("alerts", "timeline")}

@@ -42,7 +42,3 @@ class Decision(Frozen):
     notify: tuple[str, ...] = ()
     page: bool = False  # a matching rule says page the on-call
     facts_used: dict[str, JsonValue] = Field(default_factory=dict)
-
-    @property
-    def classified(self) -> bool:
-        return self.rule is not None

@@ -34,7 +34,6 @@ from responder.domain.errors import RetryLaterError
 from responder.domain.incident import (
     Incident,
     IncidentChange,
-    IncidentLookup,
     combine,
     record_action,
 )
@@ -57,8 +56,8 @@ from responder.ports import (
     IncidentState,
     KubeError,
     KubeGateway,
-    MutationItem,
     Store,
+    mutate_incident,
 )
 
 log = structlog.get_logger("responder.mitigate")
@@ -154,13 +153,9 @@ class Mitigator:
     async def verify(self, timer: TimerSignal) -> IncidentChange | None:
         """The due verification of an action: did it help?"""
         key = f"{timer.incident_id}:verify:{timer.step}"
-        claim = await self._ledger.claim_effect(
-            key, owner=self._owner, lease_s=self._policy.lease_s
-        )
-        if claim.status == "done":
+        claim = await self._claim(key)
+        if claim is None:
             return None
-        if claim.status == "busy":
-            raise StepBusyError(key)
         view = await self._store.get_incident(timer.incident_id)
         record = (
             next((a for a in view.incident.actions if a.step == timer.step), None) if view else None
@@ -225,20 +220,26 @@ class Mitigator:
 
     # ------------------------------------------------------------------- one step
 
-    async def _claim(self, key: str) -> EffectClaim:
-        return await self._ledger.claim_effect(key, owner=self._owner, lease_s=self._policy.lease_s)
+    async def _claim(self, key: str) -> EffectClaim | None:
+        """This worker's hold on the effect ``key``; ``None`` when it was carried out
+        before (a redelivery, another replica); ``StepBusyError`` while another worker
+        holds it (the signal is handled again later)."""
+        claim = await self._ledger.claim_effect(
+            key, owner=self._owner, lease_s=self._policy.lease_s
+        )
+        if claim.status == "done":
+            return None
+        if claim.status == "busy":
+            raise StepBusyError(key)
+        return claim
 
     async def _step(
         self, incident_id: str, step: str, planned: PlannedAction
     ) -> IncidentChange | None:
         key = f"{incident_id}:{step}"
-        claim = await self._ledger.claim_effect(
-            key, owner=self._owner, lease_s=self._policy.lease_s
-        )
-        if claim.status == "done":
-            return None  # carried out before (a redelivery, or another replica)
-        if claim.status == "busy":
-            raise StepBusyError(key)
+        claim = await self._claim(key)
+        if claim is None:
+            return None
         view = await self._store.get_incident(incident_id)
         if view is None:
             return None
@@ -617,13 +618,9 @@ class Mitigator:
             return None
         step = f"revert:{record.step}"
         key = f"{incident_id}:{step}"
-        claim = await self._ledger.claim_effect(
-            key, owner=self._owner, lease_s=self._policy.lease_s
-        )
-        if claim.status == "done":
+        claim = await self._claim(key)
+        if claim is None:
             return None
-        if claim.status == "busy":
-            raise StepBusyError(key)
         view = await self._store.get_incident(incident_id)
         if view is None:
             return None
@@ -709,13 +706,7 @@ class Mitigator:
                 **result.data,
             )
 
-        [[written]] = await self._store.mutate_incidents(
-            [
-                MutationItem(
-                    lookups=(IncidentLookup(kind="id", key=incident_id),), mutators=(mutate,)
-                )
-            ]
-        )
+        written = await mutate_incident(self._store, incident_id, mutate)
         log.info(
             "action recorded",
             incident_id=incident_id,

@@ -19,17 +19,12 @@ from responder.domain.notification import (
     current_action,
     statuspage_status,
 )
-from responder.domain.severity import DEFAULT_SEVERITIES, Severity, SeverityLevel
+from responder.domain.severity import SeverityLevel
 from responder.domain.timeline import TimelineEvent
 from responder.rules.schema import PublicInfo
 
 ICONS = {"P1": "🔴", "P2": "🟠", "P3": "🟡", "P4": "🔵"}
 RESOLVED_ICON = "✅"
-
-
-def level_of(incident: Incident, levels: dict[Severity, SeverityLevel]) -> SeverityLevel:
-    severity = incident.severity or Severity.P3
-    return levels.get(severity) or DEFAULT_SEVERITIES[severity]
 
 
 def duration(start: datetime, end: datetime) -> str:

@@ -35,7 +35,6 @@ from pydantic import JsonValue
 from responder.domain.incident import (
     Incident,
     IncidentChange,
-    IncidentLookup,
     record_delivery,
 )
 from responder.domain.notification import DeliveryState, Outbound
@@ -49,9 +48,9 @@ from responder.ports import (
     Clock,
     DeliveryError,
     IncidentState,
-    MutationItem,
     Sink,
     Store,
+    mutate_incident,
 )
 from responder.render.templates import TemplateProblem
 
@@ -512,13 +511,7 @@ class Deliveries:
                 found.incident, sink, now, kind=kind, detail=detail, refs=refs, **data
             )
 
-        await self._store.mutate_incidents(
-            [
-                MutationItem(
-                    lookups=(IncidentLookup(kind="id", key=incident_id),), mutators=(mutate,)
-                )
-            ]
-        )
+        await mutate_incident(self._store, incident_id, mutate)
         if kind in _TELL_OTHERS and len(self._channels) > 1:
             # the other sinks may tell people (the Slack thread says the status page is
             # late): follow the new event up now rather than with the incident's next change

@@ -101,7 +101,7 @@ def _since(start: datetime, end: datetime | None) -> str | None:
 def _line(event: TimelineEvent) -> TimelineLine | None:
     if event.kind.startswith("action."):
         return TimelineLine(at=event.at, text=f"Action {event.kind[7:]}: {event.detail}")
-    if event.kind == "notification.posted" and event.data.get("sink") in ("slack", "console"):
+    if event.kind == "notification.posted":  # the first to people: _timeline picks it
         return TimelineLine(at=event.at, text=f"First message: {event.detail}")
     shape = _TOLD.get(event.kind)
     return (

@@ -17,8 +17,8 @@ from pathlib import Path
 import structlog
 from pydantic import JsonValue
 
-from responder.domain.incident import IncidentChange, IncidentLookup, record_report
-from responder.ports import ActionLedger, Clock, IncidentState, MutationItem, Store
+from responder.domain.incident import IncidentChange, record_report
+from responder.ports import ActionLedger, Clock, IncidentState, Store, mutate_incident
 from responder.report.reports import Reports
 
 log = structlog.get_logger("responder.report")
@@ -105,12 +105,6 @@ class ReportStage:
                 return None
             return record_report(state.incident, now, kind=kind, detail=detail, **data)
 
-        [[written]] = await self._store.mutate_incidents(
-            [
-                MutationItem(
-                    lookups=(IncidentLookup(kind="id", key=incident_id),), mutators=(mutate,)
-                )
-            ]
-        )
+        written = await mutate_incident(self._store, incident_id, mutate)
         await self._ledger.finish_effect(key, data=data)
         return written.change

@@ -17,13 +17,12 @@ import structlog
 from responder.domain.decision import Decision
 from responder.domain.incident import (
     IncidentChange,
-    IncidentLookup,
     apply_triage,
     combine,
     decide,
 )
 from responder.metrics import Metrics
-from responder.ports import Clock, IncidentState, MutationItem, Probe, Store
+from responder.ports import Clock, IncidentState, Probe, Store, mutate_incident
 from responder.redaction import Redactor
 from responder.rules.engine import AlertInput, RuleSet
 from responder.triage.runner import run_probes
@@ -111,13 +110,7 @@ class TriageStage:
             level = rules.severity_level(decision.pack, decision.severity)
             return combine(triaged, decide(inc, decision, now, level=level))
 
-        [[written]] = await self._store.mutate_incidents(
-            [
-                MutationItem(
-                    lookups=(IncidentLookup(kind="id", key=incident.id),), mutators=(mutate,)
-                )
-            ]
-        )
+        written = await mutate_incident(self._store, incident.id, mutate)
         if written.change is not None:
             log.info(
                 "triage done",

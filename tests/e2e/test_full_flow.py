@@ -52,7 +52,7 @@ import yaml
 
 from responder.ingest.pagerduty import sign
 from tests.support.alertmanager import running_alertmanager, sample_sum
-from tests.support.binaries import BinaryProcess, RunningBinary, running_binary
+from tests.support.binaries import BinaryProcess
 from tests.support.fake_http import FakeHealthEndpoint
 from tests.support.fake_http import FakeStatuspage as VendorStatusPage
 from tests.support.fake_kube import FakeKube, running_fake_kube
@@ -60,7 +60,7 @@ from tests.support.fake_notify import FakePagerDuty, FakeSlack, FakeStatuspage
 from tests.support.mitigation import add_integration
 from tests.support.packs import posthog_pack
 from tests.support.procs import env_without_responder, free_port
-from tests.support.prometheus import ControlledExporter, Growth, Prometheus
+from tests.support.prometheus import ControlledExporter, Growth, Prometheus, running_prometheus
 from tests.support.waiting import eventually
 from tests.test_probe_pod_logs import kubeconfig
 
@@ -197,76 +197,6 @@ def alertmanager_config(responder_urls: list[str], pd: FakePagerDuty) -> dict[st
             },
         ],
     }
-
-
-def prometheus_config(exporter: ControlledExporter, alertmanager_port: int) -> dict[str, Any]:
-    return {
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-        "rule_files": ["posthog-alerts.yml"],
-        "alerting": {
-            "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]
-        },
-        "scrape_configs": [
-            {
-                "job_name": "posthog-integration",
-                "static_configs": [
-                    {
-                        "targets": [exporter.target],
-                        # as the integration's scrape config labels it
-                        "labels": {"service": "posthog-integration", "namespace": NS},
-                    }
-                ],
-            }
-        ],
-    }
-
-
-@asynccontextmanager
-async def prometheus_with_rules(
-    exporter: ControlledExporter, alertmanager_port: int
-) -> AsyncIterator[Prometheus]:
-    """The real Prometheus, scraping the exporter, evaluating the alert rules and sending
-    alerts to Alertmanager; yielded once it has scraped the exporter."""
-
-    def prepare(workdir: Path) -> None:
-        config = prometheus_config(exporter, alertmanager_port)
-        (workdir / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-        (workdir / "posthog-alerts.yml").write_text(yaml.safe_dump(alert_rules(), sort_keys=False))
-
-    def argv(workdir: Path, port: int) -> list[str]:
-        return [
-            f"--config.file={workdir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--rules.alert.resend-delay=1s",
-            "--log.level=info",
-        ]
-
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-
-        def handle(run: RunningBinary) -> Prometheus:
-            return Prometheus(
-                port=run.port,
-                proc=run.proc,
-                workdir=run.workdir,
-                log_path=run.log_path,
-                session=session,
-            )
-
-        async def ready(run: RunningBinary) -> bool:
-            return await handle(run).ready()
-
-        async with running_binary(
-            "prometheus",
-            name="prometheus",
-            argv=argv,
-            prepare=prepare,
-            ready=ready,
-            ready_timeout_s=20,
-        ) as run:
-            prom = handle(run)
-            await prom.wait_for_samples('up{job="posthog-integration"}', 1, timeout_s=20)
-            yield prom
 
 
 # --------------------------------------------------------------------- responder pair
@@ -571,7 +501,17 @@ async def world(tmp: Path, redis_url: str, redis_prefix: str) -> AsyncIterator[W
         am = await stack.enter_async_context(
             running_alertmanager(alertmanager_config([f"http://127.0.0.1:{p}" for p in ports], pd))
         )
-        prom = await stack.enter_async_context(prometheus_with_rules(exporter, am.port))
+        # the real Prometheus, scraping the integration as its scrape config labels it,
+        # evaluating the alert rules and sending the alerts to Alertmanager
+        prom = await stack.enter_async_context(
+            running_prometheus(
+                [exporter],
+                job="posthog-integration",
+                labels={"service": "posthog-integration", "namespace": NS},
+                rules={"posthog-alerts.yml": alert_rules()},
+                alertmanagers=[f"127.0.0.1:{am.port}"],
+            )
+        )
         pack = rule_pack(tmp, status_page_url=vendor.url, health_url=health.health_url)
         assert pd.ca_file is not None
         env = {

@@ -18,42 +18,16 @@ failure mode (``fail_with``, ``malformed``, ``slow``, ``hang``) applies to every
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import secrets
-import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from multidict import CIMultiDict
 
-from tests.support.loopback import LoopbackServer
-
-ModeKind = Literal["normal", "status", "malformed", "slow", "hang"]
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    method: str
-    path: str
-    query: dict[str, str]  # the last value of a repeated parameter
-    headers: CIMultiDict[str]  # case-insensitive: headers["user-agent"]
-    at: float = field(default_factory=time.monotonic)
-
-
-@dataclass
-class _Mode:
-    kind: ModeKind = "normal"
-    status: int = 200
-    body: Any = None
-    content_type: str | None = None
-    delay_s: float = 0.0
-    remaining: int | None = None  # None: until changed
+from tests.support.recording import Mode, RecordedRequest, RecordingFake
 
 
 def _now() -> str:
@@ -67,19 +41,8 @@ def _new_id() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(12))
 
 
-class _FakeService(LoopbackServer):
-    """The server, the request log and the failure modes both fakes share."""
-
-    def __init__(self, *, host: str = "127.0.0.1") -> None:
-        super().__init__(host=host)
-        self.requests: list[RecordedRequest] = []
-        self._mode = _Mode()
-
-    # -- failure modes
-
-    def respond_normally(self) -> None:
-        """Back to normal answers (the content set so far)."""
-        self._mode = _Mode()
+class _FakeService(RecordingFake):
+    """The failure modes both fakes answer (status, malformed JSON, slow, hang)."""
 
     def fail_with(
         self,
@@ -91,31 +54,24 @@ class _FakeService(LoopbackServer):
     ) -> None:
         """Answer ``status``. ``body``: a dict or list is sent as JSON, str or bytes as they
         are (``content_type`` defaults to text/html); None: this fake's default error body."""
-        self._mode = _Mode("status", status=status, body=body, content_type=content_type)
-        self._mode.remaining = times
+        self._mode = Mode(
+            "status", status=status, body=body, content_type=content_type, remaining=times
+        )
 
     def malformed(self, body: bytes | None = None, *, times: int | None = None) -> None:
         """Answer 200 ``application/json`` with a body that is not JSON: by default the normal
         body cut in half (a truncated transfer)."""
-        self._mode = _Mode("malformed", body=body, remaining=times)
+        self._mode = Mode("malformed", body=body, remaining=times)
 
     def slow(self, delay_s: float, *, times: int | None = None) -> None:
         """Answer normally, after ``delay_s`` seconds."""
-        self._mode = _Mode("slow", delay_s=delay_s, remaining=times)
+        self._mode = Mode("slow", delay_s=delay_s, remaining=times)
 
     def hang(self, *, times: int | None = None) -> None:
         """Never answer (until the client gives up or the fake closes)."""
-        self._mode = _Mode("hang", remaining=times)
+        self._mode = Mode("hang", remaining=times)
 
-    def _take_mode(self) -> _Mode:
-        mode = self._mode
-        if mode.remaining is not None:
-            mode.remaining -= 1
-            if mode.remaining <= 0:
-                self._mode = _Mode()
-        return mode
-
-    def _error_response(self, mode: _Mode) -> web.Response:
+    def _failure_response(self, mode: Mode, recorded: RecordedRequest) -> web.Response:
         body = mode.body if mode.body is not None else self._default_error_body(mode.status)
         if isinstance(body, dict | list):
             return web.json_response(body, status=mode.status)
@@ -129,49 +85,18 @@ class _FakeService(LoopbackServer):
         reason = web.Response(status=status).reason
         return f"<html><body><h1>{status} {reason}</h1></body></html>\n"
 
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        self.requests.append(
-            RecordedRequest(
-                method=request.method,
-                path=request.path,
-                query=dict(request.query),
-                headers=CIMultiDict(request.headers),
-            )
-        )
-        mode = self._take_mode()
-        if mode.kind == "hang":
-            await self._closing.wait()
-            return web.Response(status=503, text="fake closing")
-        if mode.kind == "slow":
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), timeout=mode.delay_s)
-        if mode.kind == "status":
-            return self._error_response(mode)
+    async def _answer(
+        self, mode: Mode, request: web.Request, handler: Handler
+    ) -> web.StreamResponse:
         response = await handler(request)
-        if mode.kind == "malformed":
-            assert isinstance(response, web.Response)
-            raw = mode.body
-            if raw is None:
-                normal = bytes(response.body) if isinstance(response.body, bytes) else b"{}"
-                raw = normal[: max(1, len(normal) // 2)]
-            return web.Response(body=raw, status=200, content_type="application/json")
-        return response
-
-    # -- requests
-
-    def paths(self) -> list[str]:
-        return [r.path for r in self.requests]
-
-    # -- server
-
-    def _routes(self, app: web.Application) -> None:
-        raise NotImplementedError
-
-    def _build_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._middleware])
-        self._routes(app)
-        return app
+        if mode.kind != "malformed":
+            return response
+        assert isinstance(response, web.Response)
+        raw = mode.body
+        if raw is None:
+            normal = bytes(response.body) if isinstance(response.body, bytes) else b"{}"
+            raw = normal[: max(1, len(normal) // 2)]
+        return web.Response(body=raw, status=200, content_type="application/json")
 
 
 # ---------------------------------------------------------------------------- statuspage

@@ -53,8 +53,6 @@ handshake (``CERTIFICATE_VERIFY_FAILED``): verification is really on. aiohttp cl
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import copy
 import functools
 import json
@@ -74,54 +72,11 @@ from typing import Any, Literal
 
 import trustme
 from aiohttp import web
-from aiohttp.typedefs import Handler
-from multidict import CIMultiDict, MultiDict, MultiMapping
+from multidict import MultiDict, MultiMapping
 
-from tests.support.loopback import LoopbackServer
+from tests.support.recording import RECORDED, Mode, RecordedRequest, RecordingFake
 
 # ------------------------------------------------------------------------------- shared
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One request as the fake received it (whatever the answer was)."""
-
-    method: str
-    path: str
-    query: dict[str, str]  # the last value of a repeated parameter
-    headers: CIMultiDict[str]  # case-insensitive: headers["authorization"]
-    body: Any  # parsed JSON or form fields (dict), the raw text if neither, None if empty
-    # FakeSlack: the Web API method ("chat.postMessage") or "webhook"; FakePagerDuty:
-    # "rest" or "events"; FakeStatuspage: None.
-    api: str | None = None
-    at: float = field(default_factory=time.monotonic)
-
-    @property
-    def args(self) -> dict[str, Any]:
-        """Query parameters and body fields merged (the body wins): a Slack call's arguments
-        whether slack_sdk sent them as GET parameters, JSON or a form."""
-        merged: dict[str, Any] = dict(self.query)
-        if isinstance(self.body, dict):
-            merged.update(self.body)
-        return merged
-
-
-_RECORDED = web.RequestKey("recorded", RecordedRequest)  # set by the middleware
-
-ModeKind = Literal["normal", "status", "rate_limit", "error", "slow", "hang"]
-
-
-@dataclass
-class _Mode:
-    kind: ModeKind = "normal"
-    status: int = 200
-    body: Any = None
-    content_type: str | None = None
-    retry_after: int = 1
-    error: str = ""
-    delay_s: float = 0.0
-    remaining: int | None = None  # None: until changed
-    scope: str | None = None  # None: every request; else only requests of this api/method
 
 
 def _iso_now(timespec: str = "milliseconds") -> str:
@@ -179,82 +134,12 @@ def _nest_form(fields: MultiMapping[str]) -> dict[str, Any]:
     return root
 
 
-class _NotifyFake(LoopbackServer):
-    """The request log, the failure modes and the middleware the three fakes share.
-
-    A subclass parses a request in ``_parse`` (to record it and to tell which api/method it
-    is for) and answers a failure mode in ``_failure_response``.
-    """
-
-    def __init__(self, *, host: str = "127.0.0.1") -> None:
-        super().__init__(host=host)
-        self.requests: list[RecordedRequest] = []
-        self._mode = _Mode()
-
-    # -- failure modes
-
-    def respond_normally(self) -> None:
-        """Back to normal answers (the state built so far is kept)."""
-        self._mode = _Mode()
-
-    def _set_mode(self, mode: _Mode) -> None:
-        if mode.remaining is not None and mode.remaining <= 0:
-            raise ValueError("times must be at least 1 (or None: until respond_normally())")
-        self._mode = mode
-
-    def _take_mode(self, scope: str | None) -> _Mode:
-        mode = self._mode
-        if mode.kind == "normal" or (mode.scope is not None and mode.scope != scope):
-            return _Mode()
-        if mode.remaining is not None:
-            mode.remaining -= 1
-            if mode.remaining <= 0:
-                self._mode = _Mode()
-        return mode
-
-    def _failure_response(self, mode: _Mode, recorded: RecordedRequest) -> web.Response:
-        raise NotImplementedError
-
-    # -- requests
+class _NotifyFake(RecordingFake):
+    """The three fakes record each request's parsed body; each answers its failure modes
+    as its real API does (``_failure_response``)."""
 
     async def _parse(self, request: web.Request) -> tuple[Any, str | None]:
-        """The parsed body (see ``RecordedRequest.body``) and the request's api/method."""
         return await _read_body(request), None
-
-    def paths(self) -> list[str]:
-        return [r.path for r in self.requests]
-
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        body, scope = await self._parse(request)
-        recorded = RecordedRequest(
-            method=request.method,
-            path=request.path,
-            query=dict(request.query),
-            headers=CIMultiDict(request.headers),
-            body=body,
-            api=scope,
-        )
-        self.requests.append(recorded)
-        request[_RECORDED] = recorded
-        mode = self._take_mode(scope)
-        if mode.kind == "hang":
-            await self._closing.wait()
-            return web.Response(status=503, text="fake closing")
-        if mode.kind == "slow":
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), timeout=mode.delay_s)
-        if mode.kind in ("status", "rate_limit", "error"):
-            return self._failure_response(mode, recorded)
-        return await handler(request)
-
-    def _build_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._middleware])
-        self._routes(app)
-        return app
-
-    def _routes(self, app: web.Application) -> None:
-        raise NotImplementedError
 
 
 async def _read_body(request: web.Request) -> Any:
@@ -458,7 +343,7 @@ class FakeSlack(_NotifyFake):
         """HTTP 429 with ``Retry-After: <retry_after>`` and ``{"ok":false,"error":"ratelimited"}``
         (plain text ``rate_limited`` on webhooks)."""
         self._set_mode(
-            _Mode("rate_limit", status=429, retry_after=retry_after, remaining=times, scope=method)
+            Mode("rate_limit", status=429, retry_after=retry_after, remaining=times, scope=method)
         )
 
     def fail_with(
@@ -474,7 +359,7 @@ class FakeSlack(_NotifyFake):
         ``content_type``, by default text/plain on webhooks, text/html on the Web API); None:
         a short HTML error page on the Web API, plain text ``internal_error`` on webhooks."""
         self._set_mode(
-            _Mode(
+            Mode(
                 "status",
                 status=status,
                 body=body,
@@ -490,17 +375,17 @@ class FakeSlack(_NotifyFake):
         """A logical error: HTTP 200 ``{"ok": false, "error": error}`` on the Web API; on
         webhooks, a non-200 with ``error`` as plain text (404 for ``no_service``, 403 for
         ``action_prohibited``, 410 for ``channel_is_archived``, else 400)."""
-        self._set_mode(_Mode("error", error=error, remaining=times, scope=method))
+        self._set_mode(Mode("error", error=error, remaining=times, scope=method))
 
     def slow(self, delay_s: float, times: int | None = None, *, method: str | None = None) -> None:
         """Answer normally, ``delay_s`` seconds late (a shorter client timeout fires first)."""
-        self._set_mode(_Mode("slow", delay_s=delay_s, remaining=times, scope=method))
+        self._set_mode(Mode("slow", delay_s=delay_s, remaining=times, scope=method))
 
     def hang(self, times: int | None = None, *, method: str | None = None) -> None:
         """Never answer (until the client gives up or the fake closes)."""
-        self._set_mode(_Mode("hang", remaining=times, scope=method))
+        self._set_mode(Mode("hang", remaining=times, scope=method))
 
-    def _failure_response(self, mode: _Mode, recorded: RecordedRequest) -> web.Response:
+    def _failure_response(self, mode: Mode, recorded: RecordedRequest) -> web.Response:
         webhook = recorded.api == "webhook"
         headers = {"Retry-After": str(mode.retry_after)} if mode.kind == "rate_limit" else None
         if mode.kind == "rate_limit":
@@ -772,7 +657,7 @@ class FakeSlack(_NotifyFake):
         }
 
     async def _web_api(self, request: web.Request) -> web.Response:
-        recorded: RecordedRequest = request[_RECORDED]
+        recorded: RecordedRequest = request[RECORDED]
         if recorded.body is not None and not isinstance(recorded.body, dict):
             return _json(200, {"ok": False, "error": "invalid_json"})
         args = recorded.args
@@ -795,7 +680,7 @@ class FakeSlack(_NotifyFake):
             return _json(200, {"ok": False, "error": e.error})
 
     async def _webhook(self, request: web.Request) -> web.Response:
-        body = request[_RECORDED].body
+        body = request[RECORDED].body
         if not isinstance(body, dict):
             return _text(400, "invalid_payload", "text/plain")
         text, blocks, attachments = body.get("text"), body.get("blocks"), body.get("attachments")
@@ -924,7 +809,7 @@ class FakeStatuspage(_NotifyFake):
     ) -> None:
         """Answer ``status`` (420 or 429: Statuspage sends both) with ``Retry-After`` and a
         JSON error body."""
-        self._set_mode(_Mode("rate_limit", status=status, retry_after=retry_after, remaining=times))
+        self._set_mode(Mode("rate_limit", status=status, retry_after=retry_after, remaining=times))
 
     def fail_with(
         self,
@@ -936,18 +821,18 @@ class FakeStatuspage(_NotifyFake):
     ) -> None:
         """Answer ``status``; ``body`` as in FakeSlack.fail_with (None: an HTML error page)."""
         self._set_mode(
-            _Mode("status", status=status, body=body, content_type=content_type, remaining=times)
+            Mode("status", status=status, body=body, content_type=content_type, remaining=times)
         )
 
     def slow(self, delay_s: float, times: int | None = None) -> None:
         """Answer normally, ``delay_s`` seconds late."""
-        self._set_mode(_Mode("slow", delay_s=delay_s, remaining=times))
+        self._set_mode(Mode("slow", delay_s=delay_s, remaining=times))
 
     def hang(self, times: int | None = None) -> None:
         """Never answer (until the client gives up or the fake closes)."""
-        self._set_mode(_Mode("hang", remaining=times))
+        self._set_mode(Mode("hang", remaining=times))
 
-    def _failure_response(self, mode: _Mode, recorded: RecordedRequest) -> web.Response:
+    def _failure_response(self, mode: Mode, recorded: RecordedRequest) -> web.Response:
         if mode.kind == "rate_limit":
             return _json(
                 mode.status,
@@ -974,7 +859,7 @@ class FakeStatuspage(_NotifyFake):
             raise _Invalid(404, {"error": "Page not found"})
 
     def _incident_fields(self, request: web.Request) -> dict[str, Any]:
-        body = request[_RECORDED].body
+        body = request[RECORDED].body
         if isinstance(body, dict) and isinstance(body.get("incident"), dict):
             return dict(body["incident"])
         if body is not None and not isinstance(body, dict):
@@ -1317,7 +1202,7 @@ class FakePagerDuty(_NotifyFake):
         body. Note that the ``pagerduty`` clients retry 429 without limit, sleeping
         ``sleep_timer`` (1.5 s) times 2 per attempt: lower ``client.sleep_timer`` in tests."""
         self._set_mode(
-            _Mode("rate_limit", status=429, retry_after=retry_after, remaining=times, scope=api)
+            Mode("rate_limit", status=429, retry_after=retry_after, remaining=times, scope=api)
         )
 
     def fail_with(
@@ -1331,7 +1216,7 @@ class FakePagerDuty(_NotifyFake):
     ) -> None:
         """Answer ``status``; ``body`` as in FakeSlack.fail_with (None: an HTML error page)."""
         self._set_mode(
-            _Mode(
+            Mode(
                 "status",
                 status=status,
                 body=body,
@@ -1349,15 +1234,15 @@ class FakePagerDuty(_NotifyFake):
         api: Literal["rest", "events"] | None = None,
     ) -> None:
         """Answer normally, ``delay_s`` seconds late."""
-        self._set_mode(_Mode("slow", delay_s=delay_s, remaining=times, scope=api))
+        self._set_mode(Mode("slow", delay_s=delay_s, remaining=times, scope=api))
 
     def hang(
         self, times: int | None = None, *, api: Literal["rest", "events"] | None = None
     ) -> None:
         """Never answer (until the client gives up or the fake closes)."""
-        self._set_mode(_Mode("hang", remaining=times, scope=api))
+        self._set_mode(Mode("hang", remaining=times, scope=api))
 
-    def _failure_response(self, mode: _Mode, recorded: RecordedRequest) -> web.Response:
+    def _failure_response(self, mode: Mode, recorded: RecordedRequest) -> web.Response:
         if mode.kind == "rate_limit":
             headers = {"Retry-After": str(mode.retry_after)}
             if recorded.api == "events":
@@ -1425,7 +1310,7 @@ class FakePagerDuty(_NotifyFake):
         refused = self._rest_check(request, write=True)
         if refused is not None:
             return refused
-        body = request[_RECORDED].body
+        body = request[RECORDED].body
         note = body.get("note") if isinstance(body, dict) else None
         content = note.get("content") if isinstance(note, dict) else None
         if not isinstance(content, str) or not content.strip():
@@ -1507,7 +1392,7 @@ class FakePagerDuty(_NotifyFake):
         return errors
 
     async def _enqueue(self, request: web.Request) -> web.Response:
-        event = request[_RECORDED].body
+        event = request[RECORDED].body
         errors = self._event_errors(event)
         if errors:
             return self._invalid_event(*errors)
@@ -1541,7 +1426,7 @@ class FakePagerDuty(_NotifyFake):
         )
 
     async def _change_enqueue(self, request: web.Request) -> web.Response:
-        event = request[_RECORDED].body
+        event = request[RECORDED].body
         if not isinstance(event, dict) or event.get("routing_key") != self.routing_key:
             return self._invalid_event("Invalid routing key")
         payload = event.get("payload")

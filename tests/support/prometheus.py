@@ -351,9 +351,17 @@ def prometheus_config(
     *,
     scrape_interval: str = "1s",
     job: str = "exporter",
+    labels: Mapping[str, str] | None = None,
+    rule_files: Iterable[str] = (),
+    alertmanagers: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """A prometheus.yml scraping ``targets`` (``host:port``) as one job."""
-    return {
+    """A prometheus.yml scraping ``targets`` (``host:port``) as one job, its series
+    labelled with ``labels``; evaluating ``rule_files`` (beside it) and sending the alerts
+    to ``alertmanagers`` (``host:port``)."""
+    static: dict[str, Any] = {"targets": list(targets)}
+    if labels:
+        static["labels"] = dict(labels)
+    config: dict[str, Any] = {
         "global": {
             "scrape_interval": scrape_interval,
             "scrape_timeout": scrape_interval,
@@ -365,10 +373,15 @@ def prometheus_config(
                 "scrape_interval": scrape_interval,
                 "scrape_timeout": scrape_interval,
                 "metrics_path": "/metrics",
-                "static_configs": [{"targets": list(targets)}],
+                "static_configs": [static],
             }
         ],
     }
+    if rule_files := list(rule_files):
+        config["rule_files"] = rule_files
+    if alertmanagers := list(alertmanagers):
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": alertmanagers}]}]}
+    return config
 
 
 def _argv(workdir: Path, port: int) -> list[str]:
@@ -378,6 +391,8 @@ def _argv(workdir: Path, port: int) -> list[str]:
         f"--web.listen-address=127.0.0.1:{port}",
         "--web.enable-lifecycle",
         "--log.level=info",
+        # firing alerts go to Alertmanager again every second, not every minute
+        "--rules.alert.resend-delay=1s",
     ]
 
 
@@ -389,6 +404,9 @@ async def running_prometheus(
     job: str = "exporter",
     ready_timeout_s: float = 20.0,
     wait_for_scrape: bool = True,
+    labels: Mapping[str, str] | None = None,
+    rules: Mapping[str, Any] | None = None,
+    alertmanagers: Iterable[str] = (),
 ) -> AsyncIterator[Prometheus]:
     """Start Prometheus scraping ``targets`` (exporters, or ``host:port`` strings) every
     ``scrape_interval``; yield it once ``/-/ready`` and (``wait_for_scrape``) once every
@@ -401,10 +419,20 @@ async def running_prometheus(
     binary exits, or the port answers as someone else's server) it retries on another port.
     """
     addresses = [t.target if isinstance(t, ControlledExporter) else t for t in targets]
-    config = prometheus_config(addresses, scrape_interval=scrape_interval, job=job)
+    rules = dict(rules or {})
+    config = prometheus_config(
+        addresses,
+        scrape_interval=scrape_interval,
+        job=job,
+        labels=labels,
+        rule_files=rules,
+        alertmanagers=alertmanagers,
+    )
 
     def prepare(workdir: Path) -> None:
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+        for name, document in rules.items():
+            (workdir / name).write_text(yaml.safe_dump(document, sort_keys=False))
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
 
