@@ -136,6 +136,7 @@ class Metrics:
     # Labelled children, looked up once: labels() costs a lock and a dict per call, and
     # these are counted on every webhook.
     @cache  # noqa: B019 - one Metrics per app, living as long as the app
+    @cache  # noqa: B019 - one Metrics per app, living as long as the app
     def webhook_counter(self, source: str, outcome: str) -> Counter:
         return self.webhooks.labels(source, outcome)
 

@@ -46,6 +46,7 @@ from responder.domain.signal import (
     TimerSignal,
     group_key_for,
 )
+from responder.keyed_locks import KeyedLocks
 from responder.metrics import Metrics
 from responder.ports import (
     Clock,
@@ -59,6 +60,7 @@ from responder.ports import (
     Store,
 )
 from responder.rules.engine import AlertInput, RuleSet
+from responder.yielding import Slices
 
 log = structlog.get_logger("responder.pipeline")
 
@@ -131,13 +133,16 @@ class Pipeline:
         self._force_dry_run = force_dry_run
         self._stages = tuple(stages)
         self._timer_handlers = dict(timer_handlers or {})
+        # the incidents (by lookup) a consumer task of this process is applying and
+        # following up: another task with signals for them waits (see keyed_locks)
+        self._incidents_in_hand = KeyedLocks()
 
     def classify(self, signal: AlertSignal) -> tuple[Decision, SeverityLevel]:
         """What the rules in force say of an alert, before triage."""
         rules = self._rules()
-        decision = rules.evaluate(
+        decision = rules.classify(
             AlertInput(labels=signal.labels, annotations=signal.annotations, source=signal.source)
-        ).decision
+        )
         if self._force_dry_run and decision.actions:
             decision = decision.model_copy(
                 update={
@@ -156,7 +161,19 @@ class Pipeline:
         not yet followed up, because the worker that applied it died first.
         """
         handled = [Handled() for _ in signals]
-        items, owners = self._items(signals, handled, self._clock.now())
+        items, owners = await self._items(signals, handled, self._clock.now())
+        keys = [f"{lk.kind}:{lk.key}" for item in items for lk in item.lookups]
+        async with self._incidents_in_hand.hold(keys):
+            await self._apply(signals, handled, items, owners)
+        return handled
+
+    async def _apply(
+        self,
+        signals: Sequence[QueuedSignal],
+        handled: list[Handled],
+        items: list[MutationItem],
+        owners: list[list[int]],
+    ) -> None:
         results = await self._store.mutate_incidents(items) if items else []
         follow_ups: dict[str, _FollowUp] = {}
         for item_owners, item_results in zip(owners, results, strict=True):
@@ -174,7 +191,6 @@ class Pipeline:
             if isinstance(signal, TimerSignal):
                 await self._timer(index, signal, handled, follow_ups)
         await self._follow_up_all(follow_ups, handled)
-        return handled
 
     async def _timer(
         self,
@@ -200,7 +216,7 @@ class Pipeline:
         handled[index].incident_id = signal.incident_id
         follow_ups.setdefault(signal.incident_id, _FollowUp()).signals.append(index)
 
-    def _items(
+    async def _items(
         self, signals: Sequence[QueuedSignal], handled: list[Handled], now: datetime
     ) -> tuple[list[MutationItem], list[list[int]]]:
         """One item per alert group (its alerts in order), one per PagerDuty event; and for
@@ -209,7 +225,9 @@ class Pipeline:
         decisions: dict[int, tuple[Decision, SeverityLevel]] = {}
         items: list[MutationItem] = []
         owners: list[list[int]] = []
+        slices = Slices()
         for index, signal in enumerate(signals):
+            await slices.tick()
             if isinstance(signal, TimerSignal):
                 continue
             if isinstance(signal, AlertSignal):
@@ -269,7 +287,9 @@ class Pipeline:
     ) -> None:
         """Follow up every incident the batch touched; mark them processed together."""
         marks: dict[str, int] = {}
+        slices = Slices()
         for incident_id, follow in follow_ups.items():
+            await slices.tick()
             known: IncidentChange | None = None
             if follow.changes and follow.first_processed == follow.changes[0].events[0].seq:
                 # the usual case: nothing older waits, so the batch's changes are the backlog

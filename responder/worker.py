@@ -23,10 +23,11 @@ from responder.domain.signal import SIGNAL_ADAPTER
 from responder.metrics import Metrics
 from responder.pipeline import Handled, Pipeline, QueuedSignal
 from responder.ports import ActionLedger, Clock, QueueEntry, WorkQueue
+from responder.yielding import Slices
 
 log = structlog.get_logger("responder.worker")
 
-_READ_BATCH = 50
+_READ_BATCH = 200
 _MAX_BACKOFF_S = 5.0
 
 
@@ -162,7 +163,9 @@ class Worker:
         acknowledged when the process dies is handled again, which changes nothing.
         """
         readable: list[tuple[QueueEntry, QueuedSignal]] = []
+        slices = Slices()
         for entry in entries:
+            await slices.tick()
             if entry.deliveries > self._max_deliveries:
                 await self._dead_letter(
                     entry, kind="max_deliveries", reason=f"delivered {entry.deliveries} times"

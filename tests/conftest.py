@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 import redis
-import structlog
 
+from responder import logs
 from responder.adapters.clock import SystemClock
 from responder.app import build_backend
 from responder.ports import Store, WorkQueue
@@ -32,7 +32,7 @@ def _default_logging() -> Iterator[None]:
     """A CLI command run in-process (CliRunner) configures logging onto the runner's
     stream, which is closed once it returns: later tests must not log into it."""
     yield
-    structlog.reset_defaults()
+    logs.reset()
 
 
 @pytest.fixture(scope="session")

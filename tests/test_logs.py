@@ -20,7 +20,7 @@ def captured() -> Iterator[io.StringIO]:
     handlers, level = root.handlers[:], root.level
     logs.configure(level="INFO", secrets=["tok-ABCDEF-123"], stream=stream)
     yield stream
-    structlog.reset_defaults()
+    logs.reset()
     structlog.contextvars.clear_contextvars()
     root.handlers[:] = handlers
     root.setLevel(level)
@@ -56,3 +56,20 @@ def test_known_secrets_are_redacted_everywhere(captured: io.StringIO) -> None:
 def test_level_filters(captured: io.StringIO) -> None:
     structlog.get_logger("t").debug("noise")
     assert captured.getvalue() == ""
+
+
+def test_a_new_configuration_reaches_loggers_that_cached_the_old_one(
+    captured: io.StringIO,
+) -> None:
+    # The service's module loggers cache their logger on first use (a call below the level
+    # then costs next to nothing); configuring again must still redirect them.
+    from responder import worker
+
+    worker.log.warning("first")
+    assert [r["event"] for r in lines(captured)] == ["first"]
+    again = io.StringIO()
+    logs.configure(level="WARNING", secrets=[], stream=again)
+    worker.log.warning("second")
+    worker.log.info("below the level")
+    assert [r["event"] for r in lines(again)] == ["second"]
+    assert [r["event"] for r in lines(captured)] == ["first"]

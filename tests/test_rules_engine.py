@@ -674,3 +674,37 @@ def test_default_channels_only_when_no_rule_named_one(tmp_path: Path) -> None:
     assert quiet.notify == ("slack:#default",)
     assert loud.notify == ("pagerduty",)
     assert quiet.group_by == ("alertname", "service")  # the format's default
+
+
+def test_classify_is_the_decision_of_evaluate_and_remembers_it(tmp_path: Path) -> None:
+    rules = inline(
+        tmp_path,
+        """
+        name: titles
+        version: "1"
+        rules:
+          - name: errors
+            match: ['alertname="Errors"', 'annotations.summary=~".+"']
+            classify:
+              severity: P2
+              title: "{{ labels.service }}: {{ annotations.summary }}"
+          - name: rest
+            match: ['alertname=~".+"']
+            classify: {severity: P4}
+        """,
+    )
+    alerts = [
+        AlertInput(labels={"alertname": "Errors", "service": s}, annotations={"summary": t})
+        for s in ("api", "web")
+        for t in ("500s", "503s")
+    ] + [
+        AlertInput(labels={"alertname": "Errors", "service": "api"}),
+        AlertInput(labels={"alertname": "Other"}, source="pagerduty"),
+    ]
+    for alert in alerts:
+        assert rules.classify(alert) == rules.evaluate(alert).decision
+    # every label and annotation is part of what is remembered: titles differ
+    titles = {rules.classify(a).title for a in alerts[:4]}
+    assert titles == {"api: 500s", "api: 503s", "web: 500s", "web: 503s"}
+    assert rules.classify(alerts[0]) is rules.classify(AlertInput(**vars(alerts[0])))
+    assert rules.evaluate(alerts[0], explain=False).trace == []

@@ -49,6 +49,7 @@ from responder.ports import (
     Pause,
     SignalRecord,
 )
+from responder.yielding import Slices
 
 
 def _lua(name: str) -> str:
@@ -205,11 +206,17 @@ class RedisStore:
                     break
                 # every item's read in one round trip, every write in another
                 reads = await self._scripts(self._read, [self._read_call(items[i]) for i in todo])
-                folded = {
-                    i: self._fold(items[i], reply) for i, reply in zip(todo, reads, strict=True)
-                }
+                slices = Slices()  # a big batch must not hold up the webhooks for long
+                folded: dict[int, Folded] = {}
+                for i, reply in zip(todo, reads, strict=True):
+                    folded[i] = self._fold(items[i], reply)
+                    await slices.tick()
                 writes = [(i, w) for i in todo for w in folded[i].writes]
-                replies = await self._scripts(self._write, [self._write_call(w) for _, w in writes])
+                calls = []
+                for _, write in writes:
+                    calls.append(self._write_call(write))
+                    await slices.tick()
+                replies = await self._scripts(self._write, calls)
                 conflicted: set[int] = set()
                 cursors: dict[tuple[int, str], int] = {}
                 for (i, write), reply in zip(writes, replies, strict=True):

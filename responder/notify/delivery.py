@@ -153,12 +153,16 @@ class Deliveries:
             await channel.sink.close()
 
     async def _all(self, incident_id: str, known: IncidentChange | None) -> None:
+        # This process's own output first, in line: it waits on nothing, and a task per
+        # change would cost more than printing it (an alert storm is many changes).
+        for channel in self._channels.values():
+            if channel.per_process:
+                await self._in_process(channel, known)
         results = await asyncio.gather(
             *(
-                self._in_process(c, known)
-                if c.per_process
-                else self._locked(c, incident_id, known, retry=False)
+                self._locked(c, incident_id, known, retry=False)
                 for c in self._channels.values()
+                if not c.per_process
             ),
             return_exceptions=True,
         )
@@ -185,9 +189,8 @@ class Deliveries:
             key = f"{incident.id}:notify:{channel.name}:{message.step}"
             message = message.model_copy(update={"fields": {**message.fields, "key": key}})
             try:
-                refs = await asyncio.wait_for(
-                    channel.sink.send(message, state.refs), self._policy.timeout_s
-                )
+                # no time limit: writing to this process's output cannot be cut short
+                refs = await channel.sink.send(message, state.refs)
             except Exception as exc:  # noqa: BLE001 - nothing to retry on a console
                 log.warning("message not shown", sink=channel.name, error=str(exc))
                 continue

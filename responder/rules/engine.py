@@ -122,11 +122,36 @@ class Evaluation:
     problems: list[str]
 
 
+# Pre-triage decisions a rule set remembers (see RuleSet.classify): enough for every alert
+# of a busy estate, bounded for an alert storm of ever-new label values.
+_DECISIONS_KEPT = 4096
+
+
 class RuleSet:
     """The packs in force, in order. Immutable: a reload builds a new one."""
 
     def __init__(self, packs: tuple[CompiledPack, ...] = ()) -> None:
         self.packs = packs
+        self._decisions: dict[
+            tuple[str, frozenset[tuple[str, str]], frozenset[tuple[str, str]]], Decision
+        ] = {}
+
+    def classify(self, alert: AlertInput) -> Decision:
+        """``evaluate(alert).decision``, without the trace, for the worker's every signal.
+
+        Before triage, an alert's source, labels and annotations decide everything (the
+        templates see nothing else) and the rule set never changes, so the decisions of
+        the alerts seen last are kept: a repeat or a resolve of a known alert costs a
+        lookup. A reload builds a new rule set, with nothing remembered.
+        """
+        key = (alert.source, frozenset(alert.labels.items()), frozenset(alert.annotations.items()))
+        decision = self._decisions.get(key)
+        if decision is None:
+            decision = self.evaluate(alert, explain=False).decision
+            if len(self._decisions) >= _DECISIONS_KEPT:
+                del self._decisions[next(iter(self._decisions))]  # the oldest
+            self._decisions[key] = decision
+        return decision
 
     def rules(self) -> Iterator[CompiledRule]:
         for pack in self.packs:
@@ -152,8 +177,14 @@ class RuleSet:
                 return compiled.spec.public
         return PublicInfo()
 
-    def evaluate(self, alert: AlertInput, facts: Mapping[str, Any] | None = None) -> Evaluation:
-        """Walk the rules. ``facts=None``: before triage, so rules with conditions wait."""
+    def evaluate(
+        self, alert: AlertInput, facts: Mapping[str, Any] | None = None, *, explain: bool = True
+    ) -> Evaluation:
+        """Walk the rules. ``facts=None``: before triage, so rules with conditions wait.
+
+        ``explain=False``: no trace (the rules' matchers stop at the first that fails); the
+        decision is the same.
+        """
         ctx = alert.context()
         trace: list[RuleTrace] = []
         problems: list[str] = []
@@ -169,17 +200,22 @@ class RuleSet:
         page = False
         used: dict[str, JsonValue] = {}
         view: dict[str, Any] = dict(facts or {})
+        labels, annotations, source = alert.labels, alert.annotations, alert.source
         for rule in self.rules():
-            results = tuple(
-                MatcherResult(
-                    m.text,
-                    m.matches(alert.labels, alert.annotations, alert.source),
-                    m.value_of(alert.labels, alert.annotations, alert.source),
+            results: tuple[MatcherResult, ...] = ()
+            if explain:
+                results = tuple(
+                    MatcherResult(
+                        m.text,
+                        m.matches(labels, annotations, source),
+                        m.value_of(labels, annotations, source),
+                    )
+                    for m in rule.matchers
                 )
-                for m in rule.matchers
-            )
+                ok = all(r.passed for r in results)
+            else:
+                ok = all(m.matches(labels, annotations, source) for m in rule.matchers)
             outcomes: tuple[tuple[str, Outcome], ...] = ()
-            ok = all(r.passed for r in results)
             if ok and rule.conditions:
                 if facts is None:
                     outcomes = tuple(
@@ -190,7 +226,8 @@ class RuleSet:
                     outcomes = tuple((c.text, c.evaluate(view)) for c in rule.conditions)
                 ok = all(o.holds for _, o in outcomes)
             ends = ok and not rule.spec.continue_
-            trace.append(RuleTrace(rule.pack.name, rule.name, results, outcomes, ok, ends))
+            if explain:
+                trace.append(RuleTrace(rule.pack.name, rule.name, results, outcomes, ok, ends))
             if not ok:
                 continue
             matched.append(rule.name)
