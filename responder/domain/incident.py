@@ -10,7 +10,7 @@ delivery safe.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
@@ -190,9 +190,7 @@ def classify(
     """
     changes = _Changes(incident, now)
     if incident.severity is not None:
-        return changes.done(
-            incident.model_copy(update=_escalate(incident, decision, changes, level))
-        )
+        return changes.done(incident, update=_escalate(incident, decision, changes, level))
     update: dict[str, object] = {
         "severity": decision.severity,
         "error_type": decision.error_type,
@@ -224,7 +222,7 @@ def classify(
             planned_actions=[a.spec.type for a in decision.actions],
             probes=[p.spec.type for p in decision.probes],
         )
-    return changes.done(incident.model_copy(update=update))
+    return changes.done(incident, update=update)
 
 
 def apply_triage(
@@ -241,7 +239,7 @@ def apply_triage(
         f"Triage: {summary}" + (f" (failed: {', '.join(failed)})" if failed else ""),
         probes=[r.model_dump(mode="json") for r in results],
     )
-    change = changes.done(incident.model_copy(update={"facts": facts, "triaged_at": now}))
+    change = changes.done(incident, update={"facts": facts, "triaged_at": now})
     assert change is not None
     return change
 
@@ -281,7 +279,7 @@ def decide(
             + (f" (no facts from: {', '.join(missing)})" if missing else ""),
             facts=dict(decision.facts_used),
         )
-    return changes.done(incident.model_copy(update=update))
+    return changes.done(incident, update=update)
 
 
 def record_action(
@@ -319,7 +317,7 @@ def record_action(
     if human is not None and incident.is_active:
         update["needs_human"] = human
         changes.add("incident.needs_human", f"A human is needed: {human}", reason=human)
-    return changes.done(incident.model_copy(update=update))
+    return changes.done(incident, update=update)
 
 
 def record_delivery(
@@ -342,7 +340,7 @@ def record_delivery(
             **incident.deliveries,
             sink: {**incident.deliveries.get(sink, {}), **refs},
         }
-    return changes.done(incident.model_copy(update=update))
+    return changes.done(incident, update=update)
 
 
 def record_report(
@@ -364,7 +362,7 @@ def acknowledge(
     changes = _Changes(incident, now)
     changes.add("incident.acknowledged", f"Acknowledged by {by} {via}", by=by, **data)
     return changes.done(
-        incident.model_copy(update={"status": IncidentStatus.ACKED, "acked_at": at, "acked_by": by})
+        incident, update={"status": IncidentStatus.ACKED, "acked_at": at, "acked_by": by}
     )
 
 
@@ -391,13 +389,17 @@ class _Changes:
         self,
         incident: Incident,
         *,
+        update: Mapping[str, object] | None = None,
         opened: bool = False,
         alerts: tuple[IncidentAlert, ...] = (),
     ) -> IncidentChange | None:
+        """The change: ``incident`` with ``update`` and the new events counted, in one copy
+        (a copy of the incident is most of what a transition costs; none without events)."""
         if not self.events:
             return None
         final = incident.model_copy(
             update={
+                **(update or {}),
                 "events_count": self.incident.events_count + len(self.events),
                 "updated_at": self.now,
             }
@@ -504,18 +506,16 @@ def apply_alert(
             return None  # resolution of an earlier firing, already superseded
         firing -= 1
         changes.add("alert.resolved", f"{name} resolved", fingerprint=signal.fingerprint)
-    updated = incident.model_copy(
-        update={
-            "alerts_total": total,
-            "alerts_firing": firing,
-            "pagerduty_keys": _pagerduty_keys(signal, incident.pagerduty_keys),
-        }
-    )
+    update: dict[str, object] = {
+        "alerts_total": total,
+        "alerts_firing": firing,
+        "pagerduty_keys": _pagerduty_keys(signal, incident.pagerduty_keys),
+    }
     if firing == 0 and incident.is_active:
-        updated = updated.model_copy(update={"status": IncidentStatus.RESOLVED, "resolved_at": now})
+        update |= {"status": IncidentStatus.RESOLVED, "resolved_at": now}
         changes.add("incident.resolved", "All alerts resolved")
     number = current.number if current is not None else total
-    return changes.done(updated, alerts=(_alert_from(signal, number),))
+    return changes.done(incident, update=update, alerts=(_alert_from(signal, number),))
 
 
 def open_from_pagerduty(
