@@ -7,7 +7,7 @@ embedded default); the same contract tests run on both.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -74,7 +74,10 @@ class SignalRecord(Frozen):
     handled_order_ms: int | None = None
 
 
-class SignalRef(Frozen):
+# SignalRef, IncidentState and MutationResult are made several times per signal inside the
+# worker and never leave the process: plain frozen dataclasses, not validated models.
+@dataclass(frozen=True, slots=True)
+class SignalRef:
     """The signal a mutator applies: its dedupe key, and which status of which occurrence."""
 
     key: str
@@ -82,12 +85,13 @@ class SignalRef(Frozen):
     order_ms: int
 
 
-class IncidentState(Frozen):
+@dataclass(frozen=True, slots=True)
+class IncidentState:
     """What a mutator sees: the incident found (if any), its records of the alerts asked
     for, and the store's dedupe record of the signal being handled (if one was named)."""
 
     incident: Incident | None
-    alerts: dict[str, IncidentAlert] = Field(default_factory=dict)
+    alerts: Mapping[str, IncidentAlert] = field(default_factory=dict)
     signal: SignalRecord | None = None
 
 
@@ -114,7 +118,8 @@ class MutationItem:
         return self.signals[index] if index < len(self.signals) else None
 
 
-class MutationResult(Frozen):
+@dataclass(frozen=True, slots=True)
+class MutationResult:
     """What one mutator did."""
 
     change: IncidentChange | None  # None: the mutator changed nothing

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from pydantic import JsonValue
@@ -248,7 +248,7 @@ class MemoryStore:
                     self._signals[key].handled_order_ms = order_ms
             cursors[inc.id] = self._processed.get(inc.id, 0)
         return [
-            r.model_copy(update={"processed_seq": cursors.get(r.incident_id)})
+            replace(r, processed_seq=cursors.get(r.incident_id))
             if r.change is not None and r.incident_id is not None
             else r
             for r in folded.results

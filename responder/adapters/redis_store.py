@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any
@@ -227,7 +228,7 @@ class RedisStore:
                 for i in todo:
                     if i not in conflicted:
                         results[i] = [
-                            r.model_copy(update={"processed_seq": cursors.get((i, r.incident_id))})
+                            replace(r, processed_seq=cursors.get((i, r.incident_id)))
                             if r.change is not None and r.incident_id is not None
                             else r
                             for r in folded[i].results

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
@@ -60,8 +61,11 @@ class IncidentAlert(Frozen):
 LookupKind = Literal["id", "group", "pagerduty_id", "pagerduty_key"]
 
 
-class IncidentLookup(Frozen):
-    """One way of finding an incident: by id, by open group, or by a PagerDuty link."""
+@dataclass(frozen=True, slots=True)
+class IncidentLookup:
+    """One way of finding an incident: by id, by open group, or by a PagerDuty link.
+
+    A plain value (several are made per signal handled), never serialized."""
 
     kind: LookupKind
     key: str
