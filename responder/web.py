@@ -497,13 +497,7 @@ async def ack_incident(request: web.Request) -> web.StreamResponse:
     if result.change is not None:
         # the ack's follow-up (the notifier, the handoff) runs on a worker, like any other
         await ctx.store.schedule(
-            TimerSignal(
-                kind="follow_up",
-                incident_id=incident_id,
-                step=f"ack@{now.isoformat()}",
-                due_at=now,
-                received_at=now,
-            )
+            TimerSignal.follow_up_now(incident_id, f"ack@{now.isoformat()}", now)
         )
     view = await ctx.store.get_incident(incident_id)
     assert view is not None

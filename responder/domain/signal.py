@@ -161,6 +161,13 @@ class TimerSignal(Frozen):
     def dedupe_key(self) -> str:
         return f"timer:{self.incident_id}:{self.step}:{self.kind}"
 
+    @classmethod
+    def follow_up_now(cls, incident_id: str, step: str, now: datetime) -> TimerSignal:
+        """Follow the incident up on a worker at once (a change made outside them)."""
+        return cls(
+            kind="follow_up", incident_id=incident_id, step=step, due_at=now, received_at=now
+        )
+
 
 Signal = Annotated[AlertSignal | PagerDutySignal | TimerSignal, Field(discriminator="source")]
 SIGNAL_ADAPTER: TypeAdapter[AlertSignal | PagerDutySignal | TimerSignal] = TypeAdapter(Signal)

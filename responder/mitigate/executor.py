@@ -233,17 +233,25 @@ class Mitigator:
             raise StepBusyError(key)
         return claim
 
-    async def _step(
-        self, incident_id: str, step: str, planned: PlannedAction
-    ) -> IncidentChange | None:
-        key = f"{incident_id}:{step}"
+    async def _claim_with_incident(
+        self, key: str, incident_id: str
+    ) -> tuple[EffectClaim, Incident] | None:
+        """The claim on ``key`` and the incident as it is now; ``None`` when the effect was
+        carried out before or the incident is gone."""
         claim = await self._claim(key)
         if claim is None:
             return None
         view = await self._store.get_incident(incident_id)
-        if view is None:
+        return None if view is None else (claim, view.incident)
+
+    async def _step(
+        self, incident_id: str, step: str, planned: PlannedAction
+    ) -> IncidentChange | None:
+        key = f"{incident_id}:{step}"
+        found = await self._claim_with_incident(key, incident_id)
+        if found is None:
             return None
-        incident = view.incident
+        claim, incident = found
         existing = next((a for a in incident.actions if a.step == step), None)
         if existing is not None:  # recorded, but the record's owner died before finishing
             await self._ledger.finish_effect(key, data={"verdict": existing.verdict.value})
@@ -618,14 +626,12 @@ class Mitigator:
             return None
         step = f"revert:{record.step}"
         key = f"{incident_id}:{step}"
-        claim = await self._claim(key)
-        if claim is None:
+        found = await self._claim_with_incident(key, incident_id)
+        if found is None:
             return None
-        view = await self._store.get_incident(incident_id)
-        if view is None:
-            return None
+        _, incident = found
         spec = record.planned.spec
-        verdicts = await self._guard(view.incident, record.planned, revert=True)
+        verdicts = await self._guard(incident, record.planned, revert=True)
         refusal = next((v for v in verdicts if not v.ok), None)
         revert_patch = self._revert_patch(spec, record)
         reverted = record.model_copy(update={"reverted": True})

@@ -366,16 +366,7 @@ class Deliveries:
             step=message.step,
             error=str(error),
         )
-        failed = _sent(state, message, {"failed": str(error)})
-        return failed.model_copy(
-            update={
-                "attempts": 0,
-                "failing_since": None,
-                "retry_at": None,
-                "last_error": None,
-                "uncertain": None,
-            }
-        ), True
+        return _settled(state, message, {"failed": str(error)}), True
 
     async def _delivered(
         self,
@@ -407,16 +398,7 @@ class Deliveries:
                 f"{_label(name)}: {_POSTED.get(message.marks, message.op)}{where}",
                 refs=shown,
             )
-        done = _sent(state, message, data)
-        return done.model_copy(
-            update={
-                "attempts": 0,
-                "failing_since": None,
-                "retry_at": None,
-                "last_error": None,
-                "uncertain": None,
-            }
-        )
+        return _settled(state, message, data)
 
     async def _find(
         self, channel: Channel, message: Outbound, state: DeliveryState
@@ -519,13 +501,7 @@ class Deliveries:
             # the other sinks may tell people (the Slack thread says the status page is
             # late): follow the new event up now rather than with the incident's next change
             await self._ledger.schedule(
-                TimerSignal(
-                    kind="follow_up",
-                    incident_id=incident_id,
-                    step=f"notify:{sink}",
-                    due_at=now,
-                    received_at=now,
-                )
+                TimerSignal.follow_up_now(incident_id, f"notify:{sink}", now)
             )
 
 
@@ -543,6 +519,20 @@ def _label(sink: str) -> str:
 def _seconds(delta: timedelta) -> str:
     seconds = int(delta.total_seconds())
     return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def _settled(state: DeliveryState, message: Outbound, data: dict[str, Any]) -> DeliveryState:
+    """``_sent``, and the sink's failure record cleared: the message is done with, sent or
+    failed for good, and the next one starts afresh."""
+    return _sent(state, message, data).model_copy(
+        update={
+            "attempts": 0,
+            "failing_since": None,
+            "retry_at": None,
+            "last_error": None,
+            "uncertain": None,
+        }
+    )
 
 
 def _sent(state: DeliveryState, message: Outbound, data: dict[str, Any]) -> DeliveryState:
