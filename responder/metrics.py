@@ -52,6 +52,12 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
             registry=r,
         )
+        self.batch_entries = Histogram(
+            "responder_worker_batch_entries",
+            "Queue entries a worker handled together (their store round trips are shared).",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200),
+            registry=r,
+        )
         self.handling_failures = Counter(
             "responder_signal_failures_total",
             "Signal handlings that raised (the entry is retried or dead-lettered).",
@@ -135,7 +141,6 @@ class Metrics:
 
     # Labelled children, looked up once: labels() costs a lock and a dict per call, and
     # these are counted on every webhook.
-    @cache  # noqa: B019 - one Metrics per app, living as long as the app
     @cache  # noqa: B019 - one Metrics per app, living as long as the app
     def webhook_counter(self, source: str, outcome: str) -> Counter:
         return self.webhooks.labels(source, outcome)

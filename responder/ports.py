@@ -23,7 +23,13 @@ from responder.domain.incident import (
 )
 from responder.domain.model import Frozen
 from responder.domain.notification import DeliveryState, Outbound
-from responder.domain.signal import AlertSignal, ObserveOutcome, PagerDutySignal, TimerSignal
+from responder.domain.signal import (
+    AlertSignal,
+    Observation,
+    ObserveOutcome,
+    PagerDutySignal,
+    TimerSignal,
+)
 from responder.domain.timeline import TimelineEvent
 
 AnySignal = AlertSignal | PagerDutySignal  # what intake observes
@@ -144,7 +150,7 @@ class Store(Protocol):
         """Raise ``StoreUnavailableError`` when the store cannot be reached."""
         ...
 
-    async def observe(self, signals: Sequence[AnySignal]) -> list[ObserveOutcome]:
+    async def observe(self, signals: Sequence[Observation]) -> list[ObserveOutcome]:
         """Dedupe and queue, atomically per signal.
 
         A first signal or a status change is queued on the work queue in the same atomic

@@ -36,12 +36,11 @@ from responder.api import (
 )
 from responder.domain.errors import StoreUnavailableError
 from responder.domain.incident import IncidentChange, IncidentStatus, acknowledge
-from responder.domain.signal import ObserveOutcome, TimerSignal
+from responder.domain.signal import Observation, ObserveOutcome, TimerSignal
 from responder.ingest.alertmanager import AlertmanagerWebhook
 from responder.ingest.pagerduty import PagerDutyWebhook, signature_valid
 from responder.metrics import Metrics
 from responder.ports import (
-    AnySignal,
     Clock,
     IncidentState,
     IncidentView,
@@ -276,7 +275,7 @@ def _webhook(source: str, handler: Handler) -> Handler:
 
 
 async def _queue_signals(
-    ctx: WebContext, source: str, signals: list[AnySignal], truncated: int = 0
+    ctx: WebContext, source: str, signals: list[Observation], truncated: int = 0
 ) -> web.Response:
     outcomes = await ctx.store.observe(signals)
     counts = dict.fromkeys(ObserveOutcome, 0)
@@ -307,7 +306,7 @@ async def alertmanager_webhook(request: web.Request) -> web.StreamResponse:
     _check_json_content_type(request)
     body = await _read_body(request, ctx.settings.max_body_bytes)
     payload = _parse(AlertmanagerWebhook, body)
-    signals: list[AnySignal] = list(payload.signals(received_at=ctx.clock.now()))
+    signals = payload.observations(received_at=ctx.clock.now())
     return await _queue_signals(ctx, "alertmanager", signals, payload.truncated_alerts)
 
 
@@ -331,7 +330,8 @@ async def pagerduty_webhook(request: web.Request) -> web.StreamResponse:
             403, "forbidden", "X-PagerDuty-Signature does not match the body", outcome="forbidden"
         )
     payload = _parse(PagerDutyWebhook, body)
-    return await _queue_signals(ctx, "pagerduty", [payload.signal(received_at=ctx.clock.now())])
+    signal = Observation.of(payload.signal(received_at=ctx.clock.now()))
+    return await _queue_signals(ctx, "pagerduty", [signal])
 
 
 async def list_incidents(request: web.Request) -> web.StreamResponse:

@@ -28,6 +28,7 @@ from responder.yielding import Slices
 log = structlog.get_logger("responder.worker")
 
 _READ_BATCH = 200
+_WAIT_STEPS = 4  # see Worker._fill
 _MAX_BACKOFF_S = 5.0
 
 
@@ -67,6 +68,7 @@ class Worker:
         self._claim_every_s = min(max(visibility_timeout_s / 2, 0.05), 5.0)
         self._stopping = asyncio.Event()
         self._reading: set[asyncio.Task[None]] = set()
+        self._read_turn = asyncio.Lock()
         self._timers = timers
         self._timer_poll_s = timer_poll_s
 
@@ -77,6 +79,7 @@ class Worker:
     async def run(self) -> None:
         """Run all consumer tasks until ``stop()`` (or cancellation)."""
         self._stopping = asyncio.Event()
+        self._read_turn = asyncio.Lock()
         async with asyncio.TaskGroup() as group:
             for i in range(self._tasks):
                 group.create_task(self._consume(f"{self._name}-{i}"), name=f"worker-{i}")
@@ -134,25 +137,47 @@ class Worker:
                     await self._queue.ensure()
 
     async def _read(self, consumer: str) -> list[QueueEntry]:
-        """Wait for entries; once some came, wait ``batch_wait_s`` for more to join them."""
+        """Wait for entries; once some came, wait for more while they keep coming."""
         task = asyncio.current_task()
         assert task is not None
-        self._reading.add(task)
+        self._reading.add(task)  # stop() cancels a wait for entries: nothing is in hand
         try:
-            entries = await self._queue.read(
-                consumer=consumer, count=_READ_BATCH, block_ms=self._block_ms
-            )
-            if entries and len(entries) < _READ_BATCH and self._batch_wait_s > 0:
-                # A batch costs about as many store round trips as a single entry: under
-                # a flow of signals (an alert storm) a short wait here multiplies what
-                # the worker can handle, for a delay nobody paging a human notices.
-                await asyncio.sleep(self._batch_wait_s)
-                entries += await self._queue.read(
-                    consumer=consumer, count=_READ_BATCH - len(entries), block_ms=0
+            # One consumer task of this process reads at a time, the others handle what
+            # they read: the entries that arrive during one task's wait all join its batch
+            # instead of being split between tasks, each paying a batch's round trips.
+            async with self._read_turn:
+                entries = await self._queue.read(
+                    consumer=consumer, count=_READ_BATCH, block_ms=self._block_ms
                 )
+                # entries in hand: a stop now lets them be handled rather than cancelled
+                self._reading.discard(task)
+                if entries:
+                    entries += await self._fill(consumer, len(entries))
             return entries
         finally:
             self._reading.discard(task)
+
+    async def _fill(self, consumer: str, have: int) -> list[QueueEntry]:
+        """More entries for a batch that has ``have``, while a flow of signals lasts.
+
+        A batch costs the store about as many round trips as a single entry, so under a
+        flow (an alert storm) waiting for more multiplies what the worker can handle and
+        leaves more of the process to the intake. The wait goes in steps of a quarter of
+        ``batch_wait_s``: a step that brings nothing ends it, so a lone signal waits one
+        step and a storm fills batches for up to the whole ``batch_wait_s``.
+        """
+        more: list[QueueEntry] = []
+        step_s = self._batch_wait_s / _WAIT_STEPS
+        for _ in range(_WAIT_STEPS if step_s > 0 else 0):
+            room = _READ_BATCH - have - len(more)
+            if room <= 0 or self._stopping.is_set():
+                break
+            await asyncio.sleep(step_s)
+            got = await self._queue.read(consumer=consumer, count=room, block_ms=0)
+            if not got:
+                break
+            more += got
+        return more
 
     async def handle(self, *entries: QueueEntry) -> None:
         """Handle a batch of entries, then acknowledge together those that were handled.
@@ -162,6 +187,8 @@ class Worker:
         visibility timeout. One acknowledgement per batch: an entry handled but not yet
         acknowledged when the process dies is handled again, which changes nothing.
         """
+        if entries:
+            self._metrics.batch_entries.observe(len(entries))
         readable: list[tuple[QueueEntry, QueuedSignal]] = []
         slices = Slices()
         for entry in entries:

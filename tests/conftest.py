@@ -68,6 +68,8 @@ def make_settings() -> Callable[..., Settings]:
         values.setdefault("triage", False)
         # triage must fit well within the visibility timeout (a settings rule)
         values.setdefault("triage_budget_s", float(values["visibility_timeout_s"]) / 2)
+        # and so must a batch's wait for more entries (the default, unless that is too long)
+        values.setdefault("batch_wait_s", min(0.2, float(values["visibility_timeout_s"]) / 8))
         return Settings(**values)
 
     return make

@@ -12,7 +12,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from responder.domain.signal import AlertSignal, AlertStatus, ObserveOutcome, dedupe_outcome
+from responder.domain.signal import (
+    AlertSignal,
+    AlertStatus,
+    Observation,
+    ObserveOutcome,
+    PagerDutySignal,
+    dedupe_outcome,
+)
 from responder.ports import WorkQueue
 from tests.support.service import example, running_service
 
@@ -32,13 +39,18 @@ def alert(
     )
 
 
+def observed(signals: list[AlertSignal] | list[PagerDutySignal]) -> list[Observation]:
+    """The signals as intake hands them to the store."""
+    return [Observation.of(s) for s in signals]
+
+
 async def depth(queue: WorkQueue) -> int:
     return (await queue.stats()).depth
 
 
 async def test_first_firing_is_new_and_queued(backend) -> None:
     store, queue = backend
-    assert await store.observe([alert()]) == [NEW]
+    assert await store.observe(observed([alert()])) == [NEW]
     assert await depth(queue) == 1
     entries = await queue.read(consumer="c", count=10, block_ms=0)
     assert [AlertSignal.model_validate_json(e.payload).fingerprint for e in entries] == [
@@ -48,11 +60,11 @@ async def test_first_firing_is_new_and_queued(backend) -> None:
 
 async def test_repeat_only_counts(backend) -> None:
     store, queue = backend
-    await store.observe([alert()])
+    await store.observe(observed([alert()]))
     first = await store.signal_record("alertmanager:a1b2c3d4e5f60718")
     await asyncio.sleep(0.01)
-    assert await store.observe([alert()]) == [REPEAT]
-    assert await store.observe([alert()]) == [REPEAT]
+    assert await store.observe(observed([alert()])) == [REPEAT]
+    assert await store.observe(observed([alert()])) == [REPEAT]
     assert await depth(queue) == 1
     record = await store.signal_record("alertmanager:a1b2c3d4e5f60718")
     assert record is not None
@@ -64,11 +76,11 @@ async def test_repeat_only_counts(backend) -> None:
 
 async def test_status_changes_are_queued_both_ways(backend) -> None:
     store, queue = backend
-    assert await store.observe([alert()]) == [NEW]
-    assert await store.observe([alert(status="resolved")]) == [CHANGED]
-    assert await store.observe([alert(status="resolved")]) == [REPEAT]
+    assert await store.observe(observed([alert()])) == [NEW]
+    assert await store.observe(observed([alert(status="resolved")])) == [CHANGED]
+    assert await store.observe(observed([alert(status="resolved")])) == [REPEAT]
     refire = T0 + timedelta(minutes=30)
-    assert await store.observe([alert(status="firing", starts=refire)]) == [CHANGED]
+    assert await store.observe(observed([alert(status="firing", starts=refire)])) == [CHANGED]
     assert await depth(queue) == 3
     record = await store.signal_record("alertmanager:a1b2c3d4e5f60718")
     assert record is not None
@@ -78,47 +90,45 @@ async def test_status_changes_are_queued_both_ways(backend) -> None:
 async def test_a_new_firing_without_a_resolve_in_between_is_a_change(backend) -> None:
     # send_resolved=false, or a resolve that was lost: a later startsAt is a new occurrence
     store, _ = backend
-    await store.observe([alert()])
-    assert await store.observe([alert(starts=T0 + timedelta(hours=1))]) == [CHANGED]
+    await store.observe(observed([alert()]))
+    assert await store.observe(observed([alert(starts=T0 + timedelta(hours=1))])) == [CHANGED]
 
 
 async def test_late_copy_of_a_resolved_firing_does_not_reopen(backend) -> None:
     store, queue = backend
-    await store.observe([alert()])
-    await store.observe([alert(status="resolved")])
+    await store.observe(observed([alert()]))
+    await store.observe(observed([alert(status="resolved")]))
     # a retry of the old firing notification (same startsAt) arrives after the resolve
-    assert await store.observe([alert(status="firing")]) == [REPEAT]
+    assert await store.observe(observed([alert(status="firing")])) == [REPEAT]
     # and a resolve of an occurrence older than the current one is stale too
-    await store.observe([alert(starts=T0 + timedelta(hours=1))])
-    assert await store.observe([alert(status="resolved", starts=T0)]) == [REPEAT]
+    await store.observe(observed([alert(starts=T0 + timedelta(hours=1))]))
+    assert await store.observe(observed([alert(status="resolved", starts=T0)])) == [REPEAT]
     assert await depth(queue) == 3
 
 
 async def test_resolved_for_an_unknown_alert_is_queued_once(backend) -> None:
     # the store may have forgotten the firing (TTL, restart): the worker decides
     store, queue = backend
-    assert await store.observe([alert(status="resolved")]) == [NEW]
-    assert await store.observe([alert(status="resolved")]) == [REPEAT]
+    assert await store.observe(observed([alert(status="resolved")])) == [NEW]
+    assert await store.observe(observed([alert(status="resolved")])) == [REPEAT]
     assert await depth(queue) == 1
 
 
 async def test_one_webhook_with_a_duplicate_alert_queues_it_once(backend) -> None:
     store, queue = backend
-    outcomes = await store.observe([alert(), alert(), alert(fp="ffffffffffffffff")])
+    outcomes = await store.observe(observed([alert(), alert(), alert(fp="ffffffffffffffff")]))
     assert outcomes == [NEW, REPEAT, NEW]
     assert await depth(queue) == 2
 
 
 async def test_sources_do_not_collide(backend) -> None:
-    from responder.domain.signal import PagerDutySignal
-
     store, _ = backend
     pd = PagerDutySignal(
         event_id="a1b2c3d4e5f60718", event_type="incident.triggered", occurred_at=T0, received_at=T0
     )
-    assert await store.observe([alert()]) == [NEW]
-    assert await store.observe([pd]) == [NEW]
-    assert await store.observe([pd]) == [REPEAT]
+    assert await store.observe(observed([alert()])) == [NEW]
+    assert await store.observe(observed([pd])) == [NEW]
+    assert await store.observe(observed([pd])) == [REPEAT]
 
 
 async def test_fifty_concurrent_identical_sends_queue_one_signal(backend_settings) -> None:
@@ -177,10 +187,10 @@ async def test_store_follows_the_decision_table(backend, previous, status, order
 
     if previous is not None:
         prev_status, prev_order = previous
-        await store.observe([alert(status="firing", starts=at(prev_order))])
+        await store.observe(observed([alert(status="firing", starts=at(prev_order))]))
         if prev_status == "resolved":
-            await store.observe([alert(status="resolved", starts=at(prev_order))])
-    assert await store.observe([alert(status=status, starts=at(order))]) == [expected]
+            await store.observe(observed([alert(status="resolved", starts=at(prev_order))]))
+    assert await store.observe(observed([alert(status=status, starts=at(order))])) == [expected]
 
 
 def test_pagerduty_event_repeats_by_event_type() -> None:

@@ -132,13 +132,40 @@ async def test_json_that_is_not_an_object_is_400(intake: Service) -> None:
     assert (await resp.json())["field"] == "body"
 
 
-async def test_non_json_content_type_is_415(intake: Service) -> None:
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/jsonx", "multipart/form-data; boundary=json"]
+)
+async def test_non_json_content_type_is_415(intake: Service, content_type: str) -> None:
     resp = await intake.post_alertmanager(
-        json.dumps(example(AM)), headers={"Content-Type": "text/plain"}
+        json.dumps(example(AM)), headers={"Content-Type": content_type}
+    )
+    assert resp.status == 415
+    body = await resp.json()
+    assert body["error"] == "unsupported media type"
+    assert content_type.partition(";")[0] in body["detail"]
+    await assert_nothing_queued(intake)
+
+
+async def test_missing_content_type_is_415(intake: Service) -> None:
+    resp = await intake.client.post(
+        "/v1/webhooks/alertmanager",
+        data=json.dumps(example(AM)).encode(),
+        skip_auto_headers=["Content-Type"],
     )
     assert resp.status == 415
     assert (await resp.json())["error"] == "unsupported media type"
     await assert_nothing_queued(intake)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json", "Application/JSON; charset=utf-8", "application/vnd.alerts+json"],
+)
+async def test_json_media_types_are_accepted(intake: Service, content_type: str) -> None:
+    resp = await intake.post_alertmanager(
+        json.dumps(example(AM)), headers={"Content-Type": content_type}
+    )
+    assert resp.status == 200, await resp.text()
 
 
 async def test_body_over_the_limit_is_413(backend_settings) -> None:

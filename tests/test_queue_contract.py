@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from responder.app import Overrides
 from responder.domain.incident import IncidentChange
-from responder.domain.signal import AlertSignal, AlertStatus
+from responder.domain.signal import AlertSignal, AlertStatus, Observation
 from tests.support.service import example, running_service
 from tests.support.waiting import eventually
 
@@ -28,9 +28,14 @@ def signal(fp: str) -> AlertSignal:
     )
 
 
+def observed(signals: list[AlertSignal]) -> list[Observation]:
+    """The signals as intake hands them to the store."""
+    return [Observation.of(s) for s in signals]
+
+
 async def test_read_hands_each_entry_to_one_consumer(backend) -> None:
     store, queue = backend
-    await store.observe([signal(f"{i:016x}") for i in range(5)])
+    await store.observe(observed([signal(f"{i:016x}") for i in range(5)]))
     a = await queue.read(consumer="a", count=3, block_ms=0)
     b = await queue.read(consumer="b", count=10, block_ms=0)
     assert (len(a), len(b)) == (3, 2)
@@ -42,7 +47,7 @@ async def test_read_hands_each_entry_to_one_consumer(backend) -> None:
 
 async def test_ack_removes_from_pending(backend) -> None:
     store, queue = backend
-    await store.observe([signal("0000000000000001")])
+    await store.observe(observed([signal("0000000000000001")]))
     [entry] = await queue.read(consumer="a", count=1, block_ms=0)
     await queue.ack(entry.entry_id)
     assert (await queue.stats()).pending == 0
@@ -53,7 +58,7 @@ async def test_blocking_read_wakes_up_for_a_new_entry(backend) -> None:
     store, queue = backend
     reader = asyncio.create_task(queue.read(consumer="a", count=1, block_ms=3000))
     await asyncio.sleep(0.1)
-    await store.observe([signal("0000000000000002")])
+    await store.observe(observed([signal("0000000000000002")]))
     entries = await asyncio.wait_for(reader, 5)
     assert len(entries) == 1
 
@@ -65,7 +70,7 @@ async def test_blocking_read_returns_empty_after_the_block_time(backend) -> None
 
 async def test_pending_entry_is_claimed_only_after_the_visibility_timeout(backend) -> None:
     store, queue = backend
-    await store.observe([signal("0000000000000003")])
+    await store.observe(observed([signal("0000000000000003")]))
     [entry] = await queue.read(consumer="dead", count=1, block_ms=0)
     assert await queue.claim_stale(consumer="alive", min_idle_ms=500, count=10) == []
     await asyncio.sleep(0.6)
@@ -81,7 +86,7 @@ async def test_pending_entry_is_claimed_only_after_the_visibility_timeout(backen
 
 async def test_dead_letter_moves_the_entry_aside(backend) -> None:
     store, queue = backend
-    await store.observe([signal("0000000000000004")])
+    await store.observe(observed([signal("0000000000000004")]))
     [entry] = await queue.read(consumer="a", count=1, block_ms=0)
     await queue.dead_letter(entry, reason="boom")
     stats = await queue.stats()

@@ -73,6 +73,15 @@ def test_basic_auth_needs_both_halves() -> None:
         Settings(alertmanager_username="am")
 
 
+def test_waits_that_outlast_the_visibility_timeout_are_refused() -> None:
+    Settings(visibility_timeout_s=10, triage_budget_s=5, batch_wait_s=4.9)
+    with pytest.raises(ValidationError, match="triage_budget_s must be below"):
+        Settings(visibility_timeout_s=10, triage_budget_s=10)
+    # an entry is unacknowledged while its batch fills, then while its triage runs
+    with pytest.raises(ValidationError, match="batch_wait_s plus triage_budget_s"):
+        Settings(visibility_timeout_s=10, triage_budget_s=8, batch_wait_s=2)
+
+
 def test_secrets_do_not_show_in_repr() -> None:
     s = Settings(alertmanager_token="tok-secret-value", pagerduty_webhook_secrets="pd-secret-1")
     assert "tok-secret-value" not in repr(s)

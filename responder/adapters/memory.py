@@ -25,10 +25,15 @@ from responder.domain.incident import (
     LookupKind,
 )
 from responder.domain.notification import DeliveryState
-from responder.domain.signal import ObserveOutcome, TimerSignal, dedupe_outcome, epoch_ms
+from responder.domain.signal import (
+    Observation,
+    ObserveOutcome,
+    TimerSignal,
+    dedupe_outcome,
+    epoch_ms,
+)
 from responder.domain.timeline import TimelineEvent
 from responder.ports import (
-    AnySignal,
     Clock,
     DeadLetter,
     EffectClaim,
@@ -164,7 +169,7 @@ class MemoryStore:
     async def ping(self) -> None:
         return None
 
-    async def observe(self, signals: Sequence[AnySignal]) -> list[ObserveOutcome]:
+    async def observe(self, signals: Sequence[Observation]) -> list[ObserveOutcome]:
         now_ms = epoch_ms(self.clock.now())
         outcomes = []
         for s in signals:
@@ -182,7 +187,7 @@ class MemoryStore:
                     )
                 state.status, state.order_ms = s.dedupe_status, s.order_ms
                 state.last_seen_ms, state.repeats = now_ms, 0
-                self.queue.put(s.model_dump_json())
+                self.queue.put(s.payload.decode())
             outcomes.append(outcome)
         return outcomes
 

@@ -37,11 +37,11 @@ from responder.domain.incident import (
     IncidentAlert,
     IncidentStatus,
 )
+from responder.domain.model import to_json
 from responder.domain.notification import DeliveryState
-from responder.domain.signal import ObserveOutcome, TimerSignal, epoch_ms
+from responder.domain.signal import Observation, ObserveOutcome, TimerSignal, epoch_ms
 from responder.domain.timeline import TimelineEvent
 from responder.ports import (
-    AnySignal,
     Clock,
     EffectClaim,
     IncidentView,
@@ -154,7 +154,7 @@ class RedisStore:
         self._note = client.register_script(_NOTE_EFFECT_LUA)
         self._release_timers = client.register_script(_RELEASE_TIMERS_LUA)
         self._release_effect = client.register_script(_RELEASE_EFFECT_LUA)
-        self._observe_batches: Coalescer[AnySignal, ObserveOutcome] = Coalescer(self._observe_now)
+        self._observe_batches: Coalescer[Observation, ObserveOutcome] = Coalescer(self._observe_now)
 
     async def ping(self) -> None:
         async with unavailable_as_store_error("ping"):
@@ -162,21 +162,21 @@ class RedisStore:
 
     # ------------------------------------------------------------------------ dedupe
 
-    async def observe(self, signals: Sequence[AnySignal]) -> list[ObserveOutcome]:
+    async def observe(self, signals: Sequence[Observation]) -> list[ObserveOutcome]:
         if not signals:
             return []
         return await self._observe_batches.submit(signals)
 
-    async def _observe_now(self, signals: list[AnySignal]) -> list[ObserveOutcome]:
+    async def _observe_now(self, signals: list[Observation]) -> list[ObserveOutcome]:
         """One script call for the signals of every webhook waiting (see ``Coalescer``)."""
         keys = [self._keys.queue] + [self._keys.signal(s.dedupe_key) for s in signals]
-        args: list[str | int] = [
+        args: list[str | int | bytes] = [
             epoch_ms(self._clock.now()),
             self._signal_ttl_s,
             self._queue_maxlen,
         ]
         for s in signals:
-            args += [s.dedupe_status, s.order_ms, s.model_dump_json()]
+            args += [s.dedupe_status, s.order_ms, s.payload]
         async with unavailable_as_store_error("observe"):
             raw = await self._observe(keys=keys, args=args)
         return [ObserveOutcome(x) for x in raw]
@@ -319,7 +319,7 @@ class RedisStore:
         args: list[Any] = [
             write.expected_version,
             inc.id,
-            inc.model_dump_json(),
+            to_json(inc),
             inc.status.value,
             epoch_ms(inc.opened_at),
             "1" if inc.is_active else "0",
@@ -328,12 +328,12 @@ class RedisStore:
             horizon_ms,
             len(pagerduty_keys),
             len(write.events),
-            *[e.model_dump_json() for e in write.events],
+            *[to_json(e) for e in write.events],
         ]
         for status, order_ms in write.handled.values():
             args += [status, order_ms]
         for alert in write.alerts.values():
-            args += [alert.fingerprint, alert.model_dump_json()]
+            args += [alert.fingerprint, to_json(alert)]
         return keys, args
 
     async def mark_processed(self, marks: Mapping[str, int]) -> None:

@@ -7,13 +7,14 @@ A webhook carries one or more signals. Each has a dedupe key and a status; the s
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
-from responder.domain.model import Frozen
+from responder.domain.model import Frozen, to_json
 
 
 class AlertStatus(StrEnum):
@@ -64,6 +65,19 @@ def epoch_ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
 
 
+def alertmanager_dedupe_key(fingerprint: str) -> str:
+    return "alertmanager:" + fingerprint
+
+
+def occurrence_ms(starts_at: datetime | None) -> int:
+    """Which occurrence of an alert this is: a new ``startsAt`` is a new firing.
+
+    An alert without ``startsAt`` counts as one occurrence (0) for as long as its dedupe
+    record lives.
+    """
+    return epoch_ms(starts_at) if starts_at is not None else 0
+
+
 class AlertSignal(Frozen):
     """One alert of an Alertmanager notification, at the moment it was received."""
 
@@ -82,7 +96,7 @@ class AlertSignal(Frozen):
 
     @property
     def dedupe_key(self) -> str:
-        return f"alertmanager:{self.fingerprint}"
+        return alertmanager_dedupe_key(self.fingerprint)
 
     @property
     def dedupe_status(self) -> str:
@@ -90,12 +104,7 @@ class AlertSignal(Frozen):
 
     @property
     def order_ms(self) -> int:
-        """Which occurrence of the alert this is: a new ``startsAt`` is a new firing.
-
-        An alert without ``startsAt`` counts as one occurrence (0) for as long as its
-        dedupe record lives.
-        """
-        return epoch_ms(self.starts_at) if self.starts_at is not None else 0
+        return occurrence_ms(self.starts_at)
 
 
 class PagerDutyAgent(Frozen):
@@ -167,6 +176,21 @@ class TimerSignal(Frozen):
         return cls(
             kind="follow_up", incident_id=incident_id, step=step, due_at=now, received_at=now
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """A signal as intake hands it to the store: what dedupe compares (key, status and
+    occurrence) and the queue payload, the signal's JSON as the workers will read it."""
+
+    dedupe_key: str
+    dedupe_status: str
+    order_ms: int
+    payload: bytes
+
+    @classmethod
+    def of(cls, signal: AlertSignal | PagerDutySignal) -> Observation:
+        return cls(signal.dedupe_key, signal.dedupe_status, signal.order_ms, to_json(signal))
 
 
 Signal = Annotated[AlertSignal | PagerDutySignal | TimerSignal, Field(discriminator="source")]

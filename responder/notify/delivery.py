@@ -158,12 +158,11 @@ class Deliveries:
         for channel in self._channels.values():
             if channel.per_process:
                 await self._in_process(channel, known)
+        shared = [c for c in self._channels.values() if not c.per_process]
+        if not shared:
+            return  # the embedded default: nothing to claim or record in the store
         results = await asyncio.gather(
-            *(
-                self._locked(c, incident_id, known, retry=False)
-                for c in self._channels.values()
-                if not c.per_process
-            ),
+            *(self._locked(c, incident_id, known, retry=False) for c in shared),
             return_exceptions=True,
         )
         errors = [r for r in results if isinstance(r, BaseException)]
