@@ -74,3 +74,18 @@ async def test_no_batch_wait_handles_each_signal_at_once(backend_settings) -> No
             )
         await svc.idle(timeout_s=15)
         assert batches(svc) == (3, 3)
+
+
+async def test_a_stop_during_the_wait_handles_the_entries_in_hand(backend_settings) -> None:
+    """Stopping cancels a task that waits for entries, but one that holds some (waiting
+    for its batch to fill) hands them to the pipeline: nothing is left for another
+    replica to claim after the visibility timeout."""
+    settings = backend_settings(workers=1, batch_wait_s=4.0, visibility_timeout_s=10)
+    async with running_service(settings) as svc:
+        assert (await svc.post_alertmanager(pod_alert(0))).status == 200
+        await asyncio.sleep(0.3)  # read, and waiting out its first 1 s step
+        assert await svc.incidents() == []
+        svc.runtime.worker.stop()
+        await eventually(lambda: alerts_in_incident(svc, 1), timeout_s=5, what="the incident")
+        await svc.idle(timeout_s=5)
+        assert batches(svc) == (1, 1)
