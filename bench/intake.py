@@ -23,8 +23,8 @@ sends ``--requests`` requests over ``--connections`` connections to both, one af
 other, alternating which goes first; the service's queue is drained again after its run.
 Printed: requests/s and latency of each run, each round's ratio, the median round's ratio
 and whether the targets are met on it (ratio >= 0.4, service p99 <= 25 ms; no errors in
-any run), and the service's dedupe outcomes and work queue after each run, from its
-``/metrics``. Rounds, because this machine's speed drifts by tens of percent from one
+any run), and the service's dedupe outcomes, its work queue after each run and the
+batches its workers made of that run's signals, from its ``/metrics``. Rounds, because this machine's speed drifts by tens of percent from one
 minute to the next: one pair of runs can flatter or wrong either side.
 
 The numbers are informative: the exit status is non-zero only when something failed to
@@ -412,6 +412,14 @@ def queue_backlog(base_url: str) -> tuple[int, int]:
     return int(depth), int(pending)
 
 
+def worker_batches(base_url: str) -> tuple[int, int]:
+    """(batches, entries) the service's workers handled since it started."""
+    samples = service_metrics(base_url)
+    count = samples.get(("responder_worker_batch_entries_count", frozenset()), 0.0)
+    entries = samples.get(("responder_worker_batch_entries_sum", frozenset()), 0.0)
+    return int(count), int(entries)
+
+
 def wait_drained(base_url: str, timeout_s: float = DRAIN_TIMEOUT_S) -> float | None:
     """Seconds until the workers emptied the queue, or None if they did not in time."""
     started = time.monotonic()
@@ -434,6 +442,11 @@ class Round:
     signals: dict[str, int]  # the service's dedupe outcomes during its run
     backlog_after_run: tuple[int, int]
     drain_s: float | None
+    batches: tuple[int, int]  # (batches, entries) the workers handled, run and drain
+
+    @property
+    def mean_batch(self) -> float:
+        return self.batches[1] / self.batches[0] if self.batches[0] else 0.0
 
     @property
     def ratio(self) -> float:
@@ -457,6 +470,7 @@ class Round:
                 "pending": self.backlog_after_run[1],
             },
             "queue_drain_s": self.drain_s,
+            "worker_batches": {"count": self.batches[0], "entries": self.batches[1]},
         }
 
 
@@ -542,7 +556,10 @@ class Report:
             elif rnd.drain_s is None:
                 drained = "not drained in time"
             else:
-                drained = f"drained in {rnd.drain_s:.1f}s"
+                drained = (
+                    f"drained in {rnd.drain_s:.1f}s; {rnd.batches[0]} worker batches "
+                    f"of {rnd.mean_batch:.0f} entries on average"
+                )
             print(f"  round {n}: {shares}; queue {depth} queued, {pending} in progress, {drained}")
         since = ", ".join(f"{k} {v}" for k, v in self.signals_since_start.items())
         print(f"  (since start, warm-up included: {since})")
@@ -631,16 +648,24 @@ def benchmark(args: argparse.Namespace, stack: contextlib.ExitStack) -> Report:
                 results["bare"] = run_wrk("bare", bare_intake, args.requests, wrk, workdir)
                 continue
             before = signal_outcomes(service_url)
+            batches_before = worker_batches(service_url)
             results["service"] = run_wrk("service", service_intake, args.requests, wrk, workdir)
             after = signal_outcomes(service_url)
             signals = {k: after[k] - before.get(k, 0) for k in after}
             backlog = queue_backlog(service_url)
             # the next run starts from an empty queue, as the first did
             drain_s = wait_drained(service_url) if args.workers != 0 else None
+            batches_after = worker_batches(service_url)
+            batches = (
+                batches_after[0] - batches_before[0],
+                batches_after[1] - batches_before[1],
+            )
         for child in (service, bare):
             if not child.alive():
                 raise BenchError(f"{child.name} died during the run:\n{child.log_tail()}")
-        rounds.append(Round(results["service"], results["bare"], signals, backlog, drain_s))
+        rounds.append(
+            Round(results["service"], results["bare"], signals, backlog, drain_s, batches)
+        )
     return Report(
         requests=args.requests,
         connections=args.connections,
