@@ -24,8 +24,9 @@ other, alternating which goes first; the service's queue is drained again after 
 Printed: requests/s and latency of each run, each round's ratio, the median round's ratio
 and whether the targets are met on it (ratio >= 0.4, service p99 <= 25 ms; no errors in
 any run), and the service's dedupe outcomes, its work queue after each run and the
-batches its workers made of that run's signals, from its ``/metrics``. Rounds, because this machine's speed drifts by tens of percent from one
-minute to the next: one pair of runs can flatter or wrong either side.
+batches its workers made of that run's signals, from its ``/metrics``. Rounds, because
+this machine's speed drifts by tens of percent from one minute to the next: one pair of
+runs can flatter or wrong either side.
 
 The numbers are informative: the exit status is non-zero only when something failed to
 start or wrk failed, never because a target was missed.
