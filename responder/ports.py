@@ -24,15 +24,11 @@ from responder.domain.incident import (
 from responder.domain.model import Frozen
 from responder.domain.notification import DeliveryState, Outbound
 from responder.domain.signal import (
-    AlertSignal,
     Observation,
     ObserveOutcome,
-    PagerDutySignal,
     TimerSignal,
 )
 from responder.domain.timeline import TimelineEvent
-
-AnySignal = AlertSignal | PagerDutySignal  # what intake observes
 
 
 class Clock(Protocol):
