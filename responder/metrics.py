@@ -148,3 +148,17 @@ class Metrics:
     @cache  # noqa: B019 - one Metrics per app, living as long as the app
     def signal_counter(self, source: str, outcome: str) -> Counter:
         return self.signals.labels(source, outcome)
+
+    # The worker's, counted for every signal it handles (a few label values each: our own
+    # event kinds, the sources, the configured sinks).
+    @cache  # noqa: B019 - one Metrics per app, living as long as the app
+    def incident_event_counter(self, kind: str) -> Counter:
+        return self.incident_events.labels(kind)
+
+    @cache  # noqa: B019 - one Metrics per app, living as long as the app
+    def processing_histogram(self, source: str) -> Histogram:
+        return self.processing_seconds.labels(source)
+
+    @cache  # noqa: B019 - one Metrics per app, living as long as the app
+    def notification_counter(self, sink: str, outcome: str) -> Counter:
+        return self.notifications.labels(sink, outcome)

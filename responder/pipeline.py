@@ -269,7 +269,7 @@ class Pipeline:
         handled.change, handled.incident_id = result.change, result.incident_id
         if result.change is not None:
             for event in result.change.events:
-                self._metrics.incident_events.labels(event.kind).inc()
+                self._metrics.incident_event_counter(event.kind).inc()
         if isinstance(signal, PagerDutySignal) and result.incident_id is None:
             age_s = (self._clock.now() - signal.received_at).total_seconds()
             if signal.incident_id and age_s < _LINK_GRACE_S:

@@ -274,18 +274,27 @@ def _webhook(source: str, handler: Handler) -> Handler:
     return counted
 
 
+_NEW, _REPEAT = ObserveOutcome.NEW, ObserveOutcome.REPEAT
+_OUTCOME_NAMES = tuple(o.value for o in (_NEW, ObserveOutcome.CHANGED, _REPEAT))
+
+
 async def _queue_signals(
     ctx: WebContext, source: str, signals: list[Observation], truncated: int = 0
 ) -> web.Response:
     outcomes = await ctx.store.observe(signals)
-    counts = dict.fromkeys(ObserveOutcome, 0)
+    # counted in one pass over plain names (an enum's iteration and its .value cost a few
+    # µs a webhook: this is the hot path)
+    new = changed = repeated = 0
     for outcome in outcomes:
-        counts[outcome] += 1
-    for outcome, n in counts.items():
+        if outcome is _REPEAT:
+            repeated += 1
+        elif outcome is _NEW:
+            new += 1
+        else:
+            changed += 1
+    for name, n in zip(_OUTCOME_NAMES, (new, changed, repeated), strict=True):
         if n:
-            ctx.metrics.signal_counter(source, outcome.value).inc(n)
-    new, changed = counts[ObserveOutcome.NEW], counts[ObserveOutcome.CHANGED]
-    repeated = counts[ObserveOutcome.REPEAT]
+            ctx.metrics.signal_counter(source, name).inc(n)
     log.info("webhook accepted", source=source, new=new, changed=changed, repeated=repeated)
     # The IntakeResult shape, written directly: this is the hot path.
     body = {

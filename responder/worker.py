@@ -240,7 +240,7 @@ class Worker:
                 await self._dead_letter(entry, kind="failed", reason=f"{type(exc).__name__}: {exc}")
             return False
         elapsed_s = (self._clock.now() - signal.received_at).total_seconds()
-        self._metrics.processing_seconds.labels(signal.source).observe(max(elapsed_s, 0.0))
+        self._metrics.processing_histogram(signal.source).observe(max(elapsed_s, 0.0))
         return True
 
     async def _dead_letter(self, entry: QueueEntry, *, kind: str, reason: str) -> None:

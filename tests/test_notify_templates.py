@@ -5,6 +5,7 @@ sink of the embedded defaults."""
 from __future__ import annotations
 
 import asyncio
+import io
 import subprocess
 import sys
 from collections.abc import Callable
@@ -15,8 +16,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from responder.adapters.console import ConsoleSink
 from responder.app import SHIPPED_TEMPLATES, build_renderer, create_app
 from responder.cli import cli
+from responder.domain.notification import Outbound
 from responder.notify.checks import sample_events, sample_incidents
 from responder.notify.planners import (
     PAGERDUTY_NOTE,
@@ -261,6 +264,31 @@ async def test_the_console_shows_the_root_message_when_slack_is_not_configured(
     assert "*Status:* INVESTIGATING" in out
     assert f"[{incident_id}] " in out
     assert out.count("new incident") == 1
+
+
+async def test_the_console_flushes_once_for_the_lines_of_a_turn_of_the_loop() -> None:
+    """A batch of signals prints a line per event: one flush (one write) for them all,
+    made before the loop goes on to anything else."""
+
+    class Counting(io.StringIO):
+        flushes = 0
+
+        def flush(self) -> None:
+            self.flushes += 1
+            super().flush()
+
+    stream = Counting()
+    sink = ConsoleSink(stream)
+    for n in range(3):
+        line = Outbound(sink="console", step=f"s{n}", op="reply", text=f"line {n} &amp; more")
+        await sink.send(line, {})
+    assert stream.flushes == 0
+    await asyncio.sleep(0)
+    assert stream.flushes == 1
+    assert stream.getvalue() == "[] line 0 & more\n[] line 1 & more\n[] line 2 & more\n"
+    await sink.send(Outbound(sink="console", step="s3", op="reply", text="later"), {})
+    await asyncio.sleep(0)
+    assert stream.flushes == 2
 
 
 def test_public_text_of_a_pack_without_a_public_name_reads_naturally() -> None:

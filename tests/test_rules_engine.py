@@ -708,3 +708,58 @@ def test_classify_is_the_decision_of_evaluate_and_remembers_it(tmp_path: Path) -
     assert titles == {"api: 500s", "api: 503s", "web: 500s", "web: 503s"}
     assert rules.classify(alerts[0]) is rules.classify(AlertInput(**vars(alerts[0])))
     assert rules.evaluate(alerts[0], explain=False).trace == []
+
+
+def test_classify_skips_rules_by_their_label_gate_and_decides_as_the_full_walk(
+    tmp_path: Path,
+) -> None:
+    # classify refuses a rule on its first label="value" matcher before walking the rest;
+    # a gate must never refuse what the full walk (evaluate with its trace) would match
+    rules = inline(
+        tmp_path,
+        """
+        name: gates
+        version: "1"
+        rules:
+          - name: by-source
+            match: ['__source__="pagerduty"', 'alertname="Paged"']
+            classify: {severity: P1}
+          - name: by-annotation
+            match: ['annotations.runbook="posthog"', 'service="api"']
+            classify: {severity: P2}
+          - name: missing-team
+            match: ['alertname=~"Team.*"', 'team=""']
+            classify: {severity: P3}
+            continue: true
+          - name: team-web
+            match: ['team="web"', 'alertname!="Quiet"']
+            classify: {severity: P2}
+          - name: no-gate
+            match: ['alertname=~".+"']
+            classify: {severity: P4}
+        """,
+    )
+    alerts = [
+        AlertInput(labels={"alertname": "Paged"}, source="pagerduty"),
+        AlertInput(labels={"alertname": "Paged"}),
+        AlertInput(labels={"alertname": "X", "service": "api"}, annotations={"runbook": "posthog"}),
+        AlertInput(labels={"alertname": "X", "service": "web"}, annotations={"runbook": "posthog"}),
+        AlertInput(labels={"alertname": "TeamDown"}),
+        AlertInput(labels={"alertname": "TeamDown", "team": ""}),
+        AlertInput(labels={"alertname": "TeamDown", "team": "web"}),
+        AlertInput(labels={"alertname": "Quiet", "team": "web"}),
+        AlertInput(labels={"alertname": "Loud", "team": "db"}),
+    ]
+    decisions = [rules.classify(a) for a in alerts]
+    assert decisions == [rules.evaluate(a).decision for a in alerts]
+    assert [d.rule for d in decisions] == [
+        "by-source",
+        "no-gate",
+        "by-annotation",
+        "no-gate",
+        "missing-team",
+        "missing-team",
+        "team-web",
+        "no-gate",
+        "no-gate",
+    ]

@@ -6,6 +6,7 @@ one line, so a demo or a laptop run shows the whole conversation without any acc
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Mapping
 from typing import TextIO
@@ -26,6 +27,7 @@ class ConsoleSink:
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream
+        self._flush_due = False
 
     async def send(self, message: Outbound, refs: Mapping[str, JsonValue]) -> dict[str, JsonValue]:
         out = self._stream or sys.stdout
@@ -37,8 +39,16 @@ class ConsoleSink:
             out.write("".join(f"   {line}\n" for line in text.splitlines()))
         else:
             out.write(f"[{incident}] {text}\n")
-        out.flush()
+        if not self._flush_due:
+            # one flush (one write to the terminal or log) for all the lines of this turn
+            # of the loop: a batch of signals prints hundreds
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush, out)
         return {}
+
+    def _flush(self, out: TextIO) -> None:
+        self._flush_due = False
+        out.flush()
 
     async def find_sent(
         self, message: Outbound, refs: Mapping[str, JsonValue]

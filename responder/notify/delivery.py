@@ -193,7 +193,7 @@ class Deliveries:
             except Exception as exc:  # noqa: BLE001 - nothing to retry on a console
                 log.warning("message not shown", sink=channel.name, error=str(exc))
                 continue
-            self._metrics.notifications.labels(channel.name, "sent").inc()
+            self._metrics.notification_counter(channel.name, "sent").inc()
             if message.marks == "root" and not state.refs.get("root"):
                 # once per incident and process: the postmortem's "first message"
                 where = f" in {message.fields['channel']}" if message.fields.get("channel") else ""
@@ -338,7 +338,7 @@ class Deliveries:
             error = DeliveryError(f"{type(exc).__name__}: {exc}", retryable=True)
         else:
             self._metrics.notify_seconds.labels(name).observe(self._clock.monotonic() - started)
-            self._metrics.notifications.labels(name, "sent").inc()
+            self._metrics.notification_counter(name, "sent").inc()
             data = {"refs": refs, "shows": message.shows}
             await self._ledger.finish_effect(key, data=data)
             self._breakers[name].success()

@@ -132,6 +132,10 @@ class RuleSet:
 
     def __init__(self, packs: tuple[CompiledPack, ...] = ()) -> None:
         self.packs = packs
+        # Each rule with its gate: most alerts of an estate match no rule of a pack, and
+        # one dict lookup refuses them (a walk through every matcher of every rule cost
+        # ~50 µs per new alert, the largest part of classifying it).
+        self._gated = tuple((rule, _gate(rule)) for rule in self.rules())
         self._decisions: dict[
             tuple[str, frozenset[tuple[str, str]], frozenset[tuple[str, str]]], Decision
         ] = {}
@@ -201,8 +205,10 @@ class RuleSet:
         used: dict[str, JsonValue] = {}
         view: dict[str, Any] = dict(facts or {})
         labels, annotations, source = alert.labels, alert.annotations, alert.source
-        for rule in self.rules():
+        for rule, gate in self._gated:
             results: tuple[MatcherResult, ...] = ()
+            if not explain and gate is not None and labels.get(gate[0], "") != gate[1]:
+                continue  # fails a matcher: the trace, when asked for, shows which
             if explain:
                 results = tuple(
                     MatcherResult(
@@ -280,6 +286,15 @@ class RuleSet:
             facts_used=used,
         )
         return Evaluation(decision=decision, trace=trace, problems=problems)
+
+
+def _gate(rule: CompiledRule) -> tuple[str, str] | None:
+    """A label and the value a rule requires of it (its first ``label="value"`` matcher):
+    an alert whose label differs cannot match the rule."""
+    for matcher in rule.matchers:
+        if matcher.op == "=" and matcher.on_label:
+            return matcher.name, matcher.value
+    return None
 
 
 def _unique(probes: list[PlannedProbe]) -> tuple[PlannedProbe, ...]:

@@ -32,6 +32,11 @@ class Matcher:
     value: str
     regex: re.Pattern[str] | None
 
+    @property
+    def on_label(self) -> bool:
+        """True when it reads a label (not an annotation, not the source)."""
+        return self.name != "__source__" and not self.name.startswith("annotations.")
+
     def value_of(
         self, labels: Mapping[str, str], annotations: Mapping[str, str], source: str
     ) -> str:
