@@ -64,7 +64,7 @@ def configure(*, level: str, secrets: Iterable[str], stream: Any = None) -> None
         # cost ~7 µs, several times per webhook); a new configuration resets the caches.
         cache_logger_on_first_use=True,
     )
-    _forget_cached_loggers()
+    _bind_module_loggers()
     # Libraries log through stdlib logging: same JSON, same redaction.
     handler = logging.StreamHandler(out)
     handler.setFormatter(
@@ -86,16 +86,33 @@ def configure(*, level: str, secrets: Iterable[str], stream: Any = None) -> None
 def reset() -> None:
     """Back to structlog's defaults (tests, between runs of in-process commands)."""
     structlog.reset_defaults()
-    _forget_cached_loggers()
+    for name, proxy in _PROXIES.items():
+        vars(proxy).pop("bind", None)
+        module = sys.modules.get(name)
+        if module is not None:
+            module.log = proxy  # type: ignore[attr-defined]
 
 
-def _forget_cached_loggers() -> None:
-    """Our modules' loggers (``log = structlog.get_logger(...)``) drop the logger they
-    cached under the previous configuration; their next call builds one under this one."""
+# Our modules' own lazy loggers (``log = structlog.get_logger(...)``), by module name.
+_PROXIES: dict[str, BoundLoggerLazyProxy] = {}
+
+
+def _bind_module_loggers() -> None:
+    """Give each of our modules a logger bound under the configuration now in force.
+
+    A call through structlog's lazy proxy costs ~2 µs more than one on the logger it
+    binds (~2.2 against ~0.5 µs for a line below the level): several calls a webhook
+    and a signal. A new configuration binds afresh from the kept proxies; ``reset``
+    puts the proxies back.
+    """
     for name, module in list(sys.modules.items()):
         if name != "responder" and not name.startswith("responder."):
             continue
-        proxy = getattr(module, "log", None)
-        if isinstance(proxy, BoundLoggerLazyProxy):
-            # structlog caches by setting ``bind`` on the proxy itself
-            vars(proxy).pop("bind", None)
+        proxy = _PROXIES.get(name)
+        if proxy is None:
+            current = getattr(module, "log", None)
+            if not isinstance(current, BoundLoggerLazyProxy):
+                continue
+            proxy = _PROXIES[name] = current
+        vars(proxy).pop("bind", None)  # structlog caches by setting ``bind`` on the proxy
+        module.log = proxy.bind()  # type: ignore[attr-defined]
