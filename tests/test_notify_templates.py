@@ -307,3 +307,24 @@ def test_public_text_of_a_pack_without_a_public_name_reads_naturally() -> None:
             )
             assert f"with {phrase}" in body
             assert "our our" not in body
+
+
+def test_the_console_flushes_on_a_new_loop_when_the_last_one_closed_before_flushing() -> None:
+    stream = io.StringIO()
+    sink = ConsoleSink(stream)
+    flushed: list[str] = []
+    stream.flush = lambda: flushed.append(stream.getvalue())  # type: ignore[method-assign]
+    first = asyncio.new_event_loop()
+    sent = first.create_task(sink.send(Outbound(sink="console", step="a", op="reply"), {}))
+    first.call_soon(first.stop)  # the loop stops in the turn the line is written
+    first.run_forever()
+    first.close()  # the flush it scheduled never ran
+    assert sent.done()
+    assert flushed == []
+
+    async def later() -> None:
+        await sink.send(Outbound(sink="console", step="b", op="reply", text="b"), {})
+        await asyncio.sleep(0)
+
+    asyncio.run(later())
+    assert flushed == ["[] \n[] b\n"]

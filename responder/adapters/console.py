@@ -27,7 +27,9 @@ class ConsoleSink:
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream
-        self._flush_due = False
+        # the loop a flush is scheduled on (a loop closed before running it must not
+        # keep the next loop's lines unflushed)
+        self._flush_due: asyncio.AbstractEventLoop | None = None
 
     async def send(self, message: Outbound, refs: Mapping[str, JsonValue]) -> dict[str, JsonValue]:
         out = self._stream or sys.stdout
@@ -39,15 +41,16 @@ class ConsoleSink:
             out.write("".join(f"   {line}\n" for line in text.splitlines()))
         else:
             out.write(f"[{incident}] {text}\n")
-        if not self._flush_due:
+        loop = asyncio.get_running_loop()
+        if self._flush_due is not loop:
             # one flush (one write to the terminal or log) for all the lines of this turn
             # of the loop: a batch of signals prints hundreds
-            self._flush_due = True
-            asyncio.get_running_loop().call_soon(self._flush, out)
+            self._flush_due = loop
+            loop.call_soon(self._flush, out)
         return {}
 
     def _flush(self, out: TextIO) -> None:
-        self._flush_due = False
+        self._flush_due = None
         out.flush()
 
     async def find_sent(
