@@ -18,7 +18,7 @@ It starts, each as a subprocess on 127.0.0.1:
 Load comes from ``wrk`` (Debian package ``wrk``) running ``bench/intake_load.lua``:
 Alertmanager v4 webhooks with one alert each, 90% of them one of 1,000 hot alerts (repeats
 once seen), 10% a new alert every time (queued). After an unmeasured warm-up against both
-targets, and once the service's queue is drained, each of ``--rounds`` rounds (default 3)
+targets, and once the service's queue is drained, each of ``--rounds`` rounds (default 5)
 sends ``--requests`` requests over ``--connections`` connections to both, one after the
 other, alternating which goes first; the service's queue is drained again after its run.
 Printed: requests/s and latency of each run, each round's ratio, the median round's ratio
@@ -26,7 +26,8 @@ and whether the targets are met on it (ratio >= 0.4, service p99 <= 25 ms; no er
 any run), and the service's dedupe outcomes, its work queue after each run and the
 batches its workers made of that run's signals, from its ``/metrics``. Rounds, because
 this machine's speed drifts by tens of percent from one minute to the next: one pair of
-runs can flatter or wrong either side.
+runs can flatter or wrong either side, and a round in a run often differs from the next
+by 0.1 in ratio: five rounds give a steadier median than three.
 
 The numbers are informative: the exit status is non-zero only when something failed to
 start or wrk failed, never because a target was missed.
@@ -581,7 +582,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--max-duration", type=int, default=300, metavar="S", help="wrk -d safety bound, seconds"
     )
     parser.add_argument(
-        "--rounds", type=int, default=3,
+        "--rounds", type=int, default=5,
         help="measurements of both targets, alternating which goes first; the median counts",
     )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="also print a JSON summary")
