@@ -57,6 +57,8 @@ manifests: $(VENV)/.installed
 	$(BIN)/python deploy/rules_configmap.py
 
 bench: $(VENV)/.installed system-deps
+	@command -v wrk >/dev/null || { $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk; }
 	$(BIN)/python bench/intake.py
 
 clean:

@@ -9,7 +9,9 @@ It starts, each as a subprocess on 127.0.0.1:
 
 * ``redis-server`` on a free port in a temporary directory, unless ``REDIS_URL`` is set;
   either way the run writes only keys under a random ``{bench-...}`` prefix and deletes
-  just those at the end (it never flushes anything);
+  just those at the end (it never flushes anything). ``--durability replica`` adds a
+  replica of it, ``--durability fsync`` runs it with ``appendonly yes`` and
+  ``appendfsync always`` (both need the benchmark's own Redis);
 * the service, ``python -m responder serve`` with the Redis backend (its default 4 workers,
   log level WARNING; other ``RESPONDER_*`` variables of the shell are not passed on);
 * ``bench/bare_server.py``: the same HTTP stack (aiohttp on uvloop) doing nothing but
@@ -182,29 +184,65 @@ def redis_answers(url: str) -> bool:
         client.close()
 
 
-def start_redis(workdir: Path) -> tuple[str, Child]:
+# The Redis options each --durability needs (RESPONDER_INTAKE_DURABILITY); later options
+# win over the defaults of start_redis.
+DURABILITY_REDIS_OPTIONS = {
+    "write": [],
+    # no 5 s wait for more replicas before the replica's first (diskless) sync
+    "replica": ["--repl-diskless-sync-delay", "0"],
+    "fsync": ["--appendonly", "yes", "--appendfsync", "always"],
+}
+
+
+def start_redis(workdir: Path, *extra: str, name: str = "redis-server") -> tuple[str, Child]:
     binary = shutil.which("redis-server")
     if binary is None:
         raise BenchError(
             "redis-server is not installed (Debian package redis-server); or set REDIS_URL"
         )
     port = free_port()
+    data = workdir / name  # each server its own directory (an fsync'd AOF is written there)
+    data.mkdir()
     cmd = [
         binary,
         "--port", str(port),
         "--bind", HOST,
         "--save", "",
         "--appendonly", "no",
-        "--dir", str(workdir),
+        "--dir", str(data),
+        *extra,
     ]  # fmt: skip
-    child = spawn("redis-server", cmd, workdir)
+    child = spawn(name, cmd, workdir)
     url = f"redis://{HOST}:{port}/0"
     wait_ready(child, lambda: redis_answers(url))
     return url, child
 
 
+def start_replica(master_url: str, workdir: Path) -> Child:
+    """A replica of ``master_url``, returned once it confirms the master's writes (WAIT)."""
+    master = urlsplit(master_url)
+    _, child = start_redis(
+        workdir, "--replicaof", str(master.hostname), str(master.port), name="redis-replica"
+    )
+    on_master = redis.Redis.from_url(master_url, socket_timeout=5)
+    try:
+
+        def confirming() -> bool:
+            on_master.publish("bench:replica-probe", "")  # a write of no key
+            return int(on_master.wait(1, 100)) >= 1
+
+        wait_ready(child, confirming)
+    finally:
+        on_master.close()
+    return child
+
+
 def start_service(
-    redis_url: str, prefix: str, workdir: Path, workers: int | None = None
+    redis_url: str,
+    prefix: str,
+    workdir: Path,
+    workers: int | None = None,
+    durability: str = "write",
 ) -> tuple[str, Child]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RESPONDER_")}
@@ -212,6 +250,7 @@ def start_service(
         "RESPONDER_REDIS_URL": redis_url,
         "RESPONDER_REDIS_PREFIX": prefix,
         "RESPONDER_LOG_LEVEL": "WARNING",
+        "RESPONDER_INTAKE_DURABILITY": durability,
     }
     if workers is not None:
         env["RESPONDER_WORKERS"] = str(workers)
@@ -328,10 +367,13 @@ def run_wrk(target: str, url: str, requests: int, wrk: WrkSettings, workdir: Pat
         stderr: IO[str] | None = proc.stderr
         assert stderr is not None
         for line in stderr:  # ends when wrk exits, at the latest after its -d bound
-            if line.strip() != THREAD_DONE:
+            # two threads finishing at once can write their markers on one line
+            done = line.count(THREAD_DONE)
+            if line.replace(THREAD_DONE, "").strip():
                 other_stderr.append(line.rstrip("\n"))
+            if not done:
                 continue
-            finished_threads += 1
+            finished_threads += done
             if finished_threads == threads:
                 _interrupt_until_exit(proc)
         rc = proc.wait(30)
@@ -484,6 +526,7 @@ class Report:
     workers: str
     rounds: list[Round]
     signals_since_start: dict[str, int]
+    durability: str = "write"  # the service's RESPONDER_INTAKE_DURABILITY
 
     @property
     def median(self) -> Round:
@@ -506,6 +549,7 @@ class Report:
             "connections": self.connections,
             "wrk_threads": self.threads,
             "service_workers": self.workers,
+            "intake_durability": self.durability,
             "rounds": [r.to_json() for r in self.rounds],
             "median_round": self.rounds.index(self.median),
             "ratio": self.median.ratio,
@@ -591,6 +635,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="worker tasks in the service (default: the service's default); 0 measures intake "
         "alone, for diagnosis",
     )  # fmt: skip
+    parser.add_argument(
+        "--durability", choices=sorted(DURABILITY_REDIS_OPTIONS), default="write",
+        help="RESPONDER_INTAKE_DURABILITY of the service; the benchmark starts the Redis it "
+        "needs: a replica for replica, appendonly with appendfsync always for fsync",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if min(args.requests, args.connections, args.threads, args.rounds) < 1 or args.warmup < 0:
         parser.error(
@@ -602,18 +651,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def benchmark(args: argparse.Namespace, stack: contextlib.ExitStack) -> Report:
     workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="responder-bench-")))
     redis_url = os.environ.get("REDIS_URL", "")
+    if redis_url and args.durability != "write":
+        raise BenchError(
+            f"--durability {args.durability} starts the Redis it needs: unset REDIS_URL"
+        )
     if redis_url:
         if not redis_answers(redis_url):
             raise BenchError("REDIS_URL is set but Redis does not answer PING there")
         where = "REDIS_URL"
     else:
-        redis_url, redis_child = start_redis(workdir)
+        redis_url, redis_child = start_redis(workdir, *DURABILITY_REDIS_OPTIONS[args.durability])
         stack.callback(redis_child.stop)
         where = "own redis-server"
+        if args.durability == "replica":
+            stack.callback(start_replica(redis_url, workdir).stop)
+            where += " and its replica"
+        elif args.durability == "fsync":
+            where += ", appendonly yes, appendfsync always"
     prefix = f"bench-{secrets.token_hex(4)}"
     stack.callback(cleanup_keys, redis_url, prefix)
 
-    service_url, service = start_service(redis_url, prefix, workdir, args.workers)
+    service_url, service = start_service(redis_url, prefix, workdir, args.workers, args.durability)
     stack.callback(service.stop)  # stopped before the keys go: its workers write keys
     bare_url, bare = start_bare(workdir)
     stack.callback(bare.stop)
@@ -626,6 +684,7 @@ def benchmark(args: argparse.Namespace, stack: contextlib.ExitStack) -> Report:
         f"connections ({threads} wrk threads); 90% repeat one of 1000 alerts, 10% new"
     )
     print(f"redis: {redacted(redis_url)} ({where}), key prefix {{{prefix}}}")
+    print(f"intake durability: {args.durability}")
     print(f"service: {service_url}  bare server: {bare_url}")
 
     service_intake, bare_intake = service_url + INTAKE_PATH, bare_url + INTAKE_PATH
@@ -675,6 +734,7 @@ def benchmark(args: argparse.Namespace, stack: contextlib.ExitStack) -> Report:
         workers="default" if args.workers is None else str(args.workers),
         rounds=rounds,
         signals_since_start=signal_outcomes(service_url),
+        durability=args.durability,
     )
 
 

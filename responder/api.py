@@ -36,11 +36,30 @@ class IncidentDocument(Incident):
 
 
 class IncidentList(BaseModel):
-    incidents: list[IncidentDocument]
+    """One page of ``GET /v1/incidents``, newest first."""
+
+    incidents: list[IncidentDocument] = Field(
+        description="At most `limit` incidents; a page may hold fewer, even none, and "
+        "still have a `next_cursor`."
+    )
+    next_cursor: str | None = Field(
+        None,
+        description="Pass as `cursor` (with the same filters) for the next page; null when "
+        "nothing follows. A position, not an offset: incidents opened meanwhile do not "
+        "shift later pages.",
+    )
 
 
 class Health(BaseModel):
     status: str
+
+
+class Readiness(BaseModel):
+    """``/readyz``: ``ready`` or ``not ready``, what each check found, and which failed."""
+
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)
+    failed: list[str] = Field(default_factory=list)
 
 
 class PackInfo(BaseModel):

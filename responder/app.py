@@ -1,7 +1,8 @@
 """Composition root: builds the store, queue, pipeline and workers, and the aiohttp app.
 
 ``create_app(settings, overrides=...)`` is the one place that picks adapters: Redis when
-``RESPONDER_REDIS_URL`` is set, the in-memory twins otherwise; tests inject their own
+``RESPONDER_REDIS_URL`` (or ``RESPONDER_REDIS_SENTINELS``) is set, the in-memory twins
+otherwise; tests inject their own
 clock, store, queue or notifier through ``Overrides`` instead of patching anything.
 """
 
@@ -11,17 +12,19 @@ import asyncio
 import contextlib
 import signal
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 from pydantic import SecretStr
 
 from responder.adapters.clock import SystemClock
 from responder.adapters.console import ConsoleSink
+from responder.adapters.durability import IntakeDurability
 from responder.adapters.evidence import WindowEvidence
 from responder.adapters.http import SharedSession
 from responder.adapters.kube import ClusterGateway
@@ -32,7 +35,7 @@ from responder.adapters.probes.pod_logs import PodLogsReader
 from responder.adapters.probes.prometheus import PrometheusQueryProbe
 from responder.adapters.probes.vendor_status import StatuspageProbe
 from responder.adapters.prometheus import PrometheusClient, PrometheusVerify
-from responder.adapters.redis_client import connect
+from responder.adapters.redis_client import SentinelMaster, connect, connect_sentinel
 from responder.adapters.redis_keys import RedisKeys
 from responder.adapters.redis_queue import RedisQueue
 from responder.adapters.redis_store import RedisStore
@@ -40,6 +43,7 @@ from responder.adapters.slack import SlackWebhookSink, SlackWebSink
 from responder.adapters.statuspage import StatuspageSink
 from responder.domain.errors import StoreUnavailableError
 from responder.domain.signal import TimerSignal
+from responder.grouping import AlertGroups
 from responder.metrics import Metrics
 from responder.mitigate.executor import Mitigator, Policy
 from responder.notify.checks import check_templates
@@ -103,11 +107,32 @@ RUNTIME = web.AppKey("runtime", Runtime)
 _STOP_GRACE_S = 10.0
 
 
-def build_backend(settings: Settings, clock: Clock) -> tuple[StateStore, WorkQueue]:
-    if settings.redis_url is None:
-        queue = MemoryQueue(clock=clock)
-        return MemoryStore(queue=queue, clock=clock), queue
-    client = connect(settings.redis_url.get_secret_value(), timeout_s=settings.redis_timeout_s)
+# What the store needs done once the event loop runs, as the app starts: a check of the
+# server (ConfigError stops the start), the watch of the sentinels.
+OnStart = Callable[[], Awaitable[None]]
+
+
+def build_backend(
+    settings: Settings, clock: Clock, *, on_start: list[OnStart] | None = None
+) -> tuple[StateStore, WorkQueue]:
+    """The store and queue; ``on_start`` gets what must run once the event loop does (the
+    check of the server's fsync configuration, the sentinel watch)."""
+    if not settings.uses_redis:
+        queue = MemoryQueue(clock=clock, maxlen=settings.queue_maxlen)
+        memory = MemoryStore(
+            queue=queue, clock=clock, follow_up_grace_s=2 * settings.visibility_timeout_s
+        )
+        return memory, queue
+    client = redis_client(settings)
+    durability = IntakeDurability(
+        settings.intake_durability,
+        wait_timeout_ms=settings.intake_wait_timeout_ms,
+        fsync_unchecked=settings.intake_fsync_unchecked,
+    )
+    if on_start is not None:
+        on_start.append(lambda: durability.check(client))
+        if isinstance(client, SentinelMaster):
+            on_start.append(client.follow_master)
     keys = RedisKeys(settings.redis_prefix)
     store = RedisStore(
         client,
@@ -115,8 +140,27 @@ def build_backend(settings: Settings, clock: Clock) -> tuple[StateStore, WorkQue
         clock=clock,
         signal_ttl_s=settings.signal_ttl_s,
         queue_maxlen=settings.queue_maxlen,
+        durability=durability,
+        # a live worker's follow-up ends well within two visibility timeouts (triage's
+        # budget is below one): past that, its worker is gone
+        follow_up_grace_s=2 * settings.visibility_timeout_s,
     )
-    return store, RedisQueue(client, keys=keys, clock=clock)
+    return store, RedisQueue(client, keys=keys, clock=clock, order_ttl_s=settings.signal_ttl_s)
+
+
+def redis_client(settings: Settings) -> aioredis.Redis:
+    """By URL, or the master the sentinels name (settings allow one or the other)."""
+    timeout_s = settings.redis_timeout_s
+    if settings.redis_url is not None:
+        return connect(settings.redis_url.get_secret_value(), timeout_s=timeout_s)
+    assert settings.redis_sentinel_master is not None  # a settings rule
+    return connect_sentinel(
+        settings.sentinel_addresses(),
+        settings.redis_sentinel_master,
+        timeout_s=timeout_s,
+        password=_secret(settings.redis_password),
+        sentinel_password=_secret(settings.redis_sentinel_password),
+    )
 
 
 SHIPPED_TEMPLATES = Path(__file__).resolve().parent / "render" / "defaults"
@@ -247,10 +291,11 @@ def create_app(
     metrics = Metrics()
     rules = RuleRegistry(settings.rules, metrics)
     clock = overrides.clock or SystemClock()
+    on_start: list[OnStart] = []
     if overrides.store is not None and overrides.queue is not None:
         store, queue = overrides.store, overrides.queue
     else:
-        store, queue = build_backend(settings, clock)
+        store, queue = build_backend(settings, clock, on_start=on_start)
     http = SharedSession()
     renderer = build_renderer(settings, rules)
     kube: KubeGateway = overrides.kube or ClusterGateway(settings.kubeconfig)
@@ -380,15 +425,37 @@ def create_app(
         clock=clock,
         metrics=metrics,
         rules=rules,
+        groups=AlertGroups(rules=rules, default_group_by=settings.group_by),
+        consumers_alive=lambda: worker.consumers_alive,
         openapi=build_openapi(),
         reports=reports,
     )
     app[RUNTIME] = runtime
     add_routes(app, metrics)
+    if on_start:
+        app.cleanup_ctx.append(_store_on_start(on_start))
     app.cleanup_ctx.append(_run_workers)
     if handle_signals:
         app.cleanup_ctx.append(_reload_on_sighup)
     return app
+
+
+def _store_on_start(
+    hooks: list[OnStart],
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def check(app: web.Application) -> AsyncIterator[None]:
+        for run in hooks:
+            try:
+                await run()
+            except StoreUnavailableError as exc:
+                # run again before the first webhook's write, which gets 503 until it passes
+                log.warning("store unreachable at start-up: checked later", error=str(exc))
+            except ConfigError:
+                await app[RUNTIME].store.close()
+                raise
+        yield
+
+    return check
 
 
 async def _reload_on_sighup(app: web.Application) -> AsyncIterator[None]:

@@ -11,6 +11,7 @@ import base64
 import gc
 import json
 import sys
+import urllib.parse
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +103,12 @@ def serve(
     except ConfigError as exc:
         fail(str(exc), code=2)
     app = build_app(settings, handle_signals=True)
-    store = "redis" if settings.redis_url else "memory (embedded; nothing survives a restart)"
+    if settings.redis_sentinels:
+        store = f"redis (sentinels, master {settings.redis_sentinel_master})"
+    else:
+        store = "redis" if settings.redis_url else "memory (embedded; nothing survives a restart)"
+    if settings.uses_redis:
+        store += f", intake durability {settings.intake_durability}"
     typer.echo(
         f"responder starting on http://{settings.host}:{settings.port}  "
         f"store: {store}  workers: {settings.workers}",
@@ -128,6 +134,8 @@ def serve(
             print=None,
             loop=loop,
         )
+    except ConfigError as exc:  # a start-up check of the store (intake durability)
+        fail(f"{exc}; nothing started", code=2)
     except OSError as exc:
         fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}")
 
@@ -206,7 +214,11 @@ async def _replay_in_process(payloads: list[_Payload], settings: Settings, wait_
             if stats.depth == 0 and stats.pending == 0:
                 break
             await asyncio.sleep(0.05)
-        views = await runtime.store.list_incidents(limit=1000)
+        page = await runtime.store.list_incidents(limit=1000)
+        views = list(page.incidents)
+        while page.next is not None:
+            page = await runtime.store.list_incidents(after=page.next, limit=1000)
+            views += page.incidents
         typer.echo("")
         for view in reversed(views):
             _print_incident_line(view.incident.model_dump(mode="json"))
@@ -348,21 +360,52 @@ def evidence(
     typer.echo(f"wrote {output} ({len(bundle)} bytes)")
 
 
+async def _list_pages(base: str, query: dict[str, str], *, follow: bool) -> dict[str, Any]:
+    """One page of ``GET /v1/incidents``, or with ``follow`` every page, in one document."""
+    doc = await _get_json(base + "?" + urllib.parse.urlencode(query))
+    incidents = list(doc["incidents"])
+    while follow and doc.get("next_cursor"):
+        cursor = {"cursor": doc["next_cursor"]}
+        doc = await _get_json(base + "?" + urllib.parse.urlencode(query | cursor))
+        incidents += doc["incidents"]
+    return {"incidents": incidents, "next_cursor": doc.get("next_cursor")}
+
+
 @incidents_cli.command("list")
 def incidents_list(
     url: UrlOption = DEFAULT_URL,
-    status: Annotated[str | None, typer.Option(help="open, acked or resolved")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    status: Annotated[
+        str | None, typer.Option(help="open, acked or resolved; several comma-separated")
+    ] = None,
+    severity: Annotated[
+        str | None, typer.Option(help="P1, P2, P3 or P4; several comma-separated")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only incidents opened at or after this RFC 3339 time."),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, max=1000, help="Incidents per page [default: 50; 1000 with --all]"),
+    ] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Follow the cursors: every matching incident.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False,
 ) -> None:
     """List incidents, newest first."""
-    query = f"?limit={limit}" + (f"&status={status}" if status else "")
-    doc = _run(_get_json(url.rstrip("/") + "/v1/incidents" + query))
+    query = {"limit": str(limit or (1000 if every else 50))}
+    for name, value in (("status", status), ("severity", severity), ("since", since)):
+        if value:
+            query[name] = value
+    doc = _run(_list_pages(url.rstrip("/") + "/v1/incidents", query, follow=every))
     if as_json:
         typer.echo(json.dumps(doc, indent=2))
         return
     for inc in doc["incidents"]:
         _print_incident_line(inc)
+    if doc["next_cursor"]:
+        typer.echo("(more incidents follow: --all lists every one)", err=True)
 
 
 @incidents_cli.command("show")

@@ -18,7 +18,7 @@ class Metrics:
         self.webhooks = Counter(
             "responder_webhooks_total",
             "Webhook requests by source and outcome (accepted, unauthorized, forbidden, "
-            "invalid, too_large, unsupported_media_type, unavailable, error).",
+            "invalid, too_large, unsupported_media_type, unavailable, queue_full, error).",
             ["source", "outcome"],
             registry=r,
         )
@@ -38,6 +38,32 @@ class Metrics:
         )
         self.dead_letters = Gauge(
             "responder_queue_dead_letters", "Entries in the dead-letter stream.", registry=r
+        )
+        self.queue_oldest_age = Gauge(
+            "responder_queue_oldest_age_seconds",
+            "Age of the oldest signal not yet handled (pending or not yet delivered).",
+            registry=r,
+        )
+        self.queue_full = Counter(
+            "responder_intake_queue_full_total",
+            "Webhooks answered 503 because the queue held RESPONDER_QUEUE_MAXLEN unhandled "
+            "signals (the sender retries; alert on any increase).",
+            registry=r,
+        )
+        self.consumer_crashes = Counter(
+            "responder_worker_consumer_crashes_total",
+            "Unexpected errors that ended a consumer loop's turn (it was restarted).",
+            registry=r,
+        )
+        self.consumers_alive = Gauge(
+            "responder_worker_consumers_alive",
+            "Consumer loops running in this process.",
+            registry=r,
+        )
+        self.order_waits = Counter(
+            "responder_signal_order_waits_total",
+            "Signals held back because an earlier signal of their group was not applied yet.",
+            registry=r,
         )
         self.dead_lettered = Counter(
             "responder_dead_lettered_total",

@@ -6,6 +6,7 @@ document cannot drift from the code; a test checks that every route is described
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel
@@ -21,9 +22,12 @@ from responder.api import (
     IncidentList,
     IntakeResult,
     PauseRequest,
+    Readiness,
     ReloadOutcome,
     RulesInForce,
 )
+from responder.domain.incident import IncidentStatus
+from responder.domain.severity import Severity
 from responder.ingest.alertmanager import AlertmanagerWebhook
 from responder.ingest.pagerduty import PagerDutyWebhook
 from responder.report.postmortem import Postmortem
@@ -38,6 +42,24 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
 
 def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _list_filter(name: str, kind: type[StrEnum], description: str) -> dict[str, Any]:
+    """A query parameter taking one or more of ``kind``'s values, comma-separated (given
+    once: ``status=open,acked``)."""
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": f"{description} One value or several, comma-separated.",
+        "style": "form",
+        "explode": False,
+        "schema": {
+            "type": "array",
+            "items": {"type": "string", "enum": [m.value for m in kind]},
+            "minItems": 1,
+        },
+    }
 
 
 def _errors(*codes: int) -> dict[str, Any]:
@@ -62,6 +84,7 @@ def build_openapi(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
         IncidentDocument,
         IncidentList,
         Health,
+        Readiness,
         RulesInForce,
         ReloadOutcome,
         Automation,
@@ -117,18 +140,23 @@ def build_openapi(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
         },
         "/v1/incidents": {
             "get": {
-                "summary": "Incidents, newest first",
+                "summary": "Incidents, newest first (opened-at, then id), a page at a time",
                 "parameters": [
+                    _list_filter("status", IncidentStatus, "Any of these statuses."),
+                    _list_filter("severity", Severity, "Any of these severities."),
                     {
-                        "name": "status",
+                        "name": "since",
                         "in": "query",
                         "required": False,
-                        "schema": {"type": "string", "enum": ["open", "acked", "resolved"]},
+                        "description": "Only incidents opened at or after this time "
+                        "(RFC 3339, with an offset).",
+                        "schema": {"type": "string", "format": "date-time"},
                     },
                     {
                         "name": "limit",
                         "in": "query",
                         "required": False,
+                        "description": "Incidents per page at most.",
                         "schema": {
                             "type": "integer",
                             "minimum": 1,
@@ -136,8 +164,18 @@ def build_openapi(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
                             "default": 100,
                         },
                     },
+                    {
+                        "name": "cursor",
+                        "in": "query",
+                        "required": False,
+                        "description": "The `next_cursor` of the previous page (same filters).",
+                        "schema": {"type": "string"},
+                    },
                 ],
-                "responses": {"200": _json(IncidentList, "Incidents."), **_errors(400, 503)},
+                "responses": {
+                    "200": _json(IncidentList, "A page of incidents and the next cursor."),
+                    **_errors(400, 503),
+                },
             }
         },
         "/v1/incidents/{incident_id}": {
@@ -261,7 +299,10 @@ def build_openapi(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
         "/readyz": {
             "get": {
                 "summary": "Readiness: the store is reachable",
-                "responses": {"200": _json(Health, "Ready."), **_errors(503)},
+                "responses": {
+                    "200": _json(Readiness, "Ready: every check passed."),
+                    "503": _json(Readiness, "Not ready: `failed` names the checks."),
+                },
             }
         },
         "/metrics": {

@@ -17,6 +17,7 @@ the whole batch each take one store round trip. An alert storm is where this cou
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -91,6 +92,16 @@ _LINK_GRACE_S = 60.0
 _MAX_FOLLOW_UP_ROUNDS = 20
 
 
+@dataclass(frozen=True, slots=True)
+class Order:
+    """A signal's place among those of its ordering key (intake numbered them), and
+    whether it may go ahead of a gap it has waited too long for."""
+
+    key: str
+    seq: int
+    skip_gap: bool = False
+
+
 @dataclass
 class Handled:
     """What became of one signal."""
@@ -99,6 +110,7 @@ class Handled:
     incident_id: str | None = None
     retry_reason: str | None = None  # not handled yet: leave it pending, try again later
     error: Exception | None = None  # its follow-up failed: retry, or dead-letter in the end
+    waiting: bool = False  # an earlier signal of its group is not applied yet: try soon
 
 
 @dataclass
@@ -136,6 +148,8 @@ class Pipeline:
         # the incidents (by lookup) a consumer task of this process is applying and
         # following up: another task with signals for them waits (see keyed_locks)
         self._incidents_in_hand = KeyedLocks()
+        # incidents this process is following up now (see renew_follow_ups)
+        self._following: Counter[str] = Counter()
 
     def classify(self, signal: AlertSignal) -> tuple[Decision, SeverityLevel]:
         """What the rules in force say of an alert, before triage."""
@@ -153,15 +167,19 @@ class Pipeline:
             )
         return decision, rules.severity_level(decision.pack, decision.severity)
 
-    async def handle(self, *signals: QueuedSignal) -> list[Handled]:
+    async def handle(
+        self, *signals: QueuedSignal, orders: Sequence[Order | None] = ()
+    ) -> list[Handled]:
         """Apply signals, in order, to their incidents, then run the follow-up stages.
 
         Returns one ``Handled`` per signal. Follow-up runs for every incident a signal
         found, changed or not: a redelivered signal finds its change applied but perhaps
-        not yet followed up, because the worker that applied it died first.
+        not yet followed up, because the worker that applied it died first. ``orders``:
+        each signal's place under its ordering key (see ``Order``); one that comes before
+        an earlier signal of its key was applied is not applied (``Handled.waiting``).
         """
         handled = [Handled() for _ in signals]
-        items, owners = await self._items(signals, handled, self._clock.now())
+        items, owners = await self._items(signals, handled, self._clock.now(), orders)
         keys = [f"{lk.kind}:{lk.key}" for item in items for lk in item.lookups]
         async with self._incidents_in_hand.hold(keys):
             await self._apply(signals, handled, items, owners)
@@ -178,6 +196,9 @@ class Pipeline:
         follow_ups: dict[str, _FollowUp] = {}
         for item_owners, item_results in zip(owners, results, strict=True):
             for index, result in zip(item_owners, item_results, strict=True):
+                if result.waiting:
+                    handled[index].waiting = True
+                    continue
                 self._record(signals[index], result, handled[index])
                 if result.incident_id is None:
                     continue
@@ -217,10 +238,18 @@ class Pipeline:
         follow_ups.setdefault(signal.incident_id, _FollowUp()).signals.append(index)
 
     async def _items(
-        self, signals: Sequence[QueuedSignal], handled: list[Handled], now: datetime
+        self,
+        signals: Sequence[QueuedSignal],
+        handled: list[Handled],
+        now: datetime,
+        orders: Sequence[Order | None],
     ) -> tuple[list[MutationItem], list[list[int]]]:
         """One item per alert group (its alerts in order), one per PagerDuty event; and for
         each item, the indexes of its signals."""
+
+        def order(index: int) -> Order | None:
+            return orders[index] if index < len(orders) else None
+
         groups: dict[str, list[int]] = {}
         decisions: dict[int, tuple[Decision, SeverityLevel]] = {}
         items: list[MutationItem] = []
@@ -232,6 +261,10 @@ class Pipeline:
                 continue
             if isinstance(signal, AlertSignal):
                 decisions[index] = self.classify(signal)
+                placed = order(index)
+                if placed is not None:  # intake named its group: the one it is ordered in
+                    groups.setdefault(placed.key, []).append(index)
+                    continue
                 group_by = decisions[index][0].group_by or self._group_by
                 groups.setdefault(group_key_for(signal.labels, group_by), []).append(index)
                 continue
@@ -243,13 +276,30 @@ class Pipeline:
                     event_id=signal.event_id,
                 )
                 continue
-            items.append(MutationItem(lookups=lookups, mutators=(_pagerduty_mutator(signal, now),)))
+            placed = order(index)
+            items.append(
+                MutationItem(
+                    lookups=lookups,
+                    mutators=(_pagerduty_mutator(signal, now),),
+                    order_key=placed.key if placed else None,
+                    seqs=(placed.seq,) if placed else (),
+                    skip_gap=placed.skip_gap if placed else False,
+                )
+            )
             owners.append([index])
         for group_key, indexes in groups.items():
+            placed_all = [order(i) for i in indexes]
+            seqs = [p.seq if p else 0 for p in placed_all]
+            if any(placed_all) and seqs != sorted(seqs):
+                # in the order intake queued them (a batch may hold a redelivered entry
+                # after later ones); unordered ones (queued by an earlier version) first
+                ranked = sorted(zip(indexes, placed_all, strict=True), key=_seq_rank)
+                indexes = [i for i, _ in ranked]
+                placed_all = [p for _, p in ranked]
             alerts = [s for s in (signals[i] for i in indexes) if isinstance(s, AlertSignal)]
             mutators = tuple(
-                _alert_mutator(a, group_key, now, handled[i], decisions[i])
-                for a, i in zip(alerts, indexes, strict=True)
+                _alert_mutator(a, group_key, now, handled[i], decisions[i], ordered=p is not None)
+                for a, i, p in zip(alerts, indexes, placed_all, strict=True)
             )
             items.append(
                 MutationItem(
@@ -260,6 +310,9 @@ class Pipeline:
                         SignalRef(key=a.dedupe_key, status=a.dedupe_status, order_ms=a.order_ms)
                         for a in alerts
                     ),
+                    order_key=group_key if any(placed_all) else None,
+                    seqs=tuple(p.seq if p else None for p in placed_all),
+                    skip_gap=any(p.skip_gap for p in placed_all if p),
                 )
             )
             owners.append(indexes)
@@ -325,6 +378,7 @@ class Pipeline:
                 return None
             known = IncidentChange(incident=view.incident, events=view.timeline)
         structlog.contextvars.bind_contextvars(incident_id=incident_id)
+        self._following[incident_id] += 1
         try:
             pending: IncidentChange | None = known
             next_seq = known.events[-1].seq + 1
@@ -349,7 +403,27 @@ class Pipeline:
             log.error("follow-up did not settle", rounds=_MAX_FOLLOW_UP_ROUNDS)
             return next_seq
         finally:
+            self._following[incident_id] -= 1
+            if not self._following[incident_id]:
+                del self._following[incident_id]
             structlog.contextvars.unbind_contextvars("incident_id")
+
+    async def renew_follow_ups(self, held: Sequence[str] = ()) -> None:
+        """The follow-ups in this process's hands are alive, those running and those
+        ``held`` for another try: the store's check for incidents left unfollowed-up
+        (their worker died) waits another grace for them."""
+        ids = list(dict.fromkeys([*self._following, *held]))
+        if ids:
+            await self._store.defer_follow_up_checks(ids)
+
+    async def give_up_follow_up(self, incident_id: str) -> None:
+        """An entry of the incident was dead-lettered: a human looks, no check retries."""
+        await self._store.drop_follow_up_checks([incident_id])
+
+
+def _seq_rank(pair: tuple[int, Order | None]) -> tuple[int, int]:
+    index, placed = pair
+    return (placed.seq, index) if placed else (0, index)
 
 
 def _alert_mutator(
@@ -358,6 +432,8 @@ def _alert_mutator(
     now: datetime,
     handled: Handled,
     classification: tuple[Decision, SeverityLevel],
+    *,
+    ordered: bool = False,
 ) -> IncidentMutator:
     decision, level = classification
 
@@ -381,8 +457,16 @@ def _alert_mutator(
                 # a new or returning alert may say the incident is worse than thought
                 change = combine(change, classify(change.incident, decision, now, level=level))
             return change
+        # In order, a resolve that finds nothing to resolve has no firing still to come
+        # (its firing was queued, hence applied, before it). Unordered (queued by an
+        # earlier version), its firing may be in another worker's hands: wait for it.
         young = (now - signal.received_at).total_seconds() < _LINK_GRACE_S
-        if state.incident is None and signal.status is AlertStatus.RESOLVED and young:
+        if (
+            state.incident is None
+            and signal.status is AlertStatus.RESOLVED
+            and young
+            and not ordered
+        ):
             # Nothing open to resolve: another worker may still hold this alert's firing
             # (it was queued first). Try again later rather than lose the resolve.
             handled.retry_reason = f"alert {signal.fingerprint} resolved before its firing"

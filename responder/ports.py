@@ -6,10 +6,12 @@ embedded default); the same contract tests run on both.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import base64
+import binascii
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import Field, JsonValue
 
@@ -23,10 +25,12 @@ from responder.domain.incident import (
 )
 from responder.domain.model import Frozen
 from responder.domain.notification import DeliveryState, Outbound
+from responder.domain.severity import Severity
 from responder.domain.signal import (
     Observation,
     ObserveOutcome,
     TimerSignal,
+    epoch_ms,
 )
 from responder.domain.timeline import TimelineEvent
 
@@ -42,17 +46,21 @@ class Clock(Protocol):
 
 
 class QueueEntry(Frozen):
-    """One delivery of a queued signal to a worker."""
+    """One delivery of a queued signal to a worker; ``order_key`` and ``seq``: its place
+    among the signals of its ordering key (an incident group), when it has one."""
 
     entry_id: str
     payload: str
     deliveries: int = 1
+    order_key: str | None = None
+    seq: int | None = None
 
 
 class QueueStats(Frozen):
     depth: int  # entries not yet delivered to any worker
     pending: int  # delivered, not yet acknowledged
     dead_letters: int
+    oldest_age_s: float = 0.0  # age of the oldest entry not yet handled; 0 when none
 
 
 class DeadLetter(Frozen):
@@ -74,6 +82,7 @@ class SignalRecord(Frozen):
     repeats: int = 0
     handled_status: str | None = None
     handled_order_ms: int | None = None
+    handled_incident: str | None = None  # the incident the handled signal was applied to
 
 
 # SignalRef, IncidentState and MutationResult are made several times per signal inside the
@@ -115,9 +124,19 @@ class MutationItem:
     mutators: tuple[IncidentMutator, ...]
     fingerprints: tuple[str, ...] = ()
     signals: tuple[SignalRef | None, ...] = ()
+    # Order: the mutators' sequence numbers under ``order_key`` (ascending; ``None`` for a
+    # signal without one). A mutator runs only once every lower number of the key was
+    # applied; from the first that must wait, the rest of the item waits too
+    # (``MutationResult.waiting``). ``skip_gap``: run them anyway (the wait ran out).
+    order_key: str | None = None
+    seqs: tuple[int | None, ...] = ()
+    skip_gap: bool = False
 
     def signal(self, index: int) -> SignalRef | None:
         return self.signals[index] if index < len(self.signals) else None
+
+    def seq(self, index: int) -> int | None:
+        return self.seqs[index] if index < len(self.seqs) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +148,8 @@ class MutationResult:
     # the incident's processed cursor when the change was written: equal to the change's
     # first event seq when nothing older waits for the follow-up stages
     processed_seq: int | None = None
+    # not run: an earlier signal of its ordering key has not been applied yet
+    waiting: bool = False
 
 
 class IncidentView(Frozen):
@@ -137,6 +158,103 @@ class IncidentView(Frozen):
     timeline: tuple[TimelineEvent, ...] = Field(default_factory=tuple)
     # events with seq below this went through every follow-up stage and the notifier
     processed_seq: int = 0
+
+
+# A cursor is short; anything much longer is not one.
+_MAX_CURSOR_CHARS = 400
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentCursor:
+    """A place in the incidents listed newest first: the opened-at (epoch ms) and the id of
+    the last incident a page held. Incidents are ordered by that pair, descending; the next
+    page starts right after it, whatever opened since, so paging neither skips nor repeats
+    an incident while new ones open (a position, not an offset)."""
+
+    opened_ms: int
+    incident_id: str
+
+    @classmethod
+    def at(cls, incident: Incident) -> IncidentCursor:
+        return cls(epoch_ms(incident.opened_at), incident.id)
+
+    @property
+    def key(self) -> tuple[int, str]:
+        """The sort key: a later key is newer, so listed earlier."""
+        return (self.opened_ms, self.incident_id)
+
+    def encode(self) -> str:
+        """The opaque string the API hands out (URL-safe base64 of ``<ms>:<id>``)."""
+        raw = f"{self.opened_ms}:{self.incident_id}".encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> IncidentCursor:
+        """The cursor ``encode`` made; ``ValueError`` for anything else."""
+        if not 0 < len(token) <= _MAX_CURSOR_CHARS:
+            raise ValueError("not a cursor")
+        try:
+            padded = token + "=" * (-len(token) % 4)
+            raw = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise ValueError("not a cursor") from None
+        ms, sep, incident_id = raw.partition(":")
+        if not sep or not incident_id or not (ms.isascii() and ms.isdigit()):
+            raise ValueError("not a cursor")
+        return cls(int(ms), incident_id)
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentFilter:
+    """Which incidents a listing holds: any of ``statuses`` and of ``severities`` (``None``:
+    no condition; an unclassified incident has no severity), opened at or after ``since``."""
+
+    statuses: frozenset[IncidentStatus] | None = None
+    severities: frozenset[Severity] | None = None
+    since: datetime | None = None
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        status: IncidentStatus | Collection[IncidentStatus] | None = None,
+        severity: Severity | Collection[Severity] | None = None,
+        since: datetime | None = None,
+    ) -> IncidentFilter:
+        """From ``Store.list_incidents``' arguments: one value or several; none, or every
+        status, is no condition."""
+        statuses = _as_set(status, IncidentStatus)
+        if statuses is not None and len(statuses) == len(IncidentStatus):
+            statuses = None
+        return cls(statuses=statuses, severities=_as_set(severity, Severity), since=since)
+
+    def matches(self, incident: Incident) -> bool:
+        return (
+            (self.statuses is None or incident.status in self.statuses)
+            and (self.severities is None or incident.severity in self.severities)
+            and (self.since is None or incident.opened_at >= self.since)
+        )
+
+
+_Member = TypeVar("_Member", IncidentStatus, Severity)
+
+
+def _as_set(
+    values: _Member | Collection[_Member] | None, kind: type[_Member]
+) -> frozenset[_Member] | None:
+    if values is None:
+        return None
+    # a single member is a str, itself a collection (of characters): test it first
+    chosen = frozenset((values,) if isinstance(values, str) else values)
+    return frozenset(kind(v) for v in chosen) or None
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentPage:
+    """One page of a listing, and where the next one starts (``None``: nothing follows)."""
+
+    incidents: list[IncidentView]
+    next: IncidentCursor | None = None
 
 
 class Store(Protocol):
@@ -178,13 +296,42 @@ class Store(Protocol):
 
     async def mark_processed(self, marks: Mapping[str, int]) -> None:
         """Record, per incident id, that its events below the given seq are processed
-        (never moves backwards)."""
+        (never moves backwards). An incident whose every event is processed leaves the
+        follow-up check; one written to enters it: if its events are still not all
+        processed a grace later (its worker died), the store queues a ``follow_up``
+        timer for it, once (``ActionLedger.release_due_timers``)."""
+        ...
+
+    async def defer_follow_up_checks(self, incident_ids: Sequence[str]) -> None:
+        """Their follow-up is in a live worker's hands: check them a grace from now."""
+        ...
+
+    async def drop_follow_up_checks(self, incident_ids: Sequence[str]) -> None:
+        """Their follow-up was given up (its entry dead-lettered): no check."""
         ...
 
     async def list_incidents(
-        self, *, status: IncidentStatus | None = None, limit: int = 100
-    ) -> list[IncidentView]:
-        """Newest first."""
+        self,
+        *,
+        status: IncidentStatus | Collection[IncidentStatus] | None = None,
+        severity: Severity | Collection[Severity] | None = None,
+        since: datetime | None = None,
+        after: IncidentCursor | None = None,
+        limit: int = 100,
+    ) -> IncidentPage:
+        """One page of incidents, newest first: by opened-at (epoch ms), then by id, both
+        descending, so that ties keep their order.
+
+        Filters (``IncidentFilter``): any of the statuses, any of the severities, opened at
+        or after ``since``. ``after`` is the previous page's ``next``: the page holds the
+        matching incidents listed after that position, so incidents that open while a
+        client pages never shift a later page, and every incident shows up once.
+
+        A page holds at most ``limit`` incidents. It may hold fewer, even none, and still
+        have a ``next``, when the store stopped looking (it examines a bounded number of
+        incidents per call when filters reject many): only ``next is None`` says that
+        nothing follows.
+        """
         ...
 
     async def close(self) -> None: ...
@@ -207,10 +354,23 @@ class WorkQueue(Protocol):
         self, *, consumer: str, min_idle_ms: int, count: int
     ) -> list[QueueEntry]: ...
 
-    async def ack(self, *entry_ids: str) -> None: ...
+    async def ack(self, *entry_ids: str) -> None:
+        """Acknowledge handled entries; they leave the queue."""
+        ...
+
+    async def extend(self, *, consumer: str, entry_ids: Sequence[str]) -> None:
+        """Renew the lease of entries ``consumer`` still works on, without counting a
+        delivery: nobody claims them for another visibility timeout."""
+        ...
+
+    async def prune_consumers(self, *, idle_ms: int, only: Sequence[str] | None = None) -> int:
+        """Remove consumers that hold no entry and were idle ``idle_ms`` (``only``: just
+        those of these names); how many."""
+        ...
 
     async def dead_letter(self, entry: QueueEntry, *, reason: str) -> None:
-        """Move an entry to the dead-letter stream and acknowledge it, atomically."""
+        """Move an entry to the dead-letter stream and acknowledge it, atomically; the
+        signals of its ordering key no longer wait for it."""
         ...
 
     async def stats(self) -> QueueStats: ...
@@ -278,10 +438,16 @@ class EffectClaim(Frozen):
     ``start``: nobody did; you hold it now. ``done``: it was carried out (``data`` says
     how). ``busy``: another worker holds it and is alive. ``recover``: a worker took it and
     died (its lease ran out): you hold it now, and ``data`` holds what it had recorded.
+    ``claimed_at``: when the record was first claimed (no try of the effect can be older);
+    ``None`` when unknown (a record written before this was kept).
+
+    A record whose key starts with an incident's id and a colon lives as the incident
+    does: no expiry while it is active, the incident's once it is resolved.
     """
 
     status: Literal["start", "done", "busy", "recover"]
     data: dict[str, JsonValue] = Field(default_factory=dict)
+    claimed_at: datetime | None = None
 
 
 class Pause(Frozen):
@@ -386,7 +552,10 @@ class Sink(Protocol):
         self, message: Outbound, refs: Mapping[str, JsonValue]
     ) -> dict[str, JsonValue] | None:
         """After a worker died between sending and recording: was ``message`` sent? Its
-        handles if so, ``None`` if not (or if the sink cannot tell: it is sent again)."""
+        handles if so, ``None`` if not (or if the sink cannot tell: it is sent again).
+        ``message.fields["sent_after"]``, when there: epoch seconds (by our clock) before
+        which no try of the message was made, so a sink that reads back its history can
+        read it from then on."""
         ...
 
     async def close(self) -> None: ...
@@ -394,6 +563,13 @@ class Sink(Protocol):
 
 class StateStore(Store, ActionLedger, Protocol):
     """A store that also keeps the action ledger (both adapters are)."""
+
+
+def needs_follow_up(events: Sequence[TimelineEvent]) -> bool:
+    """Whether written ``events`` wait for the follow-up stages: not when all of them are
+    what a notification sink did (the sinks tell of a delay or a failure themselves, with
+    a follow-up timer of their own)."""
+    return any(not e.kind.startswith("notification.") for e in events)
 
 
 async def mutate_incident(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -86,6 +86,41 @@ class Settings(BaseSettings):
     redis_timeout_s: float = Field(
         2.0, gt=0, description="Socket timeout for Redis calls; past it a webhook gets 503."
     )
+    redis_sentinels: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated host:port of Redis Sentinels, instead of redis_url: the "
+        "master named by redis_sentinel_master is asked of them, and found again after a "
+        "failover. Database 0, plain TCP.",
+    )
+    redis_sentinel_master: str | None = Field(
+        None, description="The master's name in the sentinels (`sentinel monitor <name>`)."
+    )
+    redis_sentinel_password: SecretStr | None = Field(
+        None, description="Password of the sentinels themselves, when they require one."
+    )
+    redis_password: SecretStr | None = Field(
+        None,
+        description="Password of the Redis servers behind redis_sentinels (with redis_url, "
+        "the URL carries it).",
+    )
+    intake_durability: Literal["write", "replica", "fsync"] = Field(
+        "write",
+        description="What a webhook's 200 waits for: write, Redis executed the write; "
+        "replica, a replica confirmed it too (WAIT), else 503; fsync, Redis runs with "
+        "appendonly yes and appendfsync always (checked at start-up).",
+    )
+    intake_wait_timeout_ms: int = Field(
+        500,
+        ge=1,
+        le=60_000,
+        description="With intake_durability=replica, how long a webhook waits for a replica "
+        "to confirm its signals before it gets 503. Below redis_timeout_s.",
+    )
+    intake_fsync_unchecked: bool = Field(
+        False,
+        description="With intake_durability=fsync and CONFIG GET refused (renamed, or not "
+        "allowed to the user), start anyway: the operator vouches for appendfsync always.",
+    )
     alertmanager_token: SecretStr | None = Field(
         None, description="Bearer token Alertmanager must send (http_config.authorization)."
     )
@@ -128,7 +163,11 @@ class Settings(BaseSettings):
         "brought nothing: a lone signal waits a quarter of it. 0 handles each at once.",
     )
     max_deliveries: int = Field(
-        5, ge=1, description="Deliveries of one entry before it goes to the dead-letter stream."
+        5,
+        ge=1,
+        description="Failed tries of one entry (handling errors, and deliveries to workers "
+        "that died with it) before it goes to the dead-letter stream with its error. A store "
+        "outage does not count.",
     )
     group_by: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["alertname", "service"],
@@ -312,12 +351,25 @@ class Settings(BaseSettings):
         description="How long a dedupe record lives after its last sighting.",
     )
     queue_maxlen: int = Field(
-        100_000, ge=1000, description="Approximate cap on the queue stream's length."
+        100_000,
+        ge=1000,
+        description="The most unhandled signals the queue holds: beyond it intake answers "
+        "503 (the sender retries) and counts responder_intake_queue_full_total; an "
+        "accepted signal is never dropped. Handled entries leave the queue at once.",
+    )
+    ready_max_queue_age_s: float = Field(
+        300.0,
+        ge=0,
+        description="/readyz fails when the oldest unhandled signal is older than this "
+        "(workers stuck or far behind); 0 turns the check off. Every replica shares the "
+        "queue, so a failing check takes them all out of a Service: keep it well above "
+        "what an alert storm's backlog takes to drain.",
     )
     log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
 
     @field_validator(
         "pagerduty_webhook_secrets",
+        "redis_sentinels",
         "group_by",
         "rules",
         "action_allowlist",
@@ -430,6 +482,44 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinel_addresses(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parse_host_port(entry)
+        return value
+
+    @model_validator(mode="after")
+    def _redis_choice(self) -> Settings:
+        if bool(self.redis_sentinels) != (self.redis_sentinel_master is not None):
+            raise ValueError(
+                "redis_sentinels and redis_sentinel_master go together: set both or neither"
+            )
+        if self.redis_sentinels and self.redis_url is not None:
+            raise ValueError(
+                "redis_url and redis_sentinels exclude each other: set one (with sentinels, "
+                "the master's address comes from them)"
+            )
+        if not self.redis_sentinels and (
+            self.redis_password is not None or self.redis_sentinel_password is not None
+        ):
+            raise ValueError(
+                "redis_password and redis_sentinel_password go with redis_sentinels; with "
+                "redis_url, the URL carries the password"
+            )
+        if self.intake_durability != "write" and not self.uses_redis:
+            raise ValueError(
+                f"intake_durability={self.intake_durability} needs Redis (redis_url or "
+                "redis_sentinels): the embedded store keeps nothing past its process"
+            )
+        replica = self.intake_durability == "replica"
+        if replica and self.intake_wait_timeout_ms >= self.redis_timeout_s * 1000:
+            raise ValueError(
+                "intake_wait_timeout_ms must be below redis_timeout_s: the socket timeout "
+                "would cut the wait for a replica short"
+            )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -455,6 +545,14 @@ class Settings(BaseSettings):
     def intake_has_credentials(self) -> bool:
         return self.alertmanager_token is not None or self.alertmanager_username is not None
 
+    @property
+    def uses_redis(self) -> bool:
+        """Redis (by URL or through sentinels) rather than the embedded store."""
+        return self.redis_url is not None or bool(self.redis_sentinels)
+
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        return [parse_host_port(entry) for entry in self.redis_sentinels]
+
     def secret_values(self) -> list[str]:
         """Every configured secret, for redaction of logs and error messages."""
         values = [
@@ -468,6 +566,8 @@ class Settings(BaseSettings):
                 self.statuspage_api_key,
                 self.pagerduty_api_key,
                 self.pagerduty_routing_key,
+                self.redis_password,
+                self.redis_sentinel_password,
             )
             if s is not None
         ]
@@ -493,6 +593,15 @@ def default_rules_paths() -> list[Path]:
     """The ``rules/`` directory shipped beside the package (a checkout, or the image)."""
     shipped = Path(__file__).resolve().parents[1] / "rules"
     return [shipped] if shipped.is_dir() else []
+
+
+def parse_host_port(entry: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` too), or ``ValueError`` saying how to write it."""
+    host, sep, port = entry.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{entry!r}: write host:port, e.g. redis-sentinel:26379")
+    return host, int(port)
 
 
 def is_loopback(host: str) -> bool:

@@ -11,9 +11,11 @@ import base64
 import binascii
 import hmac
 import itertools
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TypeVar
 
 import orjson
@@ -31,17 +33,25 @@ from responder.api import (
     IncidentList,
     PackInfo,
     PauseRequest,
+    Readiness,
     ReloadOutcome,
     RulesInForce,
 )
-from responder.domain.errors import StoreUnavailableError
+from responder.domain.errors import (
+    QueueFullError,
+    StoreUnavailableError,
+    UnconfirmedWriteError,
+)
 from responder.domain.incident import IncidentChange, IncidentStatus, acknowledge
+from responder.domain.severity import Severity
 from responder.domain.signal import Observation, ObserveOutcome, TimerSignal
+from responder.grouping import AlertGroups
 from responder.ingest.alertmanager import AlertmanagerWebhook
 from responder.ingest.pagerduty import PagerDutyWebhook, signature_valid
 from responder.metrics import Metrics
 from responder.ports import (
     Clock,
+    IncidentCursor,
     IncidentState,
     IncidentView,
     Pause,
@@ -67,6 +77,8 @@ class WebContext:
     clock: Clock
     metrics: Metrics
     rules: RuleRegistry
+    groups: AlertGroups
+    consumers_alive: Callable[[], int]
     openapi: dict[str, object]
     reports: Reports
 
@@ -129,6 +141,18 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             response = await handler(request)
         except ApiError as exc:
             response = _error_response(exc)
+        except QueueFullError as exc:
+            ctx = request.app[CONTEXT]
+            log.warning("work queue full", path=request.path, error=str(exc))
+            ctx.metrics.queue_full.inc()
+            response = _error_response(
+                ApiError(
+                    503,
+                    "queue full",
+                    f"{exc}; retry later, nothing of this request was recorded",
+                    headers={"Retry-After": str(ctx.settings.retry_after_s)},
+                )
+            )
         except StoreUnavailableError as exc:
             ctx = request.app[CONTEXT]
             log.warning("store unreachable", path=request.path, error=str(exc))
@@ -136,7 +160,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
                 ApiError(
                     503,
                     "store unavailable",
-                    "the state store cannot be reached; retry later, nothing was queued",
+                    str(exc)  # written, not confirmed durable: it says so (no URL in it)
+                    if isinstance(exc, UnconfirmedWriteError)
+                    else "the state store cannot be reached; retry later, nothing was queued",
                     headers={"Retry-After": str(ctx.settings.retry_after_s)},
                 )
             )
@@ -268,6 +294,9 @@ def _webhook(source: str, handler: Handler) -> Handler:
         except StoreUnavailableError:
             metrics.webhook_counter(source, "unavailable").inc()
             raise
+        except QueueFullError:
+            metrics.webhook_counter(source, "queue_full").inc()
+            raise
         metrics.webhook_counter(source, "accepted").inc()
         return response
 
@@ -315,7 +344,7 @@ async def alertmanager_webhook(request: web.Request) -> web.StreamResponse:
     _check_json_content_type(request)
     body = await _read_body(request, ctx.settings.max_body_bytes)
     payload = _parse(AlertmanagerWebhook, body)
-    signals = payload.observations(received_at=ctx.clock.now())
+    signals = payload.observations(received_at=ctx.clock.now(), group_of=ctx.groups)
     return await _queue_signals(ctx, "alertmanager", signals, payload.truncated_alerts)
 
 
@@ -343,28 +372,95 @@ async def pagerduty_webhook(request: web.Request) -> web.StreamResponse:
     return await _queue_signals(ctx, "pagerduty", [signal])
 
 
-async def list_incidents(request: web.Request) -> web.StreamResponse:
-    ctx = request.app[CONTEXT]
-    raw_status = request.query.get("status")
-    status = None
-    if raw_status:
-        try:
-            status = IncidentStatus(raw_status)
-        except ValueError:
-            allowed = ", ".join(s.value for s in IncidentStatus)
-            raise ApiError(
-                400, "invalid query", f"status must be one of {allowed}", field="status"
-            ) from None
+_Member = TypeVar("_Member", IncidentStatus, Severity)
+# RFC 3339 date-time (a space before the offset: an unencoded "+" of the query string)
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+\- ]\d{2}:\d{2})", re.ASCII
+)
+
+
+def _query_value(request: web.Request, name: str) -> str | None:
+    """A query parameter given at most once (several values are comma-separated)."""
+    values = request.query.getall(name, [])
+    if len(values) > 1:
+        raise ApiError(
+            400,
+            "invalid query",
+            f"give {name} once; several values are comma-separated",
+            field=name,
+        )
+    return values[0] if values else None
+
+
+def _query_members(request: web.Request, name: str, kind: type[_Member]) -> set[_Member] | None:
+    raw = _query_value(request, name)
+    if not raw:
+        return None
     try:
-        limit = int(request.query.get("limit", "100"))
+        return {kind(part.strip()) for part in raw.split(",")}
     except ValueError:
-        limit = -1
+        allowed = ", ".join(m.value for m in kind.__members__.values())
+        raise ApiError(
+            400,
+            "invalid query",
+            f"{name} must be one or more of {allowed}, comma-separated",
+            field=name,
+        ) from None
+
+
+def _query_since(request: web.Request) -> datetime | None:
+    raw = _query_value(request, "since")
+    if raw is None:
+        return None
+    match = _RFC3339.fullmatch(raw)
+    try:
+        if match is None:
+            raise ValueError(raw)
+        if match[2] and match[2][0] == " ":
+            raw = raw[:-6] + "+" + raw[-5:]
+        return datetime.fromisoformat(raw.upper())
+    except ValueError:
+        raise ApiError(
+            400,
+            "invalid query",
+            "since must be an RFC 3339 time with an offset, e.g. 2026-11-29T03:00:00Z",
+            field="since",
+        ) from None
+
+
+async def list_incidents(request: web.Request) -> web.StreamResponse:
+    """One page of incidents, newest first; ``next_cursor`` leads to the next one."""
+    ctx = request.app[CONTEXT]
+    status = _query_members(request, "status", IncidentStatus)
+    severity = _query_members(request, "severity", Severity)
+    since = _query_since(request)
+    raw_limit = _query_value(request, "limit") or "100"
+    limit = int(raw_limit) if raw_limit.isascii() and raw_limit.isdigit() else -1
     if not 1 <= limit <= 1000:
         raise ApiError(
             400, "invalid query", "limit must be a whole number from 1 to 1000", field="limit"
         )
-    views = await ctx.store.list_incidents(status=status, limit=limit)
-    return json_response(IncidentList(incidents=[IncidentDocument.of(v) for v in views]))
+    raw_cursor = _query_value(request, "cursor")
+    after = None
+    if raw_cursor is not None:
+        try:
+            after = IncidentCursor.decode(raw_cursor)
+        except ValueError:
+            raise ApiError(
+                400,
+                "invalid query",
+                "cursor must be a next_cursor this API answered",
+                field="cursor",
+            ) from None
+    page = await ctx.store.list_incidents(
+        status=status, severity=severity, since=since, after=after, limit=limit
+    )
+    return json_response(
+        IncidentList(
+            incidents=[IncidentDocument.of(v) for v in page.incidents],
+            next_cursor=page.next.encode() if page.next is not None else None,
+        )
+    )
 
 
 async def _incident_view(request: web.Request) -> IncidentView:
@@ -518,8 +614,43 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 
 
 async def readyz(request: web.Request) -> web.StreamResponse:
-    await request.app[CONTEXT].store.ping()  # StoreUnavailableError → 503
-    return json_response(Health(status="ready"))
+    """Ready when the store answers, a consumer loop runs (unless this process runs intake
+    only) and the oldest unhandled signal is younger than the bound; the body says which
+    check failed."""
+    ctx = request.app[CONTEXT]
+    checks: dict[str, str] = {}
+    failed: list[str] = []
+    try:
+        await ctx.store.ping()
+        checks["store"] = "ok"
+    except StoreUnavailableError as exc:
+        checks["store"] = str(exc)
+        failed.append("store")
+    expected = ctx.settings.workers
+    if expected:
+        alive = ctx.consumers_alive()
+        checks["consumers"] = f"{alive} of {expected} consumer loops running"
+        if alive == 0:
+            failed.append("consumers")
+    if "store" not in failed:
+        bound_s = ctx.settings.ready_max_queue_age_s
+        try:
+            stats = await ctx.queue.stats()
+        except StoreUnavailableError as exc:
+            checks["queue"] = str(exc)
+            failed.append("queue")
+        except Exception as exc:  # noqa: BLE001 - an unexpected answer is a failed check
+            checks["queue"] = f"cannot be read ({type(exc).__name__})"
+            failed.append("queue")
+        else:
+            checks["queue"] = f"oldest unhandled signal {stats.oldest_age_s:.1f} s old"
+            if bound_s > 0 and stats.oldest_age_s > bound_s:
+                checks["queue"] += f" (more than {bound_s:g} s)"
+                failed.append("queue")
+    if failed:
+        body = Readiness(status="not ready", failed=failed, checks=checks)
+        return json_response(body, status=503)
+    return json_response(Readiness(status="ready", checks=checks))
 
 
 async def openapi(request: web.Request) -> web.StreamResponse:
@@ -541,6 +672,7 @@ def metrics_handler(metrics: Metrics) -> Handler:
             metrics.queue_depth.set(stats.depth)
             metrics.queue_pending.set(stats.pending)
             metrics.dead_letters.set(stats.dead_letters)
+            metrics.queue_oldest_age.set(stats.oldest_age_s)
         return await render(request)
 
     return handler

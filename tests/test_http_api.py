@@ -12,10 +12,15 @@ async def test_healthz_is_ok(service: Service) -> None:
     assert await resp.json() == {"status": "ok"}
 
 
-async def test_readyz_checks_the_store(service: Service) -> None:
+async def test_readyz_checks_the_store_the_consumers_and_the_queue(service: Service) -> None:
     resp = await service.client.get("/readyz")
     assert resp.status == 200
-    assert await resp.json() == {"status": "ready"}
+    body = await resp.json()
+    assert (body["status"], body["failed"]) == ("ready", [])
+    assert body["checks"]["store"] == "ok"
+    workers = service.runtime.settings.workers
+    assert body["checks"]["consumers"] == f"{workers} of {workers} consumer loops running"
+    assert body["checks"]["queue"].startswith("oldest unhandled signal")
 
 
 async def test_incident_by_id_has_its_timeline(service: Service) -> None:

@@ -17,7 +17,8 @@ async def assert_nothing_queued(service: Service) -> None:
     assert service.runtime.queue is not None
     stats = await service.runtime.queue.stats()
     assert (stats.depth, stats.pending) == (0, 0)
-    assert await service.runtime.store.list_incidents() == []  # type: ignore[union-attr]
+    page = await service.runtime.store.list_incidents()  # type: ignore[union-attr]
+    assert page.incidents == []
 
 
 @pytest.fixture

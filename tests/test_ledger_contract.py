@@ -40,6 +40,33 @@ async def test_an_effect_whose_owner_died_is_recovered_with_its_notes(backend) -
     }
 
 
+async def test_a_finished_effect_is_held_by_nobody_and_odd_owners_and_data_round_trip(
+    backend,
+) -> None:
+    store, _ = backend
+    owner = "w:1,2:3\nd5,"  # the ledger's separators, in an owner
+    odd = {"text": "a,b:c\nd", "n": [1, 2.5, None], "empty": {}, "list": []}
+    first = await store.claim_effect("inc-1:odd", owner=owner, lease_s=30)
+    await store.note_effect("inc-1:odd", owner=owner, data=odd)
+    busy = await store.claim_effect("inc-1:odd", owner="other", lease_s=30)
+    assert (busy.status, busy.data, busy.claimed_at) == ("busy", odd, first.claimed_at)
+    await store.release_effect("inc-1:odd", owner="other")  # not the owner: stays
+    await store.finish_effect("inc-1:odd", data={"did": odd})
+    # done: its former owner neither notes nor releases it any more
+    await store.note_effect("inc-1:odd", owner=owner, data={"late": True})
+    await store.release_effect("inc-1:odd", owner=owner)
+    done = await store.claim_effect("inc-1:odd", owner="other", lease_s=30)
+    assert (done.status, done.data, done.claimed_at) == ("done", {"did": odd}, first.claimed_at)
+    # finished without a claim: done, first claim time unknown
+    await store.finish_effect("inc-1:unclaimed", data={})
+    unclaimed = await store.claim_effect("inc-1:unclaimed", owner="a", lease_s=30)
+    assert (unclaimed.status, unclaimed.claimed_at) == ("done", None)
+    # released by its owner: the next claim starts afresh
+    await store.claim_effect("inc-1:given-up", owner="a", lease_s=30)
+    await store.release_effect("inc-1:given-up", owner="a")
+    assert (await store.claim_effect("inc-1:given-up", owner="b", lease_s=30)).status == "start"
+
+
 async def test_concurrent_claims_let_exactly_one_start(backend) -> None:
     store, _ = backend
     claims = await asyncio.gather(

@@ -383,6 +383,68 @@ async def test_a_root_posted_by_a_worker_that_died_is_found_not_posted_again(
             assert listed == (channel_by == "name")
 
 
+async def test_a_root_posted_before_a_crash_is_found_behind_150_newer_messages(
+    backend_settings, tmp_path: Path
+) -> None:
+    """The lookup reads the channel from the dead worker's claim on, page after page: not
+    only the newest 100 messages."""
+    async with FakeSlack() as slack, cluster(tmp_path) as c:
+        slack.fail_with(503, method="chat.postMessage")
+        channel = slack.channel_id(CHANNEL)
+        settings = slack_settings(slack, slack_channel=channel)
+        async with responder(c, backend_settings, notify=True, **settings) as svc:
+            await svc.post_alertmanager(alert("SetEnv"))
+            inc = await when(svc, "SetEnv", "notification.delayed")
+            key = f"{inc['id']}:notify:slack:root"
+            store = svc.runtime.store
+            claims: list[Any] = []
+
+            async def claimed() -> bool:
+                claim = await store.claim_effect(key, owner="dead-worker", lease_s=4)
+                claims.append(claim)
+                return claim.status == "start"
+
+            await eventually(claimed, what="the root's effect claimed")
+            claimed_at = claims[-1].claimed_at.timestamp()
+            before = len(slack.requests)
+            slack.respond_normally()
+            web = AsyncWebClient(token=slack.token, base_url=slack.api_url, retry_handlers=[])
+            try:
+                # the dead worker's post, then people talk in the channel before it is found
+                sent = await web.chat_postMessage(
+                    channel=CHANNEL,
+                    text="the dead worker's root message",
+                    metadata={"event_type": METADATA_EVENT, "event_payload": {"key": key}},
+                )
+                for n in range(150):
+                    await web.chat_postMessage(channel=CHANNEL, text=f"chatter {n}")
+            finally:
+                if web.session is not None:
+                    await web.session.close()
+            ts = str(sent["ts"])
+
+            inc = await when(svc, "SetEnv", "notification.recovered")
+            assert inc["deliveries"]["slack"]["ts"] == ts
+            await svc.idle()
+            ours = [m for m in posted(slack) if m.metadata and key_of(m) == key]
+            assert [m.ts for m in ours] == [ts]  # found, not posted again
+            assert len(posts(slack.requests[before:], key)) == 1  # the dead worker's only
+            replies = [m for m in posted(slack) if m.is_reply]
+            assert replies
+            assert all(r.thread_ts == ts for r in replies)
+            # from the claim (less the allowance for clock skew) on, two pages of 100
+            lookups = [r for r in slack.requests[before:] if r.api == "conversations.history"]
+            assert len(lookups) == 2
+            oldest = [float(r.args["oldest"]) for r in lookups]
+            assert all(claimed_at - 600 < o < claimed_at for o in oldest)
+            assert "cursor" not in lookups[0].args
+            assert lookups[1].args["cursor"]
+            found = await metric(
+                svc, "responder_notifications_total", sink="slack", outcome="found"
+            )
+            assert found == 1
+
+
 async def _true(value: Any) -> Any:
     return value
 

@@ -110,7 +110,8 @@ async def test_entry_that_keeps_failing_is_dead_lettered_after_max_deliveries(
     backend_settings,
 ) -> None:
     notifier = FailingNotifier()
-    settings = backend_settings(workers=1, visibility_timeout_s=0.2, max_deliveries=3)
+    # failed tries come a quarter of the visibility timeout apart, doubling
+    settings = backend_settings(workers=1, visibility_timeout_s=1.0, max_deliveries=3)
     async with running_service(settings, Overrides(notifier=notifier)) as svc:
         await svc.post_alertmanager(example("alertmanager/posthog-rate-limited-429-firing.json"))
         queue = svc.runtime.queue

@@ -24,6 +24,9 @@ class IncidentWrite:
     alerts: dict[str, IncidentAlert] = field(default_factory=dict)
     # signals applied to the incident: dedupe key -> (status, order) now handled
     handled: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # the ordering cursor this write moves (the last write of an item carries it)
+    order_key: str | None = None
+    order_done: int = 0
 
     @property
     def change(self) -> IncidentChange:
@@ -36,6 +39,9 @@ class IncidentWrite:
 class Folded:
     writes: list[IncidentWrite]
     results: list[MutationResult]
+    # the item's ordering cursor after it (the highest sequence number it applied), to be
+    # written with its last write; None when it applied none
+    order_done: int | None = None
 
 
 def fold(
@@ -45,21 +51,37 @@ def fold(
     version: int,
     alerts: dict[str, IncidentAlert],
     records: Sequence[SignalRecord | None],
+    order_done: int = 0,
 ) -> Folded:
-    """Run the item's mutators on the state read (``incident`` at ``version``)."""
+    """Run the item's mutators on the state read (``incident`` at ``version``;
+    ``order_done``: the ordering cursor of the item's key)."""
     current, current_alerts = incident, dict(alerts)
     records = list(records)
     writes: dict[str, IncidentWrite] = {}
     results: list[MutationResult] = []
+    next_seq, advanced = order_done + 1, None
     for index, mutate in enumerate(item.mutators):
+        seq = item.seq(index)
+        if seq is not None and item.order_key is not None:
+            if seq > next_seq and not item.skip_gap:
+                # an earlier signal of the key is not applied yet: this one and the
+                # item's later ones wait for it (a lower one may still come: redelivered)
+                waiting = MutationResult(change=None, incident_id=None, waiting=True)
+                results += [waiting] * (len(item.mutators) - index)
+                break
+            if seq >= next_seq:
+                next_seq, advanced = seq + 1, seq
+        record = records[index] if index < len(records) else None
         state = IncidentState(
             incident=current,
             alerts={fp: current_alerts[fp] for fp in item.fingerprints if fp in current_alerts},
-            signal=records[index] if index < len(records) else None,
+            signal=record,
         )
         change = mutate(state)
         if change is None:
-            results.append(MutationResult(change=None, incident_id=current.id if current else None))
+            results.append(
+                MutationResult(change=None, incident_id=_incident_of(item, index, record, current))
+            )
             continue
         inc = change.incident
         write = writes.get(inc.id)
@@ -85,7 +107,25 @@ def fold(
         current = inc if any(lk in answers for lk in item.lookups) else None
         if current is None:
             current_alerts = {}
-    return Folded(writes=list(writes.values()), results=results)
+    return Folded(writes=list(writes.values()), results=results, order_done=advanced)
+
+
+def _incident_of(
+    item: MutationItem, index: int, record: SignalRecord | None, current: Incident | None
+) -> str | None:
+    """The incident a mutator that changed nothing belongs to, for its follow-up: the one
+    its signal was applied to when it was (a redelivery after a failed follow-up finds
+    its incident even when a resolve freed the group since), else the one found."""
+    ref = item.signal(index)
+    if (
+        ref is not None
+        and record is not None
+        and record.handled_incident
+        and record.handled_status == ref.status
+        and record.handled_order_ms == ref.order_ms
+    ):
+        return record.handled_incident
+    return current.id if current else None
 
 
 def _now_handled(

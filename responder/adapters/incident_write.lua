@@ -2,15 +2,21 @@
 -- KEYS[1] incident        KEYS[2] timeline        KEYS[3] alerts hash    KEYS[4] processed
 -- KEYS[5] all incidents   KEYS[6] open   KEYS[7] acked   KEYS[8] resolved (sorted sets)
 -- KEYS[9] the group index
--- KEYS[10 .. 9+p]         PagerDuty index keys
--- KEYS[10+p ..]           dedupe records of the signals applied (marked handled)
+-- KEYS[10] incidents whose events are not all followed up yet (sorted set, by when to
+--          check that they were: see RedisKeys.follow_ups)
+-- KEYS[11 .. 10+p]        PagerDuty index keys
+-- KEYS[11+p ..]           dedupe records of the signals applied (marked handled)
 -- ARGV[1] expected timeline length (-1: a new incident)   ARGV[2] incident id
 -- ARGV[3] incident json   ARGV[4] status   ARGV[5] opened-at ms   ARGV[6] "1" when active
 -- ARGV[7] TTL of a resolved incident, s   ARGV[8] TTL of PagerDuty index keys, s
 -- ARGV[9] forget resolved incidents opened before this, ms
--- ARGV[10] p   ARGV[11] e, the number of events, then the e events;
--- then per signal record: the status and order handled; then pairs of alert
--- fingerprint and alert json, to the end.
+-- ARGV[10] p   ARGV[11] e, the number of events
+-- ARGV[12] the ordering cursor to advance to ("0": none; else the last two KEYS are the
+-- ordering record and its skipped set)   ARGV[13] TTL of the ordering record, s
+-- ARGV[14] when to check that the events written are followed up, epoch ms (0: they need
+-- none: what a notification sink did is told by the sinks themselves)
+-- then the e events; then per signal record: the status and order handled; then pairs
+-- of alert fingerprint and alert json, to the end.
 -- Returns {"conflict"} when someone else wrote first, else {"ok", processed cursor}.
 local expected = tonumber(ARGV[1])
 local id = ARGV[2]
@@ -22,22 +28,37 @@ elseif redis.call('LLEN', KEYS[2]) ~= expected then
   return {'conflict'}
 end
 local p, e = tonumber(ARGV[10]), tonumber(ARGV[11])
+local advance = tonumber(ARGV[12])
+local last_record = #KEYS
+if advance > 0 then
+  last_record = #KEYS - 2
+  -- the ordering cursor only moves forward, and steps over numbers dead-lettered early
+  local ordering, skipped = KEYS[#KEYS - 1], KEYS[#KEYS]
+  local done = tonumber(redis.call('HGET', ordering, 'done') or '0')
+  if advance > done then done = advance end
+  while redis.call('SREM', skipped, done + 1) == 1 do done = done + 1 end
+  redis.call('HSET', ordering, 'done', done)
+  redis.call('EXPIRE', ordering, ARGV[13])
+end
 redis.call('SET', KEYS[1], ARGV[3])
-for i = 12, 11 + e do
+for i = 15, 14 + e do
   redis.call('RPUSH', KEYS[2], ARGV[i])
 end
-local a = 12 + e
-for i = 10 + p, #KEYS do
+-- the worker follows its events up next; should it die first, the check finds them
+if tonumber(ARGV[14]) > 0 then redis.call('ZADD', KEYS[10], ARGV[14], id) end
+local a = 15 + e
+for i = 11 + p, last_record do
   -- only on a live record: one that expired is not brought back without its TTL
   if redis.call('EXISTS', KEYS[i]) == 1 then
-    redis.call('HSET', KEYS[i], 'handled_status', ARGV[a], 'handled_order', ARGV[a + 1])
+    redis.call('HSET', KEYS[i], 'handled_status', ARGV[a], 'handled_order', ARGV[a + 1],
+               'handled_incident', id)
   end
   a = a + 2
 end
 for i = a, #ARGV, 2 do
   redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
 end
-for i = 10, 9 + p do
+for i = 11, 10 + p do
   redis.call('SET', KEYS[i], id, 'EX', ARGV[8])
 end
 local status, opened = ARGV[4], ARGV[5]
@@ -51,6 +72,9 @@ if ARGV[6] == '1' then
 else
   if redis.call('GET', KEYS[9]) == id then redis.call('DEL', KEYS[9]) end
   for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[7]) end
+  -- its ledger, effect records and delivery states (RedisKeys.ledger; the key is derived
+  -- like incident_read.lua's, in the incident's slot), expires with it
+  redis.call('EXPIRE', KEYS[1] .. ':ledger', ARGV[7])
   -- forget resolved incidents past retention (their keys have expired), a few at a time
   local old = redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', ARGV[9], 'LIMIT', 0, 100)
   for _, old_id in ipairs(old) do

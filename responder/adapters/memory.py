@@ -3,20 +3,24 @@
 They keep the same contracts as the Redis adapters (the contract tests run on both):
 observe is atomic (no await between reading and writing), incident updates are atomic,
 entries stay pending until acknowledged and are reclaimed after the visibility timeout.
-Nothing survives a restart.
+Nothing survives a restart, and nothing expires before: an incident, its effect records
+and delivery states stay for the process's life (on Redis they expire together, once the
+incident has been resolved for ``RESOLVED_INCIDENT_TTL_S``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from pydantic import JsonValue
 
 from responder.adapters.incident_fold import fold
+from responder.domain.errors import QueueFullError
 from responder.domain.incident import (
     Incident,
     IncidentAlert,
@@ -25,6 +29,7 @@ from responder.domain.incident import (
     LookupKind,
 )
 from responder.domain.notification import DeliveryState
+from responder.domain.severity import Severity
 from responder.domain.signal import (
     Observation,
     ObserveOutcome,
@@ -37,6 +42,9 @@ from responder.ports import (
     Clock,
     DeadLetter,
     EffectClaim,
+    IncidentCursor,
+    IncidentFilter,
+    IncidentPage,
     IncidentView,
     MutationItem,
     MutationResult,
@@ -44,12 +52,13 @@ from responder.ports import (
     QueueEntry,
     QueueStats,
     SignalRecord,
+    needs_follow_up,
 )
 
 
 @dataclass
 class _Pending:
-    payload: str
+    entry: QueueEntry
     consumer: str
     delivered_at: float
     deliveries: int
@@ -58,19 +67,43 @@ class _Pending:
 @dataclass
 class MemoryQueue:
     clock: Clock
-    _ready: OrderedDict[str, str] = field(default_factory=OrderedDict)
+    maxlen: int = 100_000  # the most unhandled entries it holds (intake answers 503 then)
+    _ready: OrderedDict[str, QueueEntry] = field(default_factory=OrderedDict)
     _pending: dict[str, _Pending] = field(default_factory=dict)
     _dead: list[DeadLetter] = field(default_factory=list)
     _seq: int = 0
     _wakeup: asyncio.Event | None = None
+    # ordering keys: the last number given out, the highest applied, those dead-lettered
+    # before their turn (as the Redis ordering record)
+    order_seq: dict[str, int] = field(default_factory=dict)
+    order_done: dict[str, int] = field(default_factory=dict)
+    order_skipped: dict[str, set[int]] = field(default_factory=dict)
 
-    def put(self, payload: str) -> str:
+    @property
+    def backlog(self) -> int:
+        return len(self._ready) + len(self._pending)
+
+    def put(self, payload: str, order_key: str | None = None) -> str:
         self._seq += 1
         entry_id = f"{epoch_ms(self.clock.now())}-{self._seq}"
-        self._ready[entry_id] = payload
+        seq = None
+        if order_key is not None:
+            seq = self.order_seq[order_key] = self.order_seq.get(order_key, 0) + 1
+        self._ready[entry_id] = QueueEntry(
+            entry_id=entry_id, payload=payload, order_key=order_key, seq=seq
+        )
         if self._wakeup is not None:
             self._wakeup.set()
         return entry_id
+
+    def advance_order(self, key: str, applied: int) -> None:
+        """The ordering cursor moves to ``applied`` (never back), over skipped numbers."""
+        done = max(self.order_done.get(key, 0), applied)
+        skipped = self.order_skipped.get(key, set())
+        while done + 1 in skipped:
+            skipped.discard(done + 1)
+            done += 1
+        self.order_done[key] = done
 
     async def ensure(self) -> None:
         return None
@@ -86,30 +119,44 @@ class MemoryQueue:
                 return []
         out: list[QueueEntry] = []
         while self._ready and len(out) < count:
-            entry_id, payload = self._ready.popitem(last=False)
-            self._pending[entry_id] = _Pending(payload, consumer, self.clock.monotonic(), 1)
-            out.append(QueueEntry(entry_id=entry_id, payload=payload, deliveries=1))
+            entry_id, entry = self._ready.popitem(last=False)
+            self._pending[entry_id] = _Pending(entry, consumer, self.clock.monotonic(), 1)
+            out.append(entry)
         return out
 
     async def claim_stale(self, *, consumer: str, min_idle_ms: int, count: int) -> list[QueueEntry]:
         now = self.clock.monotonic()
         out: list[QueueEntry] = []
-        for entry_id, p in self._pending.items():
+        for p in self._pending.values():
             if len(out) >= count:
                 break
             if (now - p.delivered_at) * 1000 >= min_idle_ms:
                 p.consumer, p.delivered_at, p.deliveries = consumer, now, p.deliveries + 1
-                out.append(
-                    QueueEntry(entry_id=entry_id, payload=p.payload, deliveries=p.deliveries)
-                )
+                out.append(p.entry.model_copy(update={"deliveries": p.deliveries}))
         return out
 
     async def ack(self, *entry_ids: str) -> None:
         for entry_id in entry_ids:
             self._pending.pop(entry_id, None)
 
+    async def extend(self, *, consumer: str, entry_ids: Sequence[str]) -> None:
+        now = self.clock.monotonic()
+        for entry_id in entry_ids:
+            p = self._pending.get(entry_id)
+            if p is not None:
+                p.consumer, p.delivered_at = consumer, now
+
+    async def prune_consumers(self, *, idle_ms: int, only: Sequence[str] | None = None) -> int:
+        return 0  # consumers are not remembered here
+
     async def dead_letter(self, entry: QueueEntry, *, reason: str) -> None:
         self._pending.pop(entry.entry_id, None)
+        if entry.order_key is not None and entry.seq is not None:
+            key, seq = entry.order_key, entry.seq
+            if seq == self.order_done.get(key, 0) + 1:
+                self.advance_order(key, seq)
+            elif seq > self.order_done.get(key, 0):
+                self.order_skipped.setdefault(key, set()).add(seq)
         self._dead.append(
             DeadLetter(
                 entry_id=entry.entry_id,
@@ -121,8 +168,17 @@ class MemoryQueue:
         )
 
     async def stats(self) -> QueueStats:
+        oldest = min(
+            (int(i.partition("-")[0]) for i in (*self._ready, *self._pending)), default=None
+        )
+        age_s = 0.0
+        if oldest is not None:
+            age_s = max(epoch_ms(self.clock.now()) - oldest, 0) / 1000
         return QueueStats(
-            depth=len(self._ready), pending=len(self._pending), dead_letters=len(self._dead)
+            depth=len(self._ready),
+            pending=len(self._pending),
+            dead_letters=len(self._dead),
+            oldest_age_s=age_s,
         )
 
     async def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
@@ -135,6 +191,7 @@ class _Effect:
     lease_until: float
     done: bool = False
     data: dict[str, JsonValue] = field(default_factory=dict)
+    claimed_at: datetime | None = None
 
 
 @dataclass
@@ -146,6 +203,7 @@ class _SignalState:
     repeats: int = 0
     handled_status: str | None = None
     handled_order_ms: int | None = None
+    handled_incident: str | None = None
 
 
 @dataclass
@@ -165,11 +223,16 @@ class MemoryStore:
     _locks: dict[str, tuple[str, float]] = field(default_factory=dict)
     _timers: list[tuple[datetime, str]] = field(default_factory=list)
     _deliveries: dict[tuple[str, str], DeliveryState] = field(default_factory=dict)
+    # incidents with events not yet followed up, and when to check (RedisKeys.follow_ups)
+    follow_up_grace_s: float = 60.0
+    _follow_ups: dict[str, datetime] = field(default_factory=dict)
 
     async def ping(self) -> None:
         return None
 
     async def observe(self, signals: Sequence[Observation]) -> list[ObserveOutcome]:
+        if self.queue.backlog >= self.queue.maxlen:
+            raise QueueFullError(f"the work queue holds {self.queue.maxlen} unhandled signals")
         now_ms = epoch_ms(self.clock.now())
         outcomes = []
         for s in signals:
@@ -187,7 +250,7 @@ class MemoryStore:
                     )
                 state.status, state.order_ms = s.dedupe_status, s.order_ms
                 state.last_seen_ms, state.repeats = now_ms, 0
-                self.queue.put(s.payload.decode())
+                self.queue.put(s.payload.decode(), s.order_key)
             outcomes.append(outcome)
         return outcomes
 
@@ -206,6 +269,7 @@ class MemoryStore:
             repeats=s.repeats,
             handled_status=s.handled_status,
             handled_order_ms=s.handled_order_ms,
+            handled_incident=s.handled_incident,
         )
 
     def _find(self, lookups: Sequence[IncidentLookup]) -> Incident | None:
@@ -232,7 +296,10 @@ class MemoryStore:
             version=len(self._timelines.get(current.id, ())) if current else -1,
             alerts={fp: known[fp] for fp in item.fingerprints if fp in known},
             records=records,
+            order_done=self.queue.order_done.get(item.order_key, 0) if item.order_key else 0,
         )
+        if folded.order_done is not None and item.order_key is not None:
+            self.queue.advance_order(item.order_key, folded.order_done)
         cursors = {}
         for write in folded.writes:
             inc = write.incident
@@ -242,6 +309,9 @@ class MemoryStore:
             self._incidents[inc.id] = inc
             self._timelines.setdefault(inc.id, []).extend(write.events)
             self._alerts.setdefault(inc.id, {}).update(write.alerts)
+            if needs_follow_up(write.events):
+                check_at = self.clock.now() + timedelta(seconds=self.follow_up_grace_s)
+                self._follow_ups[inc.id] = check_at
             for lookup in inc.lookups():
                 if lookup.kind != "id":
                     self._index[(lookup.kind, lookup.key)] = inc.id
@@ -251,6 +321,7 @@ class MemoryStore:
                 if key in self._signals:
                     self._signals[key].handled_status = status
                     self._signals[key].handled_order_ms = order_ms
+                    self._signals[key].handled_incident = inc.id
             cursors[inc.id] = self._processed.get(inc.id, 0)
         return [
             replace(r, processed_seq=cursors.get(r.incident_id))
@@ -277,6 +348,22 @@ class MemoryStore:
     async def mark_processed(self, marks: Mapping[str, int]) -> None:
         for incident_id, next_seq in marks.items():
             self._processed[incident_id] = max(self._processed.get(incident_id, 0), next_seq)
+            if not self._waiting_follow_up(incident_id):
+                self._follow_ups.pop(incident_id, None)
+
+    def _waiting_follow_up(self, incident_id: str) -> bool:
+        processed = self._processed.get(incident_id, 0)
+        return needs_follow_up(self._timelines.get(incident_id, [])[processed:])
+
+    async def defer_follow_up_checks(self, incident_ids: Sequence[str]) -> None:
+        check_at = self.clock.now() + timedelta(seconds=self.follow_up_grace_s)
+        for incident_id in incident_ids:
+            if incident_id in self._follow_ups:
+                self._follow_ups[incident_id] = check_at
+
+    async def drop_follow_up_checks(self, incident_ids: Sequence[str]) -> None:
+        for incident_id in incident_ids:
+            self._follow_ups.pop(incident_id, None)
 
     async def unprocessed(self, incident_id: str) -> IncidentView | None:
         inc = self._incidents.get(incident_id)
@@ -290,14 +377,30 @@ class MemoryStore:
         )
 
     async def list_incidents(
-        self, *, status: IncidentStatus | None = None, limit: int = 100
-    ) -> list[IncidentView]:
-        found = sorted(
-            (i for i in self._incidents.values() if status is None or i.status is status),
-            key=lambda i: (i.opened_at, i.id),
-            reverse=True,
-        )[:limit]
-        return [self._view(i) for i in found]
+        self,
+        *,
+        status: IncidentStatus | Collection[IncidentStatus] | None = None,
+        severity: Severity | Collection[Severity] | None = None,
+        since: datetime | None = None,
+        after: IncidentCursor | None = None,
+        limit: int = 100,
+    ) -> IncidentPage:
+        wanted = IncidentFilter.of(status=status, severity=severity, since=since)
+        limit = max(limit, 1)
+        # ordered as the Redis sorted sets order them: opened-at ms, then id
+        candidates = (
+            (IncidentCursor.at(inc).key, inc)
+            for inc in self._incidents.values()
+            if wanted.matches(inc)
+        )
+        if after is not None:
+            below = after.key
+            candidates = ((key, inc) for key, inc in candidates if key < below)
+        # one more than asked tells whether a next page exists
+        found = heapq.nlargest(limit + 1, candidates, key=lambda pair: pair[0])
+        page = [inc for _, inc in found[:limit]]
+        next_cursor = IncidentCursor.at(page[-1]) if len(found) > limit else None
+        return IncidentPage(incidents=[self._view(i) for i in page], next=next_cursor)
 
     # ------------------------------------------------------------- action ledger
 
@@ -305,23 +408,25 @@ class MemoryStore:
         now = self.clock.monotonic()
         effect = self._effects.get(key)
         if effect is None:
-            self._effects[key] = _Effect(owner=owner, lease_until=now + lease_s)
-            return EffectClaim(status="start")
+            claimed_at = self.clock.now()
+            self._effects[key] = _Effect(owner, now + lease_s, claimed_at=claimed_at)
+            return EffectClaim(status="start", claimed_at=claimed_at)
         if effect.done:
-            return EffectClaim(status="done", data=effect.data)
+            return EffectClaim(status="done", data=effect.data, claimed_at=effect.claimed_at)
         if effect.lease_until > now:
-            return EffectClaim(status="busy", data=effect.data)
+            return EffectClaim(status="busy", data=effect.data, claimed_at=effect.claimed_at)
         effect.owner, effect.lease_until = owner, now + lease_s
-        return EffectClaim(status="recover", data=effect.data)
+        return EffectClaim(status="recover", data=effect.data, claimed_at=effect.claimed_at)
 
     async def note_effect(self, key: str, *, owner: str, data: dict[str, JsonValue]) -> None:
         effect = self._effects.get(key)
-        if effect is not None and effect.owner == owner:
+        if effect is not None and effect.owner == owner and not effect.done:
             effect.data = dict(data)
 
     async def finish_effect(self, key: str, *, data: dict[str, JsonValue]) -> None:
+        # done: nobody holds it any more (the Redis ledger keeps no owner or lease)
         effect = self._effects.setdefault(key, _Effect(owner="", lease_until=0))
-        effect.done, effect.data = True, dict(data)
+        effect.done, effect.data, effect.owner, effect.lease_until = True, dict(data), "", 0
 
     async def release_effect(self, key: str, *, owner: str) -> None:
         effect = self._effects.get(key)
@@ -381,7 +486,21 @@ class MemoryStore:
         for timer in due:
             self._timers.remove(timer)
             self.queue.put(timer[1])
-        return len(due)
+        late = [i for i, at in self._follow_ups.items() if at <= now][:limit]
+        for incident_id in late:
+            if not self._waiting_follow_up(incident_id):
+                del self._follow_ups[incident_id]
+                continue
+            check = TimerSignal(
+                kind="follow_up",
+                incident_id=incident_id,
+                step="unprocessed",
+                due_at=now,
+                received_at=now,
+            )
+            self.queue.put(check.model_dump_json())
+            del self._follow_ups[incident_id]
+        return len(due) + len(late)
 
     async def close(self) -> None:
         return None

@@ -2,19 +2,25 @@
 -- Mirrors responder.domain.signal.dedupe_outcome; the contract tests hold both to it.
 --
 -- KEYS[1]      the queue stream
--- KEYS[2..n]   one dedupe record (hash) per signal
+-- KEYS[2..]    per signal two keys: its dedupe record (hash), and its ordering record
+--              (hash: seq, the last sequence number given out; done, the last applied)
 -- ARGV[1]      now, epoch ms          ARGV[2]  record TTL, seconds
--- ARGV[3]      approximate stream cap
--- then per signal, three values: status, order (epoch ms of the occurrence), payload
--- Returns one outcome per signal: "new", "changed" or "repeat".
+-- ARGV[3]      the most unhandled entries the queue may hold
+-- then per signal four values: status, order (epoch ms of the occurrence), payload, and
+-- its ordering key ("" for none)
+-- Returns one outcome per signal: "new", "changed" or "repeat"; or {"full"}, changing
+-- nothing, when the queue already holds ARGV[3] entries. Handled entries are deleted
+-- from the stream, so its length is the backlog: an accepted signal is never trimmed.
+-- A queued signal with an ordering key gets the key's next sequence number: the workers
+-- apply the signals of one key in that order.
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[3]) then return {'full'} end
 local now = ARGV[1]
 local ttl = tonumber(ARGV[2])
-local maxlen = ARGV[3]
 local out = {}
-for i = 2, #KEYS do
-  local a = 4 + (i - 2) * 3
-  local status, order, payload = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2]
-  local key = KEYS[i]
+for i = 1, (#KEYS - 1) / 2 do
+  local a = 4 + (i - 1) * 4
+  local status, order, payload, okey = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3]
+  local key = KEYS[2 * i]
   local prev = redis.call('HMGET', key, 'status', 'order')
   local outcome
   if not prev[1] then
@@ -37,7 +43,14 @@ for i = 2, #KEYS do
   else
     redis.call('HSET', key, 'status', status, 'order', order, 'last_seen', now, 'repeats', 0)
     redis.call('HSETNX', key, 'first_seen', now)
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'signal', payload)
+    if okey == '' then
+      redis.call('XADD', KEYS[1], '*', 'signal', payload)
+    else
+      local ordering = KEYS[2 * i + 1]
+      local seq = redis.call('HINCRBY', ordering, 'seq', 1)
+      redis.call('EXPIRE', ordering, ttl)
+      redis.call('XADD', KEYS[1], '*', 'signal', payload, 'order', okey, 'seq', seq)
+    end
   end
   redis.call('EXPIRE', key, ttl)
   out[#out + 1] = outcome

@@ -12,10 +12,14 @@ import hashlib
 from responder.domain.incident import IncidentStatus, LookupKind
 
 CONSUMER_GROUP = "workers"
+# Ordering-record names remembered (a few thousand groups are a large estate).
+_NAMES_KEPT = 10_000
 
 # How long a resolved incident, its timeline and its PagerDuty links are kept.
 RESOLVED_INCIDENT_TTL_S = 90 * 24 * 3600
-# Idempotency records of side effects outlive any redelivery of the signal that caused them.
+# An idempotency record of a side effect, or a delivery state, lives as long as its
+# incident (see ``ledger``). This is the lifetime of one whose key names no incident (or
+# whose incident is gone): it outlives any redelivery of the signal that caused it.
 EFFECT_TTL_S = 30 * 24 * 3600
 # PagerDuty links outlive the group link: an ack can come after the alerts resolved.
 PAGERDUTY_INDEX_TTL_S = RESOLVED_INCIDENT_TTL_S
@@ -24,6 +28,7 @@ PAGERDUTY_INDEX_TTL_S = RESOLVED_INCIDENT_TTL_S
 class RedisKeys:
     def __init__(self, prefix: str) -> None:
         self.base = "{" + prefix + "}"
+        self._orders: dict[str, str] = {}
 
     def signal(self, dedupe_key: str) -> str:
         """Hash: status, order, first_seen, last_seen, repeats. TTL: settings.signal_ttl_s,
@@ -32,8 +37,27 @@ class RedisKeys:
 
     @property
     def queue(self) -> str:
-        """Stream of queued signals, consumer group ``workers``; capped by queue_maxlen."""
+        """Stream of the signals not yet handled, consumer group ``workers``: an entry is
+        deleted once acknowledged; intake refuses signals (503) while it holds
+        queue_maxlen entries."""
         return f"{self.base}:queue"
+
+    def order(self, order_key: str) -> str:
+        """Hash: seq (the last sequence number intake gave a signal of this ordering key:
+        an incident group, a PagerDuty incident) and done (the highest one applied, every
+        lower one applied or skipped too). TTL: settings.signal_ttl_s, renewed on use."""
+        name = self._orders.get(order_key)
+        if name is None:  # intake names one per signal: a digest each cost ~0.5 µs
+            if len(self._orders) >= _NAMES_KEPT:
+                self._orders.clear()
+            digest = hashlib.sha256(order_key.encode()).hexdigest()[:32]
+            name = self._orders[order_key] = f"{self.base}:order:{digest}"
+        return name
+
+    def order_skipped(self, order_key: str) -> str:
+        """Set of the sequence numbers of an ordering key that were dead-lettered before
+        their turn: the done cursor steps over them. Same lifetime as ``order``."""
+        return self.order(order_key) + ":skipped"
 
     @property
     def dead_letters(self) -> str:
@@ -67,14 +91,31 @@ class RedisKeys:
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]
         return f"{self.base}:index:{kind}:{digest}"
 
+    def ledger(self, incident_id: str) -> str:
+        """Hash: the incident's action ledger, one field per record. Field ``<suffix>``:
+        the idempotency record of the side effect ``<incident>:<suffix>``
+        (``notify:slack:root``, ``<step>``, ``report:<seq>``...), one string:
+        ``d<claimed>,<data>`` once done, ``a<claimed>,<lease>,<len(owner)>:<owner><data>``
+        while applying (claimed: epoch ms of the first claim; lease: epoch ms; data: JSON;
+        see ledger.lua). Field ``delivery:<sink>``: that sink's delivery state (JSON
+        DeliveryState). No TTL while the incident is active; incident_write.lua gives it
+        the incident's TTL when it resolves, and each write after that what the incident
+        has left. The scripts derive this key from the incident's: ``<incident key>:ledger``.
+        """
+        return f"{self.base}:incident:{incident_id}:ledger"
+
     def effect(self, key: str) -> str:
-        """Hash: state (applying, done), owner, lease (epoch ms), data (JSON): the
-        idempotency record of one side effect. TTL EFFECT_TTL_S."""
+        """Hash: the record of a side effect whose key names no incident (no colon): field
+        ``effect``, encoded as in ``ledger``; TTL EFFECT_TTL_S. Also where versions before
+        the ledger kept every effect record (a hash of its own: state, owner, lease,
+        claimed, data; TTL EFFECT_TTL_S): one found there is moved into the ledger when its
+        effect is next claimed, noted, finished or released."""
         return f"{self.base}:effect:{key}"
 
     def delivery(self, incident_id: str, sink: str) -> str:
-        """String (JSON DeliveryState): what a notification sink was told of an incident.
-        TTL EFFECT_TTL_S."""
+        """String (JSON DeliveryState), TTL EFFECT_TTL_S: where versions before the ledger
+        kept a sink's delivery state. Read when the ledger has none; the next save moves
+        it into the ledger."""
         return f"{self.base}:incident:{incident_id}:delivery:{sink}"
 
     @property
@@ -99,6 +140,15 @@ class RedisKeys:
     def timers(self) -> str:
         """Sorted set of timer signals (JSON) scored by due epoch ms."""
         return f"{self.base}:timers"
+
+    @property
+    def follow_ups(self) -> str:
+        """Sorted set of the ids of incidents with events not yet followed up, scored by
+        when to check (epoch ms): the write of an event puts the incident there a grace
+        ahead, the follow-up that reaches the timeline's end takes it out; one found
+        still there when its time comes (its worker died, its entry's signal moved on) is
+        followed up by a ``follow_up`` timer, and checked again a grace later."""
+        return f"{self.base}:follow-ups"
 
     @property
     def incidents(self) -> str:

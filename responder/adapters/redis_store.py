@@ -12,7 +12,7 @@ Every write is one Lua script, so each is atomic and costs one round trip:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from importlib.resources import files
@@ -24,6 +24,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from responder.adapters.batching import Coalescer
+from responder.adapters.durability import IntakeDurability
 from responder.adapters.incident_fold import Folded, IncidentWrite, fold
 from responder.adapters.redis_client import unavailable_as_store_error
 from responder.adapters.redis_keys import (
@@ -32,23 +33,29 @@ from responder.adapters.redis_keys import (
     RESOLVED_INCIDENT_TTL_S,
     RedisKeys,
 )
+from responder.domain.errors import QueueFullError
 from responder.domain.incident import (
     Incident,
     IncidentAlert,
     IncidentStatus,
 )
-from responder.domain.model import to_json
+from responder.domain.model import to_stored_json
 from responder.domain.notification import DeliveryState
+from responder.domain.severity import Severity
 from responder.domain.signal import Observation, ObserveOutcome, TimerSignal, epoch_ms
 from responder.domain.timeline import TimelineEvent
 from responder.ports import (
     Clock,
     EffectClaim,
+    IncidentCursor,
+    IncidentFilter,
+    IncidentPage,
     IncidentView,
     MutationItem,
     MutationResult,
     Pause,
     SignalRecord,
+    needs_follow_up,
 )
 from responder.yielding import Slices
 
@@ -58,6 +65,9 @@ def _lua(name: str) -> str:
 
 
 # Moves the processed cursor forward only, and gives it the incident's remaining lifetime.
+# Once every event is followed up, the incident leaves the follow-up check.
+# KEYS[1] processed  KEYS[2] incident  KEYS[3] timeline  KEYS[4] follow-ups
+# ARGV[1] the seq to move to   ARGV[2] the incident id
 _MARK_PROCESSED_LUA = """
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 local wanted = tonumber(ARGV[1])
@@ -65,13 +75,31 @@ if wanted > current then
   redis.call('SET', KEYS[1], wanted)
   local ttl = redis.call('PTTL', KEYS[2])
   if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+  current = wanted
 end
+-- events past the cursor that need no follow-up (what a sink did) do not keep it there
+for _, event in ipairs(redis.call('LRANGE', KEYS[3], current, -1)) do
+  if not string.find(event, '"kind":"notification.', 1, true) then return 1 end
+end
+redis.call('ZREM', KEYS[4], ARGV[2])
 return 1
 """
 # The incident, its processed cursor and the timeline events from the cursor on.
 _UNPROCESSED_LUA = """
 local processed = tonumber(redis.call('GET', KEYS[2]) or '0')
 return {redis.call('GET', KEYS[1]), processed, redis.call('LRANGE', KEYS[3], processed, -1)}
+"""
+# Move an ordering cursor forward (never back), over the numbers dead-lettered early.
+# KEYS[1] the ordering record   KEYS[2] its skipped set
+# ARGV[1] the number applied    ARGV[2] the record's TTL, s.   Returns the cursor.
+_ADVANCE_ORDER_LUA = """
+local done = tonumber(redis.call('HGET', KEYS[1], 'done') or '0')
+local to = tonumber(ARGV[1])
+if to > done then done = to end
+while redis.call('SREM', KEYS[2], done + 1) == 1 do done = done + 1 end
+redis.call('HSET', KEYS[1], 'done', done)
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return done
 """
 # Take one slot of the sliding-window budget if one is free.
 _SPEND_BUDGET_LUA = """
@@ -96,33 +124,54 @@ _RELEASE_LOCK_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-# Note progress on an effect we hold.
-_NOTE_EFFECT_LUA = """
-if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'data', ARGV[2])
-return 1
-"""
-# Give up an unfinished claim we hold.
-_RELEASE_EFFECT_LUA = """
-if redis.call('HGET', KEYS[1], 'owner') == ARGV[1]
-   and redis.call('HGET', KEYS[1], 'state') == 'applying' then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-# Move due timers onto the queue, each atomically with its removal.
+# Move due timers onto the queue, each atomically with its removal; and queue a follow-up
+# of each incident whose check came while events of it are still not followed up (their
+# worker died before it did). The check is done then: that follow-up is an entry like any
+# other (tried again, dead-lettered in the end), and the incident's next write checks anew.
+# KEYS[1] timers  KEYS[2] queue  KEYS[3] follow-ups
+# ARGV[1] now, ms  ARGV[2] at most this many of each
+# ARGV[3] now, ISO 8601   ARGV[4] the incident key prefix
 _RELEASE_TIMERS_LUA = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, timer in ipairs(due) do
   if redis.call('ZREM', KEYS[1], timer) == 1 then
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'signal', timer)
+    redis.call('XADD', KEYS[2], '*', 'signal', timer)
   end
 end
-return #due
+local late = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, id in ipairs(late) do
+  local key = ARGV[4] .. id
+  local processed = tonumber(redis.call('GET', key .. ':processed') or '0')
+  local waiting = false
+  for _, event in ipairs(redis.call('LRANGE', key .. ':timeline', processed, -1)) do
+    if not string.find(event, '"kind":"notification.', 1, true) then
+      waiting = true
+      break
+    end
+  end
+  if not waiting then
+    redis.call('ZREM', KEYS[3], id)
+  else
+    local timer = cjson.encode({source = 'timer', kind = 'follow_up', incident_id = id,
+                                step = 'unprocessed', due_at = ARGV[3], received_at = ARGV[3]})
+    redis.call('XADD', KEYS[2], '*', 'signal', timer)
+    redis.call('ZREM', KEYS[3], id)
+  end
+end
+return #due + #late
 """
+# The ledger's field of a sink's delivery state (``delivery:<sink>``), and the field of the
+# record of an effect whose key names no incident, in that record's own hash (ledger.lua).
+_DELIVERY_FIELD = "delivery:"
+_OWN_EFFECT_FIELD = "effect"
 # Conflicts are retried; this many in a row means something writes the same incident in a
 # loop, which is a bug worth an error.
 _MAX_CONFLICTS = 100
+# A listing looks at this many incidents at most per call: a filter that rejects most of
+# them answers a short page with a cursor rather than reading every incident kept.
+_LIST_EXAMINED_MAX = 10_000
+# With a severity filter (read off each incident) positions are read this many at least.
+_LIST_CHUNK_MIN = 200
 
 # The observe script's answers, as outcomes (a dict lookup: an Enum call per signal costs
 # more, on intake's hot path).
@@ -138,10 +187,17 @@ class RedisStore:
         clock: Clock,
         signal_ttl_s: int,
         queue_maxlen: int,
+        durability: IntakeDurability | None = None,
+        follow_up_grace_s: float = 60.0,
     ) -> None:
         # Typed Any: redis-py's stubs cannot know that decode_responses=True makes every
         # value a str, and would need a cast at each call.
         self._redis: Any = client
+        # what a webhook's 200 waits for (adapters/durability.py); default: the write
+        self._durability = durability or IntakeDurability()
+        # an incident whose events are not all followed up this long after they were
+        # written is followed up again (see RedisKeys.follow_ups)
+        self._follow_up_grace_s = follow_up_grace_s
         self._keys = keys
         self._clock = clock
         self._signal_ttl_s = signal_ttl_s
@@ -150,14 +206,13 @@ class RedisStore:
         self._read = client.register_script(_lua("incident_read.lua"))
         self._write = client.register_script(_lua("incident_write.lua"))
         self._mark_processed = client.register_script(_MARK_PROCESSED_LUA)
+        self._advance_order = client.register_script(_ADVANCE_ORDER_LUA)
         self._unprocessed = client.register_script(_UNPROCESSED_LUA)
-        self._claim = client.register_script(_lua("ledger.lua"))
+        self._ledger = client.register_script(_lua("ledger.lua"))
         self._spend = client.register_script(_SPEND_BUDGET_LUA)
         self._unlock = client.register_script(_RELEASE_LOCK_LUA)
         self._lock = client.register_script(_ACQUIRE_LOCK_LUA)
-        self._note = client.register_script(_NOTE_EFFECT_LUA)
         self._release_timers = client.register_script(_RELEASE_TIMERS_LUA)
-        self._release_effect = client.register_script(_RELEASE_EFFECT_LUA)
         self._observe_batches: Coalescer[Observation, ObserveOutcome] = Coalescer(self._observe_now)
 
     async def ping(self) -> None:
@@ -173,16 +228,22 @@ class RedisStore:
 
     async def _observe_now(self, signals: list[Observation]) -> list[ObserveOutcome]:
         """One script call for the signals of every webhook waiting (see ``Coalescer``)."""
-        keys = [self._keys.queue] + [self._keys.signal(s.dedupe_key) for s in signals]
+        k = self._keys
+        keys = [k.queue]
         args: list[str | int | bytes] = [
             epoch_ms(self._clock.now()),
             self._signal_ttl_s,
             self._queue_maxlen,
         ]
         for s in signals:
-            args += [s.dedupe_status, s.order_ms, s.payload]
+            # a signal without an ordering key names the queue in its place (unused)
+            keys += [k.signal(s.dedupe_key), k.order(s.order_key) if s.order_key else k.queue]
+            args += [s.dedupe_status, s.order_ms, s.payload, s.order_key or ""]
         async with unavailable_as_store_error("observe"):
-            raw = await self._observe(keys=keys, args=args)
+            # the script, then (replica mode) WAIT on its connection
+            raw = await self._durability.run(self._observe, keys, args)
+        if raw and raw[0] == "full":
+            raise QueueFullError(f"the work queue holds {self._queue_maxlen} unhandled signals")
         return [_OUTCOMES[x] for x in raw]
 
     async def signal_record(self, dedupe_key: str) -> SignalRecord | None:
@@ -198,6 +259,7 @@ class RedisStore:
             repeats=int(h.get("repeats", 0)),
             handled_status=h.get("handled_status"),
             handled_order_ms=int(h["handled_order"]) if "handled_order" in h else None,
+            handled_incident=h.get("handled_incident"),
         )
 
     # --------------------------------------------------------------------- incidents
@@ -216,12 +278,26 @@ class RedisStore:
                 for i, reply in zip(todo, reads, strict=True):
                     folded[i] = self._fold(items[i], reply)
                     await slices.tick()
+                advances: list[tuple[list[str], list[Any]]] = []
+                for i in todo:
+                    done, key = folded[i].order_done, items[i].order_key
+                    if done is None or key is None:
+                        continue
+                    if folded[i].writes:  # the item's last write moves its cursor
+                        folded[i].writes[-1].order_key = key
+                        folded[i].writes[-1].order_done = done
+                    else:
+                        keys = [self._keys.order(key), self._keys.order_skipped(key)]
+                        advances.append((keys, [done, self._signal_ttl_s]))
                 writes = [(i, w) for i in todo for w in folded[i].writes]
                 calls = []
                 for _, write in writes:
                     calls.append(self._write_call(write))
                     await slices.tick()
                 replies = await self._scripts(self._write, calls)
+                # signals that changed nothing still take their turn (rare: a second round
+                # trip only then)
+                await self._scripts(self._advance_order, advances)
                 conflicted: set[int] = set()
                 cursors: dict[tuple[int, str], int] = {}
                 for (i, write), reply in zip(writes, replies, strict=True):
@@ -270,20 +346,31 @@ class RedisStore:
         ]
         refs = [ref for ref in item.signals if ref is not None]
         keys += [k.signal(ref.key) for ref in refs]
+        if item.order_key is not None:
+            keys.append(k.order(item.order_key))
         kinds = ["id" if lk.kind == "id" else "index" for lk in item.lookups]
         args = [len(item.lookups), len(refs), k.incident_prefix, *kinds, *item.fingerprints]
         return keys, args
 
     def _fold(self, item: MutationItem, reply: list[Any]) -> Folded:
+        order_done, reply = int(reply[0]), reply[1:]
         n_refs = sum(ref is not None for ref in item.signals)
-        found = iter(_record(reply[4 * j : 4 * j + 4]) for j in range(n_refs))
+        found = iter(_record(reply[5 * j : 5 * j + 5]) for j in range(n_refs))
         records = [
             next(found) if item.signal(i) is not None else None for i in range(len(item.mutators))
         ]
-        rest = reply[4 * n_refs :]
+        rest = reply[5 * n_refs :]
         if not rest:
-            return fold(item, incident=None, version=-1, alerts={}, records=records)
+            return fold(
+                item,
+                incident=None,
+                version=-1,
+                alerts={},
+                records=records,
+                order_done=order_done,
+            )
         _, raw, version, *alert_docs = rest
+        incident = Incident.model_validate_json(raw)
         alerts = {
             fp: IncidentAlert.model_validate_json(doc)
             for fp, doc in zip(item.fingerprints, alert_docs, strict=True)
@@ -291,10 +378,11 @@ class RedisStore:
         }
         return fold(
             item,
-            incident=Incident.model_validate_json(raw),
+            incident=incident,
             version=int(version),
             alerts=alerts,
             records=records,
+            order_done=order_done,
         )
 
     def _write_call(self, write: IncidentWrite) -> tuple[list[str], list[Any]]:
@@ -316,14 +404,17 @@ class RedisStore:
             k.incidents_with(IncidentStatus.ACKED),
             k.incidents_with(IncidentStatus.RESOLVED),
             k.index("group", inc.group_key),
+            k.follow_ups,
             *pagerduty_keys,
             *[k.signal(key) for key in write.handled],
         ]
+        if write.order_key is not None:
+            keys += [k.order(write.order_key), k.order_skipped(write.order_key)]
         horizon_ms = epoch_ms(self._clock.now()) - RESOLVED_INCIDENT_TTL_S * 1000
         args: list[Any] = [
             write.expected_version,
             inc.id,
-            to_json(inc),
+            to_stored_json(inc),
             inc.status.value,
             epoch_ms(inc.opened_at),
             "1" if inc.is_active else "0",
@@ -332,21 +423,43 @@ class RedisStore:
             horizon_ms,
             len(pagerduty_keys),
             len(write.events),
-            *[to_json(e) for e in write.events],
+            write.order_done if write.order_key is not None else 0,
+            self._signal_ttl_s,
+            self._follow_up_check_ms(write.events),
+            *[to_stored_json(e) for e in write.events],
         ]
         for status, order_ms in write.handled.values():
             args += [status, order_ms]
         for alert in write.alerts.values():
-            args += [alert.fingerprint, to_json(alert)]
+            args += [alert.fingerprint, to_stored_json(alert)]
         return keys, args
+
+    def _follow_up_check_ms(self, events: Sequence[TimelineEvent]) -> int:
+        """When to check that ``events`` were followed up; 0 when they need no follow-up."""
+        if not needs_follow_up(events):
+            return 0
+        return epoch_ms(self._clock.now()) + int(self._follow_up_grace_s * 1000)
 
     async def mark_processed(self, marks: Mapping[str, int]) -> None:
         k = self._keys
         calls: list[tuple[list[str], list[Any]]] = [
-            ([k.processed(i), k.incident(i)], [seq]) for i, seq in marks.items()
+            ([k.processed(i), k.incident(i), k.timeline(i), k.follow_ups], [seq, i])
+            for i, seq in marks.items()
         ]
         async with unavailable_as_store_error("mark_processed"):
             await self._scripts(self._mark_processed, calls)
+
+    async def defer_follow_up_checks(self, incident_ids: Sequence[str]) -> None:
+        due_ms = epoch_ms(self._clock.now()) + int(self._follow_up_grace_s * 1000)
+        async with unavailable_as_store_error("defer_follow_up_checks"):
+            # XX: only those still waiting; one whose follow-up just ended stays out
+            await self._redis.zadd(
+                self._keys.follow_ups, dict.fromkeys(incident_ids, due_ms), xx=True
+            )
+
+    async def drop_follow_up_checks(self, incident_ids: Sequence[str]) -> None:
+        async with unavailable_as_store_error("drop_follow_up_checks"):
+            await self._redis.zrem(self._keys.follow_ups, *incident_ids)
 
     async def unprocessed(self, incident_id: str) -> IncidentView | None:
         k = self._keys
@@ -366,12 +479,89 @@ class RedisStore:
         return views[0] if views else None
 
     async def list_incidents(
-        self, *, status: IncidentStatus | None = None, limit: int = 100
-    ) -> list[IncidentView]:
-        key = self._keys.incidents if status is None else self._keys.incidents_with(status)
+        self,
+        *,
+        status: IncidentStatus | Collection[IncidentStatus] | None = None,
+        severity: Severity | Collection[Severity] | None = None,
+        since: datetime | None = None,
+        after: IncidentCursor | None = None,
+        limit: int = 100,
+    ) -> IncidentPage:
+        """Positions from the sorted sets (``_positions``), then the incidents there read
+        in one call and filtered, round after round until the page is full, the sets are
+        exhausted, or ``_LIST_EXAMINED_MAX`` incidents were looked at."""
+        wanted = IncidentFilter.of(status=status, severity=severity, since=since)
+        k = self._keys
+        keys = (
+            [k.incidents]
+            if wanted.statuses is None
+            else [k.incidents_with(s) for s in sorted(wanted.statuses)]
+        )
+        floor_ms = epoch_ms(since) if since is not None else None
+        limit = max(limit, 1)
+        taken: list[str] = []
+        position, examined = after, 0
         async with unavailable_as_store_error("list_incidents"):
-            ids = await self._redis.zrevrange(key, 0, max(limit, 1) - 1)
-        return await self._views(list(ids))
+            while True:
+                # one more than still wanted tells whether a next page exists
+                chunk = limit - len(taken) + 1
+                if wanted.severities is not None:
+                    chunk = max(chunk, _LIST_CHUNK_MIN)
+                found, complete = await self._positions(keys, position, floor_ms, chunk)
+                ids = [k.incident(c.incident_id) for c in found]
+                docs = await self._redis.mget(ids) if ids else []
+                for cursor, raw in zip(found, docs, strict=True):
+                    if raw is not None and wanted.matches(Incident.model_validate_json(raw)):
+                        if len(taken) == limit:
+                            return IncidentPage(await self._views(taken), next=position)
+                        taken.append(cursor.incident_id)
+                    position = cursor
+                examined += len(found)
+                if complete:
+                    return IncidentPage(await self._views(taken), next=None)
+                if examined >= _LIST_EXAMINED_MAX:
+                    return IncidentPage(await self._views(taken), next=position)
+
+    async def _positions(
+        self, keys: list[str], after: IncidentCursor | None, floor_ms: int | None, chunk: int
+    ) -> tuple[list[IncidentCursor], bool]:
+        """Up to ``chunk`` positions listed after ``after`` in the union of the sorted sets
+        ``keys`` (scored at least ``floor_ms``), newest first; and whether none follow.
+
+        One transaction (one slot: the sets are read at one instant, so an incident that
+        changes status meanwhile is in exactly one of them). Per set: the incidents opened
+        in the cursor's millisecond (all of them, seldom more than one) whose id sorts
+        below the cursor's, then ``chunk`` older ones. Sets read in full to a point are
+        merged down to the newest such point, beyond which one of them may hold more.
+        """
+        if after is not None and floor_ms is not None and after.opened_ms < floor_ms:
+            return [], True
+        low: int | str = "-inf" if floor_ms is None else floor_ms
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for key in keys:
+                top: int | str = "+inf"
+                if after is not None:
+                    top = f"({after.opened_ms}"
+                    pipe.zrange(key, after.opened_ms, after.opened_ms, desc=True, byscore=True)
+                pipe.zrange(
+                    key, top, low, desc=True, byscore=True, withscores=True, offset=0, num=chunk
+                )
+            replies = iter(await pipe.execute())
+        read: set[tuple[int, str]] = set()
+        frontier: tuple[int, str] | None = None  # the newest point a set may hold more past
+        for _ in keys:
+            if after is not None:
+                same_ms = next(replies)
+                read.update((after.opened_ms, m) for m in same_ms if m < after.incident_id)
+            older = [(int(score), member) for member, score in next(replies)]
+            read.update(older)
+            if len(older) == chunk and (frontier is None or older[-1] > frontier):
+                frontier = older[-1]
+        ordered = sorted(read, reverse=True)
+        if frontier is not None:
+            ordered = [p for p in ordered if p >= frontier]
+        complete = frontier is None and len(ordered) <= chunk
+        return [IncidentCursor(ms, incident_id) for ms, incident_id in ordered[:chunk]], complete
 
     async def _views(self, ids: list[str]) -> list[IncidentView]:
         if not ids:
@@ -392,13 +582,13 @@ class RedisStore:
             raw, alert_docs, events, processed = results[i : i + 4]
             if raw is None:
                 continue  # expired between the index read and this one
+            incident = Incident.model_validate_json(raw)
             alerts = sorted(
-                (IncidentAlert.model_validate_json(a) for a in alert_docs),
-                key=lambda a: a.number,
+                (IncidentAlert.model_validate_json(a) for a in alert_docs), key=lambda a: a.number
             )
             views.append(
                 IncidentView(
-                    incident=Incident.model_validate_json(raw),
+                    incident=incident,
                     alerts=tuple(alerts),
                     timeline=tuple(TimelineEvent.model_validate_json(e) for e in events),
                     processed_seq=int(processed or 0),
@@ -408,39 +598,65 @@ class RedisStore:
 
     # ------------------------------------------------------------- action ledger
 
+    def _effect_call(self, key: str, op: str) -> tuple[list[str], list[Any]]:
+        """The ledger script's keys and first arguments for the effect ``key``: when it
+        names an incident (it starts with the incident's id and a colon, as every key the
+        stages claim does), its field in the incident's ledger, else a hash of its own."""
+        incident_id, colon, suffix = key.partition(":")
+        old = self._keys.effect(key)
+        if not colon or not incident_id:
+            return [old, old], [op, _OWN_EFFECT_FIELD, EFFECT_TTL_S]
+        if suffix.startswith(_DELIVERY_FIELD):
+            raise ValueError(f"an effect key cannot name a delivery state: {key!r}")
+        keys = [self._keys.ledger(incident_id), old, self._keys.incident(incident_id)]
+        return keys, [op, suffix, EFFECT_TTL_S]
+
+    def _delivery_call(self, incident_id: str, sink: str, op: str) -> tuple[list[str], list[Any]]:
+        keys = [
+            self._keys.ledger(incident_id),
+            self._keys.delivery(incident_id, sink),
+            self._keys.incident(incident_id),
+        ]
+        return keys, [op, _DELIVERY_FIELD + sink, EFFECT_TTL_S]
+
     async def claim_effect(self, key: str, *, owner: str, lease_s: float) -> EffectClaim:
         now = epoch_ms(self._clock.now())
+        keys, args = self._effect_call(key, "claim")
         async with unavailable_as_store_error("claim_effect"):
-            status, data = await self._claim(
-                keys=[self._keys.effect(key)],
-                args=[owner, now, int(lease_s * 1000), EFFECT_TTL_S],
+            status, data, claimed = await self._ledger(
+                keys=keys, args=[*args, owner, now, int(lease_s * 1000)]
             )
-        return EffectClaim(status=status, data=json.loads(data))
+        return EffectClaim(
+            status=status,
+            data=json.loads(data),
+            claimed_at=datetime.fromtimestamp(int(claimed) / 1000, UTC) if claimed else None,
+        )
 
     async def note_effect(self, key: str, *, owner: str, data: dict[str, JsonValue]) -> None:
+        keys, args = self._effect_call(key, "note")
         async with unavailable_as_store_error("note_effect"):
-            await self._note(keys=[self._keys.effect(key)], args=[owner, json.dumps(data)])
+            await self._ledger(keys=keys, args=[*args, owner, _compact(data)])
 
     async def finish_effect(self, key: str, *, data: dict[str, JsonValue]) -> None:
+        keys, args = self._effect_call(key, "finish")
         async with unavailable_as_store_error("finish_effect"):
-            await self._redis.hset(
-                self._keys.effect(key), mapping={"state": "done", "data": json.dumps(data)}
-            )
+            await self._ledger(keys=keys, args=[*args, _compact(data)])
 
     async def release_effect(self, key: str, *, owner: str) -> None:
+        keys, args = self._effect_call(key, "release")
         async with unavailable_as_store_error("release_effect"):
-            await self._release_effect(keys=[self._keys.effect(key)], args=[owner])
+            await self._ledger(keys=keys, args=[*args, owner])
 
     async def delivery_state(self, incident_id: str, sink: str) -> DeliveryState | None:
+        keys, args = self._delivery_call(incident_id, sink, "read")
         async with unavailable_as_store_error("delivery_state"):
-            raw = await self._redis.get(self._keys.delivery(incident_id, sink))
+            raw = await self._ledger(keys=keys, args=args)
         return DeliveryState.model_validate_json(raw) if raw else None
 
     async def save_delivery_state(self, incident_id: str, sink: str, state: DeliveryState) -> None:
+        keys, args = self._delivery_call(incident_id, sink, "save")
         async with unavailable_as_store_error("save_delivery_state"):
-            await self._redis.set(
-                self._keys.delivery(incident_id, sink), state.model_dump_json(), ex=EFFECT_TTL_S
-            )
+            await self._ledger(keys=keys, args=[*args, to_stored_json(state)])
 
     async def paused(self) -> Pause | None:
         async with unavailable_as_store_error("paused"):
@@ -500,8 +716,13 @@ class RedisStore:
         async with unavailable_as_store_error("release_due_timers"):
             return int(
                 await self._release_timers(
-                    keys=[self._keys.timers, self._keys.queue],
-                    args=[epoch_ms(now), limit, self._queue_maxlen],
+                    keys=[self._keys.timers, self._keys.queue, self._keys.follow_ups],
+                    args=[
+                        epoch_ms(now),
+                        limit,
+                        now.isoformat(),
+                        self._keys.incident_prefix,
+                    ],
                 )
             )
 
@@ -509,9 +730,14 @@ class RedisStore:
         await self._redis.aclose()
 
 
+def _compact(data: dict[str, JsonValue]) -> str:
+    """An effect's data as the ledger keeps it: JSON without blanks."""
+    return json.dumps(data, separators=(",", ":"))
+
+
 def _record(values: list[str]) -> SignalRecord | None:
-    """A dedupe record from the read script's four values (observed, then handled)."""
-    status, order, handled_status, handled_order = values
+    """A dedupe record from the read script's five values (observed, then handled)."""
+    status, order, handled_status, handled_order, handled_incident = values
     if not status:
         return None
     return SignalRecord(
@@ -521,4 +747,5 @@ def _record(values: list[str]) -> SignalRecord | None:
         last_seen_ms=0,
         handled_status=handled_status or None,
         handled_order_ms=int(handled_order) if handled_order else None,
+        handled_incident=handled_incident or None,
     )

@@ -23,6 +23,12 @@ from responder.ports import DeliveryError
 
 METADATA_EVENT = "responder_message"
 _MAX_LIST_PAGES = 20  # conversations.list pages read to find a channel by name
+# Looking for a message sent before a crash: history (or thread) pages of this size, from
+# the first try's time on, at most this many (newest first: a busy channel's 1,000 newest)
+_FIND_PAGE_SIZE = 100
+_MAX_FIND_PAGES = 10
+# Our clock and Slack's may disagree: the history is read from this long before the try
+_CLOCK_SKEW_S = 300.0
 
 # ok:false errors worth another try: Slack's own trouble, and configuration an operator
 # can fix while messages wait (a revoked token, the bot not in the channel). The others
@@ -139,30 +145,55 @@ class SlackWebSink:
         if message.op == "update":
             return None  # an edit is safe to make again
         key = str(message.fields["key"])
+        # Bounded by time, not by count: every message since the first try (less the clock
+        # skew), page after page, however many were posted after ours.
+        after = message.fields.get("sent_after")
+        oldest = (
+            f"{max(float(after) - _CLOCK_SKEW_S, 0):.6f}"
+            if isinstance(after, int | float)
+            else None
+        )
+        cursor: str | None = None
         try:
             if message.marks == "root":
                 # history needs the channel's id: a configured name is looked up first
                 channel = await self._channel_id(str(message.fields.get("channel") or ""))
                 if channel is None:
                     return None
-                response = await self._client.conversations_history(
-                    channel=channel, include_all_metadata=True, limit=100
-                )
+            elif not refs.get("ts"):
+                return None
             else:
-                if not refs.get("ts"):
-                    return None
                 channel = str(refs["channel"])
-                response = await self._client.conversations_replies(
-                    channel=channel, ts=str(refs["ts"]), include_all_metadata=True, limit=200
-                )
+            for _ in range(_MAX_FIND_PAGES):
+                if message.marks == "root":
+                    response = await self._client.conversations_history(
+                        channel=channel,
+                        include_all_metadata=True,
+                        limit=_FIND_PAGE_SIZE,
+                        oldest=oldest,
+                        cursor=cursor,
+                    )
+                else:
+                    response = await self._client.conversations_replies(
+                        channel=channel,
+                        ts=str(refs["ts"]),
+                        include_all_metadata=True,
+                        limit=_FIND_PAGE_SIZE,
+                        oldest=oldest,
+                        cursor=cursor,
+                    )
+                for found in response.get("messages") or []:
+                    payload = (found.get("metadata") or {}).get("event_payload") or {}
+                    if payload.get("key") == key:
+                        if message.marks == "root":
+                            return {"channel": channel, "ts": str(found["ts"])}
+                        return {}
+                cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+                if not cursor or not response.get("has_more", True):
+                    return None
         except SlackApiError as exc:
             raise _api_error("find message", exc) from None
-        for found in response.get("messages") or []:
-            payload = (found.get("metadata") or {}).get("event_payload") or {}
-            if payload.get("key") == key:
-                if message.marks == "root":
-                    return {"channel": str(response.get("channel") or channel), "ts": found["ts"]}
-                return {}
+        # more pages than we read since the first try: cannot tell, so it is sent again
         return None
 
     async def _channel_id(self, channel: str) -> str | None:

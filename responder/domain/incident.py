@@ -380,7 +380,9 @@ class _Changes:
 
     def __init__(self, incident: Incident, now: datetime) -> None:
         self.incident = incident
-        self.now = now
+        # A worker's "now" is its batch's start, and replicas' clocks differ a little: an
+        # incident's timeline never goes back in time all the same.
+        self.now = max(now, incident.updated_at)
         self.events: list[TimelineEvent] = []
 
     def add(self, kind: str, detail: str, **data: JsonValue) -> None:

@@ -134,3 +134,6 @@ class DeliveryState(Frozen):
     # the key of a message whose last try may have been carried out (it timed out): the
     # next try asks the sink before sending it again
     uncertain: str | None = None
+    # no try of the ``uncertain`` message is older than this (the sink's history is read
+    # from then on); None with ``uncertain`` set: unknown, read as far back as it goes
+    uncertain_since: datetime | None = None

@@ -181,16 +181,28 @@ class TimerSignal(Frozen):
 @dataclass(frozen=True, slots=True)
 class Observation:
     """A signal as intake hands it to the store: what dedupe compares (key, status and
-    occurrence) and the queue payload, the signal's JSON as the workers will read it."""
+    occurrence), the queue payload (the signal's JSON as the workers will read it), and
+    its ordering key: the signals queued under one key take effect in the order they were
+    queued (an alert's incident group; a PagerDuty incident). ``None``: no order."""
 
     dedupe_key: str
     dedupe_status: str
     order_ms: int
     payload: bytes
+    order_key: str | None = None
 
     @classmethod
-    def of(cls, signal: AlertSignal | PagerDutySignal) -> Observation:
-        return cls(signal.dedupe_key, signal.dedupe_status, signal.order_ms, to_json(signal))
+    def of(cls, signal: AlertSignal | PagerDutySignal, order_key: str | None = None) -> Observation:
+        if order_key is None and isinstance(signal, PagerDutySignal):
+            order_key = pagerduty_order_key(signal)
+        return cls(
+            signal.dedupe_key, signal.dedupe_status, signal.order_ms, to_json(signal), order_key
+        )
+
+
+def pagerduty_order_key(signal: PagerDutySignal) -> str:
+    """The events of one PagerDuty incident take effect in the order they came."""
+    return "pagerduty:" + (signal.incident_id or signal.incident_key or signal.event_id)
 
 
 Signal = Annotated[AlertSignal | PagerDutySignal | TimerSignal, Field(discriminator="source")]

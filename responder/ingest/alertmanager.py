@@ -6,6 +6,7 @@ fields are ignored; only what a signal cannot do without is required.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -20,6 +21,9 @@ from responder.domain.signal import (
     label_fingerprint,
     occurrence_ms,
 )
+
+# An alert's incident group from its fingerprint, labels and annotations.
+GroupOf = Callable[[str, dict[str, str], dict[str, str]], str]
 
 # Alertmanager marks "not resolved yet" with Go's zero time.
 _GO_ZERO_YEAR = 1
@@ -62,12 +66,15 @@ class AlertmanagerWebhook(_Lenient):
     external_url: str = Field("", alias="externalURL")
     alerts: list[AlertmanagerAlert]
 
-    def observations(self, *, received_at: datetime) -> list[Observation]:
+    def observations(
+        self, *, received_at: datetime, group_of: GroupOf | None = None
+    ) -> list[Observation]:
         """``[Observation.of(s) for s in self.signals(...)]``, made straight from the parsed
         alerts: the hot path of intake. Building each ``AlertSignal`` only to serialise it
         cost 2-3 µs of a webhook's ~60 µs of CPU (bench/intake.py's load, intake alone);
         the payload is the same JSON document, which tests/test_intake_observations.py
-        holds to ``signals()``."""
+        holds to ``signals()``. ``group_of`` names each alert's incident group, the key
+        its signals are ordered by."""
         out = []
         for alert in self.alerts:
             fingerprint = alert.fingerprint or label_fingerprint(alert.labels)
@@ -94,6 +101,11 @@ class AlertmanagerWebhook(_Lenient):
                     dedupe_status=alert.status.value,
                     order_ms=occurrence_ms(alert.starts_at),
                     payload=payload,
+                    order_key=(
+                        group_of(fingerprint, alert.labels, alert.annotations)
+                        if group_of is not None
+                        else None
+                    ),
                 )
             )
         return out

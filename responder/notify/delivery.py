@@ -6,7 +6,8 @@ in timeline order, from the sink's cursor (``DeliveryState``, in the action ledg
 1. plan the messages for the events from the cursor on (``notify.planners``);
 2. for each, claim its effect ``{incident}:notify:{sink}:{step}``: one already sent (a
    redelivery, another replica) is skipped; one whose worker died mid-send is looked for
-   at the sink (``Sink.find_sent``) before being sent again;
+   at the sink (``Sink.find_sent``, told the time of the earliest try: the claim time of
+   the dead worker's record, or of a try that timed out) before being sent again;
 3. send with a time limit. A retryable failure (rate limit, 5xx, timeout) gives the claim
    back and schedules a ``deliver`` timer after a backoff with jitter, never sooner than
    Retry-After; messages after it wait, so the thread stays in order. A sink that keeps
@@ -26,7 +27,7 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -47,6 +48,7 @@ from responder.ports import (
     ActionLedger,
     Clock,
     DeliveryError,
+    EffectClaim,
     IncidentState,
     Sink,
     Store,
@@ -306,6 +308,7 @@ class Deliveries:
         name = channel.name
         key = f"{incident.id}:notify:{name}:{message.step}"
         message = message.model_copy(update={"fields": {**message.fields, "key": key}})
+        claimed_at = self._clock.now()
         claim = await self._ledger.claim_effect(
             key, owner=self._owner, lease_s=self._policy.lease_s
         )
@@ -314,8 +317,9 @@ class Deliveries:
         if claim.status == "busy":
             await self._schedule(incident.id, name, self._policy.busy_retry_s)
             return state, False
+        since = _tried_since(claim, state, key, claimed_at)
         if claim.status == "recover" or (claim.status == "start" and state.uncertain == key):
-            found = await self._find(channel, message, state)
+            found = await self._find(channel, message, state, since)
             if found is not None:
                 data: dict[str, JsonValue] = {"refs": found, "shows": message.shows}
                 await self._ledger.finish_effect(key, data=data)
@@ -352,7 +356,9 @@ class Deliveries:
         if error.retryable and not too_long:
             await self._ledger.release_effect(key, owner=self._owner)
             failed = await self._failed_attempt(incident.id, name, state, error)
-            return failed.model_copy(update={"uncertain": key if error.uncertain else None}), False
+            uncertain, when = (key, since) if error.uncertain else (None, None)
+            failed = failed.model_copy(update={"uncertain": uncertain, "uncertain_since": when})
+            return failed, False
         # given up: recorded, and the rest goes on
         self._metrics.notifications.labels(name, "failed").inc()
         await self._ledger.finish_effect(key, data={"failed": str(error)})
@@ -400,8 +406,11 @@ class Deliveries:
         return _settled(state, message, data)
 
     async def _find(
-        self, channel: Channel, message: Outbound, state: DeliveryState
+        self, channel: Channel, message: Outbound, state: DeliveryState, since: datetime | None
     ) -> dict[str, JsonValue] | None:
+        if since is not None:
+            fields = {**message.fields, "sent_after": since.timestamp()}
+            message = message.model_copy(update={"fields": fields})
         try:
             return await asyncio.wait_for(
                 channel.sink.find_sent(message, state.refs), self._policy.timeout_s
@@ -530,8 +539,27 @@ def _settled(state: DeliveryState, message: Outbound, data: dict[str, Any]) -> D
             "retry_at": None,
             "last_error": None,
             "uncertain": None,
+            "uncertain_since": None,
         }
     )
+
+
+def _tried_since(
+    claim: EffectClaim, state: DeliveryState, key: str, now: datetime
+) -> datetime | None:
+    """No try of the message ``key`` is older than this: ``now``, this try's claim, or an
+    earlier try's (a dead worker's claim, a try that timed out); ``None`` when an earlier
+    try's time is unknown (its record predates the claim time)."""
+    tries = [now]
+    if claim.status == "recover":
+        if claim.claimed_at is None:
+            return None
+        tries.append(claim.claimed_at)
+    if state.uncertain == key:
+        if state.uncertain_since is None:
+            return None
+        tries.append(state.uncertain_since)
+    return min(tries)
 
 
 def _sent(state: DeliveryState, message: Outbound, data: dict[str, Any]) -> DeliveryState:

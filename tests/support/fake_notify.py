@@ -53,6 +53,7 @@ handshake (``CERTIFICATE_VERIFY_FAILED``): verification is really on. aiohttp cl
 
 from __future__ import annotations
 
+import base64
 import copy
 import functools
 import json
@@ -571,9 +572,12 @@ class FakeSlack(_NotifyFake):
 
     @staticmethod
     def _window(
-        messages: list[SlackMessage], args: dict[str, Any]
+        messages: list[SlackMessage], args: dict[str, Any], *, newest_first: bool
     ) -> tuple[list[SlackMessage], bool, str]:
-        """Apply oldest/latest/inclusive, then limit/cursor (cursor: an offset)."""
+        """Apply oldest/latest/inclusive, then limit (1 to 999) and cursor. ``messages`` are
+        in the order the method lists them (history newest first, a thread oldest first).
+        The cursor is Slack's: base64 of ``next_ts:<ts>``, the first message of the next
+        page, so a page follows on from that message even when others were posted since."""
         oldest = _ts_value(args.get("oldest", "0")) or Decimal(0)
         latest = _ts_value(args["latest"]) if args.get("latest") else None
         inclusive = _truthy(args.get("inclusive"))
@@ -586,18 +590,35 @@ class FakeSlack(_NotifyFake):
 
         chosen = [m for m in messages if inside(m)]
         try:
-            limit = int(args.get("limit") or 100)
-            offset = int(str(args.get("cursor") or "offset:0").removeprefix("offset:"))
+            limit = min(max(int(args.get("limit") or 100), 1), 999)
         except ValueError:
             raise _SlackError("invalid_arguments") from None
-        page = chosen[offset : offset + max(limit, 1)]
-        more = offset + len(page) < len(chosen)
-        return page, more, f"offset:{offset + len(page)}" if more else ""
+        start = 0
+        if args.get("cursor"):
+            try:
+                decoded = base64.b64decode(str(args["cursor"]), validate=True).decode()
+            except (ValueError, UnicodeDecodeError):
+                raise _SlackError("invalid_cursor") from None
+            next_ts = _ts_value(decoded.removeprefix("next_ts:"))
+            if not decoded.startswith("next_ts:") or next_ts is None:
+                raise _SlackError("invalid_cursor")
+            start = next(
+                (
+                    i
+                    for i, m in enumerate(chosen)
+                    if (Decimal(m.ts) <= next_ts if newest_first else Decimal(m.ts) >= next_ts)
+                ),
+                len(chosen),
+            )
+        page = chosen[start : start + limit]
+        rest = chosen[start + len(page) :]
+        cursor = base64.b64encode(f"next_ts:{rest[0].ts}".encode()).decode() if rest else ""
+        return page, bool(rest), cursor
 
     def _history(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = self._resolve(args.get("channel"), create=False)
         top = [m for m in channel.messages if m.thread_ts is None or m.reply_broadcast]
-        page, more, cursor = self._window(list(reversed(top)), args)
+        page, more, cursor = self._window(list(reversed(top)), args, newest_first=True)
         with_metadata = _truthy(args.get("include_all_metadata"))
         return {
             "ok": True,
@@ -616,7 +637,9 @@ class FakeSlack(_NotifyFake):
         root_ts = found.thread_ts or found.ts
         root = next(m for m in channel.messages if m.ts == root_ts)
         thread = [root, *(m for m in channel.messages if m.thread_ts == root_ts)]
-        page, more, cursor = self._window(thread, {**args, "oldest": args.get("oldest", "0")})
+        page, more, cursor = self._window(
+            thread, {**args, "oldest": args.get("oldest", "0")}, newest_first=False
+        )
         if root not in page and not args.get("cursor"):
             page = [root, *page]  # the parent always leads the first page
         with_metadata = _truthy(args.get("include_all_metadata"))
@@ -628,7 +651,7 @@ class FakeSlack(_NotifyFake):
         }
 
     def _list(self, args: dict[str, Any]) -> dict[str, Any]:
-        # conversations.list: the channels, paginated by cursor like history
+        # conversations.list: the channels, paginated by a cursor (an offset here)
         try:
             limit = int(args.get("limit") or 100)
             offset = int(str(args.get("cursor") or "offset:0").removeprefix("offset:"))

@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
@@ -51,6 +51,7 @@ class RedisServer:
     port: int
     proc: subprocess.Popen[bytes] | None
     workdir: Path
+    extra: list[str] = field(default_factory=list)  # more redis-server options
 
     @property
     def url(self) -> str:
@@ -61,8 +62,15 @@ class RedisServer:
             self.proc.terminate()
             self.proc.wait(10)
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash or an OOM kill would: nothing is flushed."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
     def start(self) -> None:
-        """(Re)start on the same port; no persistence: a restart loses all data."""
+        """(Re)start on the same port; no persistence (unless ``extra`` turns it on): a
+        restart loses all data."""
         self.proc = subprocess.Popen(
             [
                 require_binary("redis-server"),
@@ -78,6 +86,7 @@ class RedisServer:
                 str(self.workdir),
                 "--protected-mode",
                 "no",
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -97,14 +106,109 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def redis_server() -> Iterator[RedisServer]:
+def redis_server(*extra: str) -> Iterator[RedisServer]:
+    """``extra``: more options, e.g. ``--replicaof 127.0.0.1 <port>``, ``--appendfsync``."""
     with tempfile.TemporaryDirectory(prefix="responder-redis-") as tmp:
-        server = RedisServer(port=free_port(), proc=None, workdir=Path(tmp))
+        server = RedisServer(port=free_port(), proc=None, workdir=Path(tmp), extra=list(extra))
         server.start()
         try:
             yield server
         finally:
             server.stop()
+
+
+@contextlib.contextmanager
+def redis_replica(master: RedisServer) -> Iterator[RedisServer]:
+    """A replica of ``master``, returned once it confirms the master's writes (WAIT)."""
+    client = redis.Redis(port=master.port)
+    try:  # Redis 7 waits 5 s for more replicas before a diskless full sync: not here
+        client.config_set("repl-diskless-sync-delay", 0)
+    finally:
+        client.close()
+    with redis_server(
+        "--replicaof", "127.0.0.1", str(master.port), "--repl-diskless-sync-delay", "0"
+    ) as replica:  # (a replica is promoted in a failover)
+        wait_replica_linked(replica, master)
+        yield replica
+
+
+def wait_replica_linked(
+    replica: RedisServer, master: RedisServer, *, timeout_s: float = 20.0
+) -> None:
+    """Until ``replica``'s link is up and every replica of ``master`` confirms its writes:
+    a replica just synced answers the first WAITs only after its first ack (up to 1 s)."""
+    deadline = time.monotonic() + timeout_s
+    on_replica = redis.Redis(port=replica.port, decode_responses=True)
+    on_master = redis.Redis(port=master.port, decode_responses=True)
+    try:
+        while on_replica.info("replication").get("master_link_status") != "up":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"replica on {replica.port} not linked after {timeout_s}s")
+            time.sleep(0.05)
+        while True:
+            replicas = int(on_master.info("replication")["connected_slaves"])
+            # a write of no key (PUBLISH is replicated), then the replicas' confirmation
+            on_master.publish("responder-tests:replica-probe", "")
+            if replicas and int(on_master.wait(replicas, 100)) >= replicas:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"replicas of {master.port} not confirming after {timeout_s}s")
+    finally:
+        on_replica.close()
+        on_master.close()
+
+
+@dataclass
+class SentinelServer:
+    port: int
+    proc: subprocess.Popen[bytes]
+    master_name: str
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, decode_responses=True, socket_timeout=5)
+
+
+@contextlib.contextmanager
+def sentinel_server(
+    master: RedisServer,
+    *,
+    master_name: str = "responder",
+    down_after_ms: int = 1000,
+    failover_timeout_ms: int = 3000,
+) -> Iterator[SentinelServer]:
+    """``redis-server --sentinel`` watching ``master`` alone (quorum 1), quick to act.
+
+    Not quicker than 1 s: at 500 ms, the sentinel often found the master it had just
+    promoted down before its link to it was up, and failed over again, and again."""
+    with tempfile.TemporaryDirectory(prefix="responder-sentinel-") as tmp:
+        port = free_port()
+        conf = Path(tmp) / "sentinel.conf"  # sentinel rewrites its file: ours, in tmp
+        conf.write_text(
+            f"port {port}\n"
+            "bind 127.0.0.1\n"
+            "protected-mode no\n"
+            f"dir {tmp}\n"
+            f"sentinel monitor {master_name} 127.0.0.1 {master.port} 1\n"
+            f"sentinel down-after-milliseconds {master_name} {down_after_ms}\n"
+            f"sentinel failover-timeout {master_name} {failover_timeout_ms}\n"
+            f"sentinel parallel-syncs {master_name} 2\n"
+        )
+        proc = subprocess.Popen(
+            [require_binary("redis-server"), str(conf), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for_port(port, proc=proc)
+            yield SentinelServer(port, proc, master_name)
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(10)
 
 
 def env_without_responder() -> dict[str, str]:
@@ -163,3 +267,19 @@ def serve_process(env: dict[str, str] | None = None, *args: str) -> Iterator[Ser
                     proc.kill()
                     proc.wait(5)
             served.kept = {"stdout": out.read_text(), "stderr": err.read_text()}
+
+
+def wait_sentinel_sees_replicas(sentinel: SentinelServer, count: int) -> None:
+    client = sentinel.client()
+    deadline = time.monotonic() + 20
+    try:
+        while True:
+            replicas = client.sentinel_slaves(sentinel.master_name)
+            up = [r for r in replicas if not r["is_sdown"] and r.get("master-link-status") == "ok"]
+            if len(up) >= count:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"sentinel sees {len(up)} replica(s) of {count}")
+            time.sleep(0.1)
+    finally:
+        client.close()
