@@ -451,3 +451,46 @@ async def _true(value: Any) -> Any:
 
 async def _is(value: Any, expected: Any) -> bool:
     return bool(await value == expected)
+
+
+async def test_a_root_found_after_a_crash_is_edited_to_what_the_incident_is_now(
+    backend_settings, tmp_path: Path
+) -> None:
+    """The dead worker posted the root while the incident was open; it resolved before
+    the root was found. Found, the root shows what it showed then: it is edited to
+    RESOLVED, not taken for a root that says so (which left it open in Slack for good)."""
+    async with FakeSlack() as slack, cluster(tmp_path) as c:
+        slack.fail_with(503, method="chat.postMessage")
+        settings = slack_settings(slack, slack_channel=slack.channel_id(CHANNEL))
+        async with responder(c, backend_settings, notify=True, **settings) as svc:
+            await svc.post_alertmanager(alert("SetEnv"))
+            inc = await when(svc, "SetEnv", "notification.delayed")
+            key = f"{inc['id']}:notify:slack:root"
+            store = svc.runtime.store
+
+            async def claimed() -> bool:
+                claim = await store.claim_effect(key, owner="dead-worker", lease_s=3)
+                return claim.status == "start"
+
+            await eventually(claimed, what="the root's effect claimed")
+            await svc.post_alertmanager(alert("SetEnv", status="resolved"))
+            await settled(svc, "SetEnv", "incident.resolved")
+            slack.respond_normally()
+            web = AsyncWebClient(token=slack.token, base_url=slack.api_url, retry_handlers=[])
+            try:
+                sent = await web.chat_postMessage(
+                    channel=CHANNEL,
+                    text="*Status:* INVESTIGATING (the root as the dead worker posted it)",
+                    metadata={"event_type": METADATA_EVENT, "event_payload": {"key": key}},
+                )
+            finally:
+                if web.session is not None:
+                    await web.session.close()
+
+            async def root_resolved() -> bool:
+                [root] = [m for m in posted(slack) if str(m.ts) == str(sent["ts"])]
+                return "RESOLVED" in root.text
+
+            await eventually(root_resolved, timeout_s=30, what="the found root edited")
+            ours = [m for m in posted(slack) if m.metadata and key_of(m) == key]
+            assert len(ours) == 1  # found, not posted again

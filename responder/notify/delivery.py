@@ -321,7 +321,9 @@ class Deliveries:
         if claim.status == "recover" or (claim.status == "start" and state.uncertain == key):
             found = await self._find(channel, message, state, since)
             if found is not None:
-                data: dict[str, JsonValue] = {"refs": found, "shows": message.shows}
+                # found as it was sent then, not as the incident is now: what it shows is
+                # unknown, so the next plan edits it (an alert may have resolved between)
+                data: dict[str, JsonValue] = {"refs": found, "found": True}
                 await self._ledger.finish_effect(key, data=data)
                 self._metrics.notifications.labels(name, "found").inc()
                 return await self._delivered(incident, name, message, state, data), True
@@ -573,7 +575,7 @@ def _sent(state: DeliveryState, message: Outbound, data: dict[str, Any]) -> Deli
     shows = data.get("shows") if isinstance(data.get("shows"), dict) else None
     update: dict[str, Any] = {"refs": refs}
     if message.shows:
-        update["shows"] = shows or message.shows
+        update["shows"] = {} if data.get("found") else shows or message.shows
     if message.step == f"update{state.updates + 1}":
         update["updates"] = state.updates + 1
     return state.model_copy(update=update)
