@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from pydantic import JsonValue
 from redis.commands.core import AsyncScript
@@ -372,7 +373,7 @@ class RedisStore:
         _, raw, version, *alert_docs = rest
         incident = Incident.model_validate_json(raw)
         alerts = {
-            fp: IncidentAlert.model_validate_json(doc)
+            fp: _alert(doc, incident)
             for fp, doc in zip(item.fingerprints, alert_docs, strict=True)
             if doc
         }
@@ -431,7 +432,7 @@ class RedisStore:
         for status, order_ms in write.handled.values():
             args += [status, order_ms]
         for alert in write.alerts.values():
-            args += [alert.fingerprint, to_stored_json(alert)]
+            args += [alert.fingerprint, _stored_alert(alert, inc)]
         return keys, args
 
     def _follow_up_check_ms(self, events: Sequence[TimelineEvent]) -> int:
@@ -583,9 +584,7 @@ class RedisStore:
             if raw is None:
                 continue  # expired between the index read and this one
             incident = Incident.model_validate_json(raw)
-            alerts = sorted(
-                (IncidentAlert.model_validate_json(a) for a in alert_docs), key=lambda a: a.number
-            )
+            alerts = sorted((_alert(a, incident) for a in alert_docs), key=lambda a: a.number)
             views.append(
                 IncidentView(
                     incident=incident,
@@ -733,6 +732,29 @@ class RedisStore:
 def _compact(data: dict[str, JsonValue]) -> str:
     """An effect's data as the ledger keeps it: JSON without blanks."""
     return json.dumps(data, separators=(",", ":"))
+
+
+# An alert whose labels and annotations are its incident's (those of the alert that
+# opened it, while they do not change) is kept without them: they were a fifth of an
+# open incident's memory, kept twice. A stored alert without "labels" takes both from
+# its incident (labels are required, so no alert is stored without them otherwise).
+_AS_INCIDENT = {"labels", "annotations"}
+
+
+def _stored_alert(alert: IncidentAlert, incident: Incident) -> bytes:
+    same = alert.labels == incident.labels and alert.annotations == incident.annotations
+    return alert.__pydantic_serializer__.to_json(
+        alert, exclude_defaults=True, exclude=_AS_INCIDENT if same else None
+    )
+
+
+def _alert(doc: str, incident: Incident) -> IncidentAlert:
+    # a JSON string value cannot hold '"labels":' unescaped: only the key matches
+    if '"labels":' in doc:
+        return IncidentAlert.model_validate_json(doc)
+    fields = orjson.loads(doc)
+    fields.update(labels=incident.labels, annotations=incident.annotations)
+    return IncidentAlert.model_validate(fields)
 
 
 def _record(values: list[str]) -> SignalRecord | None:
