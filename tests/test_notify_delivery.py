@@ -133,6 +133,24 @@ async def thread(fake: FakeSlack, replies: int) -> tuple[SlackMessage, list[Slac
     return await eventually(complete, what=f"a root and {replies} replies")
 
 
+async def post_as_dead_worker(slack: FakeSlack, key: str, text: str, chatter: int = 0) -> str:
+    """What a worker that died after posting left in Slack: a message marked with its
+    key, as SlackWebSink marks it (then ``chatter`` other messages); its ts."""
+    web = AsyncWebClient(token=slack.token, base_url=slack.api_url, retry_handlers=[])
+    try:
+        sent = await web.chat_postMessage(
+            channel=CHANNEL,
+            text=text,
+            metadata={"event_type": METADATA_EVENT, "event_payload": {"key": key}},
+        )
+        for n in range(chatter):
+            await web.chat_postMessage(channel=CHANNEL, text=f"chatter {n}")
+    finally:
+        if web.session is not None:
+            await web.session.close()
+    return str(sent["ts"])
+
+
 async def test_slack_down_for_a_while_then_everything_arrives_once_and_in_order(
     backend_settings, tmp_path: Path
 ) -> None:
@@ -343,17 +361,7 @@ async def test_a_root_posted_by_a_worker_that_died_is_found_not_posted_again(
             await eventually(claimed, what="the root's effect claimed")
             before = len(slack.requests)
             slack.respond_normally()
-            web = AsyncWebClient(token=slack.token, base_url=slack.api_url, retry_handlers=[])
-            try:
-                sent = await web.chat_postMessage(
-                    channel=CHANNEL,
-                    text="the dead worker's root message",
-                    metadata={"event_type": METADATA_EVENT, "event_payload": {"key": key}},
-                )
-            finally:
-                if web.session is not None:
-                    await web.session.close()
-            ts = str(sent["ts"])
+            ts = await post_as_dead_worker(slack, key, "the dead worker's root message")
 
             await settled(svc, "SetEnv", "action.applied")
             inc = await when(svc, "SetEnv", "notification.recovered")
@@ -408,20 +416,10 @@ async def test_a_root_posted_before_a_crash_is_found_behind_150_newer_messages(
             claimed_at = claims[-1].claimed_at.timestamp()
             before = len(slack.requests)
             slack.respond_normally()
-            web = AsyncWebClient(token=slack.token, base_url=slack.api_url, retry_handlers=[])
-            try:
-                # the dead worker's post, then people talk in the channel before it is found
-                sent = await web.chat_postMessage(
-                    channel=CHANNEL,
-                    text="the dead worker's root message",
-                    metadata={"event_type": METADATA_EVENT, "event_payload": {"key": key}},
-                )
-                for n in range(150):
-                    await web.chat_postMessage(channel=CHANNEL, text=f"chatter {n}")
-            finally:
-                if web.session is not None:
-                    await web.session.close()
-            ts = str(sent["ts"])
+            # the dead worker's post, then people talk in the channel before it is found
+            ts = await post_as_dead_worker(
+                slack, key, "the dead worker's root message", chatter=150
+            )
 
             inc = await when(svc, "SetEnv", "notification.recovered")
             assert inc["deliveries"]["slack"]["ts"] == ts
@@ -476,19 +474,12 @@ async def test_a_root_found_after_a_crash_is_edited_to_what_the_incident_is_now(
             await svc.post_alertmanager(alert("SetEnv", status="resolved"))
             await settled(svc, "SetEnv", "incident.resolved")
             slack.respond_normally()
-            web = AsyncWebClient(token=slack.token, base_url=slack.api_url, retry_handlers=[])
-            try:
-                sent = await web.chat_postMessage(
-                    channel=CHANNEL,
-                    text="*Status:* INVESTIGATING (the root as the dead worker posted it)",
-                    metadata={"event_type": METADATA_EVENT, "event_payload": {"key": key}},
-                )
-            finally:
-                if web.session is not None:
-                    await web.session.close()
+            ts = await post_as_dead_worker(
+                slack, key, "*Status:* INVESTIGATING (the root as the dead worker posted it)"
+            )
 
             async def root_resolved() -> bool:
-                [root] = [m for m in posted(slack) if str(m.ts) == str(sent["ts"])]
+                [root] = [m for m in posted(slack) if str(m.ts) == ts]
                 return "RESOLVED" in root.text
 
             await eventually(root_resolved, timeout_s=30, what="the found root edited")

@@ -35,6 +35,14 @@ def _alert(
     return alert
 
 
+def unreachable(**labels: str) -> dict[str, Any]:
+    """The PostHog-unreachable example with these labels (a fingerprint of its own)."""
+    payload = copy.deepcopy(example(UNREACHABLE))
+    payload["alerts"][0]["labels"].update(labels)
+    payload["alerts"][0]["fingerprint"] = ""
+    return payload
+
+
 def notifications(service: str) -> list[dict[str, Any]]:
     """One group, alerts A and B, as Alertmanager sends them: both firing; A resolved with
     B still firing; B resolved (A no longer listed)."""
@@ -207,10 +215,7 @@ async def test_a_poisonous_entry_is_dead_lettered_alone_and_its_batch_goes_throu
     )
     async with running_service(settings) as svc:
         for n in range(3):
-            payload = copy.deepcopy(example(UNREACHABLE))
-            payload["alerts"][0]["labels"]["service"] = f"good-{n}"
-            payload["alerts"][0]["fingerprint"] = ""
-            await svc.post_alertmanager(payload)
+            await svc.post_alertmanager(unreachable(service=f"good-{n}"))
         poison = {
             "source": "alertmanager",
             "fingerprint": "poison",
@@ -285,21 +290,15 @@ async def test_a_full_queue_refuses_with_503_and_drops_nothing(backend_settings)
     async with running_service(settings) as svc:
         accepted = 0
         for n in range(20):
-            payload = copy.deepcopy(example(UNREACHABLE))
-            template = payload["alerts"][0]
-            payload["alerts"] = []
-            for i in range(50):
-                alert = copy.deepcopy(template)
-                alert["labels"]["instance"] = f"pod-{n}-{i}"
-                alert["fingerprint"] = ""
-                payload["alerts"].append(alert)
+            payload = unreachable()
+            payload["alerts"] = [
+                unreachable(instance=f"pod-{n}-{i}")["alerts"][0] for i in range(50)
+            ]
             resp = await svc.post_alertmanager(payload)
             assert resp.status == 200, await resp.text()
             accepted += (await resp.json())["accepted"]
         assert accepted == 1000
-        extra = copy.deepcopy(example(UNREACHABLE))
-        extra["alerts"][0]["labels"]["instance"] = "one-too-many"
-        extra["alerts"][0]["fingerprint"] = ""
+        extra = unreachable(instance="one-too-many")
         refused = await svc.post_alertmanager(extra)
         assert refused.status == 503
         assert refused.headers["Retry-After"]
@@ -324,10 +323,7 @@ async def test_handled_entries_leave_the_stream(
     try:
         async with running_service(settings) as svc:
             for n in range(5):
-                payload = copy.deepcopy(example(UNREACHABLE))
-                payload["alerts"][0]["labels"]["instance"] = f"pod-{n}"
-                payload["alerts"][0]["fingerprint"] = ""
-                await svc.post_alertmanager(payload)
+                await svc.post_alertmanager(unreachable(instance=f"pod-{n}"))
             await svc.idle()
             assert await client.xlen(RedisKeys(redis_prefix).queue) == 0
     finally:
@@ -386,10 +382,7 @@ async def test_timeline_times_never_go_back(backend_settings) -> None:
         await svc.post_alertmanager(example(UNREACHABLE))
         await svc.idle()
         clock.advance(-120)
-        joining = copy.deepcopy(example(UNREACHABLE))
-        joining["alerts"][0]["labels"]["instance"] = "another"
-        joining["alerts"][0]["fingerprint"] = ""
-        await svc.post_alertmanager(joining)
+        await svc.post_alertmanager(unreachable(instance="another"))
         await svc.idle()
         [inc] = await svc.incidents()
         times = [e["at"] for e in inc["timeline"]]
