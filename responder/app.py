@@ -148,6 +148,16 @@ def build_backend(
     return store, RedisQueue(client, keys=keys, clock=clock, order_ttl_s=settings.signal_ttl_s)
 
 
+def slack_channels(settings: Settings, rules: RuleSet) -> set[str]:
+    """Every Slack channel an incident's root may go to: by severity, the rules' and the
+    packs' ``slack:`` targets, the default."""
+    named = {settings.slack_channel, *settings.slack_channels.values()}
+    for pack in rules.packs:
+        targets = [*pack.spec.defaults.notify, *(n for r in pack.spec.rules for n in r.notify)]
+        named.update(t.removeprefix("slack:") for t in targets if t.startswith("slack:"))
+    return named
+
+
 def redis_client(settings: Settings) -> aioredis.Redis:
     """By URL, or the master the sentinels name (settings allow one or the other)."""
     timeout_s = settings.redis_timeout_s
@@ -356,7 +366,13 @@ def create_app(
             give_up_s=settings.notify_give_up_s,
         ),
         owner=worker_name,
+        threads_in=lambda: slack_channels(settings, rules()),
+        # the signals in flight when Redis began anew are handled (and may take threads
+        # over) within two visibility timeouts: only what is left then is marked lost
+        settle_s=2 * settings.visibility_timeout_s,
     )
+    if settings.uses_redis:
+        on_start.append(deliveries.lost.check)
     notifier: Notifier = overrides.notifier or deliveries
     reports = Reports(
         renderer=renderer,
@@ -401,6 +417,7 @@ def create_app(
         max_deliveries=settings.max_deliveries,
         name=worker_name,
         timers=store,
+        housekeeping=deliveries.lost.check,
     )
     runtime = Runtime(
         settings=settings,

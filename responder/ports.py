@@ -257,6 +257,30 @@ class IncidentPage:
     next: IncidentCursor | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class RecordsEpoch:
+    """``Store.records_since``: every write since ``since`` is held; ``began``: the caller
+    is the one that found the server new (it looks for what lost records left behind)."""
+
+    since: datetime
+    began: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OpenThread:
+    """An incident's thread at a sink that does not show resolved (a Slack root message,
+    a status page incident): its handles, the idempotency key it was sent with
+    (``<incident id>:notify:<sink>:<step>``), and what the sink shows of it, for an edit."""
+
+    refs: dict[str, JsonValue]
+    key: str
+    shown: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def incident_id(self) -> str:
+        return self.key.partition(":notify:")[0]
+
+
 class Store(Protocol):
     """Durable state: dedupe records, incidents and their timelines, indexes."""
 
@@ -308,6 +332,16 @@ class Store(Protocol):
 
     async def drop_follow_up_checks(self, incident_ids: Sequence[str]) -> None:
         """Their follow-up was given up (its entry dead-lettered): no check."""
+        ...
+
+    async def records_since(self) -> RecordsEpoch:
+        """Since when this store is known to hold every write made to it: when the
+        service first found the server it writes to now (the process's start, for a store
+        in memory). A restart or a failover puts another server behind the address, which
+        may have lost the writes of the moments before (all of them, without
+        persistence): a record made before this time may be gone, though what it caused
+        outside (a Slack message posted) is not. ``began``: this very call found the
+        other server, once across replicas."""
         ...
 
     async def list_incidents(
@@ -556,6 +590,26 @@ class Sink(Protocol):
         ``message.fields["sent_after"]``, when there: epoch seconds (by our clock) before
         which no try of the message was made, so a sink that reads back its history can
         read it from then on."""
+        ...
+
+    async def find_open(self, message: Outbound, *, group: str, since: float) -> list[OpenThread]:
+        """Before ``message`` opens an incident's thread (a Slack root, a status page
+        incident) for an incident whose earlier record may be lost: the threads this sink
+        holds of incidents of ``group`` that are still open, started from ``since`` (epoch
+        seconds, the incident's first alert's start) on, newest first; empty when the
+        sink cannot tell."""
+        ...
+
+    async def open_threads(self, where: Collection[str], *, since: float) -> list[OpenThread]:
+        """Every thread this sink started that does not show resolved, in the places
+        ``where`` (Slack channels), started from ``since`` on (as far back as the sink
+        reads); empty when the sink cannot tell."""
+        ...
+
+    async def mark_lost(self, thread: OpenThread, note: str) -> None:
+        """Say on ``thread`` that the service lost its incident's record (``note``), so
+        that nobody takes it for followed; a no-op where that cannot or should not be
+        shown (a public status page)."""
         ...
 
     async def close(self) -> None: ...

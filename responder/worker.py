@@ -80,6 +80,8 @@ class Worker:
         timers: ActionLedger | None = None,
         timer_poll_s: float = 0.5,
         order_wait_s: float | None = None,
+        housekeeping: Callable[[], Awaitable[None]] | None = None,
+        housekeeping_every_s: float = 5.0,
     ) -> None:
         self._queue = queue
         self._pipeline = pipeline
@@ -107,6 +109,9 @@ class Worker:
         self._read_turn = asyncio.Lock()
         self._timers = timers
         self._timer_poll_s = timer_poll_s
+        # a look at the store between signals (a Redis that began anew: LostRecords)
+        self._housekeeping = housekeeping
+        self._housekeeping_every_s = housekeeping_every_s
         self._held: dict[str, _Held] = {}
         self._in_hand: dict[str, str] = {}  # entry id -> consumer, while being handled
         self._alive: set[str] = set()
@@ -134,6 +139,13 @@ class Worker:
                 group.create_task(self._prune_consumers(), name="prune")
             if self._timers is not None:
                 group.create_task(self._release_timers(self._timers), name="timers")
+            if self._housekeeping is not None:
+                group.create_task(
+                    self._supervised(
+                        "housekeeping", self._housekeeping, self._housekeeping_every_s
+                    ),
+                    name="housekeeping",
+                )
         # stopped: our consumers that hold nothing leave the group
         with contextlib.suppress(Exception):
             await self._queue.prune_consumers(

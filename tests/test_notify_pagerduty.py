@@ -17,7 +17,7 @@ from responder.ingest.alertmanager import AlertmanagerWebhook
 from responder.ingest.pagerduty import sign
 from tests.support.fake_notify import FakePagerDuty, FakeSlack, FakeStatuspage, SlackMessage
 from tests.support.mitigation import alert, cluster, responder, settled
-from tests.support.service import EXAMPLES, Service, example, running_service
+from tests.support.service import EXAMPLES, Service, example, running_service, started_now
 from tests.support.waiting import eventually
 
 UNREACHABLE = "alertmanager/posthog-api-unreachable-firing.json"  # P1, page: true
@@ -403,7 +403,8 @@ async def test_no_key_or_token_shows_in_the_incident(make_settings) -> None:
         async with running_service(settings, notify=True) as svc:
             pd.fail_with(503, times=2, api="events")
             sp.rate_limit(status=429, retry_after=1, times=1)
-            await svc.post_alertmanager(example(UNREACHABLE))
+            firing, resolved = started_now(example(UNREACHABLE), example(UNREACHABLE_RESOLVED))
+            await svc.post_alertmanager(firing)
             await triggered(pd)
             await eventually(lambda: _async(len(sp.incidents) == 1), what="status page")
             # PagerDuty's own incident comes back by webhook (incident_key: Alertmanager's)
@@ -417,7 +418,7 @@ async def test_no_key_or_token_shows_in_the_incident(make_settings) -> None:
             )
             assert ack.status == 200, await ack.text()
             await eventually(lambda: _async(len(pd.notes(pd_id)) == 1), what="handoff note")
-            await svc.post_alertmanager(example(UNREACHABLE_RESOLVED))
+            await svc.post_alertmanager(resolved)
             await eventually(lambda: _async(actions_of(pd, "resolve")), what="resolve")
             await svc.idle()
 

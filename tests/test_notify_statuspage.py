@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from responder.ingest.alertmanager import AlertmanagerWebhook
+from responder.notify.delivery import group_mark
 from tests.support.fake_notify import FakeStatuspage, RecordedRequest
 from tests.support.mitigation import DEPLOY, NS, alert, cluster, responder, settled
-from tests.support.service import Service, example, running_service
+from tests.support.service import Service, example, running_service, started_now
 from tests.support.waiting import eventually
 
 LIMITED = "alertmanager/posthog-rate-limited-429-firing.json"  # P2 in the shipped pack
@@ -95,7 +96,10 @@ async def test_p2_incident_is_created_updated_and_resolved_with_its_components(
         assert created["body"].startswith("We're experiencing issues with our ")
         assert "We're actively investigating and will provide updates." in created["body"]
         assert created["metadata"] == {
-            "responder": {"key": f"{opened['id']}:notify:statuspage:create"}
+            "responder": {
+                "key": f"{opened['id']}:notify:statuspage:create",
+                "group": group_mark(opened["group_key"]),
+            }
         }
         assert sp.component_status(COMPONENT) == "partial_outage"
         # the incident keeps the status page incident's id, and says it was created
@@ -167,10 +171,11 @@ async def test_rate_limits_420_and_429_are_waited_out_as_retry_after_says(
         settings = backend_settings(**sp_settings(sp))
         async with running_service(settings, notify=True) as svc:
             sp.rate_limit(status=420, retry_after=1, times=1)
-            await svc.post_alertmanager(example(LIMITED))
+            [limited] = started_now(example(LIMITED))
+            await svc.post_alertmanager(limited)
             await one_incident(sp, "investigating")
             sp.rate_limit(status=429, retry_after=1, times=1)
-            await svc.post_alertmanager(resolved(example(LIMITED)))
+            await svc.post_alertmanager(resolved(limited))
             await one_incident(sp, "resolved")
             assert sp.component_status(COMPONENT) == "operational"
 

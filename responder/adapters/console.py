@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TextIO
 
 from pydantic import JsonValue
 
 from responder.domain.notification import Outbound
+from responder.ports import OpenThread
 
 
 def _unescape_mrkdwn(text: str) -> str:
@@ -56,6 +57,15 @@ class ConsoleSink:
     async def find_sent(
         self, message: Outbound, refs: Mapping[str, JsonValue]
     ) -> dict[str, JsonValue] | None:
+        return None
+
+    async def find_open(self, message: Outbound, *, group: str, since: float) -> list[OpenThread]:
+        return []
+
+    async def open_threads(self, where: Collection[str], *, since: float) -> list[OpenThread]:
+        return []
+
+    async def mark_lost(self, thread: OpenThread, note: str) -> None:
         return None
 
     async def close(self) -> None:

@@ -51,6 +51,7 @@ from responder.ports import (
     Pause,
     QueueEntry,
     QueueStats,
+    RecordsEpoch,
     SignalRecord,
     needs_follow_up,
 )
@@ -226,9 +227,19 @@ class MemoryStore:
     # incidents with events not yet followed up, and when to check (RedisKeys.follow_ups)
     follow_up_grace_s: float = 60.0
     _follow_ups: dict[str, datetime] = field(default_factory=dict)
+    _records_since: RecordsEpoch = field(init=False)
 
     async def ping(self) -> None:
         return None
+
+    def __post_init__(self) -> None:
+        # kept in this process only: what it holds is all it held since it was created;
+        # what an earlier process posted is taken over when its alert comes again, not
+        # looked for (a store in memory is for trying the service out)
+        self._records_since = RecordsEpoch(self.clock.now())
+
+    async def records_since(self) -> RecordsEpoch:
+        return self._records_since
 
     async def observe(self, signals: Sequence[Observation]) -> list[ObserveOutcome]:
         if self.queue.backlog >= self.queue.maxlen:

@@ -151,6 +151,14 @@ class RedisKeys:
         return f"{self.base}:follow-ups"
 
     @property
+    def epoch(self) -> str:
+        """Hash: run_id (of the Redis server the service last found behind its address),
+        since (epoch ms: when it first found that one). No TTL. A different server (a
+        restart, a failover) may have lost the last writes: records are trusted complete
+        only from ``since`` on (``Store.records_since``)."""
+        return f"{self.base}:epoch"
+
+    @property
     def incidents(self) -> str:
         """Sorted set of every incident id, scored by opened-at epoch ms."""
         return f"{self.base}:incidents"

@@ -55,6 +55,7 @@ from responder.ports import (
     MutationItem,
     MutationResult,
     Pause,
+    RecordsEpoch,
     SignalRecord,
     needs_follow_up,
 )
@@ -102,6 +103,38 @@ redis.call('HSET', KEYS[1], 'done', done)
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return done
 """
+# Many calls of one script as one: the worker's batch reads (writes, marks) its ~100
+# incidents in a pipeline of a few commands rather than of ~100 EVALSHA, whose
+# per-command cost in redis-py (a reply read under its own timeout each) was about a
+# tenth of a worker's CPU per signal. Each call runs as it would alone (its own KEYS and
+# ARGV, its own reply), in order.
+# ARGV[1] c, the number of calls; ARGV[2 .. 2c+1] per call, how many keys and arguments
+# it has; then every call's arguments, in order; KEYS: every call's keys, in order.
+# Returns the list of the calls' replies.
+_BATCH_DRIVER_LUA = """
+local out, k, a = {}, 0, 1 + 2 * tonumber(ARGV[1])
+for c = 1, tonumber(ARGV[1]) do
+  local nk, na = tonumber(ARGV[2 * c]), tonumber(ARGV[2 * c + 1])
+  local keys, args = {}, {}
+  for i = 1, nk do keys[i] = KEYS[k + i] end
+  for i = 1, na do args[i] = ARGV[a + i] end
+  k, a = k + nk, a + na
+  out[c] = one(keys, args)
+end
+return out
+"""
+
+
+# Calls per command: a script runs atomically, so Redis serves no other client meanwhile;
+# a few incidents' writes at a time keep intake's calls from waiting behind a whole batch.
+_BATCH_CALLS = 8
+
+
+def _batched(script: str) -> str:
+    """``script`` (which must end with a return), run once per call of a batch."""
+    return "local function one(KEYS, ARGV)\n" + script + "\nend\n" + _BATCH_DRIVER_LUA
+
+
 # Take one slot of the sliding-window budget if one is free.
 _SPEND_BUDGET_LUA = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[2]))
@@ -161,6 +194,19 @@ for _, id in ipairs(late) do
 end
 return #due + #late
 """
+# Since when the records are complete (RedisKeys.epoch): the server's run_id changes with
+# every start of a Redis process, so a restart, or a failover to another server, starts
+# anew. INFO in the script: the id read and the epoch moved in one step, whichever
+# replica looks first.
+_EPOCH_LUA = """
+local run_id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or ''
+local seen = redis.call('HMGET', KEYS[1], 'run_id', 'since')
+if seen[1] == run_id and seen[2] then
+  return {seen[2], 0}
+end
+redis.call('HSET', KEYS[1], 'run_id', run_id, 'since', ARGV[1])
+return {ARGV[1], 1}
+"""
 # The ledger's field of a sink's delivery state (``delivery:<sink>``), and the field of the
 # record of an effect whose key names no incident, in that record's own hash (ledger.lua).
 _DELIVERY_FIELD = "delivery:"
@@ -204,9 +250,9 @@ class RedisStore:
         self._signal_ttl_s = signal_ttl_s
         self._queue_maxlen = queue_maxlen
         self._observe = client.register_script(_lua("observe.lua"))
-        self._read = client.register_script(_lua("incident_read.lua"))
-        self._write = client.register_script(_lua("incident_write.lua"))
-        self._mark_processed = client.register_script(_MARK_PROCESSED_LUA)
+        self._read = client.register_script(_batched(_lua("incident_read.lua")))
+        self._write = client.register_script(_batched(_lua("incident_write.lua")))
+        self._mark_processed = client.register_script(_batched(_MARK_PROCESSED_LUA))
         self._advance_order = client.register_script(_ADVANCE_ORDER_LUA)
         self._unprocessed = client.register_script(_UNPROCESSED_LUA)
         self._ledger = client.register_script(_lua("ledger.lua"))
@@ -214,11 +260,19 @@ class RedisStore:
         self._unlock = client.register_script(_RELEASE_LOCK_LUA)
         self._lock = client.register_script(_ACQUIRE_LOCK_LUA)
         self._release_timers = client.register_script(_RELEASE_TIMERS_LUA)
+        self._epoch = client.register_script(_EPOCH_LUA)
         self._observe_batches: Coalescer[Observation, ObserveOutcome] = Coalescer(self._observe_now)
 
     async def ping(self) -> None:
         async with unavailable_as_store_error("ping"):
             await self._redis.ping()
+
+    async def records_since(self) -> RecordsEpoch:
+        async with unavailable_as_store_error("records since"):
+            since, began = await self._epoch(
+                keys=[self._keys.epoch], args=[epoch_ms(self._clock.now())]
+            )
+        return RecordsEpoch(datetime.fromtimestamp(int(since) / 1000, UTC), began=bool(began))
 
     # ------------------------------------------------------------------------ dedupe
 
@@ -273,7 +327,7 @@ class RedisStore:
                 if not todo:
                     break
                 # every item's read in one round trip, every write in another
-                reads = await self._scripts(self._read, [self._read_call(items[i]) for i in todo])
+                reads = await self._batch(self._read, [self._read_call(items[i]) for i in todo])
                 slices = Slices()  # a big batch must not hold up the webhooks for long
                 folded: dict[int, Folded] = {}
                 for i, reply in zip(todo, reads, strict=True):
@@ -295,7 +349,7 @@ class RedisStore:
                 for _, write in writes:
                     calls.append(self._write_call(write))
                     await slices.tick()
-                replies = await self._scripts(self._write, calls)
+                replies = await self._batch(self._write, calls)
                 # signals that changed nothing still take their turn (rare: a second round
                 # trip only then)
                 await self._scripts(self._advance_order, advances)
@@ -338,6 +392,23 @@ class RedisStore:
                     # Redis restarted or was flushed: load the script and go again
                     await self._redis.script_load(script.script)
         raise AssertionError("unreachable")
+
+    async def _batch(
+        self, script: AsyncScript, calls: list[tuple[list[str], list[Any]]]
+    ) -> list[Any]:
+        """Run many calls of a ``_batched`` script, ``_BATCH_CALLS`` a command, in one
+        round trip; their replies."""
+        commands = []
+        for start in range(0, len(calls), _BATCH_CALLS):
+            keys: list[str] = []
+            counts: list[int] = [len(calls[start : start + _BATCH_CALLS])]
+            args: list[Any] = []
+            for call_keys, call_args in calls[start : start + _BATCH_CALLS]:
+                keys += call_keys
+                args += call_args
+                counts += (len(call_keys), len(call_args))
+            commands.append((keys, counts + args))
+        return [reply for replies in await self._scripts(script, commands) for reply in replies]
 
     def _read_call(self, item: MutationItem) -> tuple[list[str], list[Any]]:
         k = self._keys
@@ -448,7 +519,7 @@ class RedisStore:
             for i, seq in marks.items()
         ]
         async with unavailable_as_store_error("mark_processed"):
-            await self._scripts(self._mark_processed, calls)
+            await self._batch(self._mark_processed, calls)
 
     async def defer_follow_up_checks(self, incident_ids: Sequence[str]) -> None:
         due_ms = epoch_ms(self._clock.now()) + int(self._follow_up_grace_s * 1000)

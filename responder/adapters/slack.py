@@ -8,7 +8,7 @@ Retry-After, and keeps the thread in order while it waits.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import aiohttp
@@ -19,7 +19,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from responder.adapters.http import maybe_sent
 from responder.domain.notification import Outbound
-from responder.ports import DeliveryError
+from responder.ports import DeliveryError, OpenThread
 
 METADATA_EVENT = "responder_message"
 _MAX_LIST_PAGES = 20  # conversations.list pages read to find a channel by name
@@ -29,6 +29,10 @@ _FIND_PAGE_SIZE = 100
 _MAX_FIND_PAGES = 10
 # Our clock and Slack's may disagree: the history is read from this long before the try
 _CLOCK_SKEW_S = 300.0
+# What a root shows once nothing follows it any more: resolved, or its record lost (marked)
+_RESOLVED = frozenset({"RESOLVED"})
+_CLOSED = _RESOLVED | {"LOST"}
+_TEXT_MAX = 39_000  # chat.update's text limit is 40,000
 
 # ok:false errors worth another try: Slack's own trouble, and configuration an operator
 # can fix while messages wait (a revoked token, the bot not in the channel). The others
@@ -82,10 +86,23 @@ def _api_error(method: str, exc: SlackApiError) -> DeliveryError:
     return DeliveryError(f"{method}: HTTP {status}", retryable=status in (408, 425))
 
 
-def _metadata(message: Outbound) -> dict[str, Any]:
+def _metadata(message: Outbound, *, key: str | None = None) -> dict[str, Any]:
     # marks the message with its idempotency key, so that a worker that died between
-    # posting and recording can be told it did post
-    return {"event_type": METADATA_EVENT, "event_payload": {"key": str(message.fields["key"])}}
+    # posting and recording can be told it did post; a root also with its incident's group
+    # and the status it shows, so that an incident whose record the store lost can find
+    # its root again (find_open)
+    payload: dict[str, Any] = {"key": key or str(message.fields["key"])}
+    if message.fields.get("incident_group"):
+        payload["group"] = str(message.fields["incident_group"])
+    if message.shows.get("status"):
+        payload["status"] = str(message.shows["status"])
+    return {"event_type": METADATA_EVENT, "event_payload": payload}
+
+
+def _root_key(update_key: str) -> str:
+    # an edit keeps the root's own key in the metadata it rewrites (the planner's step of
+    # a root is "root": SlackPlanner)
+    return update_key.rpartition(":")[0] + ":root"
 
 
 class SlackWebSink:
@@ -114,7 +131,11 @@ class SlackWebSink:
                 if not root_ts:
                     return {}  # the root was never posted (refused): nothing to edit
                 await self._client.chat_update(
-                    channel=channel, ts=str(root_ts), text=message.text, blocks=message.blocks
+                    channel=channel,
+                    ts=str(root_ts),
+                    text=message.text,
+                    blocks=message.blocks,
+                    metadata=_metadata(message, key=_root_key(str(message.fields["key"]))),
                 )
                 return {}
             thread = str(root_ts) if message.op == "reply" and root_ts else None
@@ -196,6 +217,102 @@ class SlackWebSink:
         # more pages than we read since the first try: cannot tell, so it is sent again
         return None
 
+    async def find_open(self, message: Outbound, *, group: str, since: float) -> list[OpenThread]:
+        if message.marks != "root":
+            return []
+        where = str(message.fields.get("channel") or "")
+        # one marked lost is taken over as well: its alert came again
+        found = await self._open_roots(where, since, closed=_RESOLVED)
+        return [t for t in found if t.shown.get("group") == group]
+
+    async def open_threads(self, where: Collection[str], *, since: float) -> list[OpenThread]:
+        found: dict[tuple[JsonValue, JsonValue], OpenThread] = {}
+        for channel in where:  # a channel may be named twice (by name and by id)
+            for thread in await self._open_roots(channel, since, closed=_CLOSED):
+                found.setdefault((thread.refs["channel"], thread.refs["ts"]), thread)
+        return list(found.values())
+
+    async def mark_lost(self, thread: OpenThread, note: str) -> None:
+        # read again just before the edit: an incident may have taken the thread over
+        # since the channel was read (its key is then in the message's metadata)
+        channel, ts = str(thread.refs["channel"]), str(thread.refs["ts"])
+        try:
+            response = await self._client.conversations_history(
+                channel=channel,
+                latest=ts,
+                oldest=ts,
+                inclusive=True,
+                limit=1,
+                include_all_metadata=True,
+            )
+        except SlackApiError as exc:
+            raise _api_error("conversations.history", exc) from None
+        now = next(iter(response.get("messages") or []), None)
+        if (
+            now is None
+            or (now.get("metadata") or {}).get("event_payload", {}).get("key") != thread.key
+        ):
+            return
+        payload = {**thread.shown, "status": "LOST"}
+        text = f"{thread.shown.get('text') or ''}\n:warning: {note}"
+        blocks = list(thread.shown.get("blocks") or [])
+        blocks.append(
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": f":warning: {note}"}]}
+        )
+        payload.pop("text", None)
+        payload.pop("blocks", None)
+        try:
+            await self._client.chat_update(
+                channel=channel,
+                ts=ts,
+                text=text[:_TEXT_MAX],
+                blocks=blocks,
+                metadata={"event_type": METADATA_EVENT, "event_payload": payload},
+            )
+        except SlackApiError as exc:
+            raise _api_error("chat.update", exc) from None
+
+    async def _open_roots(
+        self, where: str, since: float, *, closed: frozenset[str]
+    ) -> list[OpenThread]:
+        """Our roots in channel ``where`` that show no status of ``closed``, posted from
+        ``since`` (epoch seconds, less the clock skew) on, newest first."""
+        found: list[OpenThread] = []
+        cursor: str | None = None
+        try:
+            channel = await self._channel_id(where)
+            if channel is None:
+                return []
+            for _ in range(_MAX_FIND_PAGES):
+                response = await self._client.conversations_history(
+                    channel=channel,
+                    include_all_metadata=True,
+                    limit=_FIND_PAGE_SIZE,
+                    oldest=f"{max(since - _CLOCK_SKEW_S, 0):.6f}",
+                    cursor=cursor,
+                )
+                for posted in response.get("messages") or []:
+                    metadata = posted.get("metadata") or {}
+                    payload = metadata.get("event_payload") or {}
+                    if (
+                        metadata.get("event_type") == METADATA_EVENT
+                        and str(payload.get("key", "")).endswith(":root")
+                        and str(payload.get("status", "")).upper() not in closed
+                    ):
+                        refs: dict[str, JsonValue] = {"channel": channel, "ts": str(posted["ts"])}
+                        shown = {
+                            **payload,
+                            "text": posted.get("text"),
+                            "blocks": posted.get("blocks"),
+                        }
+                        found.append(OpenThread(refs, str(payload["key"]), shown))
+                cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+                if not cursor or not response.get("has_more", True):
+                    break
+        except SlackApiError as exc:
+            raise _api_error("find open roots", exc) from None
+        return found
+
     async def _channel_id(self, channel: str) -> str | None:
         """The id of ``channel`` (given as ``#name`` or an id); ``None`` when no channel
         the bot can see has that name (nothing was posted there, then)."""
@@ -263,6 +380,15 @@ class SlackWebhookSink:
         self, message: Outbound, refs: Mapping[str, JsonValue]
     ) -> dict[str, JsonValue] | None:
         return None  # a webhook cannot read back: sent again
+
+    async def find_open(self, message: Outbound, *, group: str, since: float) -> list[OpenThread]:
+        return []  # nor find what it posted
+
+    async def open_threads(self, where: Collection[str], *, since: float) -> list[OpenThread]:
+        return []
+
+    async def mark_lost(self, thread: OpenThread, note: str) -> None:
+        return None
 
     async def close(self) -> None:
         session = getattr(self._client, "session", None)

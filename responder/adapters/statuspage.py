@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import ssl
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import aiohttp
@@ -18,7 +18,7 @@ from pydantic import JsonValue
 
 from responder.adapters.http import SharedSession, maybe_sent
 from responder.domain.notification import Outbound
-from responder.ports import DeliveryError
+from responder.ports import DeliveryError, OpenThread
 
 
 class StatuspageSink:
@@ -94,8 +94,15 @@ class StatuspageSink:
 
     async def send(self, message: Outbound, refs: Mapping[str, JsonValue]) -> dict[str, JsonValue]:
         incident = self._incident(message)
+        # the key of the message that created it (an update names the creating incident's:
+        # one that took the page's incident over from a lost record makes it its own), and
+        # the incident's group: found again by an incident whose record was lost
+        key = str(message.fields["key"])
+        mark = {"key": key if message.op == "create" else key.rpartition(":")[0] + ":create"}
+        if message.fields.get("incident_group"):
+            mark["group"] = str(message.fields["incident_group"])
+        incident["metadata"] = {"responder": mark}
         if message.op == "create":
-            incident["metadata"] = {"responder": {"key": str(message.fields["key"])}}
             created = await self._call("POST", self._base, {"incident": incident})
             return {"id": str(created["id"]), "shortlink": created.get("shortlink")}
         incident_id = refs.get("id")
@@ -119,6 +126,31 @@ class StatuspageSink:
             meta = (found.get("metadata") or {}).get("responder") or {}
             if meta.get("key") == key:
                 return {"id": str(found["id"]), "shortlink": found.get("shortlink")}
+        return None
+
+    async def find_open(self, message: Outbound, *, group: str, since: float) -> list[OpenThread]:
+        if message.op != "create":
+            return []
+        return [
+            t for t in await self.open_threads((), since=since) if t.shown.get("group") == group
+        ]
+
+    async def open_threads(self, where: Collection[str], *, since: float) -> list[OpenThread]:
+        """The page's unresolved incidents that we created (every one: the page lists
+        them all, ``since`` is not needed)."""
+        found: list[OpenThread] = []
+        for listed in await self._call("GET", f"{self._base}/unresolved"):
+            meta = (listed.get("metadata") or {}).get("responder") or {}
+            if meta.get("key"):
+                refs: dict[str, JsonValue] = {
+                    "id": str(listed["id"]),
+                    "shortlink": listed.get("shortlink"),
+                }
+                found.append(OpenThread(refs, str(meta["key"]), dict(meta)))
+        return found
+
+    async def mark_lost(self, thread: OpenThread, note: str) -> None:
+        # the public page is not told about our records: the Slack thread and the log are
         return None
 
     async def close(self) -> None:

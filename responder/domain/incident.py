@@ -97,6 +97,9 @@ class Incident(Frozen):
     actions: tuple[ActionRecord, ...] = ()
     needs_human: str | None = None  # why the automation hands over, when it does
     opened_at: datetime
+    # when the earliest of its alerts started firing, by the alerts' own startsAt: a
+    # record of it may predate a store that lost its writes (see notify/adoption.py)
+    started_at: datetime | None = None
     updated_at: datetime
     acked_at: datetime | None = None
     acked_by: str | None = None
@@ -467,6 +470,7 @@ def open_incident(
         labels=signal.labels,
         annotations=signal.annotations,
         opened_at=now,
+        started_at=signal.starts_at,
         updated_at=now,
         pagerduty_keys=_pagerduty_keys(signal, ()),
         pagerduty_incident_id=signal.labels.get("pagerduty_incident_id") or None,
@@ -517,6 +521,13 @@ def apply_alert(
         "alerts_firing": firing,
         "pagerduty_keys": _pagerduty_keys(signal, incident.pagerduty_keys),
     }
+    started = signal.starts_at
+    if (
+        signal.status is AlertStatus.FIRING
+        and started is not None
+        and (incident.started_at is None or started < incident.started_at)
+    ):
+        update["started_at"] = started
     if firing == 0 and incident.is_active:
         update |= {"status": IncidentStatus.RESOLVED, "resolved_at": now}
         changes.add("incident.resolved", "All alerts resolved")

@@ -23,9 +23,10 @@ store that cannot be reached does (the signal is then retried, as for any stage)
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,6 +43,7 @@ from responder.domain.notification import DeliveryState, Outbound
 from responder.domain.signal import TimerSignal
 from responder.domain.timeline import TimelineEvent
 from responder.metrics import Metrics
+from responder.notify.lost_records import LostRecords
 from responder.notify.planners import Planner
 from responder.notify.retry import CircuitBreaker, backoff_s
 from responder.ports import (
@@ -63,6 +65,9 @@ log = structlog.get_logger("responder.notify")
 _MAX_PASSES = 3
 # Per-process channels remember this many incidents (an alert storm must not grow memory).
 _TOLD_MAX = 10_000
+# The messages that open an incident's thread at a sink: taken over from an incident whose
+# record the store lost, rather than opened twice (Delivery._adopt).
+_OPENING_MARKS = frozenset({"root", "create"})
 # Events other sinks may want to tell (a delay, a failure): they get a follow-up at once.
 _TELL_OTHERS = frozenset({"notification.delayed", "notification.failed"})
 SINK_NAMES = {
@@ -118,7 +123,12 @@ class Deliveries:
         metrics: Metrics,
         policy: DeliveryPolicy | None = None,
         owner: str | None = None,
+        threads_in: Callable[[], Collection[str]] = tuple,
+        settle_s: float = 60.0,
     ) -> None:
+        """``threads_in``: where the sinks' threads may be (Slack channels), for marking
+        those a lost record left (``LostRecords``), ``settle_s`` after the store began
+        anew."""
         self._channels = {c.name: c for c in channels}
         self._store = store
         self._ledger = ledger
@@ -126,6 +136,15 @@ class Deliveries:
         self._metrics = metrics
         self._policy = policy or DeliveryPolicy()
         self._owner = owner or secrets.token_hex(6)
+        self.lost = LostRecords(
+            store=store,
+            clock=clock,
+            metrics=metrics,
+            channels=[c for c in channels if not c.per_process],
+            where=threads_in,
+            timeout_s=self._policy.timeout_s,
+            settle_s=settle_s,
+        )
         # per-process channels: what each incident was told, the most recent incidents only
         self._told: OrderedDict[tuple[str, str], DeliveryState] = OrderedDict()
         self._breakers = {
@@ -151,6 +170,7 @@ class Deliveries:
         await self._locked(channel, timer.incident_id, None, retry=True)
 
     async def close(self) -> None:
+        await self.lost.close()
         for channel in self._channels.values():
             await channel.sink.close()
 
@@ -307,7 +327,8 @@ class Deliveries:
         """Send one message once; the new state, and whether the next may go."""
         name = channel.name
         key = f"{incident.id}:notify:{name}:{message.step}"
-        message = message.model_copy(update={"fields": {**message.fields, "key": key}})
+        fields = {**message.fields, "key": key, "incident_group": group_mark(incident.group_key)}
+        message = message.model_copy(update={"fields": fields})
         claimed_at = self._clock.now()
         claim = await self._ledger.claim_effect(
             key, owner=self._owner, lease_s=self._policy.lease_s
@@ -327,6 +348,12 @@ class Deliveries:
                 await self._ledger.finish_effect(key, data=data)
                 self._metrics.notifications.labels(name, "found").inc()
                 return await self._delivered(incident, name, message, state, data), True
+        if claim.status == "start" and message.marks in _OPENING_MARKS:
+            adopted = await self._adopt(channel, incident, message)
+            if adopted is not None:
+                await self._ledger.finish_effect(key, data=adopted)
+                self._metrics.notifications.labels(name, "adopted").inc()
+                return _settled(state, message, adopted), True
         started = self._clock.monotonic()
         error: DeliveryError
         try:
@@ -406,6 +433,31 @@ class Deliveries:
                 refs=shown,
             )
         return _settled(state, message, data)
+
+    async def _adopt(
+        self, channel: Channel, incident: Incident, message: Outbound
+    ) -> dict[str, JsonValue] | None:
+        """Before opening a thread for ``incident``: the thread a lost record of it opened,
+        taken over (``LostRecords``); the delivery record of the message, if so."""
+        group = str(message.fields["incident_group"])
+        thread = await self.lost.adoptable(channel, incident, message, group)
+        if thread is None:
+            return None
+        data: dict[str, JsonValue] = {"refs": thread.refs, "found": True}
+        if thread.incident_id == incident.id:
+            return data  # its own, posted before its delivery record was lost
+        owner = thread.incident_id
+        shown = {k: v for k, v in thread.refs.items() if k in ("channel", "ts", "id")}
+        await self._record(
+            incident.id,
+            channel.name,
+            "notification.adopted",
+            f"{_label(channel.name)}: the store lost the record of {owner}; this "
+            f"incident takes over what was posted for it",
+            refs=shown,
+            lost_incident=owner,
+        )
+        return data | {"adopted": owner}
 
     async def _find(
         self, channel: Channel, message: Outbound, state: DeliveryState, since: datetime | None
@@ -507,9 +559,10 @@ class Deliveries:
             )
 
         await mutate_incident(self._store, incident_id, mutate)
-        if kind in _TELL_OTHERS and len(self._channels) > 1:
+        if kind == "notification.adopted" or (kind in _TELL_OTHERS and len(self._channels) > 1):
             # the other sinks may tell people (the Slack thread says the status page is
-            # late): follow the new event up now rather than with the incident's next change
+            # late), and a takeover is told in the very thread taken over: follow the new
+            # event up now rather than with the incident's next change
             await self._ledger.schedule(
                 TimerSignal.follow_up_now(incident_id, f"notify:{sink}", now)
             )
@@ -529,6 +582,12 @@ def _label(sink: str) -> str:
 def _seconds(delta: timedelta) -> str:
     seconds = int(delta.total_seconds())
     return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def group_mark(group_key: str) -> str:
+    """What marks an incident's group at a sink: a digest (group keys hold label values,
+    and a sink's metadata is readable by all who see the message)."""
+    return hashlib.sha256(group_key.encode()).hexdigest()[:20]
 
 
 def _settled(state: DeliveryState, message: Outbound, data: dict[str, Any]) -> DeliveryState:

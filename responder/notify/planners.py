@@ -68,6 +68,7 @@ SLACK_REPLY_KINDS = frozenset(
         "pagerduty.note",
         "report.written",
         "report.failed",
+        "notification.adopted",
     }
 )
 # Another sink's trouble is worth a line in the thread (never the sink's own: a reply
@@ -192,7 +193,10 @@ class SlackPlanner:
 
     def reply(self, incident: Incident, event: TimelineEvent, now: datetime) -> str:
         if self.every_event:
-            return f"{event.at:%H:%M:%S} {event.kind:<22} {event.detail}"
+            # the time as %H:%M:%S would print it, at a third of strftime's cost (the
+            # console gets a line for every event of an alert storm)
+            at = event.at
+            return f"{at.hour:02d}:{at.minute:02d}:{at.second:02d} {event.kind:<22} {event.detail}"
         return self.renderer.internal(SLACK_EVENT, incident, now, event=event)
 
     def plan(

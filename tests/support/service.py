@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,20 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 def example(name: str) -> dict[str, Any]:
     """An example payload by file name (``alertmanager/...`` or ``pagerduty/...``)."""
     return json.loads((EXAMPLES / name).read_text())
+
+
+def started_now(*payloads: dict[str, Any]) -> list[dict[str, Any]]:
+    """Copies of Alertmanager ``payloads`` whose alerts started now, one time for all (a
+    firing and its resolve stay one alert). The examples' alerts started long before any
+    test's service did, as an alert whose records a lost store might have held would have
+    (``Store.records_since``): the sinks are then first asked for a thread to take over,
+    one request more than a test of their failures may expect."""
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    copies = copy.deepcopy(list(payloads))
+    for payload in copies:
+        for alert in payload["alerts"]:
+            alert["startsAt"] = now
+    return copies
 
 
 def _wrap(body: bytes | str) -> bytes | str | io.BytesIO:
