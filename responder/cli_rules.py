@@ -10,6 +10,7 @@ import typer
 import yaml
 
 from responder.rules.engine import AlertInput, Evaluation, RuleSet
+from responder.rules.facts import FactsError, expand
 from responder.rules.loader import RuleLoadError, load_rules, pack_files
 from responder.rules.testing import find_test_files, run_file
 from responder.settings import default_rules_paths
@@ -89,7 +90,11 @@ def _read_facts(path: Path | None) -> dict[str, Any] | None:
     if not isinstance(facts, dict):
         typer.echo(f"error: {path}: facts must be a mapping", err=True)
         raise typer.Exit(1)
-    return facts
+    try:
+        return expand(facts)  # `prometheus.error_ratio: 0.2` as well as nested mappings
+    except FactsError as exc:
+        typer.echo(f"error: {path}: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _print(evaluation: Evaluation, rules: RuleSet, facts: dict[str, Any] | None) -> None:
@@ -136,7 +141,11 @@ def _print(evaluation: Evaluation, rules: RuleSet, facts: dict[str, Any] | None)
 def explain(
     payload: Annotated[Path, typer.Argument(help="A saved Alertmanager webhook payload.")],
     facts: Annotated[
-        Path | None, typer.Option(help="Triage facts (YAML or JSON) to walk the tree with.")
+        Path | None,
+        typer.Option(
+            help="Triage facts (YAML or JSON) to walk the tree with, nested or dotted "
+            "(prometheus.error_ratio: 0.2); rules/facts/ has one file per branch."
+        ),
     ] = None,
     rules_paths: Annotated[
         list[Path] | None, typer.Option("--rules", help="Packs (default: rules/).")

@@ -228,7 +228,7 @@ def test_continue_true_accumulates_and_false_stops(tmp_path: Path) -> None:
             notify: ["slack:#a"]
             continue: {cont}
           - name: b
-            match: ['alertname="X"']
+            match: ['alertname=~"X|Y"']  # not only X: the lint refuses a rule never reached
             actions:
               - {type: page_human, reason: second}
             notify: ["slack:#b"]
@@ -494,7 +494,10 @@ def test_templated_parameters_are_filled_from_labels() -> None:
     assert scale.replicas == 4  # type: ignore[union-attr]
     health, p99 = (p.spec for p in d.probes)
     assert health.url == "http://checkout.shop.internal/health"  # type: ignore[union-attr]
-    assert p99.queries == {"p99": 'latency_p99{namespace="staging"}'}  # type: ignore[union-attr]
+    assert p99.queries == {  # type: ignore[union-attr]
+        "p99": 'latency_p99{namespace="staging"}',
+        "error_ratio": 'checkout:error_ratio:rate5m{namespace="staging"}',
+    }
     assert d.title == "Checkout slow in staging"
 
     billing = packs("billing").evaluate(

@@ -8,20 +8,55 @@ the rule engine fills them in when it plans the probe or action.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from responder.domain.facts import FACT_NAMESPACES
 from responder.domain.model import Frozen
 
 NonEmpty = Annotated[str, Field(min_length=1)]
 
 
 # ------------------------------------------------------------------------------- probes
+#
+# What each probe yields: ``YIELDS`` names the facts of its result (under its namespace,
+# ``responder.domain.facts.FACT_NAMESPACES``: ``vendor.incident``, ``health.ok``...), each
+# with what it holds. ``facts()`` is what the rule lint (``responder.rules.lint``) checks
+# ``when`` conditions against; ``tests/test_rules_lint.py`` runs every probe adapter and
+# holds the keys of its results to this declaration, so the two cannot drift apart.
+
+# A probe that fails or runs out of time leaves only this fact (``merge_facts``).
+ERROR_FACT = "error"
 
 
-class VendorStatusProbe(Frozen):
+class _Probe(Frozen):
+    YIELDS: ClassVar[Mapping[str, str]] = {}
+    # facts whose value may be a mapping, so that a condition may read into it
+    # (``prometheus.errors_by_status_code.429``)
+    NESTED: ClassVar[frozenset[str]] = frozenset()
+
+    type: str
+
+    def facts(self) -> dict[str, bool]:
+        """Every fact this probe may yield, dotted (``health.ok``), each with whether its
+        value may be a mapping a condition reads into."""
+        space = FACT_NAMESPACES.get(self.type, self.type)
+        names = {**self.YIELDS, ERROR_FACT: "why the probe failed (its only fact then)"}
+        return {f"{space}.{name}": name in self.NESTED for name in names}
+
+
+class VendorStatusProbe(_Probe):
     """An Atlassian Statuspage's public JSON API (the vendor's status page)."""
+
+    YIELDS: ClassVar[Mapping[str, str]] = {
+        "incident": "true when an open incident or an outage touches the components",
+        "indicator": "the page's overall indicator: none, minor, major, critical",
+        "description": "the page's overall status text",
+        "incidents": "the open incidents: name, status, impact, url",
+        "components_affected": "the components not operational: name, status",
+    }
 
     type: Literal["vendor_status"]
     url: NonEmpty = Field(
@@ -31,8 +66,18 @@ class VendorStatusProbe(Frozen):
     timeout_s: float = Field(5.0, gt=0, le=60)
 
 
-class HealthProbe(Frozen):
+class HealthProbe(_Probe):
     """Our integration's health endpoint, read at a JSON path."""
+
+    YIELDS: ClassVar[Mapping[str, str]] = {
+        "ok": "true when the value is an ok value and the answer a 2xx",
+        "status": "ok, degraded or down (down when unreachable)",
+        "value": "the value read at json_path",
+        "status_code": "the HTTP status of the answer",
+        "latency_ms": "how long the answer took",
+        "reachable": "false when the endpoint could not be reached",
+    }
+    NESTED: ClassVar[frozenset[str]] = frozenset({"value"})
 
     type: Literal["health"]
     url: NonEmpty
@@ -44,16 +89,29 @@ class HealthProbe(Frozen):
     timeout_s: float = Field(5.0, gt=0, le=60)
 
 
-class PrometheusProbe(Frozen):
-    """Instant queries; each result becomes the fact ``prometheus.<name>``."""
+class PrometheusProbe(_Probe):
+    """Instant queries; each result becomes the fact ``prometheus.<name>``: a number, a
+    mapping by label values for several series, or null for no data."""
 
     type: Literal["prometheus"]
     queries: dict[NonEmpty, NonEmpty] = Field(min_length=1)
     timeout_s: float = Field(5.0, gt=0, le=60)
 
+    def facts(self) -> dict[str, bool]:
+        return {
+            **{f"prometheus.{name}": True for name in self.queries},
+            f"prometheus.{ERROR_FACT}": False,
+        }
 
-class PodLogsProbe(Frozen):
+
+class PodLogsProbe(_Probe):
     """Recent lines matching a pattern from the pods of a label selector."""
+
+    YIELDS: ClassVar[Mapping[str, str]] = {
+        "pods": "how many pods the selector found",
+        "pods_with_matches": "how many of them had matching lines",
+        "matching_lines": "how many matching lines were kept",
+    }
 
     type: Literal["pod_logs"]
     namespace: NonEmpty

@@ -9,6 +9,7 @@ loaded, so a broken one is reported at start-up.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from jinja2 import (
     StrictUndefined,
     TemplateError,
     TemplateNotFound,
+    meta,
+    nodes,
     pass_context,
 )
 from jinja2.runtime import Context
@@ -65,6 +68,14 @@ def _finalize(context: Context, value: object) -> object:
     return value
 
 
+@dataclass(frozen=True)
+class TemplateNames:
+    """What a template reads of its context, from its syntax tree (for the rule lint)."""
+
+    free: frozenset[str]  # names it looks up (not set by the template), globals excepted
+    attributes: tuple[tuple[str, str], ...]  # ``name.attr`` read straight off a free name
+
+
 class Templates:
     """Compiles templates in the one sandboxed environment.
 
@@ -98,6 +109,22 @@ class Templates:
             return Template(source, self._env.from_string(source))
         except TemplateError as exc:
             raise TemplateProblem(f"template {source!r} does not compile: {exc}") from None
+
+    def names(self, source: str) -> TemplateNames | None:
+        """The context names and attributes ``source`` reads; ``None`` when it does not
+        compile (``compile`` says why)."""
+        try:
+            tree = self._env.parse(source)
+        except TemplateError:
+            return None
+        free = meta.find_undeclared_variables(tree) - set(self._env.globals)
+        local = {n.name for n in tree.find_all(nodes.Name) if n.ctx != "load"}
+        attributes = tuple(
+            (node.node.name, node.attr)
+            for node in tree.find_all(nodes.Getattr)
+            if isinstance(node.node, nodes.Name) and node.node.name not in local
+        )
+        return TemplateNames(frozenset(free), attributes)
 
     @staticmethod
     def is_template(text: str) -> bool:

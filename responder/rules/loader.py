@@ -2,15 +2,16 @@
 
 Every problem names the file, the line and the rule, e.g.
 ``rules/posthog.yaml:42: rule 'rate-limited': classify.severity: Input should be 'P1',
-'P2', 'P3' or 'P4'``; all problems of a file are reported at once. Nothing partial is
-ever returned: a pack with a problem is not loaded, so an invalid pack cannot replace a
-valid one.
+'P2', 'P3' or 'P4'``; all problems of a file are reported at once. A pack that passes
+is then linted (``responder.rules.lint``): its mistakes are problems like any other.
+Nothing partial is ever returned: a pack with a problem is not loaded, so an invalid pack
+cannot replace a valid one.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from pydantic import ValidationError
 from responder.render.templates import Template, TemplateProblem, Templates
 from responder.rules.conditions import ConditionError, parse_condition
 from responder.rules.engine import CompiledErrorType, CompiledPack, CompiledRule, RuleSet
+from responder.rules.lint import lint, template_strings
 from responder.rules.matchers import MatcherError, parse_matcher
 from responder.rules.schema import ErrorTypeFrom, Pack, Rule
 
@@ -136,20 +138,8 @@ def _step(current: Any, part: str | int) -> tuple[Any] | None:
 # ---------------------------------------------------------------------------- compiling
 
 
-def _template_strings(value: Any, path: Path_) -> Iterator[tuple[Path_, str]]:
-    if isinstance(value, str):
-        if Templates.is_template(value):
-            yield path, value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from _template_strings(v, (*path, k))
-    elif isinstance(value, list | tuple):
-        for i, v in enumerate(value):
-            yield from _template_strings(v, (*path, i))
-
-
 def _check_templates(raw: Any, base: Path_, templates: Templates, report: _Report) -> None:
-    for path, text in _template_strings(raw, base):
+    for path, text in template_strings(raw, base):
         try:
             templates.compile(text)
         except TemplateProblem as exc:
@@ -217,7 +207,7 @@ def _check_raw(data: dict[str, Any], report: _Report) -> None:
 
 
 def _compiled_templates(raw: Any, templates: Templates) -> dict[str, Template]:
-    return {text: templates.compile(text) for _, text in _template_strings(raw, ())}
+    return {text: templates.compile(text) for _, text in template_strings(raw, ())}
 
 
 def _compile_error_type(rule: Rule) -> CompiledErrorType | None:
@@ -303,6 +293,11 @@ def load_pack(path: Path, *, display: str | None = None) -> CompiledPack:
                 message = "unknown key (not part of the rule-pack format)"
             report.add(loc, message, missing=error["type"] == "missing")
     if report.problems or pack is None:
+        raise RuleLoadError(report.problems)
+    # a valid pack may still be wrong in ways that show only at 03:00
+    for finding in lint(pack, data, lines):
+        report.add(finding.path, finding.message)
+    if report.problems:
         raise RuleLoadError(report.problems)
     return _compile(pack, data, file)
 

@@ -18,6 +18,7 @@ decide. Only the keys given under ``expect`` are checked::
           actions: [{type: set_env, env: {RATE_LIMIT_MODE: queue}}]
           notify: ["slack:#posthog-incidents"]
 
+``facts`` may be written nested, as above, or dotted (``prometheus.error_ratio: 0.2``).
 ``actions`` and ``probes`` are lists of mappings, each a subset of what is planned (its
 ``type``, parameters, ``dry_run``, ``rule``), in order.
 """
@@ -36,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from responder.domain.decision import Decision
 from responder.rules.engine import AlertInput, RuleSet
+from responder.rules.facts import FactsError, expand
 from responder.rules.loader import Problem, RuleLoadError, load_rules, load_yaml
 
 
@@ -176,7 +178,12 @@ def run_file(path: Path, *, display: str | None = None) -> list[CaseResult]:
         except (OSError, ValueError, KeyError, IndexError) as exc:
             results.append(CaseResult(name, case.name, [f"cannot read the payload: {exc}"]))
             continue
-        evaluation = rules.evaluate(alert, case.facts)
+        try:
+            facts = expand(case.facts) if case.facts is not None else None
+        except FactsError as exc:
+            results.append(CaseResult(name, case.name, [f"cannot read the facts: {exc}"]))
+            continue
+        evaluation = rules.evaluate(alert, facts)
         failures = check(evaluation.decision, case.expect)
         failures += [f"problem: {p}" for p in evaluation.problems]
         results.append(CaseResult(name, case.name, failures))
