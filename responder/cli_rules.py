@@ -114,14 +114,22 @@ def _print(evaluation: Evaluation, rules: RuleSet, facts: dict[str, Any] | None)
     d = evaluation.decision
     level = rules.severity_level(d.pack, d.severity)
     typer.echo("  decision:")
-    if d.rule is None:
+    if "scope" in d.reasons:
+        typer.echo(f"    scope      {d.reasons['scope']}")
+    severity = f"{d.severity.value} ({level.definition}, respond {level.response_time})"
+    why = d.reasons.get("severity", "")
+    if why.startswith("rule "):
+        typer.echo(f"    severity   {severity} by {why}")
+    elif why:
+        typer.echo(f"    severity   {severity}: {why}")
+    elif d.rule is None:
         typer.echo(f"    no rule classified it: {d.severity.value} by default")
     else:
-        typer.echo(
-            f"    severity   {d.severity.value} ({level.definition}, respond "
-            f"{level.response_time}) by rule {d.rule}"
-        )
-    typer.echo(f"    error type {d.error_type.value}")
+        typer.echo(f"    severity   {severity} by rule {d.rule}")
+    error_type = d.error_type.value
+    if d.reasons.get("error_type"):
+        error_type += f": {d.reasons['error_type']}"
+    typer.echo(f"    error type {error_type}")
     typer.echo(f"    title      {d.title}")
     branch = d.branch or ("none: the decision tree needs triage facts" if facts is None else "none")
     typer.echo(f"    branch     {branch}")

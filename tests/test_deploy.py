@@ -727,7 +727,9 @@ def test_every_unit_test_expectation_carries_the_rules_own_labels() -> None:
 
 
 def test_the_classification_check_can_fail() -> None:
-    """A 429 alert renamed to what the pack calls an auth failure is no rate limit."""
+    """A 429 alert renamed to what the pack calls an auth failure is classified by the
+    auth-failures rule (P1), not by the rate-limited one: its error type is what its
+    status label says."""
     decision = (
         pack()
         .evaluate(
@@ -742,7 +744,8 @@ def test_the_classification_check_can_fail() -> None:
         )
         .decision
     )
-    assert (decision.rule, decision.error_type) == ("auth-failures", ErrorType.UNKNOWN)
+    assert (decision.rule, decision.error_type) == ("auth-failures", ErrorType.RATE_LIMIT)
+    assert decision.reasons["error_type"] == 'label status_code="429"'
     assert decision.rule != EXPECTED["PostHogRateLimited"][0]
 
 

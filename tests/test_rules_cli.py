@@ -202,12 +202,14 @@ def test_explain_a_payload_before_triage() -> None:
     assert "facts: none (before triage)" in lines
     assert "rule posthog/rate-limited: MATCH, continue" in lines
     assert '+ alertname="PostHogRateLimited"' in lines
-    assert '+ service="posthog-integration"' in lines
+    assert 'scope      pack posthog: service="posthog-integration"' in lines
     assert "- alertname=\"PostHogAPIUnreachable\"   (is 'PostHogRateLimited')" in lines
     assert "- when prometheus.error_ratio > 0.5   (no facts yet (before triage))" in lines
     assert any(line.startswith("severity   P2 (") for line in lines), out
     assert "by rule rate-limited" in out
-    assert "error type rate_limit" in lines
+    assert (
+        "error type rate_limit: rule rate-limited: label status_code='429' matches '429'" in lines
+    )
     assert "branch     none: the decision tree needs triage facts" in lines
     assert "actions    none" in lines
 

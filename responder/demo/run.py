@@ -31,9 +31,7 @@ from responder.settings import ENV_PREFIX, ConfigError, Settings, default_rules_
 Echo = Callable[[str], None]
 _TIMEOUT_S = 30.0
 _SHIPPED_VENDOR = "url: https://status.posthog.com"
-_SHIPPED_HEALTH = (
-    'url: "http://{{ labels.service }}.{{ labels.namespace }}.svc.cluster.local/health"'
-)
+_SHIPPED_HEALTH = 'url: "http://{{ integration }}.{{ labels.namespace }}.svc.cluster.local/health"'
 
 
 class DemoError(Exception):

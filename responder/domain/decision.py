@@ -42,3 +42,6 @@ class Decision(Frozen):
     notify: tuple[str, ...] = ()
     page: bool = False  # a matching rule says page the on-call
     facts_used: dict[str, JsonValue] = Field(default_factory=dict)
+    # what decided, for people: "scope" (the pack that took the alert, and why),
+    # "error_type" (a rule, or the label, name or text it was read from), "severity"
+    reasons: dict[str, str] = Field(default_factory=dict)

@@ -209,17 +209,23 @@ def classify(
         "notify": decision.notify,
         "page": decision.page,
     }
-    if decision.rule is None:
+    if decision.pack is None:
         changes.add(
             "incident.unclassified",
             f"No rule matched: {decision.severity.value} ({level.definition}) by default",
             severity=decision.severity.value,
         )
     else:
+        # a rule classified it, or the pack whose scope took it read it from the alert
+        how = f"by rule {decision.rule}" if decision.rule else f"by pack {decision.pack}"
+        said = decision.reasons.get("error_type", "")
+        if said and not said.startswith("rule "):
+            how += f" (error type from {said})"
         changes.add(
             "incident.classified",
             f"{decision.severity.value} ({level.definition}, respond {level.response_time})"
-            f", {decision.error_type.value}, by rule {decision.rule}",
+            f", {decision.error_type.value}, {how}",
+            reasons=dict(decision.reasons),
             severity=decision.severity.value,
             error_type=decision.error_type.value,
             rule=decision.rule,

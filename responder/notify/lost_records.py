@@ -102,9 +102,10 @@ class LostRecords:
         except Exception as exc:  # noqa: BLE001 - cannot tell: a thread of its own
             log.warning("could not look for a lost thread", sink=channel.name, error=str(exc))
             return None
+        own = next((t for t in found if t.incident_id == incident.id), None)
+        if own is not None:
+            return own  # posted before its delivery record was lost: never another
         for thread in found:
-            if thread.incident_id == incident.id:
-                return thread
             if await self._store.get_incident(thread.incident_id) is None:
                 return thread
             # a live incident's (it resolved since, the sink not told yet): not lost

@@ -5,6 +5,11 @@ when all its matchers match the alert and all its conditions hold on the facts; 
 matching rule that classifies sets severity, error type and title; every matching rule
 adds its probes, actions and channels; a matching rule without ``continue`` ends the walk.
 Facts under ``incident.`` are the incident's own, with the classification of this walk.
+
+A pack with a ``scope`` sees only the alerts in it, and takes every one of them: what no
+rule says of such an alert comes from the alert itself (``rules.inference``): the error
+type from its labels, name or text, the severity from the runbook's table by error type;
+the alert's own ``severity`` label may raise the severity, never lower it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from responder.domain.plans import ActionSpec, ProbeSpec
 from responder.domain.severity import DEFAULT_SEVERITIES, ErrorType, Severity, SeverityLevel
 from responder.render.templates import Template, TemplateProblem
 from responder.rules.conditions import Condition, Outcome
+from responder.rules.inference import infer_error_type, raised_by_label, severity_for
 from responder.rules.matchers import Matcher
 from responder.rules.schema import Pack, PublicInfo, Rule
 
@@ -81,12 +87,38 @@ class CompiledRule:
         return self.spec.name
 
 
+@dataclass(frozen=True)
+class CompiledScope:
+    names: frozenset[str]
+    first: str | None  # the integration's name when none is found in the labels
+    labels: tuple[str, ...]
+    matchers: tuple[Matcher, ...]
+    excepted: tuple[Matcher, ...] = ()
+
+    def claims(self, alert: AlertInput) -> tuple[str, str | None] | None:
+        """Why ``alert`` is in scope (``app="posthog-integration"``, or the matcher that
+        took it) and the integration's name; ``None`` when it is not. The name is always
+        one of the pack's, never a label's value: templates may put it in URLs."""
+        labels = alert.labels
+        for name in self.labels:
+            value = labels.get(name)
+            if value is not None and value in self.names:
+                return f'{name}="{value}"', value
+        for matcher in self.matchers:
+            if matcher.matches(labels, alert.annotations, alert.source):
+                if any(m.matches(labels, alert.annotations, alert.source) for m in self.excepted):
+                    return None  # another's alert that only mentions us
+                return matcher.text, self.first
+        return None
+
+
 @dataclass
 class CompiledPack:
     spec: Pack
     source: str  # the file it came from
     rules: tuple[CompiledRule, ...] = ()
     default_probe_templates: Mapping[str, Template] = field(default_factory=dict)
+    scope: CompiledScope | None = None
 
     @property
     def name(self) -> str:
@@ -139,6 +171,10 @@ class RuleSet:
         self._decisions: dict[
             tuple[str, frozenset[tuple[str, str]], frozenset[tuple[str, str]]], Decision
         ] = {}
+        # Before triage, an alert no pack takes and no rule matches (most of an estate's)
+        # gets the default decision, titled by its alertname: one per title, not one
+        # validated model per new alert.
+        self._unmatched: dict[str, Decision] = {}
 
     def classify(self, alert: AlertInput) -> Decision:
         """``evaluate(alert).decision``, without the trace, for the worker's every signal.
@@ -190,6 +226,10 @@ class RuleSet:
         decision is the same.
         """
         ctx = alert.context()
+        # per pack with a scope: why the alert is in it (and the integration), or None
+        claims: dict[str, tuple[str, str | None] | None] = {}
+        claimed: CompiledPack | None = None  # the first pack whose scope takes the alert
+        error_source = ""  # what set the error type
         trace: list[RuleTrace] = []
         problems: list[str] = []
         classifier: CompiledRule | None = None  # the rule that set the severity
@@ -205,8 +245,28 @@ class RuleSet:
         used: dict[str, JsonValue] = {}
         view: dict[str, Any] = dict(facts or {})
         labels, annotations, source = alert.labels, alert.annotations, alert.source
+        # a pack's rules are consecutive: its scope is looked at with its first rule, and
+        # an alert out of it skips the others with one comparison each
+        entered: CompiledPack | None = None
+        skipped: CompiledPack | None = None
         for rule, gate in self._gated:
             results: tuple[MatcherResult, ...] = ()
+            if rule.pack is skipped and not explain:
+                continue
+            scope = rule.pack.scope
+            if scope is not None and rule.pack is not entered:
+                entered = rule.pack
+                claim = claims[entered.name] = scope.claims(alert)
+                if claim is None:
+                    skipped = entered
+                else:
+                    ctx["integration"] = claim[1]
+                    claimed = claimed or entered
+            if rule.pack is skipped:
+                if explain:
+                    out = (MatcherResult("scope", False, "not in the pack's scope"),)
+                    trace.append(RuleTrace(rule.pack.name, rule.name, out, (), False, False))
+                continue
             if not explain and gate is not None and labels.get(gate[0], "") != gate[1]:
                 continue  # fails a matcher: the trace, when asked for, shows which
             if explain:
@@ -229,6 +289,16 @@ class RuleSet:
                         for c in rule.conditions
                     )
                 else:
+                    if scope is not None and not view.get("incident", {}).get("error_type"):
+                        # the classification so far, with what the alert says of itself
+                        # where no rule and no fact said it
+                        known = view.get("incident", {})
+                        said = error_type or infer_error_type(labels, annotations).error_type
+                        view["incident"] = {
+                            "severity": (severity or severity_for(said)).value,
+                            **known,
+                            "error_type": said.value,
+                        }
                     outcomes = tuple((c.text, c.evaluate(view)) for c in rule.conditions)
                 ok = all(o.holds for _, o in outcomes)
             ends = ok and not rule.spec.continue_
@@ -248,7 +318,11 @@ class RuleSet:
                 if severity is None and spec.severity is not None:
                     classifier, severity = rule, spec.severity
                 if error_type is None and rule.error_type is not None:
-                    error_type, _ = rule.error_type.resolve(alert)
+                    found, why = rule.error_type.resolve(alert)
+                    # a case that finds nothing leaves the type to the next rule, or to
+                    # what the alert says; a rule that fixes `unknown` means it
+                    if found is not ErrorType.UNKNOWN or rule.error_type.fixed is not None:
+                        error_type, error_source = found, f"rule {rule.name}: {why}"
                 if title is None and rule.title is not None:
                     title = _render_title(rule, ctx, problems) or None
                 view["incident"] = {
@@ -262,7 +336,32 @@ class RuleSet:
             page = page or rule.spec.page
             if ends:
                 break
-        pack = classifier.pack if classifier else None
+        if not matched and claimed is None and facts is None:
+            return Evaluation(decision=self._default(alert), trace=trace, problems=problems)
+        pack = classifier.pack if classifier else claimed
+        reasons: dict[str, str] = {}
+        if claimed is not None:
+            claim = claims[claimed.name]
+            assert claim is not None
+            reasons["scope"] = f"pack {claimed.name}: {claim[0]}"
+            ctx["integration"] = claim[1]
+        if pack is not None and pack.scope is not None:
+            # an alert of the pack: what no rule said, the alert says
+            if error_type is None:
+                inferred = infer_error_type(labels, annotations)
+                error_type, error_source = inferred.error_type, inferred.route
+            if severity is None:
+                # the runbook's table, unless the alert's own label says worse (a rule's
+                # severity stands: the rule is the runbook's word for that alert)
+                severity = severity_for(error_type)
+                reasons["severity"] = f"runbook table: {error_type.value} is {severity.value}"
+                severity, raised = raised_by_label(severity, labels)
+                if raised:
+                    reasons["severity"] += f"; raised to {severity.value} by {raised}"
+            elif classifier is not None:
+                reasons["severity"] = f"rule {classifier.name}"
+        if error_source:
+            reasons["error_type"] = error_source
         if pack is not None:
             defaults = _plan_probes(
                 "defaults", pack.spec.defaults.probes, pack.default_probe_templates, ctx, problems
@@ -284,8 +383,22 @@ class RuleSet:
             notify=tuple(notify),
             page=page,
             facts_used=used,
+            reasons=reasons,
         )
         return Evaluation(decision=decision, trace=trace, problems=problems)
+
+    def _default(self, alert: AlertInput) -> Decision:
+        """The decision of an alert no pack takes and no rule matched, before triage
+        (what ``evaluate`` would build: every field its default, the title the
+        alertname)."""
+        title = alert.labels.get("alertname", "alert")
+        decision = self._unmatched.get(title)
+        if decision is None:
+            decision = Decision(title=title)
+            if len(self._unmatched) >= _DECISIONS_KEPT:
+                del self._unmatched[next(iter(self._unmatched))]  # the oldest
+            self._unmatched[title] = decision
+        return decision
 
 
 def _gate(rule: CompiledRule) -> tuple[str, str] | None:

@@ -205,9 +205,13 @@ def _pack_templates(raw: Mapping[str, Any]) -> Iterator[tuple[Path_, str]]:
             yield from template_strings(rule.get(key, []), ("rules", i, key))
 
 
-def _template_context() -> dict[str, Any]:
-    """The names templates see and an example of each value: the engine's context."""
-    return AlertInput(labels={}, annotations={}).context()
+def _template_context(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The names templates see and an example of each value: the engine's context (and,
+    in a pack with a scope, the integration's name it found)."""
+    context = AlertInput(labels={}, annotations={}).context()
+    if isinstance(raw.get("scope"), Mapping):
+        context["integration"] = ""
+    return context
 
 
 def _attributes(value: Any) -> list[str] | None:
@@ -237,7 +241,7 @@ def _check_template(text: str, templates: Templates, context: Mapping[str, Any])
 
 def _templates(raw: Mapping[str, Any]) -> Iterator[Finding]:
     templates = Templates()
-    context = _template_context()
+    context = _template_context(raw)
     for path, text in _pack_templates(raw):
         for message in _check_template(text, templates, context):
             yield Finding(path, message)

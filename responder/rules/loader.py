@@ -21,7 +21,13 @@ from pydantic import ValidationError
 
 from responder.render.templates import Template, TemplateProblem, Templates
 from responder.rules.conditions import ConditionError, parse_condition
-from responder.rules.engine import CompiledErrorType, CompiledPack, CompiledRule, RuleSet
+from responder.rules.engine import (
+    CompiledErrorType,
+    CompiledPack,
+    CompiledRule,
+    CompiledScope,
+    RuleSet,
+)
 from responder.rules.lint import lint, template_strings
 from responder.rules.matchers import MatcherError, parse_matcher
 from responder.rules.schema import ErrorTypeFrom, Pack, Rule
@@ -151,6 +157,16 @@ def _check_raw(data: dict[str, Any], report: _Report) -> None:
     and rule names. They run even when the schema fails, so that a file's problems are
     all reported at once."""
     templates = Templates()
+    scope = data.get("scope")
+    if isinstance(scope, dict):
+        for key in ("any", "except"):
+            entries = scope.get(key)
+            for j, text in enumerate(entries if isinstance(entries, list) else []):
+                if isinstance(text, str):
+                    try:
+                        parse_matcher(text)
+                    except MatcherError as exc:
+                        report.add(("scope", key, j), str(exc))
     defaults = data.get("defaults")
     if isinstance(defaults, dict):
         _check_templates(defaults.get("probes", []), ("defaults", "probes"), templates, report)
@@ -226,6 +242,14 @@ def _compile(pack: Pack, raw: dict[str, Any], file: str) -> CompiledPack:
     """Runtime objects of a pack that passed every check (nothing here can fail)."""
     templates = Templates()
     compiled = CompiledPack(spec=pack, source=file)
+    if pack.scope is not None:
+        compiled.scope = CompiledScope(
+            names=frozenset(pack.scope.names),
+            first=pack.scope.names[0] if pack.scope.names else None,
+            labels=pack.scope.labels,
+            matchers=tuple(parse_matcher(text) for text in pack.scope.any),
+            excepted=tuple(parse_matcher(text) for text in pack.scope.except_),
+        )
     compiled.default_probe_templates = _compiled_templates(
         raw.get("defaults", {}).get("probes", []), templates
     )

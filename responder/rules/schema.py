@@ -156,10 +156,49 @@ class PublicInfo(_Strict):
         )
 
 
+# The labels an application's alerts usually carry its name in, by convention: the
+# Prometheus job, the Kubernetes app, deployment or container, a service label.
+SCOPE_LABELS = ("service", "app", "app_kubernetes_io_name", "deployment", "job", "container")
+
+
+class Scope(_Strict):
+    """Which alerts are the pack's own: an alert is when any one of these says so. Every
+    rule of the pack sees only those; an alert in scope that no rule classifies gets its
+    error type from what it says and its severity from the table (``rules.inference``)."""
+
+    names: tuple[Annotated[str, Field(min_length=1)], ...] = Field(
+        (),
+        description="The integration's names: an alert whose label of `labels` holds one "
+        "of them is in scope. Templates see the one found (else the first) as "
+        "`integration`.",
+    )
+    labels: tuple[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], ...] = SCOPE_LABELS
+    any: tuple[str, ...] = Field(
+        (), description="Matchers (`alertname=~...`, `annotations.summary=~...`): any one."
+    )
+    except_: tuple[str, ...] = Field(
+        (),
+        alias="except",
+        description="Matchers: an alert `any` takes is not in scope when one of these "
+        "matches (another service's alert that only mentions the integration).",
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _says_something(self) -> Scope:
+        if not self.names and not self.any:
+            raise ValueError("scope needs names (with labels) or any matchers")
+        if self.names and not self.labels:
+            raise ValueError("scope names need labels to be found in")
+        return self
+
+
 class Pack(_Strict):
     name: str = Field(pattern=_NAME)
     version: str = Field(min_length=1)
     description: str = ""
+    scope: Scope | None = None
     defaults: Defaults = Defaults()
     severities: dict[Severity, SeverityLevel] = Field(default_factory=dict)
     public: PublicInfo = PublicInfo()

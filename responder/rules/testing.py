@@ -61,6 +61,10 @@ class Expect(_Strict):
     actions: list[dict[str, Any]] | None = None
     probes: list[dict[str, Any]] | None = None
     notify: list[str] | None = None
+    pack: str | None = None
+    # how the error type was decided: the start of `rules explain`'s reason ("rule",
+    # "label", "alert name", "annotation summary", "annotation description", "none")
+    error_type_from: str | None = None
 
     model_config = ConfigDict(extra="forbid")
 
@@ -109,6 +113,8 @@ def _actual(decision: Decision) -> dict[str, Any]:
         ],
         "probes": [{**p.spec.model_dump(mode="json"), "rule": p.rule} for p in decision.probes],
         "notify": list(decision.notify),
+        "pack": decision.pack,
+        "error_type_from": decision.reasons.get("error_type", "none"),
     }
 
 
@@ -141,6 +147,9 @@ def check(decision: Decision, expect: Expect) -> list[str]:
     for key, wanted in expect.model_dump(exclude_unset=True).items():
         if key in ("actions", "probes"):
             if not _subset(wanted, actual[key]):
+                failures.append(_diff(key, wanted, actual[key]))
+        elif key == "error_type_from":
+            if not actual[key].startswith(wanted):
                 failures.append(_diff(key, wanted, actual[key]))
         elif wanted != actual[key]:
             failures.append(_diff(key, wanted, actual[key]))

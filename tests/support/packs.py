@@ -6,15 +6,23 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 STATUS_PAGE = "https://status.posthog.com"
-HEALTH_URL = "http://{{ labels.service }}.{{ labels.namespace }}.svc.cluster.local/health"
+# The health probe's URL in the shipped pack: by the integration's name (the pack's scope),
+# as it now is, or by the alert's service label, as it was.
+HEALTH_URLS = (
+    "http://{{ integration }}.{{ labels.namespace }}.svc.cluster.local/health",
+    "http://{{ labels.service }}.{{ labels.namespace }}.svc.cluster.local/health",
+)
+HEALTH_URL = HEALTH_URLS[0]
 
 
 def posthog_pack(tmp: Path, *, status_page_url: str, health_url: str) -> Path:
     """rules/posthog.yaml as shipped, but its status page and health endpoint are fakes."""
     text = (ROOT / "rules" / "posthog.yaml").read_text()
     assert STATUS_PAGE in text
-    assert HEALTH_URL in text
-    text = text.replace(STATUS_PAGE, status_page_url).replace(HEALTH_URL, health_url)
+    assert any(url in text for url in HEALTH_URLS), "the pack's health probe URL changed"
+    text = text.replace(STATUS_PAGE, status_page_url)
+    for url in HEALTH_URLS:
+        text = text.replace(url, health_url)
     path = tmp / "posthog.yaml"
     path.write_text(text)
     return path

@@ -105,16 +105,21 @@ class Service:
 
 @asynccontextmanager
 async def running_service(
-    settings: Settings, overrides: Overrides | None = None, *, notify: bool = False
+    settings: Settings,
+    overrides: Overrides | None = None,
+    *,
+    notify: bool = False,
+    port: int | None = None,
 ) -> AsyncIterator[Service]:
     """``notify``: the service's own notification delivery (the sinks its settings
-    configure) instead of a ``RecordingNotifier``."""
+    configure) instead of a ``RecordingNotifier``. ``port``: listen on this loopback port
+    (one given to an Alertmanager started before the service), else on a free one."""
     notifier = RecordingNotifier()
     overrides = overrides or Overrides()
     if overrides.notifier is None and not notify:
         overrides.notifier = notifier
     app = create_app(settings, overrides=overrides)
-    client: TestClient[Any, Any] = TestClient(TestServer(app, host="127.0.0.1"))
+    client: TestClient[Any, Any] = TestClient(TestServer(app, host="127.0.0.1", port=port))
     await client.start_server()
     try:
         yield Service(client, app[RUNTIME], notifier)
