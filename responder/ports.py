@@ -615,6 +615,20 @@ class Sink(Protocol):
     async def close(self) -> None: ...
 
 
+class NoThreadLookup:
+    """For a sink that cannot read back what it sent (an incoming webhook, the Events
+    API, this process's console): no thread found, none marked (``LostRecords``)."""
+
+    async def find_open(self, message: Outbound, *, group: str, since: float) -> list[OpenThread]:
+        return []
+
+    async def open_threads(self, where: Collection[str], *, since: float) -> list[OpenThread]:
+        return []
+
+    async def mark_lost(self, thread: OpenThread, note: str) -> None:
+        return None
+
+
 class StateStore(Store, ActionLedger, Protocol):
     """A store that also keeps the action ledger (both adapters are)."""
 

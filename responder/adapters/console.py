@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import TextIO
 
 from pydantic import JsonValue
 
 from responder.domain.notification import Outbound
-from responder.ports import OpenThread
+from responder.ports import NoThreadLookup
 
 
 def _unescape_mrkdwn(text: str) -> str:
@@ -23,7 +23,7 @@ def _unescape_mrkdwn(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
-class ConsoleSink:
+class ConsoleSink(NoThreadLookup):
     name = "console"
 
     def __init__(self, stream: TextIO | None = None) -> None:
@@ -57,15 +57,6 @@ class ConsoleSink:
     async def find_sent(
         self, message: Outbound, refs: Mapping[str, JsonValue]
     ) -> dict[str, JsonValue] | None:
-        return None
-
-    async def find_open(self, message: Outbound, *, group: str, since: float) -> list[OpenThread]:
-        return []
-
-    async def open_threads(self, where: Collection[str], *, since: float) -> list[OpenThread]:
-        return []
-
-    async def mark_lost(self, thread: OpenThread, note: str) -> None:
         return None
 
     async def close(self) -> None:

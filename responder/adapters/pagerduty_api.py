@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from pagerduty import EventsApiV2Client, RestApiV2Client
@@ -21,7 +21,7 @@ from pagerduty.errors import HttpError
 from pydantic import JsonValue
 
 from responder.domain.notification import Outbound
-from responder.ports import DeliveryError, OpenThread
+from responder.ports import DeliveryError, NoThreadLookup
 
 T = TypeVar("T")
 
@@ -39,7 +39,7 @@ def _marker(message: Outbound) -> str:
     return f"[ref {message.fields['key']}]"
 
 
-class PagerDutySink:
+class PagerDutySink(NoThreadLookup):  # the Events API cannot be read back
     name = "pagerduty"
 
     def __init__(
@@ -130,17 +130,6 @@ class PagerDutySink:
             await self._call("Events API resolve", lambda: events.resolve(key))
             return {}
         raise DeliveryError(f"unknown PagerDuty operation {message.op}", retryable=False)
-
-    async def find_open(self, message: Outbound, *, group: str, since: float) -> list[OpenThread]:
-        # the Events API cannot be read back: an incident opened again after the store
-        # lost its record triggers with a dedup key of its own
-        return []
-
-    async def open_threads(self, where: Collection[str], *, since: float) -> list[OpenThread]:
-        return []
-
-    async def mark_lost(self, thread: OpenThread, note: str) -> None:
-        return None
 
     async def find_sent(
         self, message: Outbound, refs: Mapping[str, JsonValue]

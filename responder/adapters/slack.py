@@ -19,7 +19,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from responder.adapters.http import maybe_sent
 from responder.domain.notification import Outbound
-from responder.ports import DeliveryError, OpenThread
+from responder.ports import DeliveryError, NoThreadLookup, OpenThread
 
 METADATA_EVENT = "responder_message"
 _MAX_LIST_PAGES = 20  # conversations.list pages read to find a channel by name
@@ -344,7 +344,7 @@ class SlackWebSink:
             await session.close()
 
 
-class SlackWebhookSink:
+class SlackWebhookSink(NoThreadLookup):
     """An incoming webhook: the channel is the webhook's; nothing comes back to thread
     under or edit, so every message stands alone (the planner knows)."""
 
@@ -380,15 +380,6 @@ class SlackWebhookSink:
         self, message: Outbound, refs: Mapping[str, JsonValue]
     ) -> dict[str, JsonValue] | None:
         return None  # a webhook cannot read back: sent again
-
-    async def find_open(self, message: Outbound, *, group: str, since: float) -> list[OpenThread]:
-        return []  # nor find what it posted
-
-    async def open_threads(self, where: Collection[str], *, since: float) -> list[OpenThread]:
-        return []
-
-    async def mark_lost(self, thread: OpenThread, note: str) -> None:
-        return None
 
     async def close(self) -> None:
         session = getattr(self._client, "session", None)
