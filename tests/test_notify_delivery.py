@@ -427,7 +427,9 @@ async def test_a_root_posted_before_a_crash_is_found_behind_150_newer_messages(
                 slack, key, "the dead worker's root message", chatter=150
             )
 
-            inc = await when(svc, "SetEnv", "notification.recovered")
+            await when(svc, "SetEnv", "notification.recovered")
+            # the delivery record is written with "posted", an event after "recovered"
+            inc = await when(svc, "SetEnv", "notification.posted")
             assert inc["deliveries"]["slack"]["ts"] == ts
             await svc.idle()
             ours = [m for m in posted(slack) if m.metadata and key_of(m) == key]
