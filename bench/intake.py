@@ -251,6 +251,9 @@ def start_service(
         "RESPONDER_REDIS_PREFIX": prefix,
         "RESPONDER_LOG_LEVEL": "WARNING",
         "RESPONDER_INTAKE_DURABILITY": durability,
+        # the storm's groups each open an incident, as before the cap: the workers' cost per
+        # signal stays comparable across versions
+        "RESPONDER_MAX_NEW_INCIDENTS_PER_MINUTE": "0",
     }
     if workers is not None:
         env["RESPONDER_WORKERS"] = str(workers)

@@ -53,6 +53,7 @@ async def _fill(url: str, prefix: str, incidents: int, slack: FakeSlack | None) 
         visibility_timeout_s=30.0,
         triage_budget_s=5.0,
         log_level="WARNING",
+        max_new_incidents_per_minute=0,  # each group its own incident: what is measured
     )
     if slack is not None:
         values.update(slack_token=slack.token, slack_api_url=slack.api_url, slack_channel="#inc")

@@ -13,7 +13,7 @@ import contextlib
 import signal
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -48,6 +48,7 @@ from responder.metrics import Metrics
 from responder.mitigate.executor import Mitigator, Policy
 from responder.notify.checks import check_templates
 from responder.notify.delivery import Channel, Deliveries, DeliveryPolicy
+from responder.notify.outbound_text import CleanSink, OutboundText
 from responder.notify.planners import (
     PagerDutyPlanner,
     Renderer,
@@ -60,13 +61,14 @@ from responder.pipeline import Pipeline
 from responder.ports import Clock, KubeGateway, Notifier, Probe, StateStore, WorkQueue
 from responder.redaction import Redactor
 from responder.render.templates import Templates
+from responder.report.bundle_cache import BundleCache
 from responder.report.reports import Reports
 from responder.report.stage import ReportStage
 from responder.rules.engine import RuleSet
 from responder.rules.registry import RuleRegistry
 from responder.settings import ConfigError, Settings
 from responder.triage.stage import TriageStage
-from responder.web import CONTEXT, WebContext, add_routes, request_context
+from responder.web import CONTEXT, WebContext, add_routes, documents_redacted, request_context
 from responder.worker import Worker, consumer_prefix
 
 log = structlog.get_logger("responder.app")
@@ -120,7 +122,11 @@ def build_backend(
     if not settings.uses_redis:
         queue = MemoryQueue(clock=clock, maxlen=settings.queue_maxlen)
         memory = MemoryStore(
-            queue=queue, clock=clock, follow_up_grace_s=2 * settings.visibility_timeout_s
+            queue=queue,
+            clock=clock,
+            follow_up_grace_s=2 * settings.visibility_timeout_s,
+            retention_s=settings.incident_retention_s,
+            new_incidents_per_minute=settings.max_new_incidents_per_minute,
         )
         return memory, queue
     client = redis_client(settings)
@@ -144,6 +150,8 @@ def build_backend(
         # a live worker's follow-up ends well within two visibility timeouts (triage's
         # budget is below one): past that, its worker is gone
         follow_up_grace_s=2 * settings.visibility_timeout_s,
+        incident_retention_s=settings.incident_retention_s,
+        new_incidents_per_minute=settings.max_new_incidents_per_minute,
     )
     return store, RedisQueue(client, keys=keys, clock=clock, order_ttl_s=settings.signal_ttl_s)
 
@@ -261,6 +269,7 @@ def build_channels(
                     severities=frozenset(settings.statuspage_severities),
                     component_status=settings.statuspage_component_status,
                 ),
+                shared=True,  # one public incident per set of components
             )
         )
     if settings.pagerduty_api_key is not None or settings.pagerduty_routing_key is not None:
@@ -283,7 +292,9 @@ def build_channels(
                 ),
             )
         )
-    return channels
+    # every sink's messages cleaned and redacted on their way out, in one place
+    outbound = OutboundText(Redactor(settings.secret_values()).known_only)
+    return [replace(c, sink=CleanSink(c.sink, outbound)) for c in channels]
 
 
 def _secret(value: SecretStr | None) -> str | None:
@@ -317,7 +328,8 @@ def create_app(
         "vendor_status": StatuspageProbe(http),
         "health": HttpHealthProbe(http),
         "prometheus": PrometheusQueryProbe(prometheus),
-        "pod_logs": PodLogsReader(kube, redact),
+        # only in the namespaces automatic actions may touch
+        "pod_logs": PodLogsReader(kube, redact, allowlist=tuple(settings.action_allowlist)),
     }
     triage = TriageStage(
         store=store,
@@ -378,7 +390,15 @@ def create_app(
         renderer=renderer,
         rules=rules,
         redact=redact,
-        collector=WindowEvidence(prometheus=prometheus, kube=kube, redact=redact),
+        collector=WindowEvidence(
+            prometheus=prometheus,
+            kube=kube,
+            redact=redact,
+            allowlist=tuple(settings.action_allowlist),
+        ),
+        # served evidence: the file written at resolve, else one cached build per version
+        directory=settings.reports_dir,
+        cache=BundleCache(monotonic=clock.monotonic),
     )
     reporter = ReportStage(
         store=store,
@@ -434,7 +454,11 @@ def create_app(
         renderer=renderer,
     )
 
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[request_context])
+    # outermost: secrets are blanked out of every document, error answers included
+    redacting = [documents_redacted(redact)] if redact.has_secrets else []
+    app = web.Application(
+        client_max_size=settings.max_body_bytes, middlewares=[*redacting, request_context]
+    )
     app[CONTEXT] = WebContext(
         settings=settings,
         store=store,
@@ -477,11 +501,20 @@ def _store_on_start(
 
 async def _reload_on_sighup(app: web.Application) -> AsyncIterator[None]:
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGHUP, app[RUNTIME].rules.reload)
+    running: set[asyncio.Task[object]] = set()  # held so that a reload is not collected
+
+    def reload() -> None:
+        task = asyncio.create_task(app[RUNTIME].rules.reload_in_thread())
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     try:
         yield
     finally:
         loop.remove_signal_handler(signal.SIGHUP)
+        if running:
+            await asyncio.wait(running)
 
 
 async def _run_workers(app: web.Application) -> AsyncIterator[None]:

@@ -48,6 +48,17 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 UrlOption = Annotated[
     str, typer.Option("--url", envvar=f"{ENV_PREFIX}URL", help="Base URL of the service.")
 ]
+# The read API's token: the read token, else the admin token (it reads too); not needed
+# where the service reads without one (loopback, no read token set).
+ReadToken = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar=[f"{ENV_PREFIX}READ_TOKEN", f"{ENV_PREFIX}ADMIN_TOKEN"],
+        help="The read token (RESPONDER_READ_TOKEN; RESPONDER_ADMIN_TOKEN works too).",
+        show_envvar=False,
+    ),
+]
 
 
 def fail(message: str, *, code: int = 1) -> NoReturn:
@@ -256,8 +267,8 @@ def replay(
 # --------------------------------------------------------------------------------- incidents
 
 
-async def _get_json(url: str) -> Any:
-    return await _call("GET", url)
+async def _get_json(url: str, token: str | None = None) -> Any:
+    return await _call("GET", url, token=token)
 
 
 async def _call(method: str, url: str, *, body: Any = None, token: str | None = None) -> Any:
@@ -287,10 +298,11 @@ def _print_incident_line(inc: dict[str, Any]) -> None:
     )
 
 
-async def _get_bytes(url: str) -> bytes:
+async def _get_bytes(url: str, token: str | None = None) -> bytes:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
         try:
-            async with session.get(url) as resp:
+            async with session.get(url, headers=headers) as resp:
                 body = await resp.read()
                 if resp.status != 200:
                     try:
@@ -337,9 +349,10 @@ def postmortem(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Write it to this file.")
     ] = None,
+    token: ReadToken = None,
 ) -> None:
     """The postmortem draft of an incident (markdown), from a running service."""
-    text = _run(_get_bytes(url.rstrip("/") + f"/v1/incidents/{incident_id}/postmortem"))
+    text = _run(_get_bytes(url.rstrip("/") + f"/v1/incidents/{incident_id}/postmortem", token))
     if output is None:
         typer.echo(text.decode())
         return
@@ -352,21 +365,24 @@ def evidence(
     incident_id: Annotated[str, typer.Argument(help="Incident id (inc-...).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="The .tar.gz to write.")],
     url: UrlOption = DEFAULT_URL,
+    token: ReadToken = None,
 ) -> None:
     """The evidence bundle of an incident: timeline, signals, facts, actions, messages,
     pod logs and Prometheus ranges of its window, with a sha256 manifest, redacted."""
-    bundle = _run(_get_bytes(url.rstrip("/") + f"/v1/incidents/{incident_id}/evidence"))
+    bundle = _run(_get_bytes(url.rstrip("/") + f"/v1/incidents/{incident_id}/evidence", token))
     output.write_bytes(bundle)
     typer.echo(f"wrote {output} ({len(bundle)} bytes)")
 
 
-async def _list_pages(base: str, query: dict[str, str], *, follow: bool) -> dict[str, Any]:
+async def _list_pages(
+    base: str, query: dict[str, str], *, follow: bool, token: str | None
+) -> dict[str, Any]:
     """One page of ``GET /v1/incidents``, or with ``follow`` every page, in one document."""
-    doc = await _get_json(base + "?" + urllib.parse.urlencode(query))
+    doc = await _get_json(base + "?" + urllib.parse.urlencode(query), token)
     incidents = list(doc["incidents"])
     while follow and doc.get("next_cursor"):
         cursor = {"cursor": doc["next_cursor"]}
-        doc = await _get_json(base + "?" + urllib.parse.urlencode(query | cursor))
+        doc = await _get_json(base + "?" + urllib.parse.urlencode(query | cursor), token)
         incidents += doc["incidents"]
     return {"incidents": incidents, "next_cursor": doc.get("next_cursor")}
 
@@ -392,13 +408,14 @@ def incidents_list(
         bool, typer.Option("--all", help="Follow the cursors: every matching incident.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False,
+    token: ReadToken = None,
 ) -> None:
     """List incidents, newest first."""
     query = {"limit": str(limit or (1000 if every else 50))}
     for name, value in (("status", status), ("severity", severity), ("since", since)):
         if value:
             query[name] = value
-    doc = _run(_list_pages(url.rstrip("/") + "/v1/incidents", query, follow=every))
+    doc = _run(_list_pages(url.rstrip("/") + "/v1/incidents", query, follow=every, token=token))
     if as_json:
         typer.echo(json.dumps(doc, indent=2))
         return
@@ -413,9 +430,10 @@ def incidents_show(
     incident_id: Annotated[str, typer.Argument(help="Incident id (inc-...).")],
     url: UrlOption = DEFAULT_URL,
     as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False,
+    token: ReadToken = None,
 ) -> None:
     """Show one incident with its alerts and timeline."""
-    inc = _run(_get_json(url.rstrip("/") + f"/v1/incidents/{incident_id}"))
+    inc = _run(_get_json(url.rstrip("/") + f"/v1/incidents/{incident_id}", token))
     if as_json:
         typer.echo(json.dumps(inc, indent=2))
         return
@@ -443,11 +461,12 @@ def render(
     note: Annotated[
         str | None, typer.Option(help="pagerduty_note: triage, action, handoff or summary.")
     ] = None,
+    token: ReadToken = None,
 ) -> None:
     """Preview a message template (the shipped one or RESPONDER_TEMPLATES_DIR's) on an
     incident of a running service."""
     settings = load_settings()
-    document = _run(_get_json(url.rstrip("/") + f"/v1/incidents/{incident_id}"))
+    document = _run(_get_json(url.rstrip("/") + f"/v1/incidents/{incident_id}", token))
     try:
         typer.echo(render_incident(settings, template, document, event=event, note=note))
     except RuleLoadError as exc:

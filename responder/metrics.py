@@ -144,6 +144,14 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.incidents_capped = Counter(
+            "responder_incidents_capped_total",
+            "Incident groups that got no incident of their own, by pack: the pack opened "
+            "RESPONDER_MAX_NEW_INCIDENTS_PER_MINUTE within a minute, so they went to its "
+            "alert storm incident (a human is told there).",
+            ["pack"],
+            registry=r,
+        )
         self.probe_results = Counter(
             "responder_probe_results_total",
             "Triage probe runs by probe and outcome (ok, failed: error or timeout).",

@@ -33,7 +33,15 @@ from responder.ingest.pagerduty import PagerDutyWebhook
 from responder.report.postmortem import Postmortem
 
 _REF = "#/components/schemas/{model}"
-_INCIDENT_ID = {"name": "incident_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_INCIDENT_ID = {
+    "name": "incident_id",
+    "in": "path",
+    "required": True,
+    # as domain.incident.new_incident_id makes them; anything else answers 404
+    "schema": {"type": "string", "pattern": "^inc-[0-9a-f]{18}$"},
+}
+# The read API: RESPONDER_READ_TOKEN or the admin token (see the "read" scheme)
+_READ: list[dict[str, list[str]]] = [{"read": []}]
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -65,10 +73,14 @@ def _list_filter(name: str, kind: type[StrEnum], description: str) -> dict[str, 
 def _errors(*codes: int) -> dict[str, Any]:
     meaning = {
         400: "Malformed JSON or a payload that fails validation; `field` names the culprit.",
-        401: "No credentials (or no signature) where they are required.",
+        401: "No credentials (or no signature, or one that is not ASCII) where they are "
+        "required; WWW-Authenticate says which.",
         403: "Wrong credentials or a signature that does not match.",
-        404: "No such incident.",
-        413: "Body larger than RESPONDER_MAX_BODY_BYTES.",
+        404: "No such incident (or an id that cannot be one).",
+        408: "The body did not arrive within RESPONDER_PAGERDUTY_READ_TIMEOUT_S; the "
+        "connection is closed.",
+        413: "Body larger than RESPONDER_MAX_BODY_BYTES (RESPONDER_PAGERDUTY_MAX_BODY_BYTES "
+        "for PagerDuty).",
         415: "Content-Type is not JSON.",
         503: "The store is unreachable; nothing was queued. Retry after Retry-After seconds.",
     }
@@ -135,12 +147,14 @@ def build_openapi(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
                 "responses": {
                     "200": _json(IntakeResult, "The event is queued, or a repeat is counted."),
                     **intake_errors,
+                    **_errors(408),
                 },
             }
         },
         "/v1/incidents": {
             "get": {
                 "summary": "Incidents, newest first (opened-at, then id), a page at a time",
+                "security": _READ,
                 "parameters": [
                     _list_filter("status", IncidentStatus, "Any of these statuses."),
                     _list_filter("severity", Severity, "Any of these severities."),
@@ -174,27 +188,25 @@ def build_openapi(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
                 ],
                 "responses": {
                     "200": _json(IncidentList, "A page of incidents and the next cursor."),
-                    **_errors(400, 503),
+                    **_errors(400, 401, 403, 503),
                 },
             }
         },
         "/v1/incidents/{incident_id}": {
             "get": {
                 "summary": "One incident with its timeline",
-                "parameters": [
-                    {
-                        "name": "incident_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    }
-                ],
-                "responses": {"200": _json(IncidentDocument, "The incident."), **_errors(404, 503)},
+                "security": _READ,
+                "parameters": [_INCIDENT_ID],
+                "responses": {
+                    "200": _json(IncidentDocument, "The incident."),
+                    **_errors(401, 403, 404, 503),
+                },
             }
         },
         "/v1/incidents/{incident_id}/postmortem": {
             "get": {
                 "summary": "The postmortem draft, filled from the incident",
+                "security": _READ,
                 "parameters": [
                     _INCIDENT_ID,
                     {
@@ -211,13 +223,14 @@ def build_openapi(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
                             "application/json": {"schema": _ref(Postmortem)},
                         },
                     },
-                    **_errors(404, 503),
+                    **_errors(401, 403, 404, 503),
                 },
             }
         },
         "/v1/incidents/{incident_id}/evidence": {
             "get": {
                 "summary": "The evidence bundle (tar.gz with a sha256 manifest), collected now",
+                "security": _READ,
                 "parameters": [_INCIDENT_ID],
                 "responses": {
                     "200": {
@@ -226,14 +239,18 @@ def build_openapi(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
                             "application/gzip": {"schema": {"type": "string", "format": "binary"}}
                         },
                     },
-                    **_errors(404, 503),
+                    **_errors(401, 403, 404, 503),
                 },
             }
         },
         "/v1/rules": {
             "get": {
                 "summary": "The rule packs in force",
-                "responses": {"200": _json(RulesInForce, "Packs, versions, rule names.")},
+                "security": _READ,
+                "responses": {
+                    "200": _json(RulesInForce, "Packs, versions, rule names."),
+                    **_errors(401, 403),
+                },
             }
         },
         "/v1/admin/reload": {
@@ -250,7 +267,11 @@ def build_openapi(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
         "/v1/automation": {
             "get": {
                 "summary": "Whether automation is paused, the budget used, the allowlist",
-                "responses": {"200": _json(Automation, "The automation's state.")},
+                "security": _READ,
+                "responses": {
+                    "200": _json(Automation, "The automation's state."),
+                    **_errors(401, 403),
+                },
             }
         },
         "/v1/admin/pause": {
@@ -272,14 +293,7 @@ def build_openapi(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
             "post": {
                 "summary": "A human takes the incident: the automation only reports from now",
                 "security": [{"bearer": []}],
-                "parameters": [
-                    {
-                        "name": "incident_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    }
-                ],
+                "parameters": [_INCIDENT_ID],
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": _ref(AckRequest)}},
@@ -334,8 +348,20 @@ def build_openapi(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
         "components": {
             "schemas": schema.get("$defs", {}),
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer"},
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "Intake: RESPONDER_ALERTMANAGER_TOKEN. Admin routes: "
+                    "RESPONDER_ADMIN_TOKEN.",
+                },
                 "basic": {"type": "http", "scheme": "basic"},
+                "read": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "RESPONDER_READ_TOKEN, or RESPONDER_ADMIN_TOKEN. Not asked "
+                    "when no read token is set and the service listens on loopback (or "
+                    "RESPONDER_ALLOW_UNAUTHENTICATED_READS=true).",
+                },
             },
         },
     }

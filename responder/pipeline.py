@@ -33,10 +33,12 @@ from responder.domain.incident import (
     apply_alert,
     apply_pagerduty,
     classify,
+    collect_into_storm,
     combine,
     new_incident_id,
     open_from_pagerduty,
     open_incident,
+    open_storm,
 )
 from responder.domain.notification import PAGE_KEY_PREFIX
 from responder.domain.severity import SeverityLevel
@@ -90,6 +92,10 @@ _LINK_GRACE_S = 60.0
 
 # A stage that keeps adding events would otherwise loop forever.
 _MAX_FOLLOW_UP_ROUNDS = 20
+
+# The events of a group collected into its pack's alert storm incident (the first one
+# opens it), instead of an incident of its own.
+_CAPPED_KINDS = frozenset({"incident.storm", "storm.collected"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,6 +329,9 @@ class Pipeline:
         if result.change is not None:
             for event in result.change.events:
                 self._metrics.incident_event_counter(event.kind).inc()
+                if event.kind in _CAPPED_KINDS:  # a group that got no incident of its own
+                    pack = result.change.incident.pack or "-"
+                    self._metrics.incidents_capped.labels(pack).inc()
         if isinstance(signal, PagerDutySignal) and result.incident_id is None:
             age_s = (self._clock.now() - signal.received_at).total_seconds()
             if signal.incident_id and age_s < _LINK_GRACE_S:
@@ -445,15 +454,34 @@ def _alert_mutator(
             log.info("signal already handled", dedupe_key=signal.dedupe_key)
             return None
         change: IncidentChange | None = None
-        if state.incident is not None:
+        firing = signal.status is AlertStatus.FIRING
+        incident, cap = state.incident, state.overflow_cap
+        if incident is not None:
             current = state.alerts.get(signal.fingerprint)
-            change = apply_alert(state.incident, current, signal, now)
-        elif signal.status is AlertStatus.FIRING:
+            if firing and incident.storm and group_key not in incident.groups:
+                # found by the storm's group: the pack's cap is reached, this group joins
+                change = collect_into_storm(
+                    incident, current, group_key=group_key, signal=signal, now=now
+                )
+            else:
+                change = apply_alert(incident, current, signal, now)
+        elif firing and cap:
+            # the pack opened its cap of incidents within a minute: its alert storm's
+            change = open_storm(
+                incident_id=new_incident_id(now),
+                pack=decision.pack,
+                cap=cap,
+                group_key=group_key,
+                signal=signal,
+                severity=decision.severity,
+                now=now,
+            )
+        elif firing:
             change = open_incident(
                 incident_id=new_incident_id(now), group_key=group_key, signal=signal, now=now
             )
         if change is not None:
-            if signal.status is AlertStatus.FIRING:
+            if firing:
                 # a new or returning alert may say the incident is worse than thought
                 change = combine(change, classify(change.incident, decision, now, level=level))
             return change

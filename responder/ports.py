@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -104,6 +105,9 @@ class IncidentState:
     incident: Incident | None
     alerts: Mapping[str, IncidentAlert] = field(default_factory=dict)
     signal: SignalRecord | None = None
+    # not 0: the store refused the new incident this item would open, as the pack opened
+    # this many within a minute already; its alerts go to the pack's storm incident
+    overflow_cap: int = 0
 
 
 IncidentMutator = Callable[[IncidentState], IncidentChange | None]
@@ -131,6 +135,9 @@ class MutationItem:
     order_key: str | None = None
     seqs: tuple[int | None, ...] = ()
     skip_gap: bool = False
+    # Set by the store, never by the caller: the pack's cap of new incidents a minute was
+    # reached (see ``IncidentState.overflow_cap``); ``lookups`` then end with the storm's.
+    overflow_cap: int = 0
 
     def signal(self, index: int) -> SignalRef | None:
         return self.signals[index] if index < len(self.signals) else None
@@ -309,6 +316,12 @@ class Store(Protocol):
         mutators run again on the fresh state (they are idempotent). A group has at most
         one active incident. Items are independent; the store may read and write them
         together to save round trips.
+
+        Cap: a write that would open an alert's incident once its pack opened the store's
+        cap of new incidents within the last minute (counted across every process using
+        the store, in the same atomic step as the write) is not made: the item runs again
+        with ``overflow_cap`` set and the pack's storm group as its last lookup, so its
+        alerts go to the pack's one storm incident.
         """
         ...
 
@@ -484,6 +497,33 @@ class EffectClaim(Frozen):
     claimed_at: datetime | None = None
 
 
+class SharedThread(Frozen):
+    """One thread at a sink that several incidents share: the public status page incident
+    of a set of components, opened by the first incident that affects them, kept by every
+    later one (``notify.shared_threads``). ``refs``: its handles once created (id,
+    shortlink); ``creating``: the idempotency key of a creation under way (looked for at
+    the sink before another is tried); ``shown``: what it was last made to show;
+    ``members``: the incidents attached, each with the message it wants shown (an
+    ``Outbound`` as JSON)."""
+
+    refs: dict[str, JsonValue] = Field(default_factory=dict)
+    creating: str | None = None
+    shown: dict[str, JsonValue] = Field(default_factory=dict)
+    members: dict[str, dict[str, JsonValue]] = Field(default_factory=dict)
+
+    @classmethod
+    def of_fields(cls, fields: Mapping[str, str]) -> SharedThread:
+        """From its record's fields (both stores keep a hash): ``refs``, ``creating``,
+        ``shown`` and ``m:<incident id>`` per member, JSON each but ``creating``."""
+        members = {k[2:]: json.loads(v) for k, v in fields.items() if k.startswith("m:")}
+        return cls(
+            refs=json.loads(fields.get("refs") or "{}"),
+            creating=fields.get("creating") or None,
+            shown=json.loads(fields.get("shown") or "{}"),
+            members=members,
+        )
+
+
 class Pause(Frozen):
     by: str
     reason: str
@@ -540,6 +580,38 @@ class ActionLedger(Protocol):
 
     async def release_due_timers(self, *, now: datetime, limit: int) -> int:
         """Move the timers that are due onto the work queue, atomically each; how many."""
+        ...
+
+    # A thread several incidents share (``SharedThread``), by key; each call is atomic.
+    # The record lives while it is used: no expiry while it has members, and 90 days
+    # after its last write in any case.
+
+    async def join_shared_thread(
+        self, key: str, *, member: str, want: dict[str, JsonValue]
+    ) -> SharedThread:
+        """Attach ``member`` (or replace what it wants shown); the record as it is now."""
+        ...
+
+    async def leave_shared_thread(self, key: str, *, members: Sequence[str]) -> SharedThread:
+        """Detach ``members`` (none: a read); the record as it is now (empty when there is
+        none). The record stays, without members, until ``close_shared_thread``."""
+        ...
+
+    async def settle_shared_thread(
+        self,
+        key: str,
+        *,
+        refs: dict[str, JsonValue] | None = None,
+        creating: str | None = None,
+        shown: dict[str, JsonValue] | None = None,
+    ) -> None:
+        """Record what was done (``None``: unchanged; ``creating=""``: no creation under
+        way); nothing when there is no record."""
+        ...
+
+    async def close_shared_thread(self, key: str, *, thread_id: str) -> None:
+        """The thread ``thread_id`` was closed: its record goes, if it still has no
+        members and is that thread's."""
         ...
 
 

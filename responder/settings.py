@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -25,6 +25,18 @@ from pydantic_settings import (
 )
 
 ENV_PREFIX = "RESPONDER_"
+# What is stripped around a credential, configured or presented: str.strip() without
+# arguments strips Unicode whitespace too, so " token\u00a0" would pass for "token".
+ASCII_WHITESPACE = " \t\r\n"
+# Settings that let a caller in: empty, they would let anyone in (an empty bearer token
+# compares equal to an empty one) or pass the bind-safety check while checking nothing.
+_CREDENTIALS = (
+    "alertmanager_token",
+    "alertmanager_username",
+    "alertmanager_password",
+    "admin_token",
+    "read_token",
+)
 
 
 class ConfigError(ValueError):
@@ -45,7 +57,9 @@ class FileSecretsSource(PydanticBaseSettingsSource):
         if not path:
             return None, field_name, False
         try:
-            text = Path(path).read_text(encoding="utf-8").strip()
+            # ASCII whitespace only (the file's newline): a U+00A0 is part of the value,
+            # as it is of a presented credential (see ASCII_WHITESPACE)
+            text = Path(path).read_text(encoding="utf-8").strip(ASCII_WHITESPACE)
         except OSError as exc:
             raise ConfigError(
                 f"{ENV_PREFIX}{field_name.upper()}_FILE: cannot read {path}: {exc.strerror}"
@@ -144,6 +158,19 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         1024 * 1024, gt=0, description="Largest webhook body accepted (413 above)."
     )
+    pagerduty_max_body_bytes: int = Field(
+        64 * 1024,
+        gt=0,
+        description="Largest PagerDuty webhook body accepted (413 above). A V3 event is a "
+        "few KiB; the body is read before its signature can be checked.",
+    )
+    pagerduty_read_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="Time a PagerDuty webhook's body may take to arrive (408 after it): a "
+        "body trickled in byte by byte, unsigned, holds nothing for long.",
+    )
     workers: int = Field(
         4, ge=0, le=256, description="Worker tasks per process; 0 runs intake only."
     )
@@ -180,7 +207,20 @@ class Settings(BaseSettings):
         "the packs shipped in rules/.",
     )
     admin_token: SecretStr | None = Field(
-        None, description="Bearer token for /v1/admin/* (rule reload); unset disables them."
+        None,
+        description="Bearer token for /v1/admin/* (rule reload, pause, resume, ack); unset "
+        "disables them. It reads the API too.",
+    )
+    read_token: SecretStr | None = Field(
+        None,
+        description="Bearer token for the read API (incidents, postmortems, evidence, "
+        "automation, rules); the admin token works too. Unset: reads are open on a loopback "
+        "address only, or where allow_unauthenticated_reads says so.",
+    )
+    allow_unauthenticated_reads: bool = Field(
+        False,
+        description="Allow the read API without a token on a non-loopback address (a trusted "
+        "network). Off: there, reads need read_token or admin_token.",
     )
     dry_run: bool = Field(
         False, description="Force dry-run for every action, whatever the packs say."
@@ -350,6 +390,24 @@ class Settings(BaseSettings):
         ge=60,
         description="How long a dedupe record lives after its last sighting.",
     )
+    incident_retention_s: int = Field(
+        90 * 24 * 3600,
+        ge=60,
+        description="Seconds a resolved incident is kept (its alerts, timeline, ledger and "
+        "PagerDuty links with it) after its last change, then forgotten, on Redis and in "
+        "memory. 90 days by default: a quarter's postmortems and trend reviews can still "
+        "read it, and an estate's incidents stay a bounded set.",
+    )
+    max_new_incidents_per_minute: int = Field(
+        30,
+        ge=0,
+        description="The most incidents one rule pack's alerts open within a minute (a "
+        "sliding window, counted across replicas); beyond it each further group joins the "
+        "pack's one 'alert storm' incident, P2 or worse, without triage or actions, and a "
+        "human is told (responder_incidents_capped_total counts them). 0 turns the cap "
+        "off. 30 by default: far above what a real outage opens in a pack (a handful of "
+        "groups), low enough that one webhook of 1,000 groups opens 30 threads, not 1,000.",
+    )
     queue_maxlen: int = Field(
         100_000,
         ge=1000,
@@ -367,8 +425,44 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
 
+    @field_validator(*_CREDENTIALS)
+    @classmethod
+    def _credential_not_empty(cls, value: object, info: ValidationInfo) -> object:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(raw, str):
+            stripped = raw.strip(ASCII_WHITESPACE)
+            if not stripped:
+                raise ValueError(
+                    "empty: an empty credential checks nothing; set a value or leave the "
+                    "setting out"
+                )
+            if info.field_name != "alertmanager_password":  # a password may end in a space
+                return SecretStr(stripped) if isinstance(value, SecretStr) else stripped
+        return value
+
+    @field_validator("pagerduty_webhook_secrets", mode="before")
+    @classmethod
+    def _webhook_secrets(cls, value: object) -> object:
+        """Comma-separated; an empty entry (or an empty value) is refused, not dropped."""
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        parts = value.split(",") if isinstance(value, str) else value
+        if not isinstance(parts, list):
+            return value
+        found: list[object] = []
+        for part in parts:
+            raw = part.get_secret_value() if isinstance(part, SecretStr) else part
+            if isinstance(raw, str):
+                raw = raw.strip(ASCII_WHITESPACE)
+                if not raw:
+                    raise ValueError(
+                        "empty, or an empty entry between commas: an empty signing secret "
+                        "checks nothing; list the secrets, comma-separated"
+                    )
+            found.append(raw)
+        return found
+
     @field_validator(
-        "pagerduty_webhook_secrets",
         "redis_sentinels",
         "group_by",
         "rules",
@@ -561,6 +655,7 @@ class Settings(BaseSettings):
                 self.alertmanager_token,
                 self.alertmanager_password,
                 self.admin_token,
+                self.read_token,
                 self.slack_token,
                 self.slack_webhook_url,
                 self.statuspage_api_key,
@@ -577,6 +672,14 @@ class Settings(BaseSettings):
             if password:
                 values.append(password)
         return [v for v in values if v]
+
+    def reads_need_token(self, host: str) -> bool:
+        """Whether the read API asks for a token on ``host``: always once a read token is
+        configured; without one, only off loopback and without the explicit opt-in (as
+        ``check_bind`` decides for the intake)."""
+        if self.read_token is not None:
+            return True
+        return not (self.allow_unauthenticated_reads or is_loopback(host))
 
     def check_bind(self, host: str) -> None:
         """Refuse an open intake on a non-loopback address unless explicitly allowed."""

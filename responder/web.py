@@ -7,8 +7,8 @@ Alertmanager and PagerDuty send again later.
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import binascii
 import hmac
 import itertools
 import re
@@ -21,8 +21,9 @@ from typing import TypeVar
 import orjson
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client.aiohttp import make_aiohttp_handler
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from responder.api import (
     AckRequest,
@@ -60,9 +61,10 @@ from responder.ports import (
     WorkQueue,
     mutate_incident,
 )
+from responder.redaction import Redactor
 from responder.report.reports import Reports
 from responder.rules.registry import RuleRegistry
-from responder.settings import Settings, is_loopback
+from responder.settings import ASCII_WHITESPACE, Settings, is_loopback
 
 log = structlog.get_logger("responder.web")
 
@@ -99,12 +101,16 @@ class ApiError(Exception):
         field: str | None = None,
         outcome: str = "invalid",
         headers: dict[str, str] | None = None,
+        close_connection: bool = False,
     ) -> None:
         super().__init__(error)
         self.status = status
         self.body = ErrorBody(error=error, detail=detail, field=field)
         self.outcome = outcome
         self.headers = headers or {}
+        # answered with Connection: close, and the connection is not kept for another
+        # request (a body that stopped arriving)
+        self.close_connection = close_connection
 
 
 def json_response(
@@ -118,8 +124,36 @@ def json_response(
     )
 
 
+def documents_redacted(redact: Redactor) -> Middleware:
+    """Middleware: no configured secret's value in a document the API answers (an
+    incident's annotations, a probe's evidence may quote one), JSON or text, whichever
+    handler built it. A body without one is passed as it is (a search per secret)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        if isinstance(response, web.Response):
+            body = response.body
+            if isinstance(body, bytes) and body:
+                kind = response.content_type
+                if kind == "application/json":
+                    clean = redact.json_document(body)
+                elif kind.startswith("text/"):
+                    clean = redact.text_document(body)
+                else:
+                    clean = body
+                if clean is not body:
+                    response.body = clean
+        return response
+
+    return middleware
+
+
 def _error_response(exc: ApiError) -> web.Response:
-    return json_response(exc.body, status=exc.status, headers=exc.headers)
+    response = json_response(exc.body, status=exc.status, headers=exc.headers)
+    if exc.close_connection:
+        response.force_close()
+    return response
 
 
 # Request ids: a random per-process prefix and a counter (32 hex digits in all), much
@@ -201,6 +235,8 @@ def _check_alertmanager_auth(request: web.Request, settings: Settings) -> None:
         return  # open intake: allowed only on loopback or explicitly (checked at start-up)
     header = request.headers.get("Authorization", "")
     scheme, _, credentials = header.partition(" ")
+    # ASCII whitespace only: "Bearer \u00a0token" is not "Bearer token"
+    credentials = credentials.strip(ASCII_WHITESPACE)
     challenge = (
         'Bearer realm="responder"' if settings.alertmanager_token else ('Basic realm="responder"')
     )
@@ -209,8 +245,8 @@ def _check_alertmanager_auth(request: web.Request, settings: Settings) -> None:
     scheme = scheme.lower()
     ok = False
     if scheme == "bearer" and settings.alertmanager_token is not None:
-        ok = hmac.compare_digest(
-            credentials.strip().encode(), settings.alertmanager_token.get_secret_value().encode()
+        ok = _one_matches(
+            credentials.encode("utf-8", "surrogateescape"), [settings.alertmanager_token]
         )
     elif (
         scheme == "basic"
@@ -219,9 +255,9 @@ def _check_alertmanager_auth(request: web.Request, settings: Settings) -> None:
     ):
         try:
             user, _, password = (
-                base64.b64decode(credentials.strip(), validate=True).decode("utf-8").partition(":")
+                base64.b64decode(credentials, validate=True).decode("utf-8").partition(":")
             )
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # not base64 (binascii.Error), not ASCII, not UTF-8 inside
             user, password = "", ""
         user_ok = hmac.compare_digest(user.encode(), settings.alertmanager_username.encode())
         password_ok = hmac.compare_digest(
@@ -255,6 +291,31 @@ async def _read_body(request: web.Request, max_bytes: int) -> bytes:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise _too_large(max_bytes) from None
+
+
+async def _read_body_within(request: web.Request, *, max_bytes: int, deadline_s: float) -> bytes:
+    """The body, cut off at ``max_bytes`` (413) and at ``deadline_s`` (408, and the connection
+    closed): a sender cannot hold the route with a body trickled in byte by byte."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise _too_large(max_bytes)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(deadline_s):
+            while chunk := await request.content.readany():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise _too_large(max_bytes)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError(
+            408,
+            "request timeout",
+            f"the body did not arrive within {deadline_s:g} s",
+            outcome="timeout",
+            close_connection=True,
+        ) from None
+    return b"".join(chunks)
 
 
 def _too_large(max_bytes: int) -> ApiError:
@@ -355,8 +416,10 @@ async def pagerduty_webhook(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CONTEXT]
     secrets = [s.get_secret_value() for s in ctx.settings.pagerduty_webhook_secrets]
     header = request.headers.get("X-PagerDuty-Signature", "")
-    if secrets and not header:
-        raise _unauthorized("X-PagerDuty-Signature is missing", 'Signature realm="responder"')
+    if secrets and not (header and header.isascii()):
+        raise _unauthorized(
+            "X-PagerDuty-Signature is missing or not v1=<hex>", 'Signature realm="responder"'
+        )
     if not secrets and not (ctx.settings.allow_unauthenticated or is_loopback(ctx.settings.host)):
         raise ApiError(
             403,
@@ -365,7 +428,11 @@ async def pagerduty_webhook(request: web.Request) -> web.StreamResponse:
             outcome="forbidden",
         )
     _check_json_content_type(request)
-    body = await _read_body(request, ctx.settings.max_body_bytes)
+    body = await _read_body_within(
+        request,
+        max_bytes=ctx.settings.pagerduty_max_body_bytes,
+        deadline_s=ctx.settings.pagerduty_read_timeout_s,
+    )
     if secrets and not signature_valid(body, header, secrets):
         raise ApiError(
             403, "forbidden", "X-PagerDuty-Signature does not match the body", outcome="forbidden"
@@ -466,9 +533,24 @@ async def list_incidents(request: web.Request) -> web.StreamResponse:
     )
 
 
+# How domain.incident.new_incident_id makes them: "inc-", 12 hex digits of epoch ms and 6
+# random ones. Nothing else reaches a store key (":timeline" would name another record).
+_INCIDENT_ID = re.compile(r"inc-[0-9a-f]{18}", re.ASCII)
+
+
+def _incident_id(request: web.Request) -> str:
+    """The path's incident id, or 404 if it cannot be one (the value is not echoed)."""
+    incident_id = request.match_info["incident_id"]
+    if _INCIDENT_ID.fullmatch(incident_id) is None:
+        raise ApiError(
+            404, "not found", "no such incident: an incident id is inc- and 18 hex digits"
+        )
+    return incident_id
+
+
 async def _incident_view(request: web.Request) -> IncidentView:
     """The incident the path names; 404 when there is none."""
-    incident_id = request.match_info["incident_id"]
+    incident_id = _incident_id(request)
     view = await request.app[CONTEXT].store.get_incident(incident_id)
     if view is None:
         raise ApiError(404, "not found", f"no incident {incident_id}")
@@ -492,16 +574,19 @@ async def get_postmortem(request: web.Request) -> web.StreamResponse:
 
 
 async def get_evidence(request: web.Request) -> web.StreamResponse:
-    """The evidence bundle (``.tar.gz``), collected now."""
+    """The evidence bundle (``.tar.gz``): the one written at resolve, streamed from its
+    file; else one built at most once a minute per incident version, a few at a time
+    (``Reports.evidence``), so many readers cost one round of outside calls."""
     ctx = request.app[CONTEXT]
     view = await _incident_view(request)
     incident_id = view.incident.id
-    body = await ctx.reports.bundle(view, ctx.clock.now())
-    return web.Response(
-        body=body,
-        content_type="application/gzip",
-        headers={"Content-Disposition": f'attachment; filename="{incident_id}-evidence.tar.gz"'},
-    )
+    found = await ctx.reports.evidence(view, ctx.clock.now())
+    headers = {"Content-Disposition": f'attachment; filename="{incident_id}-evidence.tar.gz"'}
+    if isinstance(found, bytes):
+        return web.Response(body=found, content_type="application/gzip", headers=headers)
+    # the file as it is (sendfile, no copy in memory); the type said, not guessed from
+    # ".gz" (which would add a Content-Encoding and have clients unpack it)
+    return web.FileResponse(found, headers=headers | {"Content-Type": "application/gzip"})
 
 
 def _packs(rules: RuleRegistry) -> list[PackInfo]:
@@ -513,18 +598,67 @@ def _packs(rules: RuleRegistry) -> list[PackInfo]:
     ]
 
 
+def _bearer(request: web.Request) -> bytes | None:
+    """The bearer token presented, as bytes, stripped of ASCII whitespace only; None when
+    there is none. (Header bytes that are not UTF-8 come as surrogates: kept, not fatal.)"""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip(ASCII_WHITESPACE)
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token.encode("utf-8", "surrogateescape")
+
+
+def _one_matches(presented: bytes, configured: list[SecretStr]) -> bool:
+    ok = False
+    for secret in configured:  # no early exit: the time does not tell which one matched
+        ok |= hmac.compare_digest(presented, secret.get_secret_value().encode())
+    return ok
+
+
 def _check_admin(request: web.Request, settings: Settings) -> None:
     if settings.admin_token is None:
         raise ApiError(
             403, "forbidden", "the admin API is off: set RESPONDER_ADMIN_TOKEN", outcome="forbidden"
         )
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    token = _bearer(request)
+    if token is None:
         raise _unauthorized("send the admin bearer token", 'Bearer realm="responder-admin"')
-    if not hmac.compare_digest(
-        token.strip().encode(), settings.admin_token.get_secret_value().encode()
-    ):
+    if not _one_matches(token, [settings.admin_token]):
         raise ApiError(403, "forbidden", "wrong admin token", outcome="forbidden")
+
+
+def _check_read(request: web.Request, settings: Settings) -> None:
+    """The read API: the read or the admin token, unless reads are open (no read token, and
+    a loopback bind or RESPONDER_ALLOW_UNAUTHENTICATED_READS)."""
+    if not settings.reads_need_token(settings.host):
+        return
+    accepted = [t for t in (settings.read_token, settings.admin_token) if t is not None]
+    if not accepted:
+        raise ApiError(
+            403,
+            "forbidden",
+            "the read API needs RESPONDER_READ_TOKEN on a non-loopback address (or "
+            "RESPONDER_ALLOW_UNAUTHENTICATED_READS=true on a trusted network)",
+            outcome="forbidden",
+        )
+    token = _bearer(request)
+    if token is None:
+        raise _unauthorized("send the read (or admin) bearer token", 'Bearer realm="responder"')
+    if not _one_matches(token, accepted):
+        raise ApiError(403, "forbidden", "wrong token", outcome="forbidden")
+
+
+def _reader(handler: Handler) -> Handler:
+    """A read route: the token first (when reads need one), then the path's incident id,
+    if it has one, before the handler reads anything."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        _check_read(request, request.app[CONTEXT].settings)
+        if "incident_id" in request.match_info:
+            _incident_id(request)
+        return await handler(request)
+
+    return guarded
 
 
 async def list_rules(request: web.Request) -> web.StreamResponse:
@@ -534,7 +668,7 @@ async def list_rules(request: web.Request) -> web.StreamResponse:
 async def reload_rules(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CONTEXT]
     _check_admin(request, ctx.settings)
-    result = ctx.rules.reload()
+    result = await ctx.rules.reload_in_thread()
     outcome = ReloadOutcome(ok=result.ok, packs=_packs(ctx.rules), problems=list(result.problems))
     return json_response(outcome, status=200 if result.ok else 422)
 
@@ -590,8 +724,8 @@ async def ack_incident(request: web.Request) -> web.StreamResponse:
     reports from now on."""
     ctx = request.app[CONTEXT]
     _check_admin(request, ctx.settings)
+    incident_id = _incident_id(request)
     asked = await _body(request, AckRequest)
-    incident_id = request.match_info["incident_id"]
     now = ctx.clock.now()
 
     def mutate(state: IncidentState) -> IncidentChange | None:
@@ -684,13 +818,14 @@ def metrics_handler(metrics: Metrics) -> Handler:
 def add_routes(app: web.Application, metrics: Metrics) -> None:
     app.router.add_post("/v1/webhooks/alertmanager", _webhook("alertmanager", alertmanager_webhook))
     app.router.add_post("/v1/webhooks/pagerduty", _webhook("pagerduty", pagerduty_webhook))
-    app.router.add_get("/v1/incidents", list_incidents)
-    app.router.add_get("/v1/incidents/{incident_id}", get_incident)
-    app.router.add_get("/v1/incidents/{incident_id}/postmortem", get_postmortem)
-    app.router.add_get("/v1/incidents/{incident_id}/evidence", get_evidence)
-    app.router.add_get("/v1/rules", list_rules)
+    # every read of incident data, the automation's state or the rules: _reader
+    app.router.add_get("/v1/incidents", _reader(list_incidents))
+    app.router.add_get("/v1/incidents/{incident_id}", _reader(get_incident))
+    app.router.add_get("/v1/incidents/{incident_id}/postmortem", _reader(get_postmortem))
+    app.router.add_get("/v1/incidents/{incident_id}/evidence", _reader(get_evidence))
+    app.router.add_get("/v1/rules", _reader(list_rules))
     app.router.add_post("/v1/admin/reload", reload_rules)
-    app.router.add_get("/v1/automation", automation)
+    app.router.add_get("/v1/automation", _reader(automation))
     app.router.add_post("/v1/admin/pause", pause)
     app.router.add_post("/v1/admin/resume", resume)
     app.router.add_post("/v1/incidents/{incident_id}/ack", ack_incident)

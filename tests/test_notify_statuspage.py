@@ -95,10 +95,16 @@ async def test_p2_incident_is_created_updated_and_resolved_with_its_components(
         assert created["name"].endswith(" issue")
         assert created["body"].startswith("We're experiencing issues with our ")
         assert "We're actively investigating and will provide updates." in created["body"]
+        # the digest of the components and service it is about: what an incident of
+        # them takes over when the store lost its record (a digest: no label value)
+        shared = created["metadata"]["responder"]["shared"]
+        assert len(shared) == 32
+        assert int(shared, 16) >= 0
         assert created["metadata"] == {
             "responder": {
                 "key": f"{opened['id']}:notify:statuspage:create",
                 "group": group_mark(opened["group_key"]),
+                "shared": shared,
             }
         }
         assert sp.component_status(COMPONENT) == "partial_outage"

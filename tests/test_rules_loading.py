@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from responder.rules.loader import Problem, RuleLoadError, load_pack, load_rules
+from responder.rules.loader import MAX_PACK_BYTES, Problem, RuleLoadError, load_pack, load_rules
 
 FIXTURES = Path(__file__).parent / "fixtures" / "rules"
 BAD = FIXTURES / "bad"
@@ -97,6 +97,10 @@ CASES: dict[str, Expect] = {
     "not_a_mapping.yaml": Expect(1, None, ("a rule pack is a mapping",)),
     "match_not_a_list.yaml": Expect(5, "scalar-match", ("match", "valid tuple")),
     "only_rule_invalid.yaml": Expect(7, "lonely", ("unknown channel 'carrier-pigeon'",)),
+    # nine levels of nine aliases: 380 bytes that expand to 9**9 nodes; refused at the
+    # first alias, before anything is expanded
+    "yaml_alias.yaml": Expect(4, None, ("YAML aliases", "not allowed")),
+    "yaml_merge_key.yaml": Expect(8, None, ("YAML aliases", "not allowed")),
 }
 
 # Files with several problems, checked by tests of their own below.
@@ -160,6 +164,24 @@ def test_a_file_that_cannot_be_read_is_one_problem(tmp_path: Path) -> None:
     assert problem == Problem(str(missing), None, None, problem.message)
     assert problem.message.startswith("cannot read: ")
     assert str(problem).startswith(f"{missing}: cannot read")
+
+
+def test_a_pack_larger_than_the_cap_is_refused_unparsed(tmp_path: Path) -> None:
+    """A valid pack padded past the cap with a comment: refused for its size alone."""
+    path = tmp_path / "huge.yaml"
+    shipped = (SHIPPED / "posthog.yaml").read_text()
+    path.write_text(shipped + "#" + "x" * (MAX_PACK_BYTES - len(shipped.encode())) + "\n")
+    [problem] = _load_error(path).problems
+    assert problem.message == f"larger than {MAX_PACK_BYTES} bytes: not a rule pack"
+    path.write_text(shipped + "#" + "x" * (MAX_PACK_BYTES - len(shipped.encode()) - 3) + "\n")
+    assert load_pack(path).name == "posthog"  # at the cap: loads
+
+
+def test_a_pack_that_is_not_utf8_is_one_problem(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    [problem] = _load_error(path).problems
+    assert problem.message.startswith("not UTF-8 text")
 
 
 def test_all_schema_problems_of_a_file_are_reported_at_once() -> None:

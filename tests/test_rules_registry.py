@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -149,3 +152,37 @@ def test_a_directory_emptied_of_packs_is_a_problem_not_zero_rules(tmp_path) -> N
     assert not result.ok
     assert any("no rule packs" in p for p in result.problems)
     assert registry().packs  # the old ones stay in force
+
+
+async def test_a_reload_reads_the_packs_off_the_event_loop(rules_dir: Path, tmp_path) -> None:
+    """The pack is a named pipe: reading it waits until something is written. The loop must
+    go on while the reload waits (it would block every webhook for as long as a parse took);
+    the writer gives the loop its chance first, and writes anyway after a while so that a
+    blocked loop makes this test fail instead of hang."""
+    fifo = tmp_path / "piped.yaml"
+    os.mkfifo(fifo)
+    pack = BILLING.replace("name: billing", "name: piped").replace("invoice-", "piped-invoice-")
+    pack = pack.replace("payment-", "piped-payment-")
+    loop_ran = threading.Event()
+    order: list[str] = []
+
+    def write(*, wait_for_loop: bool) -> None:
+        if wait_for_loop:
+            order.append("loop ran" if loop_ran.wait(timeout=10) else "writer gave up waiting")
+        with fifo.open("w") as f:  # blocks until the reader opens the pipe
+            f.write(pack)
+
+    starter = threading.Thread(target=write, kwargs={"wait_for_loop": False})
+    starter.start()
+    registry = RuleRegistry([rules_dir, fifo], Metrics())
+    starter.join()
+    assert [p.name for p in registry().packs] == ["billing", "piped"]
+
+    writer = threading.Thread(target=write, kwargs={"wait_for_loop": True})
+    writer.start()
+    reload = asyncio.create_task(registry.reload_in_thread())
+    await asyncio.sleep(0.05)  # the reload has started and waits on the pipe
+    loop_ran.set()
+    assert (await reload).ok
+    await asyncio.to_thread(writer.join)
+    assert order == ["loop ran"]

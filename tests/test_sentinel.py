@@ -79,6 +79,8 @@ async def test_a_failover_loses_no_accepted_alert_and_the_service_recovers_alone
             intake_durability="replica",
             intake_wait_timeout_ms=300,
             workers=2,
+            # each drill alert must open its own incident, found again after the failover
+            max_new_incidents_per_minute=0,
         )
         async with running_service(settings) as svc:
             accepted: list[int] = []

@@ -2,6 +2,10 @@
 
 It prints what Slack would get (the root message, its edits) and every timeline event as
 one line, so a demo or a laptop run shows the whole conversation without any account.
+
+A terminal obeys escape sequences: nothing of what it prints keeps a control character
+(an alert's ``\x1b]0;…\x07`` would retitle the window, a CSI sequence rewrite the screen),
+and an event's line stays one line.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pydantic import JsonValue
 
 from responder.domain.notification import Outbound
 from responder.ports import NoThreadLookup
+from responder.render.inert import clean, one_line
 
 
 def _unescape_mrkdwn(text: str) -> str:
@@ -35,13 +40,13 @@ class ConsoleSink(NoThreadLookup):
     async def send(self, message: Outbound, refs: Mapping[str, JsonValue]) -> dict[str, JsonValue]:
         out = self._stream or sys.stdout
         text = _unescape_mrkdwn(message.text)
-        incident = str(message.fields.get("key", "")).split(":notify:", 1)[0]
+        incident = one_line(str(message.fields.get("key", "")).split(":notify:", 1)[0])
         if message.marks == "root" or message.op == "update":
             heading = "new incident" if message.marks == "root" else "root message now"
             out.write(f"── [{incident}] {heading} ──\n")
-            out.write("".join(f"   {line}\n" for line in text.splitlines()))
+            out.write("".join(f"   {line}\n" for line in clean(text).splitlines()))
         else:
-            out.write(f"[{incident}] {text}\n")
+            out.write(f"[{incident}] {one_line(text)}\n")
         loop = asyncio.get_running_loop()
         if self._flush_due is not loop:
             # one flush (one write to the terminal or log) for all the lines of this turn

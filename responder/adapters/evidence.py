@@ -1,8 +1,8 @@
 """Collects what the incident window left outside the responder: the pod logs of the
-pods its triage looked at, and Prometheus range queries of its rules' queries (triage
-queries and action verifications) from 30 minutes before it opened to 30 minutes after it
-resolved (or now). What cannot be had is listed in ``errors.json``, never fatal: a bundle
-with a gap is worth more than none.
+pods its triage looked at (at most ``MAX_PODS`` in all, the pod-logs probe's cap), and
+Prometheus range queries of its rules' queries (triage queries and action verifications)
+from 30 minutes before it opened to 30 minutes after it resolved (or now). What cannot be
+had is listed in ``errors.json``, never fatal: a bundle with a gap is worth more than none.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from datetime import datetime, timedelta
 import orjson
 import structlog
 
+from responder.adapters.probes.pod_logs import MAX_PODS, why_not_read
 from responder.adapters.prometheus import PrometheusClient
 from responder.domain.incident import Incident
 from responder.domain.plans import PodLogsProbe, PrometheusProbe
-from responder.ports import KubeGateway
+from responder.ports import KubeGateway, PodInfo
 from responder.redaction import Redactor
 
 log = structlog.get_logger("responder.evidence")
@@ -56,11 +57,13 @@ class WindowEvidence:
         prometheus: PrometheusClient | None,
         kube: KubeGateway | None,
         redact: Redactor,
+        allowlist: tuple[str, ...],
         timeout_s: float = 15.0,
     ) -> None:
         self._prometheus = prometheus
         self._kube = kube
         self._redact = redact
+        self._allowlist = allowlist  # the pod-logs probe's bound: only these namespaces
         self._timeout_s = timeout_s
 
     async def collect(self, incident: Incident, now: datetime) -> dict[str, bytes]:
@@ -123,40 +126,73 @@ class WindowEvidence:
         files: dict[str, bytes],
         errors: list[dict[str, str]],
     ) -> None:
-        probes = [p.spec for p in incident.planned_probes if isinstance(p.spec, PodLogsProbe)]
-        if not probes:
+        # one listing per distinct selection, however often the rules name it
+        specs = list(
+            {
+                (p.spec.namespace, p.spec.selector, p.spec.container): p.spec
+                for p in incident.planned_probes
+                if isinstance(p.spec, PodLogsProbe)
+            }.values()
+        )
+        if not specs:
             return
         if self._kube is None:
             errors.append({"source": "kubernetes", "error": "no cluster configured"})
             return
+        readable = []
+        for spec in specs:
+            refusal = why_not_read(spec, self._allowlist)
+            if refusal is None:
+                readable.append(spec)
+            else:
+                errors.append({"source": "kubernetes", "error": f"logs not read: {refusal}"})
+        specs = readable
         kube = self._kube
         since_s = max(1, min(86_400, int((now - start).total_seconds())))
 
-        async def pod_logs(spec: PodLogsProbe) -> None:
+        async def listed(spec: PodLogsProbe) -> list[tuple[PodInfo, str | None]]:
             try:
                 pods = await kube.list_pods(namespace=spec.namespace, selector=spec.selector)
             except Exception as exc:  # noqa: BLE001
                 errors.append({"source": f"pods/{spec.namespace}", "error": str(exc)[:300]})
+                return []
+            return [(pod, spec.container) for pod in pods]
+
+        async def pod_log(pod: PodInfo, container: str | None) -> None:
+            try:
+                text = await kube.read_log(
+                    namespace=pod.namespace,
+                    pod=pod.name,
+                    container=container,
+                    since_s=since_s,
+                    tail_lines=MAX_LOG_LINES,
+                )
+            except Exception as exc:  # noqa: BLE001
+                errors.append({"source": f"logs/{pod.name}", "error": str(exc)[:300]})
                 return
-            for pod in pods:
-                try:
-                    text = await kube.read_log(
-                        namespace=pod.namespace,
-                        pod=pod.name,
-                        container=spec.container,
-                        since_s=since_s,
-                        tail_lines=MAX_LOG_LINES,
-                    )
-                except Exception as exc:  # noqa: BLE001
-                    errors.append({"source": f"logs/{pod.name}", "error": str(exc)[:300]})
-                    continue
-                files[f"logs/{_name(pod.namespace)}/{_name(pod.name)}.log"] = self._redact(
-                    text
-                ).encode()
+            files[f"logs/{_name(pod.namespace)}/{_name(pod.name)}.log"] = self._redact(
+                text
+            ).encode()
+
+        async def all_logs() -> None:
+            found: dict[tuple[str, str], tuple[PodInfo, str | None]] = {}
+            for pods in await asyncio.gather(*(listed(s) for s in specs)):
+                for pod, container in pods:
+                    found.setdefault((pod.namespace, pod.name), (pod, container))
+            # the pod-logs probe's cap, for the bundle as a whole: a selector that matches
+            # a whole fleet must not turn one request into hundreds of reads
+            chosen = list(found.values())[:MAX_PODS]
+            if len(found) > MAX_PODS:
+                errors.append(
+                    {
+                        "source": "kubernetes",
+                        "error": f"{len(found)} pods matched; the logs of the first "
+                        f"{MAX_PODS} were read",
+                    }
+                )
+            await asyncio.gather(*(pod_log(pod, container) for pod, container in chosen))
 
         try:
-            await asyncio.wait_for(
-                asyncio.gather(*(pod_logs(s) for s in probes)), self._timeout_s * 2
-            )
+            await asyncio.wait_for(all_logs(), self._timeout_s * 2)
         except TimeoutError:
             errors.append({"source": "kubernetes", "error": "timed out reading pod logs"})

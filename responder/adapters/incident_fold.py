@@ -7,9 +7,15 @@ and gathers, per incident, the one write that carries all of the item's changes 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from responder.domain.incident import Incident, IncidentAlert, IncidentChange
+from responder.domain.incident import (
+    Incident,
+    IncidentAlert,
+    IncidentChange,
+    IncidentLookup,
+    storm_group_key,
+)
 from responder.domain.timeline import TimelineEvent
 from responder.ports import IncidentState, MutationItem, MutationResult, SignalRecord, SignalRef
 
@@ -27,6 +33,15 @@ class IncidentWrite:
     # the ordering cursor this write moves (the last write of an item carries it)
     order_key: str | None = None
     order_done: int = 0
+    # the groups the incident answered to before this write (an alert storm's grow)
+    groups_before: tuple[str, ...] = ()
+    # written in the same round right after this one, on the state it leaves (Redis)
+    chained_on: IncidentWrite | None = None
+
+    @property
+    def version_after(self) -> int:
+        """The timeline length once this write is made."""
+        return max(self.expected_version, 0) + len(self.events)
 
     @property
     def change(self) -> IncidentChange:
@@ -76,6 +91,7 @@ def fold(
             incident=current,
             alerts={fp: current_alerts[fp] for fp in item.fingerprints if fp in current_alerts},
             signal=record,
+            overflow_cap=item.overflow_cap,
         )
         change = mutate(state)
         if change is None:
@@ -88,7 +104,9 @@ def fold(
         if write is None:
             known = incident is not None and incident.id == inc.id
             write = writes[inc.id] = IncidentWrite(
-                incident=inc, expected_version=version if known else -1
+                incident=inc,
+                expected_version=version if known else -1,
+                groups_before=incident.groups if known and incident is not None else (),
             )
         write.incident = inc
         write.events.extend(change.events)
@@ -103,8 +121,7 @@ def fold(
         current_alerts.update({a.fingerprint: a for a in change.alerts})
         # what the item's lookups find now: this incident, or nothing once it no longer
         # answers to them (a resolved incident frees its group)
-        answers = inc.lookups()
-        current = inc if any(lk in answers for lk in item.lookups) else None
+        current = inc if any(inc.answers(lk) for lk in item.lookups) else None
         if current is None:
             current_alerts = {}
     return Folded(writes=list(writes.values()), results=results, order_done=advanced)
@@ -145,3 +162,26 @@ def _now_handled(
         )
         if j < len(records):
             records[j] = marked
+
+
+# The window of the cap of new incidents per pack (RESPONDER_MAX_NEW_INCIDENTS_PER_MINUTE).
+NEW_INCIDENTS_WINDOW_S = 60
+
+
+def capped_pack(write: IncidentWrite, cap: int) -> str | None:
+    """The pack whose cap of new incidents a minute ``write`` counts against (a pack of
+    ``None``, alerts no pack classified, counts as ``-``); ``None`` when it does not: it
+    changes an incident that exists, opens the storm itself, or opens an incident from
+    PagerDuty (signed, hence trusted; no alert of it). 0 turns the cap off."""
+    inc = write.incident
+    if cap <= 0 or write.expected_version != -1 or inc.storm or inc.alerts_total == 0:
+        return None
+    return inc.pack or "-"
+
+
+def overflowed(item: MutationItem, cap: int, pack: str) -> MutationItem:
+    """``item`` again, for its new incident to go to ``pack``'s storm incident: found by
+    the storm's group after its own lookups (the group may be collected already)."""
+    storm = IncidentLookup(kind="group", key=storm_group_key(None if pack == "-" else pack))
+    lookups = item.lookups if storm in item.lookups else (*item.lookups, storm)
+    return replace(item, lookups=lookups, overflow_cap=cap)

@@ -5,7 +5,10 @@
 -- KEYS[10] incidents whose events are not all followed up yet (sorted set, by when to
 --          check that they were: see RedisKeys.follow_ups)
 -- KEYS[11 .. 10+p]        PagerDuty index keys
--- KEYS[11+p ..]           dedupe records of the signals applied (marked handled)
+-- KEYS[11+p .. 10+p+q]    index keys of further groups it answers to (an alert storm's:
+--                         those it collects), to set while active, to free once resolved
+-- KEYS[11+p+q]            with a cap: the pack's window of new incidents (sorted set)
+-- then                    dedupe records of the signals applied (marked handled)
 -- ARGV[1] expected timeline length (-1: a new incident)   ARGV[2] incident id
 -- ARGV[3] incident json   ARGV[4] status   ARGV[5] opened-at ms   ARGV[6] "1" when active
 -- ARGV[7] TTL of a resolved incident, s   ARGV[8] TTL of PagerDuty index keys, s
@@ -15,9 +18,15 @@
 -- ordering record and its skipped set)   ARGV[13] TTL of the ordering record, s
 -- ARGV[14] when to check that the events written are followed up, epoch ms (0: they need
 -- none: what a notification sink did is told by the sinks themselves)
+-- ARGV[15] q   ARGV[16] the cap of new incidents in the window (0: this write opens none
+-- that counts)   ARGV[17] the window, ms   ARGV[18] now, epoch ms
+-- ARGV[19] "" or the SHA-1 of the incident JSON this write was made on (a write chained
+-- on another of the same round: that one must have been made)
 -- then the e events; then per signal record: the status and order handled; then pairs
 -- of alert fingerprint and alert json, to the end.
--- Returns {"conflict"} when someone else wrote first, else {"ok", processed cursor}.
+-- Returns {"conflict"} when someone else wrote first, {"capped"} when the pack opened
+-- its cap of incidents within the window already (nothing written), else {"ok",
+-- processed cursor}.
 local expected = tonumber(ARGV[1])
 local id = ARGV[2]
 if expected == -1 then
@@ -27,7 +36,21 @@ if expected == -1 then
 elseif redis.call('LLEN', KEYS[2]) ~= expected then
   return {'conflict'}
 end
-local p, e = tonumber(ARGV[10]), tonumber(ARGV[11])
+if ARGV[19] ~= '' and redis.sha1hex(redis.call('GET', KEYS[1]) or '') ~= ARGV[19] then
+  return {'conflict'}
+end
+local p, e, q = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[15])
+local first_record = 11 + p + q
+local cap = tonumber(ARGV[16])
+if cap > 0 then
+  -- a sliding window across every replica, counted only by writes that are made
+  local window, now = KEYS[11 + p + q], tonumber(ARGV[18])
+  first_record = first_record + 1
+  redis.call('ZREMRANGEBYSCORE', window, '-inf', now - tonumber(ARGV[17]))
+  if redis.call('ZCARD', window) >= cap then return {'capped'} end
+  redis.call('ZADD', window, now, id)
+  redis.call('PEXPIRE', window, ARGV[17])
+end
 local advance = tonumber(ARGV[12])
 local last_record = #KEYS
 if advance > 0 then
@@ -41,13 +64,13 @@ if advance > 0 then
   redis.call('EXPIRE', ordering, ARGV[13])
 end
 redis.call('SET', KEYS[1], ARGV[3])
-for i = 15, 14 + e do
+for i = 20, 19 + e do
   redis.call('RPUSH', KEYS[2], ARGV[i])
 end
 -- the worker follows its events up next; should it die first, the check finds them
 if tonumber(ARGV[14]) > 0 then redis.call('ZADD', KEYS[10], ARGV[14], id) end
-local a = 15 + e
-for i = 11 + p, last_record do
+local a = 20 + e
+for i = first_record, last_record do
   -- only on a live record: one that expired is not brought back without its TTL
   if redis.call('EXISTS', KEYS[i]) == 1 then
     redis.call('HSET', KEYS[i], 'handled_status', ARGV[a], 'handled_order', ARGV[a + 1],
@@ -69,17 +92,25 @@ for name, key in pairs(sets) do
 end
 if ARGV[6] == '1' then
   redis.call('SET', KEYS[9], id)
+  for i = 11 + p, 10 + p + q do redis.call('SET', KEYS[i], id) end
 else
   if redis.call('GET', KEYS[9]) == id then redis.call('DEL', KEYS[9]) end
+  for i = 11 + p, 10 + p + q do
+    if redis.call('GET', KEYS[i]) == id then redis.call('DEL', KEYS[i]) end
+  end
   for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[7]) end
   -- its ledger, effect records and delivery states (RedisKeys.ledger; the key is derived
   -- like incident_read.lua's, in the incident's slot), expires with it
   redis.call('EXPIRE', KEYS[1] .. ':ledger', ARGV[7])
-  -- forget resolved incidents past retention (their keys have expired), a few at a time
+  -- forget resolved incidents past retention (their keys have expired), a few at a time;
+  -- one opened before the horizon but resolved since is still kept: it stays listed
+  local prefix = string.sub(KEYS[1], 1, #KEYS[1] - #id)
   local old = redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', ARGV[9], 'LIMIT', 0, 100)
   for _, old_id in ipairs(old) do
-    redis.call('ZREM', KEYS[5], old_id)
-    redis.call('ZREM', KEYS[8], old_id)
+    if redis.call('EXISTS', prefix .. old_id) == 0 then
+      redis.call('ZREM', KEYS[5], old_id)
+      redis.call('ZREM', KEYS[8], old_id)
+    end
   end
 end
 return {'ok', tonumber(redis.call('GET', KEYS[4]) or '0')}

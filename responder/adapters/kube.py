@@ -16,6 +16,7 @@ from typing import Any
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from responder.domain.names import k8s_name_problem, selector_problem
 from responder.ports import KubeError, PodInfo
 
 # Our name in the objects' managed fields (kubectl uses kubectl-set, kubectl-rollout...).
@@ -47,6 +48,18 @@ def _error(exc: ApiException, what: str) -> KubeError:
     return KubeError(text, status=exc.status)
 
 
+def _checked(what: str, *, namespace: str, selector: str | None = None, **names: str) -> None:
+    """Names and selectors are checked before they go into a request's path or query: a
+    value from an alert label never reaches the API server unchecked (``KubeError``)."""
+    problem = k8s_name_problem(namespace, kind="namespace")
+    if problem is None and selector is not None:
+        problem = selector_problem(selector)
+    for kind, name in names.items():
+        problem = problem or k8s_name_problem(name, kind=kind)
+    if problem is not None:
+        raise KubeError(f"{what}: refused: {problem}")
+
+
 class KubernetesGateway:
     def __init__(self, configuration: client.Configuration) -> None:
         self._configuration = configuration
@@ -58,6 +71,7 @@ class KubernetesGateway:
         return self._api
 
     async def list_pods(self, *, namespace: str, selector: str) -> list[PodInfo]:
+        _checked("list pods", namespace=namespace, selector=selector)
         try:
             pods = await client.CoreV1Api(self._client()).list_namespaced_pod(
                 namespace, label_selector=selector
@@ -78,6 +92,8 @@ class KubernetesGateway:
     async def read_log(
         self, *, namespace: str, pod: str, container: str | None, since_s: int, tail_lines: int
     ) -> str:
+        names = {"pod": pod, **({"container": container} if container else {})}
+        _checked("read log", namespace=namespace, **names)
         api = client.CoreV1Api(self._client())
         options: dict[str, Any] = {
             "since_seconds": since_s,
@@ -124,6 +140,7 @@ class KubernetesGateway:
         return doc
 
     async def get_deployment(self, *, namespace: str, name: str) -> dict[str, Any]:
+        _checked("get deployment", namespace=namespace, deployment=name)
         api = client.AppsV1Api(self._client())
         return await self._json(
             api.read_namespaced_deployment(name, namespace, _preload_content=False),
@@ -133,6 +150,7 @@ class KubernetesGateway:
     async def patch_deployment(
         self, *, namespace: str, name: str, patch: dict[str, Any], dry_run: bool
     ) -> dict[str, Any]:
+        _checked("patch deployment", namespace=namespace, deployment=name)
         api = client.AppsV1Api(self._client())
         options: dict[str, Any] = {"field_manager": FIELD_MANAGER, "_preload_content": False}
         if dry_run:
@@ -144,6 +162,7 @@ class KubernetesGateway:
         )
 
     async def get_scale(self, *, namespace: str, name: str) -> int:
+        _checked("get scale", namespace=namespace, deployment=name)
         api = client.AppsV1Api(self._client())
         doc = await self._json(
             api.read_namespaced_deployment_scale(name, namespace, _preload_content=False),
@@ -152,6 +171,7 @@ class KubernetesGateway:
         return int(doc.get("spec", {}).get("replicas", 0))
 
     async def patch_scale(self, *, namespace: str, name: str, replicas: int, dry_run: bool) -> int:
+        _checked("scale", namespace=namespace, deployment=name)
         api = client.AppsV1Api(self._client())
         options: dict[str, Any] = {"field_manager": FIELD_MANAGER, "_preload_content": False}
         if dry_run:
@@ -165,6 +185,7 @@ class KubernetesGateway:
         return int(doc.get("spec", {}).get("replicas", 0))
 
     async def secret_changed_at(self, *, namespace: str, name: str) -> datetime | None:
+        _checked("get secret", namespace=namespace, secret=name)
         api = client.CoreV1Api(self._client())
         doc = await self._json(
             api.read_namespaced_secret(name, namespace, _preload_content=False),

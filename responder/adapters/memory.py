@@ -3,23 +3,30 @@
 They keep the same contracts as the Redis adapters (the contract tests run on both):
 observe is atomic (no await between reading and writing), incident updates are atomic,
 entries stay pending until acknowledged and are reclaimed after the visibility timeout.
-Nothing survives a restart, and nothing expires before: an incident, its effect records
-and delivery states stay for the process's life (on Redis they expire together, once the
-incident has been resolved for ``RESOLVED_INCIDENT_TTL_S``).
+Nothing survives a restart. A resolved incident, its alerts, timeline, effect records and
+delivery states are forgotten together once it has been resolved (its last write) for the
+retention, by the store's clock, as their keys expire on Redis.
 """
 
 from __future__ import annotations
 
 import asyncio
 import heapq
-from collections import OrderedDict
+import json
+from collections import OrderedDict, deque
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from pydantic import JsonValue
 
-from responder.adapters.incident_fold import fold
+from responder.adapters.incident_fold import (
+    NEW_INCIDENTS_WINDOW_S,
+    Folded,
+    capped_pack,
+    fold,
+    overflowed,
+)
 from responder.domain.errors import QueueFullError
 from responder.domain.incident import (
     Incident,
@@ -52,6 +59,7 @@ from responder.ports import (
     QueueEntry,
     QueueStats,
     RecordsEpoch,
+    SharedThread,
     SignalRecord,
     needs_follow_up,
 )
@@ -224,10 +232,21 @@ class MemoryStore:
     _locks: dict[str, tuple[str, float]] = field(default_factory=dict)
     _timers: list[tuple[datetime, str]] = field(default_factory=list)
     _deliveries: dict[tuple[str, str], DeliveryState] = field(default_factory=dict)
+    # threads several incidents share, as the Redis hash's fields (RedisKeys.shared_thread)
+    _shared: dict[str, dict[str, str]] = field(default_factory=dict)
     # incidents with events not yet followed up, and when to check (RedisKeys.follow_ups)
     follow_up_grace_s: float = 60.0
     _follow_ups: dict[str, datetime] = field(default_factory=dict)
     _records_since: RecordsEpoch = field(init=False)
+    # how long a resolved incident is kept (from its last write), s: the app passes
+    # RESPONDER_INCIDENT_RETENTION_S
+    retention_s: float = 90 * 24 * 3600.0
+    # the cap of new incidents a minute per pack (0: none), and each pack's window
+    new_incidents_per_minute: int = 0
+    _windows: dict[str, deque[datetime]] = field(default_factory=dict)
+    # resolved incidents by when they expire (a heap; ``_expires`` has the current time)
+    _expiring: list[tuple[datetime, str]] = field(default_factory=list)
+    _expires: dict[str, datetime] = field(default_factory=dict)
 
     async def ping(self) -> None:
         return None
@@ -294,14 +313,15 @@ class MemoryStore:
 
     async def mutate_incidents(self, items: Sequence[MutationItem]) -> list[list[MutationResult]]:
         # No await anywhere: atomic on the event loop, so nothing can conflict.
+        self._forget_expired()
         return [self._mutate(item) for item in items]
 
-    def _mutate(self, item: MutationItem) -> list[MutationResult]:
+    def _fold(self, item: MutationItem) -> Folded:
         current = self._find(item.lookups)
         known = self._alerts.get(current.id, {}) if current else {}
         refs = [item.signal(i) for i in range(len(item.mutators))]
         records = [self._record(ref.key) if ref is not None else None for ref in refs]
-        folded = fold(
+        return fold(
             item,
             incident=current,
             version=len(self._timelines.get(current.id, ())) if current else -1,
@@ -309,6 +329,28 @@ class MemoryStore:
             records=records,
             order_done=self.queue.order_done.get(item.order_key, 0) if item.order_key else 0,
         )
+
+    def _over_cap(self, folded: Folded) -> str | None:
+        """The pack whose cap of new incidents a minute a write of ``folded`` would pass."""
+        cap = self.new_incidents_per_minute
+        since = self.clock.now() - timedelta(seconds=NEW_INCIDENTS_WINDOW_S)
+        for write in folded.writes:
+            pack = capped_pack(write, cap)
+            if pack is None:
+                continue
+            window = self._windows.setdefault(pack, deque())
+            while window and window[0] <= since:
+                window.popleft()
+            if len(window) >= cap:
+                return pack
+        return None
+
+    def _mutate(self, item: MutationItem) -> list[MutationResult]:
+        folded = self._fold(item)
+        pack = self._over_cap(folded)
+        if pack is not None:  # nothing written: its alerts go to the pack's storm instead
+            item = overflowed(item, self.new_incidents_per_minute, pack)
+            folded = self._fold(item)
         if folded.order_done is not None and item.order_key is not None:
             self.queue.advance_order(item.order_key, folded.order_done)
         cursors = {}
@@ -317,6 +359,9 @@ class MemoryStore:
             owner = self._index.get(("group", inc.group_key))
             if write.expected_version == -1 and owner not in (None, inc.id):
                 raise RuntimeError(f"group {inc.group_key} already has an active incident")
+            pack = capped_pack(write, self.new_incidents_per_minute)
+            if pack is not None:
+                self._windows.setdefault(pack, deque()).append(self.clock.now())
             self._incidents[inc.id] = inc
             self._timelines.setdefault(inc.id, []).extend(write.events)
             self._alerts.setdefault(inc.id, {}).update(write.alerts)
@@ -326,8 +371,14 @@ class MemoryStore:
             for lookup in inc.lookups():
                 if lookup.kind != "id":
                     self._index[(lookup.kind, lookup.key)] = inc.id
-            if not inc.is_active and self._index.get(("group", inc.group_key)) == inc.id:
-                del self._index[("group", inc.group_key)]
+            if not inc.is_active:
+                for group in (inc.group_key, *inc.groups):
+                    if self._index.get(("group", group)) == inc.id:
+                        del self._index[("group", group)]
+                # kept for the retention from its last write, as its keys on Redis
+                expires = self.clock.now() + timedelta(seconds=self.retention_s)
+                self._expires[inc.id] = expires
+                heapq.heappush(self._expiring, (expires, inc.id))
             for key, (status, order_ms) in write.handled.items():
                 if key in self._signals:
                     self._signals[key].handled_status = status
@@ -341,7 +392,30 @@ class MemoryStore:
             for r in folded.results
         ]
 
+    def _forget_expired(self) -> None:
+        """Forget the resolved incidents past their retention, and every record of them."""
+        now = self.clock.now()
+        while self._expiring and self._expiring[0][0] <= now:
+            expires, incident_id = heapq.heappop(self._expiring)
+            if self._expires.get(incident_id) != expires:
+                continue  # written again since: a later entry stands for it
+            del self._expires[incident_id]
+            inc = self._incidents.pop(incident_id, None)
+            self._timelines.pop(incident_id, None)
+            self._alerts.pop(incident_id, None)
+            self._processed.pop(incident_id, None)
+            self._follow_ups.pop(incident_id, None)
+            if inc is not None:
+                for lookup in inc.lookups():
+                    if self._index.get((lookup.kind, lookup.key)) == incident_id:
+                        del self._index[(lookup.kind, lookup.key)]
+            for key in [k for k in self._effects if k.startswith(incident_id + ":")]:
+                del self._effects[key]
+            for pair in [p for p in self._deliveries if p[0] == incident_id]:
+                del self._deliveries[pair]
+
     async def get_incident(self, incident_id: str) -> IncidentView | None:
+        self._forget_expired()
         inc = self._incidents.get(incident_id)
         if inc is None:
             return None
@@ -377,6 +451,7 @@ class MemoryStore:
             self._follow_ups.pop(incident_id, None)
 
     async def unprocessed(self, incident_id: str) -> IncidentView | None:
+        self._forget_expired()
         inc = self._incidents.get(incident_id)
         if inc is None:
             return None
@@ -396,6 +471,7 @@ class MemoryStore:
         after: IncidentCursor | None = None,
         limit: int = 100,
     ) -> IncidentPage:
+        self._forget_expired()
         wanted = IncidentFilter.of(status=status, severity=severity, since=since)
         limit = max(limit, 1)
         # ordered as the Redis sorted sets order them: opened-at ms, then id
@@ -491,6 +567,42 @@ class MemoryStore:
     async def schedule(self, timer: TimerSignal) -> None:
         self._timers.append((timer.due_at, timer.model_dump_json()))
         self._timers.sort()
+
+    async def join_shared_thread(
+        self, key: str, *, member: str, want: dict[str, JsonValue]
+    ) -> SharedThread:
+        record = self._shared.setdefault(key, {})
+        record[f"m:{member}"] = json.dumps(want)
+        return SharedThread.of_fields(record)
+
+    async def leave_shared_thread(self, key: str, *, members: Sequence[str]) -> SharedThread:
+        record = self._shared.get(key, {})
+        for member in members:
+            record.pop(f"m:{member}", None)
+        return SharedThread.of_fields(record)
+
+    async def settle_shared_thread(
+        self,
+        key: str,
+        *,
+        refs: dict[str, JsonValue] | None = None,
+        creating: str | None = None,
+        shown: dict[str, JsonValue] | None = None,
+    ) -> None:
+        record = self._shared.get(key)
+        if record is None:
+            return
+        if refs is not None:
+            record["refs"] = json.dumps(refs)
+        if creating is not None:
+            record["creating"] = creating
+        if shown is not None:
+            record["shown"] = json.dumps(shown)
+
+    async def close_shared_thread(self, key: str, *, thread_id: str) -> None:
+        thread = SharedThread.of_fields(self._shared.get(key, {}))
+        if not thread.members and thread.refs.get("id") == thread_id:
+            self._shared.pop(key, None)
 
     async def release_due_timers(self, *, now: datetime, limit: int) -> int:
         due = [t for t in self._timers if t[0] <= now][:limit]

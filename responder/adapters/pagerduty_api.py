@@ -22,6 +22,7 @@ from pydantic import JsonValue
 
 from responder.domain.notification import Outbound
 from responder.ports import DeliveryError, NoThreadLookup
+from responder.render.inert import one_line
 
 T = TypeVar("T")
 
@@ -113,11 +114,16 @@ class PagerDutySink(NoThreadLookup):  # the Events API cannot be read back
         key = str(fields["dedup_key"])
         if message.op == "trigger":
             details = fields.get("custom_details")
-            payload = {k: str(fields[k]) for k in ("component", "group", "class") if fields.get(k)}
+            # the summary and these are one-line fields of the alert PagerDuty shows
+            payload = {
+                k: one_line(str(fields[k]))
+                for k in ("component", "group", "class")
+                if fields.get(k)
+            }
             await self._call(
                 "Events API trigger",
                 lambda: events.trigger(
-                    summary=message.text,
+                    summary=one_line(message.text),
                     source=str(fields.get("source") or "responder"),
                     dedup_key=key,
                     severity=str(fields.get("severity") or "error"),

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import aiohttp
 
-from responder.adapters.http import SharedSession
+from responder.adapters.http import BodyTooLarge, SharedSession, read_capped
+
+# What an answer may weigh at most: a query over many series must not cost the process
+# its memory (a range query for the evidence bundle is the largest we make).
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
 
 
 class PrometheusError(Exception):
@@ -24,10 +29,13 @@ class PrometheusClient:
             async with self._session.get().get(
                 url, params=params, timeout=aiohttp.ClientTimeout(total=timeout_s)
             ) as resp:
+                raw = await read_capped(resp, max_bytes=MAX_ANSWER_BYTES)
                 try:
-                    body = await resp.json(content_type=None)
+                    body = json.loads(raw)
                 except ValueError:
                     raise PrometheusError(f"HTTP {resp.status}: not JSON") from None
+        except BodyTooLarge as exc:
+            raise PrometheusError(f"the answer is too large: {exc}") from None
         except aiohttp.ClientError as exc:
             raise PrometheusError(f"cannot reach Prometheus: {type(exc).__name__}") from None
         if not isinstance(body, dict) or body.get("status") != "success":

@@ -15,14 +15,13 @@ CONSUMER_GROUP = "workers"
 # Ordering-record names remembered (a few thousand groups are a large estate).
 _NAMES_KEPT = 10_000
 
-# How long a resolved incident, its timeline and its PagerDuty links are kept.
+# How long a resolved incident, its timeline and its PagerDuty links are kept, unless
+# RESPONDER_INCIDENT_RETENTION_S says otherwise (its default is this).
 RESOLVED_INCIDENT_TTL_S = 90 * 24 * 3600
 # An idempotency record of a side effect, or a delivery state, lives as long as its
 # incident (see ``ledger``). This is the lifetime of one whose key names no incident (or
 # whose incident is gone): it outlives any redelivery of the signal that caused it.
 EFFECT_TTL_S = 30 * 24 * 3600
-# PagerDuty links outlive the group link: an ack can come after the alerts resolved.
-PAGERDUTY_INDEX_TTL_S = RESOLVED_INCIDENT_TTL_S
 
 
 class RedisKeys:
@@ -64,8 +63,16 @@ class RedisKeys:
         """Stream of entries that failed too often. Capped at 10,000 entries."""
         return f"{self.base}:dead-letters"
 
+    def new_incidents(self, pack: str) -> str:
+        """Sorted set of the ids of the incidents a pack's alerts opened, scored by epoch
+        ms: the sliding window of its cap of new incidents a minute (incident_write.lua);
+        expires a window after the last. Hashed: pack names hold any characters."""
+        digest = hashlib.sha256(pack.encode()).hexdigest()[:32]
+        return f"{self.base}:new-incidents:{digest}"
+
     def incident(self, incident_id: str) -> str:
-        """String: the incident JSON. No TTL while active; RESOLVED_INCIDENT_TTL_S after."""
+        """String: the incident JSON. No TTL while active; the retention after
+        (settings.incident_retention_s, by default RESOLVED_INCIDENT_TTL_S)."""
         return f"{self.base}:incident:{incident_id}"
 
     def timeline(self, incident_id: str) -> str:
@@ -86,8 +93,10 @@ class RedisKeys:
         return f"{self.base}:incident:{incident_id}:processed"
 
     def index(self, kind: LookupKind, key: str) -> str:
-        """String: incident id. ``group`` lives while the incident is active; the PagerDuty
-        links live PAGERDUTY_INDEX_TTL_S. Keys are hashed: group keys hold any characters."""
+        """String: incident id. ``group`` lives while the incident is active (an alert
+        storm's incident has one for each group it collects); the PagerDuty links live as
+        long as a resolved incident (the retention). Keys are hashed: group keys hold any
+        characters."""
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]
         return f"{self.base}:index:{kind}:{digest}"
 
@@ -117,6 +126,14 @@ class RedisKeys:
         kept a sink's delivery state. Read when the ledger has none; the next save moves
         it into the ledger."""
         return f"{self.base}:incident:{incident_id}:delivery:{sink}"
+
+    def shared_thread(self, key: str) -> str:
+        """Hash: a thread several incidents share (``SharedThread``: the status page
+        incident of a set of components, key ``statuspage:component:<digest>``): fields
+        ``refs``, ``creating``, ``shown`` and ``m:<incident id>`` per attached incident
+        (JSON of the message it wants shown). TTL RESOLVED_INCIDENT_TTL_S from its last
+        write; deleted once the thread is closed with no incident attached."""
+        return f"{self.base}:shared:{key}"
 
     @property
     def paused(self) -> str:

@@ -11,6 +11,7 @@ Every write is one Lua script, so each is atomic and costs one round trip:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
@@ -26,11 +27,17 @@ from redis.exceptions import NoScriptError
 
 from responder.adapters.batching import Coalescer
 from responder.adapters.durability import IntakeDurability
-from responder.adapters.incident_fold import Folded, IncidentWrite, fold
+from responder.adapters.incident_fold import (
+    NEW_INCIDENTS_WINDOW_S,
+    Folded,
+    IncidentWrite,
+    capped_pack,
+    fold,
+    overflowed,
+)
 from responder.adapters.redis_client import unavailable_as_store_error
 from responder.adapters.redis_keys import (
     EFFECT_TTL_S,
-    PAGERDUTY_INDEX_TTL_S,
     RESOLVED_INCIDENT_TTL_S,
     RedisKeys,
 )
@@ -38,6 +45,7 @@ from responder.domain.errors import QueueFullError
 from responder.domain.incident import (
     Incident,
     IncidentAlert,
+    IncidentLookup,
     IncidentStatus,
 )
 from responder.domain.model import to_stored_json
@@ -56,6 +64,7 @@ from responder.ports import (
     MutationResult,
     Pause,
     RecordsEpoch,
+    SharedThread,
     SignalRecord,
     needs_follow_up,
 )
@@ -153,6 +162,46 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+# A thread several incidents share (``ActionLedger.*_shared_thread``), one hash.
+# KEYS[1] its hash  ARGV[1] op  ARGV[2] TTL (s, from each write)
+# join: ARGV[3] member, ARGV[4] what it wants shown; leave: ARGV[3..] members;
+# settle: ARGV[3..] field, value pairs (an empty value deletes the field);
+# close: ARGV[3] the closed thread's id (the record goes if it is its and has no member).
+_SHARED_THREAD_LUA = """
+local key, op, ttl = KEYS[1], ARGV[1], ARGV[2]
+if op == 'join' then
+  redis.call('HSET', key, 'm:' .. ARGV[3], ARGV[4])
+  redis.call('EXPIRE', key, ttl)
+  return redis.call('HGETALL', key)
+end
+if redis.call('EXISTS', key) == 0 then return {} end
+if op == 'leave' then
+  for i = 3, #ARGV do redis.call('HDEL', key, 'm:' .. ARGV[i]) end
+  if redis.call('EXISTS', key) == 1 then redis.call('EXPIRE', key, ttl) end
+  return redis.call('HGETALL', key)
+end
+if op == 'settle' then
+  for i = 3, #ARGV, 2 do
+    if ARGV[i + 1] == '' then
+      redis.call('HDEL', key, ARGV[i])
+    else
+      redis.call('HSET', key, ARGV[i], ARGV[i + 1])
+    end
+  end
+  if redis.call('EXISTS', key) == 1 then redis.call('EXPIRE', key, ttl) end
+  return {}
+end
+if op == 'close' then
+  local all = redis.call('HGETALL', key)
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, 2) == 'm:' then return {} end
+  end
+  local refs = redis.call('HGET', key, 'refs')
+  if refs and tostring(cjson.decode(refs)['id']) == ARGV[3] then redis.call('DEL', key) end
+  return {}
+end
+return redis.error_reply('unknown op ' .. op)
+"""
 # Release a lock only if we still hold it.
 _RELEASE_LOCK_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -236,6 +285,8 @@ class RedisStore:
         queue_maxlen: int,
         durability: IntakeDurability | None = None,
         follow_up_grace_s: float = 60.0,
+        incident_retention_s: int = RESOLVED_INCIDENT_TTL_S,
+        new_incidents_per_minute: int = 0,
     ) -> None:
         # Typed Any: redis-py's stubs cannot know that decode_responses=True makes every
         # value a str, and would need a cast at each call.
@@ -249,6 +300,10 @@ class RedisStore:
         self._clock = clock
         self._signal_ttl_s = signal_ttl_s
         self._queue_maxlen = queue_maxlen
+        # a resolved incident and every record of it (and its PagerDuty links) live this long
+        self._retention_s = incident_retention_s
+        # the cap of new incidents a minute per pack (0: none); see Store.mutate_incidents
+        self._cap = new_incidents_per_minute
         self._observe = client.register_script(_lua("observe.lua"))
         self._read = client.register_script(_batched(_lua("incident_read.lua")))
         self._write = client.register_script(_batched(_lua("incident_write.lua")))
@@ -259,6 +314,7 @@ class RedisStore:
         self._spend = client.register_script(_SPEND_BUDGET_LUA)
         self._unlock = client.register_script(_RELEASE_LOCK_LUA)
         self._lock = client.register_script(_ACQUIRE_LOCK_LUA)
+        self._shared = client.register_script(_SHARED_THREAD_LUA)
         self._release_timers = client.register_script(_RELEASE_TIMERS_LUA)
         self._epoch = client.register_script(_EPOCH_LUA)
         self._observe_batches: Coalescer[Observation, ObserveOutcome] = Coalescer(self._observe_now)
@@ -322,6 +378,7 @@ class RedisStore:
     async def mutate_incidents(self, items: Sequence[MutationItem]) -> list[list[MutationResult]]:
         results: list[list[MutationResult] | None] = [None] * len(items)
         todo = list(range(len(items)))
+        items = list(items)  # an item over its pack's cap is replaced by its overflow
         async with unavailable_as_store_error("mutate_incidents"):
             for _ in range(_MAX_CONFLICTS):
                 if not todo:
@@ -330,8 +387,9 @@ class RedisStore:
                 reads = await self._batch(self._read, [self._read_call(items[i]) for i in todo])
                 slices = Slices()  # a big batch must not hold up the webhooks for long
                 folded: dict[int, Folded] = {}
+                fresh = _Fresh()
                 for i, reply in zip(todo, reads, strict=True):
-                    folded[i] = self._fold(items[i], reply)
+                    folded[i] = self._fold(items[i], reply, fresh)
                     await slices.tick()
                 advances: list[tuple[list[str], list[Any]]] = []
                 for i in todo:
@@ -346,8 +404,9 @@ class RedisStore:
                         advances.append((keys, [done, self._signal_ttl_s]))
                 writes = [(i, w) for i in todo for w in folded[i].writes]
                 calls = []
+                digests: dict[int, str] = {}
                 for _, write in writes:
-                    calls.append(self._write_call(write))
+                    calls.append(self._write_call(write, digests))
                     await slices.tick()
                 replies = await self._batch(self._write, calls)
                 # signals that changed nothing still take their turn (rare: a second round
@@ -356,7 +415,12 @@ class RedisStore:
                 conflicted: set[int] = set()
                 cursors: dict[tuple[int, str], int] = {}
                 for (i, write), reply in zip(writes, replies, strict=True):
-                    if reply[0] == "conflict":
+                    if reply[0] == "capped":
+                        # nothing written; again, for its alerts to go to the pack's storm
+                        pack = capped_pack(write, self._cap) or "-"
+                        items[i] = overflowed(items[i], self._cap, pack)
+                        conflicted.add(i)
+                    elif reply[0] == "conflict":
                         conflicted.add(i)
                     else:
                         cursors[(i, write.incident.id)] = int(reply[1])
@@ -424,7 +488,7 @@ class RedisStore:
         args = [len(item.lookups), len(refs), k.incident_prefix, *kinds, *item.fingerprints]
         return keys, args
 
-    def _fold(self, item: MutationItem, reply: list[Any]) -> Folded:
+    def _fold(self, item: MutationItem, reply: list[Any], fresh: _Fresh) -> Folded:
         order_done, reply = int(reply[0]), reply[1:]
         n_refs = sum(ref is not None for ref in item.signals)
         found = iter(_record(reply[5 * j : 5 * j + 5]) for j in range(n_refs))
@@ -432,33 +496,49 @@ class RedisStore:
             next(found) if item.signal(i) is not None else None for i in range(len(item.mutators))
         ]
         rest = reply[5 * n_refs :]
-        if not rest:
-            return fold(
-                item,
-                incident=None,
-                version=-1,
-                alerts={},
-                records=records,
-                order_done=order_done,
-            )
-        _, raw, version, *alert_docs = rest
-        incident = Incident.model_validate_json(raw)
-        alerts = {
-            fp: _alert(doc, incident)
-            for fp, doc in zip(item.fingerprints, alert_docs, strict=True)
-            if doc
-        }
-        return fold(
+        incident: Incident | None = None
+        version, alerts = -1, {}
+        if rest:
+            _, raw, read_version, *alert_docs = rest
+            incident, version = Incident.model_validate_json(raw), int(read_version)
+            alerts = {
+                fp: _alert(doc, incident)
+                for fp, doc in zip(item.fingerprints, alert_docs, strict=True)
+                if doc
+            }
+        chain = fresh.answering(item.lookups, incident)
+        if chain is not None:
+            # an incident an earlier item of this round writes: fold on what that write
+            # leaves, and write right after it (an alert storm's groups, one round)
+            if incident is None or incident.id != chain.incident.id:
+                alerts = {}
+            known = fresh.alerts[chain.incident.id]
+            alerts = {
+                fp: known.get(fp) or alerts[fp]
+                for fp in item.fingerprints
+                if fp in known or fp in alerts
+            }
+            incident, version = chain.incident, chain.version_after
+        folded = fold(
             item,
             incident=incident,
-            version=int(version),
+            version=version,
             alerts=alerts,
             records=records,
             order_done=order_done,
         )
+        for write in folded.writes:
+            if chain is not None and write.incident.id == chain.incident.id:
+                write.chained_on = chain
+            fresh.add(write)
+        return folded
 
-    def _write_call(self, write: IncidentWrite) -> tuple[list[str], list[Any]]:
-        """The write script's keys and arguments for one incident (see incident_write.lua)."""
+    def _write_call(
+        self, write: IncidentWrite, digests: dict[int, str]
+    ) -> tuple[list[str], list[Any]]:
+        """The write script's keys and arguments for one incident (see incident_write.lua).
+        ``digests``: the SHA-1 of each incident JSON written so far this round, by write
+        (``id``), for a write chained on one of them."""
         k = self._keys
         inc = write.incident
         pagerduty_keys = [
@@ -466,6 +546,14 @@ class RedisStore:
             for lk in inc.lookups()
             if lk.kind in ("pagerduty_id", "pagerduty_key")
         ]
+        # a storm's collected groups: those new to it while active, all once it resolved
+        before = set(write.groups_before) if inc.is_active else set()
+        group_keys = [k.index("group", g) for g in inc.groups if g not in before]
+        pack = capped_pack(write, self._cap)
+        window = [k.new_incidents(pack)] if pack is not None else []
+        stored = to_stored_json(inc)
+        digests[id(write)] = hashlib.sha1(stored).hexdigest()  # noqa: S324 (not security)
+        chained = digests[id(write.chained_on)] if write.chained_on is not None else ""
         keys = [
             k.incident(inc.id),
             k.timeline(inc.id),
@@ -478,26 +566,34 @@ class RedisStore:
             k.index("group", inc.group_key),
             k.follow_ups,
             *pagerduty_keys,
+            *group_keys,
+            *window,
             *[k.signal(key) for key in write.handled],
         ]
         if write.order_key is not None:
             keys += [k.order(write.order_key), k.order_skipped(write.order_key)]
-        horizon_ms = epoch_ms(self._clock.now()) - RESOLVED_INCIDENT_TTL_S * 1000
+        now_ms = epoch_ms(self._clock.now())
+        horizon_ms = now_ms - self._retention_s * 1000
         args: list[Any] = [
             write.expected_version,
             inc.id,
-            to_stored_json(inc),
+            stored,
             inc.status.value,
             epoch_ms(inc.opened_at),
             "1" if inc.is_active else "0",
-            RESOLVED_INCIDENT_TTL_S,
-            PAGERDUTY_INDEX_TTL_S,
+            self._retention_s,
+            self._retention_s,  # PagerDuty links: as long as the incident
             horizon_ms,
             len(pagerduty_keys),
             len(write.events),
             write.order_done if write.order_key is not None else 0,
             self._signal_ttl_s,
             self._follow_up_check_ms(write.events),
+            len(group_keys),
+            self._cap if pack is not None else 0,
+            NEW_INCIDENTS_WINDOW_S * 1000,
+            now_ms,
+            chained,
             *[to_stored_json(e) for e in write.events],
         ]
         for status, order_ms in write.handled.values():
@@ -782,6 +878,43 @@ class RedisStore:
                 self._keys.timers, {timer.model_dump_json(): epoch_ms(timer.due_at)}
             )
 
+    async def _shared_call(self, key: str, op: str, *args: str) -> SharedThread:
+        async with unavailable_as_store_error(f"{op}_shared_thread"):
+            reply = await self._shared(
+                keys=[self._keys.shared_thread(key)],
+                args=[op, RESOLVED_INCIDENT_TTL_S, *args],
+            )
+        pairs = [v.decode() if isinstance(v, bytes) else str(v) for v in reply or []]
+        return SharedThread.of_fields(dict(zip(pairs[::2], pairs[1::2], strict=True)))
+
+    async def join_shared_thread(
+        self, key: str, *, member: str, want: dict[str, JsonValue]
+    ) -> SharedThread:
+        return await self._shared_call(key, "join", member, _compact(want))
+
+    async def leave_shared_thread(self, key: str, *, members: Sequence[str]) -> SharedThread:
+        return await self._shared_call(key, "leave", *members)
+
+    async def settle_shared_thread(
+        self,
+        key: str,
+        *,
+        refs: dict[str, JsonValue] | None = None,
+        creating: str | None = None,
+        shown: dict[str, JsonValue] | None = None,
+    ) -> None:
+        pairs: list[str] = []
+        if refs is not None:
+            pairs += ["refs", _compact(refs)]
+        if creating is not None:
+            pairs += ["creating", creating]
+        if shown is not None:
+            pairs += ["shown", _compact(shown)]
+        await self._shared_call(key, "settle", *pairs)
+
+    async def close_shared_thread(self, key: str, *, thread_id: str) -> None:
+        await self._shared_call(key, "close", thread_id)
+
     async def release_due_timers(self, *, now: datetime, limit: int) -> int:
         async with unavailable_as_store_error("release_due_timers"):
             return int(
@@ -841,4 +974,64 @@ def _record(values: list[str]) -> SignalRecord | None:
         handled_status=handled_status or None,
         handled_order_ms=int(handled_order) if handled_order else None,
         handled_incident=handled_incident or None,
+    )
+
+
+class _Fresh:
+    """The incidents the writes of one round leave, as the next items of the round see
+    them: an item whose lookups one of them answers (the read, made before, found
+    nothing newer there) folds on it and writes right after it, rather than conflicting
+    and waiting for a round of its own; an alert storm's hundreds of groups go to its
+    incident in one round."""
+
+    def __init__(self) -> None:
+        self.writes: dict[str, IncidentWrite] = {}  # by incident id, the round's last
+        self.alerts: dict[str, dict[str, IncidentAlert]] = {}  # the alerts they wrote
+        self._answers: dict[IncidentLookup, str] = {}  # lookup -> incident id
+
+    def add(self, write: IncidentWrite) -> None:
+        inc = write.incident
+        before = self.writes.get(inc.id)
+        was = before.incident if before is not None else None
+        if was is not None and _grown(was, inc):
+            # the usual chained write: a storm collected groups, nothing else moved
+            new = [IncidentLookup(kind="group", key=g) for g in inc.groups[len(was.groups) :]]
+            self._answers.update(dict.fromkeys(new, inc.id))
+        else:
+            old = set(was.lookups()) if was is not None else set()
+            now = set(inc.lookups())
+            for lookup in old - now:
+                if self._answers.get(lookup) == inc.id:
+                    del self._answers[lookup]
+            self._answers.update(dict.fromkeys(now - old, inc.id))
+        self.writes[inc.id] = write
+        self.alerts.setdefault(inc.id, {}).update(write.alerts)
+
+    def answering(
+        self, lookups: Sequence[IncidentLookup], read: Incident | None
+    ) -> IncidentWrite | None:
+        """The write an item with ``lookups`` must fold on, whose read found ``read``;
+        ``None``: the read stands (a write of it this round then makes a conflict)."""
+        if not self._answers:
+            return None
+        for lookup in lookups:
+            incident_id = self._answers.get(lookup)
+            if read is not None and read.answers(lookup):
+                # the read found it here: only a write of that same incident is newer
+                if read is not None and incident_id == read.id:
+                    return self.writes[incident_id]
+                return None
+            if incident_id is not None:
+                return self.writes[incident_id]
+        return None
+
+
+def _grown(was: Incident, now: Incident) -> bool:
+    """``now`` answers to what ``was`` did and to the groups appended since, no more."""
+    return (
+        was.is_active == now.is_active
+        and was.group_key == now.group_key
+        and was.pagerduty_incident_id == now.pagerduty_incident_id
+        and was.pagerduty_keys == now.pagerduty_keys
+        and now.groups[: len(was.groups)] == was.groups
     )

@@ -101,6 +101,10 @@ class StatuspageSink:
         mark = {"key": key if message.op == "create" else key.rpartition(":")[0] + ":create"}
         if message.fields.get("incident_group"):
             mark["group"] = str(message.fields["incident_group"])
+        if message.shared:
+            # the components' public incident: what an incident of any of their groups
+            # takes over when the store lost its record
+            mark["shared"] = message.shared.rpartition(":")[2]
         incident["metadata"] = {"responder": mark}
         if message.op == "create":
             created = await self._call("POST", self._base, {"incident": incident})
@@ -131,6 +135,13 @@ class StatuspageSink:
     async def find_open(self, message: Outbound, *, group: str, since: float) -> list[OpenThread]:
         if message.op != "create":
             return []
+        if message.shared:
+            shared = message.shared.rpartition(":")[2]
+            return [
+                t
+                for t in await self.open_threads((), since=since)
+                if t.shown.get("shared") == shared
+            ]
         return [
             t for t in await self.open_threads((), since=since) if t.shown.get("group") == group
         ]

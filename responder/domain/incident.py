@@ -111,6 +111,11 @@ class Incident(Frozen):
     # per sink, the handles of what was posted (Slack channel and ts, status page id...)
     deliveries: dict[str, dict[str, JsonValue]] = Field(default_factory=dict)
     events_count: int = 0
+    # An alert storm's incident (see ``open_storm``): it collects the groups that would
+    # have opened incidents beyond the pack's cap of new incidents per minute, and answers
+    # to each of them (``groups``) while active, so their later signals land on it too.
+    storm: bool = False
+    groups: tuple[str, ...] = ()
 
     @property
     def is_active(self) -> bool:
@@ -121,10 +126,22 @@ class Incident(Frozen):
         found = [IncidentLookup(kind="id", key=self.id)]
         if self.is_active:
             found.append(IncidentLookup(kind="group", key=self.group_key))
+            found.extend(IncidentLookup(kind="group", key=g) for g in self.groups)
         if self.pagerduty_incident_id:
             found.append(IncidentLookup(kind="pagerduty_id", key=self.pagerduty_incident_id))
         found.extend(IncidentLookup(kind="pagerduty_key", key=k) for k in self.pagerduty_keys)
         return found
+
+    def answers(self, lookup: IncidentLookup) -> bool:
+        """Whether ``lookup`` finds this incident now (``lookups`` without building them
+        all: an alert storm's incident answers to hundreds of groups)."""
+        if lookup.kind == "id":
+            return lookup.key == self.id
+        if lookup.kind == "group":
+            return self.is_active and (lookup.key == self.group_key or lookup.key in self.groups)
+        if lookup.kind == "pagerduty_id":
+            return lookup.key == self.pagerduty_incident_id
+        return lookup.key in self.pagerduty_keys
 
 
 class IncidentChange(Frozen):
@@ -174,8 +191,10 @@ def _escalate(
             f"Rule {decision.rule or decision.branch} asks to page the on-call",
             rule=decision.rule or decision.branch,
         )
-    if incident.error_type in (None, ErrorType.UNKNOWN) and (
-        decision.error_type is not ErrorType.UNKNOWN
+    if (
+        not incident.storm
+        and incident.error_type in (None, ErrorType.UNKNOWN)
+        and (decision.error_type is not ErrorType.UNKNOWN)
     ):
         update["error_type"] = decision.error_type
         changes.add(
@@ -491,6 +510,105 @@ def open_incident(
     change = changes.done(base, opened=True, alerts=(_alert_from(signal, 1),))
     assert change is not None
     return change
+
+
+STORM_GROUP_PREFIX = "storm:"
+
+
+def storm_group_key(pack: str | None) -> str:
+    """The group of a pack's alert storm incident: one active at a time per pack (alerts
+    no pack classified share one)."""
+    return STORM_GROUP_PREFIX + (pack or "-")
+
+
+def _storm_title(pack: str | None, cap: int) -> str:
+    # fixed: the Slack root is not edited for a title (the alert count it shows grows)
+    return (
+        f"Alert storm: more than {cap} new incident groups in pack {pack or '(none)'} in a minute"
+    )
+
+
+def open_storm(
+    *,
+    incident_id: str,
+    pack: str | None,
+    cap: int,
+    group_key: str,
+    signal: AlertSignal,
+    severity: Severity,
+    now: datetime,
+) -> IncidentChange:
+    """The pack opened ``cap`` incidents within a minute and ``signal`` would open one
+    more: it opens the pack's alert storm incident instead, which collects its group and
+    those after it. No rule classifies it, so no probe or action is planned for it: a
+    human is told, at P2 at least (worse when a collected alert is)."""
+    level = severity if severity.worse_than(Severity.P2) else Severity.P2
+    base = Incident(
+        id=incident_id,
+        group_key=storm_group_key(pack),
+        title=_storm_title(pack, cap),
+        severity=level,
+        error_type=ErrorType.UNKNOWN,
+        pack=pack,
+        storm=True,
+        groups=(group_key,),
+        alerts_total=1,
+        alerts_firing=1,
+        opened_at=now,
+        started_at=signal.starts_at,
+        updated_at=now,
+    )
+    reason = (
+        f"alert storm: pack {pack or '(none)'} opened {cap} incidents within a minute; "
+        "further groups are collected here, with no triage or automatic action"
+    )
+    changes = _Changes(base, now)
+    changes.add(
+        "incident.opened",
+        f"Opened as the alert storm of pack {pack or '(none)'} by {_alert_name(signal)} firing",
+        group_key=base.group_key,
+        fingerprint=signal.fingerprint,
+    )
+    changes.add(
+        "incident.storm",
+        f"More than {cap} new incident groups in pack {pack or '(none)'} within a minute: "
+        "the next ones are collected in this incident",
+        pack=pack,
+        cap=cap,
+        group=group_key,
+    )
+    changes.add("incident.needs_human", f"A human is needed: {reason}", reason=reason)
+    change = changes.done(
+        base, update={"needs_human": reason}, opened=True, alerts=(_alert_from(signal, 1),)
+    )
+    assert change is not None
+    return change
+
+
+def collect_into_storm(
+    storm: Incident,
+    current: IncidentAlert | None,
+    *,
+    group_key: str,
+    signal: AlertSignal,
+    now: datetime,
+) -> IncidentChange | None:
+    """One more group beyond the cap joins the pack's active storm incident, which
+    answers to it from now on; ``None`` when it is collected already."""
+    if group_key in storm.groups or not storm.is_active:
+        return None
+    groups = (*storm.groups, group_key)
+    collected = storm.model_copy(update={"groups": groups})
+    changes = _Changes(storm, now)
+    changes.add(
+        "storm.collected",
+        f"Group {len(groups)} collected: {_alert_name(signal)}",
+        pack=storm.pack,
+        group=group_key,
+    )
+    first = changes.done(collected)
+    assert first is not None
+    return combine(first, apply_alert(first.incident, current, signal, now))
 
 
 def apply_alert(

@@ -117,6 +117,9 @@ class Outbound(Frozen):
     # what the sink shows once this is sent (the root message's status, the status page
     # incident's status...): the planner compares it with the next state
     shows: dict[str, JsonValue] = Field(default_factory=dict)
+    # the key of a thread several incidents share (the status page incident of a set of
+    # components): the message goes to that one thread (``notify.shared_threads``)
+    shared: str | None = None
 
 
 class DeliveryState(Frozen):
@@ -137,3 +140,35 @@ class DeliveryState(Frozen):
     # no try of the ``uncertain`` message is older than this (the sink's history is read
     # from then on); None with ``uncertain`` set: unknown, read as far back as it goes
     uncertain_since: datetime | None = None
+
+
+# What makes one attached incident's message "worse" than another's, for the public
+# incident several incidents share: the impact, then the components' status, then the
+# response status (the public incident says "monitoring" only once every attached incident
+# does).
+_IMPACT_RANK = {"none": 0, "minor": 1, "major": 2, "critical": 3}
+_COMPONENT_RANK = {
+    "operational": 0,
+    "under_maintenance": 1,
+    "degraded_performance": 2,
+    "partial_outage": 3,
+    "major_outage": 4,
+}
+_STATUS_RANK = {"resolved": 0, "monitoring": 1, "identified": 2, "investigating": 3}
+
+
+def _worse_first(shows: dict[str, JsonValue]) -> tuple[int, int, int]:
+    return (
+        _IMPACT_RANK.get(str(shows.get("impact")), 0),
+        _COMPONENT_RANK.get(str(shows.get("components")), 0),
+        _STATUS_RANK.get(str(shows.get("status")), 0),
+    )
+
+
+def shared_lead(members: dict[str, Outbound]) -> Outbound | None:
+    """The message a thread shared by several incidents shows (the status page incident
+    of a set of components): the worst of its attached incidents' own messages; among
+    equals, the one of the lowest incident id, so every replica picks the same."""
+    if not members:
+        return None
+    return max(sorted(members.items()), key=lambda kv: _worse_first(kv[1].shows))[1]

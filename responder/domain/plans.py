@@ -9,12 +9,13 @@ the rule engine fills them in when it plans the probe or action.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from responder.domain.facts import FACT_NAMESPACES
 from responder.domain.model import Frozen
+from responder.domain.names import allow_hosts_problem, derive_allow_hosts
 
 NonEmpty = Annotated[str, Field(min_length=1)]
 
@@ -47,7 +48,47 @@ class _Probe(Frozen):
         return {f"{space}.{name}": name in self.NESTED for name in names}
 
 
-class VendorStatusProbe(_Probe):
+class _UrlProbe(_Probe):
+    """A probe that requests a URL. The URL may be a template over the alert, so where it
+    may go is said apart from it: ``allow_hosts`` (by default the template's fixed part),
+    checked when the probe is planned and again before the request, on every redirect."""
+
+    url: NonEmpty
+    allow_hosts: tuple[str, ...] = Field(
+        (),
+        description="Hosts the URL may reach: `host` or `host:port` (no port: the scheme's), "
+        "`*` within one DNS label (`*.prod.svc.cluster.local`). Default: the URL's fixed "
+        "part, each label with a template in it a `*`; a literal URL allows its own host.",
+    )
+    follow_redirects: bool = Field(
+        False, description="Follow up to 3 redirects, each to a host allow_hosts names."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_allow_hosts(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("allow_hosts"):
+            url = data.get("url")
+            if isinstance(url, str) and url:
+                try:
+                    return {**data, "allow_hosts": derive_allow_hosts(url)}
+                except ValueError:
+                    # the fixed part names no host: none is allowed until the pack says
+                    # (planning says why); the pack still loads, as before
+                    return data
+        return data
+
+    @field_validator("allow_hosts")
+    @classmethod
+    def _host_globs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            problem = allow_hosts_problem(entry)
+            if problem:
+                raise ValueError(problem)
+        return value
+
+
+class VendorStatusProbe(_UrlProbe):
     """An Atlassian Statuspage's public JSON API (the vendor's status page)."""
 
     YIELDS: ClassVar[Mapping[str, str]] = {
@@ -66,7 +107,7 @@ class VendorStatusProbe(_Probe):
     timeout_s: float = Field(5.0, gt=0, le=60)
 
 
-class HealthProbe(_Probe):
+class HealthProbe(_UrlProbe):
     """Our integration's health endpoint, read at a JSON path."""
 
     YIELDS: ClassVar[Mapping[str, str]] = {
@@ -80,7 +121,6 @@ class HealthProbe(_Probe):
     NESTED: ClassVar[frozenset[str]] = frozenset({"value"})
 
     type: Literal["health"]
-    url: NonEmpty
     json_path: NonEmpty = Field(
         ".status", description="jq-like path, e.g. .services.posthog.status"
     )

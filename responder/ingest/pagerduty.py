@@ -21,17 +21,21 @@ def signature_valid(raw_body: bytes, header: str, secrets: Iterable[str]) -> boo
     """True when any ``v1=<hex>`` entry of the header is HMAC-SHA256(secret, raw body).
 
     During a rotation PagerDuty sends one entry per secret, and we may hold several secrets;
-    any pair matching is enough. Every comparison is constant-time.
+    any pair matching is enough. Every comparison is constant-time. A header that is not
+    ASCII (or entries padded with Unicode spaces) verifies nothing: it is never an error.
     """
-    offered = [part.strip()[3:] for part in header.split(",") if part.strip().startswith("v1=")]
+    if not header.isascii():
+        return False
+    entries = (part.strip(" \t") for part in header.split(","))
+    offered = [entry[3:].lower().encode() for entry in entries if entry.startswith("v1=")]
     if not offered:
         return False
     ok = False
     for secret in secrets:
-        want = hmac.new(secret.encode(), raw_body, hashlib.sha256).hexdigest()
+        want = hmac.new(secret.encode(), raw_body, hashlib.sha256).hexdigest().encode()
         for candidate in offered:
             # no early exit: the time taken does not tell which entry or secret matched
-            ok |= hmac.compare_digest(candidate.lower(), want)
+            ok |= hmac.compare_digest(candidate, want)
     return ok
 
 

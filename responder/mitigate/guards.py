@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from responder.domain.action import Verdict
+from responder.domain.names import k8s_name_problem
 from responder.ports import Pause
 
 DRY_RUN = "dry_run"  # the guard whose "no" means "record what you would do"
@@ -40,10 +41,39 @@ class GuardInput:
         return f"{self.namespace}/{self.deployment}" if self.deployment else "-"
 
 
+def _segments_match(pattern: str, segments: tuple[str, ...]) -> bool:
+    """Shell wildcards, one ``/``-separated segment at a time: ``*`` never spans a ``/``,
+    so ``production/*/set_env`` does not allow ``production/a/b/set_env``."""
+    parts = pattern.split("/")
+    return len(parts) == len(segments) and all(
+        fnmatch.fnmatchcase(segment, part) for part, segment in zip(parts, segments, strict=True)
+    )
+
+
 def allowed(allowlist: tuple[str, ...], namespace: str, deployment: str, action: str) -> bool:
-    """``namespace/deployment/action`` entries; shell wildcards (``production/*/set_env``)."""
-    entry = f"{namespace}/{deployment}/{action}"
-    return any(fnmatch.fnmatchcase(entry, pattern) for pattern in allowlist)
+    """``namespace/deployment/action`` entries; shell wildcards within a segment
+    (``production/*/set_env``). Names that are not Kubernetes names are never allowed."""
+    if target_problem(namespace, deployment):
+        return False
+    return any(_segments_match(p, (namespace, deployment, action)) for p in allowlist)
+
+
+def namespace_allowed(allowlist: tuple[str, ...], namespace: str) -> bool:
+    """Whether some entry of the allowlist names ``namespace`` (its first segment, with
+    its wildcards): what a probe that reads the cluster (pod logs) may read."""
+    if k8s_name_problem(namespace, kind="namespace"):
+        return False
+    return any(
+        len(p.split("/")) == 3 and fnmatch.fnmatchcase(namespace, p.split("/")[0])
+        for p in allowlist
+    )
+
+
+def target_problem(namespace: str, deployment: str) -> str | None:
+    """Why ``namespace/deployment`` is no target (not Kubernetes names), or ``None``."""
+    return k8s_name_problem(namespace, kind="namespace") or k8s_name_problem(
+        deployment, kind="deployment"
+    )
 
 
 def check(g: GuardInput) -> list[Verdict]:
@@ -74,14 +104,15 @@ def check(g: GuardInput) -> list[Verdict]:
         return verdicts
     assert g.namespace is not None
     assert g.deployment is not None
-    on_list = allowed(g.allowlist, g.namespace, g.deployment, g.action)
-    if not say(
-        "allowlist",
-        on_list,
-        f"{g.target}/{g.action} is on the allowlist"
-        if on_list
-        else f"{g.target}/{g.action} is not on the allowlist (RESPONDER_ACTION_ALLOWLIST)",
-    ):
+    invalid = target_problem(g.namespace, g.deployment)
+    on_list = invalid is None and allowed(g.allowlist, g.namespace, g.deployment, g.action)
+    if invalid is not None:
+        reason = f"the target is refused: {invalid}"
+    elif on_list:
+        reason = f"{g.target}/{g.action} is on the allowlist"
+    else:
+        reason = f"{g.target}/{g.action} is not on the allowlist (RESPONDER_ACTION_ALLOWLIST)"
+    if not say("allowlist", on_list, reason):
         return verdicts
     if not say(DRY_RUN, not g.dry_run, "live" if not g.dry_run else f"dry-run: {g.dry_run_why}"):
         return verdicts

@@ -46,6 +46,7 @@ from responder.metrics import Metrics
 from responder.notify.lost_records import LostRecords
 from responder.notify.planners import Planner
 from responder.notify.retry import CircuitBreaker, backoff_s
+from responder.notify.shared_threads import SharedThreads, SinkBusy
 from responder.ports import (
     ActionLedger,
     Clock,
@@ -91,6 +92,9 @@ class Channel:
     sink: Sink
     planner: Planner
     per_process: bool = False
+    # the messages that say so (``Outbound.shared``) go to a thread several incidents
+    # share: one status page incident per set of components (``SharedThreads``)
+    shared: bool = False
 
     @property
     def name(self) -> str:
@@ -129,13 +133,14 @@ class Deliveries:
         """``threads_in``: where the sinks' threads may be (Slack channels), for marking
         those a lost record left (``LostRecords``), ``settle_s`` after the store began
         anew."""
-        self._channels = {c.name: c for c in channels}
         self._store = store
         self._ledger = ledger
         self._clock = clock
         self._metrics = metrics
         self._policy = policy or DeliveryPolicy()
         self._owner = owner or secrets.token_hex(6)
+        channels = [self._sharing(c, store, ledger, clock) for c in channels]
+        self._channels = {c.name: c for c in channels}
         self.lost = LostRecords(
             store=store,
             clock=clock,
@@ -153,6 +158,22 @@ class Deliveries:
             )
             for name in self._channels
         }
+
+    def _sharing(
+        self, channel: Channel, store: Store, ledger: ActionLedger, clock: Clock
+    ) -> Channel:
+        if not channel.shared or isinstance(channel.sink, SharedThreads):
+            return channel
+        sink = SharedThreads(
+            sink=channel.sink,
+            store=store,
+            ledger=ledger,
+            clock=clock,
+            owner=self._owner,
+            lease_s=self._policy.lease_s,
+            lock_wait_s=self._policy.lock_wait_s,
+        )
+        return Channel(sink, channel.planner, per_process=channel.per_process, shared=True)
 
     @property
     def sinks(self) -> list[str]:
@@ -348,8 +369,17 @@ class Deliveries:
                 await self._ledger.finish_effect(key, data=data)
                 self._metrics.notifications.labels(name, "found").inc()
                 return await self._delivered(incident, name, message, state, data), True
-        if claim.status == "start" and message.marks in _OPENING_MARKS:
+        shared = channel.sink if isinstance(channel.sink, SharedThreads) else None
+        if (
+            claim.status == "start"
+            and message.marks in _OPENING_MARKS
+            and not (shared is not None and await shared.open_for(message))
+        ):
             adopted = await self._adopt(channel, incident, message)
+            refs = adopted.get("refs") if adopted is not None else None
+            if adopted is not None and shared is not None and isinstance(refs, dict):
+                # the components' thread, if they have one already
+                adopted = {**adopted, "refs": await shared.adopted(message, refs)}
             if adopted is not None:
                 await self._ledger.finish_effect(key, data=adopted)
                 self._metrics.notifications.labels(name, "adopted").inc()
@@ -360,6 +390,11 @@ class Deliveries:
             refs = await asyncio.wait_for(
                 channel.sink.send(message, state.refs), self._policy.timeout_s
             )
+        except SinkBusy:
+            # another worker edits the shared thread: not a failure of the sink
+            await self._ledger.release_effect(key, owner=self._owner)
+            await self._schedule(incident.id, name, self._policy.busy_retry_s)
+            return state, False
         except TimeoutError:
             error = DeliveryError(
                 f"no answer within {self._policy.timeout_s:g}s", retryable=True, uncertain=True
@@ -425,11 +460,14 @@ class Deliveries:
         if message.marks in ("root", "create", "triggered") and isinstance(refs, dict):
             shown = {k: v for k, v in refs.items() if k in ("channel", "ts", "id", "dedup_key")}
             where = f" in {message.fields['channel']}" if message.fields.get("channel") else ""
+            what = _POSTED.get(message.marks, message.op)
+            if refs.get("attached"):
+                what = "attached to the incident already open for its components"
             await self._record(
                 incident.id,
                 name,
                 "notification.posted",
-                f"{_label(name)}: {_POSTED.get(message.marks, message.op)}{where}",
+                f"{_label(name)}: {what}{where}",
                 refs=shown,
             )
         return _settled(state, message, data)

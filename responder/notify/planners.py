@@ -16,6 +16,8 @@ which is what makes a redelivery find its messages already sent.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -275,6 +277,13 @@ class StatuspagePlanner:
     )
     sink: str = "statuspage"
 
+    def shared_key(self, incident: Incident) -> str:
+        """What one public incident is about: the components it sets and the service it
+        names (the pack's public name); the incidents of the same share it."""
+        service = self.renderer.rules().public(incident.pack).name
+        about = json.dumps([sorted(self.components), service])
+        return "statuspage:component:" + hashlib.sha256(about.encode()).hexdigest()[:32]
+
     def engaged(self, incident: Incident) -> bool:
         severity = incident.severity.value if incident.severity else ""
         return severity in self.severities or "statuspage" in incident.notify
@@ -331,6 +340,7 @@ class StatuspagePlanner:
                 fields=fields,
                 shows=wanted,
                 marks=marks,
+                shared=self.shared_key(incident),
             )
         ]
 

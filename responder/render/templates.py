@@ -4,6 +4,11 @@ Alert labels and annotations come from outside; templates over them run in jinja
 ``SandboxedEnvironment`` with ``StrictUndefined`` (a typo in a variable name is an error,
 not an empty string), and their output is capped. Templates are compiled when they are
 loaded, so a broken one is reported at start-up.
+
+What a named template (a message, the postmortem) prints of its data is inert
+(``_finalize``): one line (a value cannot start a line of its own), without control
+characters, and in Slack mrkdwn with ``&``, ``<`` and ``>`` escaped. A multi-line value
+goes through ``quote_lines``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from jinja2 import (
 )
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
+
+from responder.render.inert import one_line, quote_lines
 
 # Output cap: a template over alert data must not produce an unbounded string.
 MAX_OUTPUT_CHARS = 10_000
@@ -54,18 +61,48 @@ MRKDWN_SUFFIX = ".mrkdwn.j2"
 
 def mrkdwn_escape(value: object) -> str:
     """Slack decodes only these three: escaped, a value cannot become a mention
-    (``<!channel>``), a link (``<https://…|click>``) or break the markup around it."""
+    (``<!channel>``), a link (``<https://…|click>``) or break the markup around it.
+
+    ``*``, ``_``, ``~`` and backticks are left alone: mrkdwn has no escape for them, and a
+    lookalike or a zero-width space would change what a responder copies (a label such as
+    ``payment_api``, a query's ``*``). Inside a line of ours (values are printed as one
+    line) they can make some text bold, never a line of their own."""
     text = "" if value is None else str(value)
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+class _Lines(str):
+    """A value already made into lines of its own (``quote_lines``): printed as it is."""
+
+    __slots__ = ()
+
+
+@pass_context
+def _quote_lines(context: Context, value: object) -> _Lines:
+    """``{{ text | quote_lines }}``, at the start of a line: a multi-line value (an alert's
+    description) on lines of its own, each behind ``> `` (a quote in Slack), so none can
+    pass for a line of the template's."""
+    text = "" if value is None else str(value)
+    if context.name is not None and context.name.endswith(MRKDWN_SUFFIX):
+        text = mrkdwn_escape(text)
+    return _Lines(quote_lines(text))
+
+
 @pass_context
 def _finalize(context: Context, value: object) -> object:
-    # runs on every {{ … }} result, never on the template's own text: a template for Slack
-    # writes its links and formatting itself, and whatever it prints of the data is inert
-    if context.name is not None and context.name.endswith(MRKDWN_SUFFIX):
-        return mrkdwn_escape(value)
-    return value
+    # runs on every {{ … }} result, never on the template's own text: a named template
+    # (a message, the postmortem) writes its links, formatting and lines itself, and
+    # whatever it prints of the data is inert: no line of its own (a newline in a summary
+    # would put a forged "*Status:* RESOLVED" line under ours), no control character, and
+    # for Slack no mention and no link
+    name = context.name
+    if name is None:
+        return value  # an inline template (a rule's title, a probe's URL)
+    if isinstance(value, _Lines):
+        return str(value)
+    if name.endswith(MRKDWN_SUFFIX):
+        return mrkdwn_escape(one_line("" if value is None else str(value)))
+    return one_line(str(value))
 
 
 @dataclass(frozen=True)
@@ -91,6 +128,7 @@ class Templates:
             finalize=_finalize,
             loader=FileSystemLoader([str(p) for p in search_path]) if search_path else None,
         )
+        self._env.filters["quote_lines"] = _quote_lines
 
     def get(self, name: str) -> Template:
         """The named template, compiled; ``TemplateProblem`` saying why when it cannot be."""

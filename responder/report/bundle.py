@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import re
 import tarfile
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -23,6 +24,16 @@ import orjson
 from responder.ports import IncidentView
 
 MANIFEST = "manifest.json"
+# what a report file's stem may be made of: it names a file in RESPONDER_REPORTS_DIR
+_FILE_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}", re.ASCII)
+
+
+def report_stem(incident_id: str, resolved_seq: int) -> str | None:
+    """``<incident>-<seq>``: the name, without suffix, of the postmortem draft and the
+    bundle written at the resolve event ``resolved_seq``; None for an id that cannot name
+    a file of the reports directory (a ``/``, ``..``, a control character)."""
+    stem = f"{incident_id}-{resolved_seq}"
+    return stem if _FILE_STEM.fullmatch(stem) and ".." not in stem else None
 
 
 def _json(value: Any) -> bytes:

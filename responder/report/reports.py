@@ -1,13 +1,21 @@
 """The postmortem draft and the evidence bundle of one incident, on demand (API, CLI)
-and on resolve (``ReportStage``)."""
+and on resolve (``ReportStage``).
+
+Served evidence (``evidence``) costs no outside call when it can: a resolved incident's
+bundle is the file the report stage wrote at resolve; any other is built once and kept a
+short while (``BundleCache``: single-flight, a few builds at once, bounded). Packing
+(JSON, redaction, gzip, sha256) runs in a thread, so the event loop keeps answering.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol
 
-from responder.domain.incident import Incident
+from responder.domain.incident import Incident, IncidentStatus
 from responder.domain.notification import DeliveryState
 from responder.domain.severity import Severity
 from responder.notify.planners import (
@@ -18,7 +26,8 @@ from responder.notify.planners import (
 )
 from responder.ports import IncidentView
 from responder.redaction import Redactor
-from responder.report.bundle import incident_files, pack
+from responder.report.bundle import incident_files, pack, report_stem
+from responder.report.bundle_cache import BundleCache
 from responder.report.postmortem import Postmortem, build_postmortem, render_postmortem
 from responder.rules.engine import RuleSet
 
@@ -38,11 +47,15 @@ class Reports:
         rules: Callable[[], RuleSet],
         redact: Redactor,
         collector: WindowCollector | None = None,
+        directory: Path | None = None,
+        cache: BundleCache | None = None,
     ) -> None:
         self._renderer = renderer
         self._rules = rules
         self._redact = redact
         self._collector = collector
+        self._directory = directory  # where the report stage writes (RESPONDER_REPORTS_DIR)
+        self._cache = cache
 
     def postmortem(self, view: IncidentView, now: datetime) -> Postmortem:
         incident = view.incident
@@ -83,11 +96,46 @@ class Reports:
         }
 
     async def bundle(self, view: IncidentView, now: datetime) -> bytes:
-        files = incident_files(
-            view,
-            messages=self.messages(view, now),
-            postmortem=render_postmortem(self._renderer.templates, self.postmortem(view, now)),
-        )
+        """A bundle built now: the window's outside evidence collected, then packed in a
+        thread."""
+        messages = self.messages(view, now)
+        postmortem = render_postmortem(self._renderer.templates, self.postmortem(view, now))
+        outside: dict[str, bytes] = {}
         if self._collector is not None:
-            files.update(await self._collector.collect(view.incident, now))
-        return pack(files, incident_id=view.incident.id, created_at=now, redact=self._redact)
+            outside = await self._collector.collect(view.incident, now)
+
+        def packed() -> bytes:
+            files = incident_files(view, messages=messages, postmortem=postmortem)
+            files.update(outside)
+            return pack(files, incident_id=view.incident.id, created_at=now, redact=self._redact)
+
+        return await asyncio.to_thread(packed)
+
+    async def evidence(self, view: IncidentView, now: datetime) -> Path | bytes:
+        """The bundle to serve: the file written at resolve (its path) when there is one,
+        else a cached build (or a build, without a cache)."""
+        if self._directory is not None and view.incident.status is IncidentStatus.RESOLVED:
+            written = await asyncio.to_thread(self.written_bundle, view)  # a stat: off the loop
+            if written is not None:
+                return written
+        if self._cache is None:
+            return await self.bundle(view, now)
+        version = view.timeline[-1].seq if view.timeline else -1
+        return await self._cache.get(
+            view.incident.id,
+            version,
+            lambda: self.bundle(view, now),
+            expires=view.incident.status is not IncidentStatus.RESOLVED,
+        )
+
+    def written_bundle(self, view: IncidentView) -> Path | None:
+        """The bundle the report stage wrote at the incident's last resolve, if it is
+        resolved and the file is there (the stage writes it whole or not at all)."""
+        if self._directory is None or view.incident.status is not IncidentStatus.RESOLVED:
+            return None
+        resolves = [e.seq for e in view.timeline if e.kind == "incident.resolved"]
+        stem = report_stem(view.incident.id, resolves[-1]) if resolves else None
+        if stem is None:
+            return None
+        path = self._directory / f"{stem}.tar.gz"
+        return path if path.is_file() else None

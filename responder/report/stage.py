@@ -3,10 +3,11 @@
 Runs after the mitigation stage, so the reverts made on resolve are in both. The files go
 to ``RESPONDER_REPORTS_DIR`` as ``<incident>-<seq>.md`` and ``<incident>-<seq>.tar.gz``
 (``seq``: the resolve's event, so an incident that fires again and resolves again gets a
-second pair). Writing is claimed in the action ledger like every side effect, so one
-worker of one replica writes and records it; a worker that died half-way leaves the claim
-to the next, which finds the ``report.written`` event if it was recorded and otherwise
-writes the same files again (overwriting is harmless).
+second pair); the API serves that bundle as it is, with no outside call. Writing is
+claimed in the action ledger like every side effect, so one worker of one replica writes
+and records it; a worker that died half-way leaves the claim to the next, which finds the
+``report.written`` event if it was recorded and otherwise writes the same files again
+(overwriting is harmless).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pydantic import JsonValue
 
 from responder.domain.incident import IncidentChange, record_report
 from responder.ports import ActionLedger, Clock, IncidentState, Store, mutate_incident
+from responder.report.bundle import report_stem
 from responder.report.reports import Reports
 
 log = structlog.get_logger("responder.report")
@@ -79,9 +81,11 @@ class ReportStage:
             await self._ledger.finish_effect(key, data={"recovered": True})
             return None
         now = self._clock.now()
-        stem = f"{incident_id}-{seq}"
+        stem = report_stem(incident_id, seq)
         data: dict[str, JsonValue] = {"resolved_seq": seq}
         try:
+            if stem is None:
+                raise ValueError("the incident id cannot name a file")
             text = self._reports.postmortem_text(view, now)
             bundle = await self._reports.bundle(view, now)
             draft, evidence = await asyncio.to_thread(_write, self._directory, stem, text, bundle)

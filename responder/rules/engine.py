@@ -27,6 +27,7 @@ from responder.domain.severity import DEFAULT_SEVERITIES, ErrorType, Severity, S
 from responder.render.templates import Template, TemplateProblem
 from responder.rules.conditions import Condition, Outcome
 from responder.rules.inference import infer_error_type, raised_by_label, severity_for
+from responder.rules.interpolation import PlanProblem, fill_spec
 from responder.rules.matchers import Matcher
 from responder.rules.schema import Pack, PublicInfo, Rule
 
@@ -369,6 +370,11 @@ class RuleSet:
             probes = [p for p in defaults if p not in probes] + probes
             if not notify:
                 notify = list(pack.spec.defaults.notify)
+        refused = [p for p in problems if f"not planned: {_REFUSED}" in p]
+        if refused:
+            # an alert's value that would have steered a probe or an action: said on the
+            # incident (the classification's reasons), not only in `rules explain`
+            reasons["refused"] = "; ".join(refused)
         decision = Decision(
             pack=pack.name if pack else None,
             rule=classifier.name if classifier else None,
@@ -430,18 +436,6 @@ def _render_title(rule: CompiledRule, ctx: Mapping[str, Any], problems: list[str
         return ""
 
 
-def fill(value: Any, templates: Mapping[str, Template], ctx: Mapping[str, Any]) -> Any:
-    """Render every template string in a nested structure."""
-    if isinstance(value, str):
-        template = templates.get(value)
-        return template.render(ctx) if template is not None else value
-    if isinstance(value, dict):
-        return {k: fill(v, templates, ctx) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [fill(v, templates, ctx) for v in value]
-    return value
-
-
 def _plan_probes(
     rule_name: str,
     specs: tuple[Any, ...],
@@ -452,9 +446,9 @@ def _plan_probes(
     planned = []
     for spec in specs:
         try:
-            filled = PROBE_ADAPTER.validate_python(fill(spec.model_dump(), templates, ctx))
-        except (TemplateProblem, ValidationError) as exc:
-            problems.append(f"rule {rule_name}: probe {spec.type} not planned: {exc}")
+            filled = PROBE_ADAPTER.validate_python(fill_spec(spec.model_dump(), templates, ctx))
+        except (TemplateProblem, PlanProblem, ValidationError) as exc:
+            problems.append(f"rule {rule_name}: probe {spec.type} not planned: {_said(exc)}")
             continue
         planned.append(PlannedProbe(rule=rule_name, spec=filled))
     return planned
@@ -466,9 +460,11 @@ def _plan_actions(
     planned = []
     for spec in rule.spec.actions:
         try:
-            filled = ACTION_ADAPTER.validate_python(fill(spec.model_dump(), rule.templates, ctx))
-        except (TemplateProblem, ValidationError) as exc:
-            problems.append(f"rule {rule.name}: action {spec.type} not planned: {exc}")
+            filled = ACTION_ADAPTER.validate_python(
+                fill_spec(spec.model_dump(), rule.templates, ctx)
+            )
+        except (TemplateProblem, PlanProblem, ValidationError) as exc:
+            problems.append(f"rule {rule.name}: action {spec.type} not planned: {_said(exc)}")
             continue
         dry_run = next(
             d
@@ -477,3 +473,12 @@ def _plan_actions(
         )
         planned.append(PlannedAction(rule=rule.name, spec=filled, dry_run=dry_run))
     return planned
+
+
+# What marks a problem as a value refused where it would land (``PlanProblem``): those are
+# told on the incident (``reasons["refused"]``); a missing label is not news.
+_REFUSED = "refused: "
+
+
+def _said(exc: Exception) -> str:
+    return f"{_REFUSED}{exc}" if isinstance(exc, PlanProblem) else str(exc)

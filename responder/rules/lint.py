@@ -23,6 +23,8 @@ with the file, the line and the rule like any other problem:
   an attribute a known value does not have. ``labels.<any>`` and ``annotations.<any>``
   are always allowed: any label may exist. The templates' names come from
   ``AlertInput.context()``, the context the engine renders them with.
+- **URLs out of their own ``allow_hosts``.** A probe whose fixed URL (no template in
+  it) names a host its ``allow_hosts`` does not allow is never requested.
 - **Regular expressions that can never match**, in regex matchers, ``error_type`` cases
   and ``pod_logs`` patterns: ``^`` or ``\\A`` after text that must already have been
   consumed (``a^b``), text other than a final newline after ``$`` or any text after
@@ -52,7 +54,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from responder.domain.plans import ERROR_FACT, PodLogsProbe, ProbeSpec
+from responder.domain.names import url_problem
+from responder.domain.plans import (
+    ERROR_FACT,
+    HealthProbe,
+    PodLogsProbe,
+    ProbeSpec,
+    VendorStatusProbe,
+)
 from responder.render.templates import Templates
 from responder.rules.conditions import parse_condition
 from responder.rules.engine import AlertInput
@@ -85,6 +94,7 @@ def lint(
         *_shadowed(pack, lines or {}),
         *_templates(raw),
         *_regexes(pack),
+        *_unreachable_urls(pack),
     ]
 
 
@@ -448,3 +458,22 @@ def _log_patterns(probes: Sequence[ProbeSpec], base: Path_) -> Iterator[Finding]
                 f"regular expression {probe.pattern!r} can never match ({reason}): "
                 "the probe never finds a line",
             )
+
+
+# ------------------------------------------------------------------------------ URLs
+
+
+def _unreachable_urls(pack: Pack) -> Iterator[Finding]:
+    places: list[tuple[Path_, Sequence[ProbeSpec]]] = [
+        (("defaults", "probes"), pack.defaults.probes)
+    ]
+    places += [(("rules", i, "probes"), rule.probes) for i, rule in enumerate(pack.rules)]
+    for base, probes in places:
+        for k, probe in enumerate(probes):
+            if not isinstance(probe, HealthProbe | VendorStatusProbe):
+                continue
+            if Templates.is_template(probe.url):
+                continue  # checked when planned, with the alert's values
+            problem = url_problem(probe.url, probe.allow_hosts)
+            if problem:
+                yield Finding((*base, k, "url"), f"{problem}: the probe is never requested")

@@ -78,9 +78,33 @@ def _lines(node: yaml.Node, path: Path_, out: dict[Path_, int]) -> None:
             _lines(item, (*path, i), out)
 
 
+# A pack is a page or two of YAML (the shipped one is about 15 KB); anything near this is a
+# mistake or an attack, and is refused before it is parsed.
+MAX_PACK_BYTES = 1024 * 1024
+
+
+class _AliasRefused(yaml.YAMLError):
+    def __init__(self, line: int) -> None:
+        super().__init__(f"line {line}: YAML aliases (*name, <<: *name) are not allowed")
+        self.line = line
+
+
+class _PackLoader(yaml.SafeLoader):
+    """``SafeLoader`` without aliases: ``*name`` (and so ``<<: *name``) is refused where it
+    is met. An alias makes a node shared, and a few hundred bytes of nested aliases (the
+    "billion laughs") expand into more nodes than memory holds once they are walked."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise _AliasRefused(event.start_mark.line + 1 if event.start_mark else 0)
+        return super().compose_node(parent, index)
+
+
 def load_yaml(text: str) -> tuple[Any, dict[Path_, int]]:
-    """The document and, for every path in it, the line it starts on (1-based)."""
-    loader = yaml.SafeLoader(text)
+    """The document and, for every path in it, the line it starts on (1-based).
+    ``_AliasRefused`` for a YAML alias."""
+    loader = _PackLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -283,14 +307,35 @@ def load_pack(path: Path, *, display: str | None = None) -> CompiledPack:
     """One pack file, validated and compiled; ``RuleLoadError`` lists every problem."""
     file = display or str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            raw = f.read(MAX_PACK_BYTES + 1)  # never more than the cap, whatever the file is
     except OSError as exc:
         raise RuleLoadError([Problem(file, None, None, f"cannot read: {exc.strerror}")]) from None
+    if len(raw) > MAX_PACK_BYTES:
+        raise RuleLoadError(
+            [Problem(file, None, None, f"larger than {MAX_PACK_BYTES} bytes: not a rule pack")]
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RuleLoadError([Problem(file, None, None, f"not UTF-8 text: {exc.reason}")]) from None
     try:
         data, lines = load_yaml(text)
     except _DuplicateKey as exc:
         raise RuleLoadError(
             [Problem(file, exc.line, None, f"key {exc.key!r} appears twice")]
+        ) from None
+    except _AliasRefused as exc:
+        raise RuleLoadError(
+            [
+                Problem(
+                    file,
+                    exc.line,
+                    None,
+                    "YAML aliases (*name, <<: *name) are not allowed in a rule pack: "
+                    "write the value out",
+                )
+            ]
         ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

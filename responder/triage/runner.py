@@ -34,6 +34,11 @@ async def _run_one(
         result = ProbeResult(
             probe=spec.type, ok=False, error=f"timed out after {spec.timeout_s:g}s"
         )
+    except OSError:
+        # a connection that failed in a probe that did not say so itself: the same word
+        # for refused, reset or unknown host, so a result never tells open ports from closed
+        log.exception("probe failed", probe=spec.type)
+        result = ProbeResult(probe=spec.type, ok=False, error="unreachable")
     except Exception as exc:
         log.exception("probe failed", probe=spec.type)
         result = ProbeResult(

@@ -216,6 +216,8 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
                     batch_wait_s=0.2,
                     prometheus_url=prom.url,
                     kubeconfig=kubeconfig(tmp / "kubeconfig", kube.url),
+                    # pod logs are read only in namespaces the allowlist names
+                    action_allowlist=["production/posthog-integration/*"],
                 )
                 async with running_service(settings, port=port) as responder:
                     try:

@@ -86,6 +86,8 @@ async def world(
                 triage=True,
                 prometheus_url=prom.url,
                 kubeconfig=kubeconfig(tmp_path / "kubeconfig", kube.url),
+                # pod logs are read only in namespaces the allowlist names
+                action_allowlist=["production/posthog-integration/*"],
                 visibility_timeout_s=30,
                 triage_budget_s=budget_s,
             )

@@ -59,10 +59,11 @@ object shapes and real ``Status`` error bodies:
   ``anonymous=True``: no header is user ``system:anonymous``, 403 on resources, like a
   cluster with anonymous auth on; a wrong token is still 401).
 - Unknown paths: 404 Status; a known path with another method: 405 Status.
-- Injected faults (``fail``, ``slow``, ``hang``) match a method and a path regex
-  (``re.fullmatch`` on the path, no query); they apply after authentication, before
-  routing, to the next ``times`` matching requests (``None``: every one), with real Status
-  bodies (403 names the user, verb and resource like the RBAC authorizer does).
+- Injected faults (``fail``, ``slow``, ``hang``, ``gate``: held until the test lets them
+  through) match a method and a path regex (``re.fullmatch`` on the path, no query); they
+  apply after authentication, before routing, to the next ``times`` matching requests
+  (``None``: every one), with real Status bodies (403 names the user, verb and resource
+  like the RBAC authorizer does).
 
 Every request is recorded in ``requests`` (method, path, query, content type, body, headers
 and the status answered). A bug in the fake answers 500 and is raised again when the fake
@@ -280,6 +281,47 @@ class RecordedRequest:
     status: int | None = None  # what the fake answered (None: no answer yet / hung)
 
 
+class Gate:
+    """Holds the requests of a ``FakeKube.gate`` until the test lets them through: one at a
+    time (``admit``) or all from now on (``open``). ``held``: how many wait now;
+    ``max_held``: the most that ever waited at once; ``passed``: how many went through."""
+
+    def __init__(self) -> None:
+        self.held = 0
+        self.max_held = 0
+        self.passed = 0
+        self._permits = 0
+        self._open = False
+        self._moved = asyncio.Event()
+
+    def admit(self, n: int = 1) -> None:
+        self._permits += n
+        self._moved.set()
+
+    def open(self) -> None:
+        self._open = True
+        self._moved.set()
+
+    async def through(self, closing: asyncio.Event) -> None:
+        self.held += 1
+        self.max_held = max(self.max_held, self.held)
+        try:
+            while not (self._open or self._permits or closing.is_set()):
+                self._moved.clear()
+                moved = asyncio.ensure_future(self._moved.wait())
+                closed = asyncio.ensure_future(closing.wait())
+                try:
+                    await asyncio.wait({moved, closed}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    moved.cancel()
+                    closed.cancel()
+            if not self._open and self._permits:
+                self._permits -= 1
+            self.passed += 1
+        finally:
+            self.held -= 1
+
+
 @dataclass
 class Fault:
     """An injected failure: see ``FakeKube.fail``."""
@@ -295,6 +337,7 @@ class Fault:
     retry_after_s: int | None = None
     hang_after_apply: bool = False  # carry the request out, then never answer
     hits: int = 0
+    gate: Gate | None = None  # held there first (``FakeKube.gate``)
 
     def matches(self, method: str, path: str) -> bool:
         if self.remaining is not None and self.remaining <= 0:
@@ -972,6 +1015,14 @@ class FakeKube(LoopbackServer):
         fault.hang = True
         return fault
 
+    def gate(self, method: str, path_regex: str, *, times: int | None = None) -> Gate:
+        """Hold the matching requests (recorded on arrival) until the returned gate lets
+        them through (``Gate.admit``, ``Gate.open``) or the fake closes; then the normal
+        answer."""
+        fault = self.fail(method, path_regex, None, times=times)
+        fault.gate = Gate()
+        return fault.gate
+
     def clear_faults(self) -> None:
         self.faults.clear()
 
@@ -1607,6 +1658,8 @@ class FakeKube(LoopbackServer):
             if fault.hang:
                 await self._closing.wait()
                 raise ApiError(503, "fake_kube is closing")
+            if fault.gate is not None:
+                await fault.gate.through(self._closing)
             if fault.delay_s > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._closing.wait(), timeout=fault.delay_s)

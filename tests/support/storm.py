@@ -413,6 +413,9 @@ def replica_env(
         "RESPONDER_RULES": str(ROOT / "rules"),
         "RESPONDER_TRIAGE": "false",
         "RESPONDER_DRY_RUN": "true",
+        # every group's episodes are counted as incidents of their own here: the cap of
+        # new incidents a minute (which would send them to one storm) is tested apart
+        "RESPONDER_MAX_NEW_INCIDENTS_PER_MINUTE": "0",
         "RESPONDER_SLACK_TOKEN": slack.token,
         "RESPONDER_SLACK_API_URL": slack.api_url,
         "RESPONDER_SLACK_CHANNEL": channel_id,

@@ -6,9 +6,7 @@ import json
 import time
 from typing import Any
 
-import aiohttp
-
-from responder.adapters.http import SharedSession
+from responder.adapters.http import FetchError, SharedSession, Unreachable, fetch
 from responder.domain.facts import ProbeResult
 from responder.domain.plans import HealthProbe
 
@@ -28,6 +26,11 @@ def read_path(doc: Any, path: str) -> tuple[bool, Any]:
     return True, current
 
 
+# The share of the probe's timeout its connection may take: a connection that does not
+# come in time is "unreachable", like one refused, before the probe's own timeout fires.
+CONNECT_SHARE = 0.8
+
+
 class HttpHealthProbe:
     kind = "health"
 
@@ -37,23 +40,29 @@ class HttpHealthProbe:
     async def run(self, spec: HealthProbe) -> ProbeResult:
         started = time.monotonic()
         try:
-            async with self._session.get().get(spec.url) as resp:
-                raw = await resp.read()
-                status_code = resp.status
-        except aiohttp.ClientConnectionError as exc:
+            answer = await fetch(
+                self._session.get(),
+                spec.url,
+                allow_hosts=spec.allow_hosts,
+                follow_redirects=spec.follow_redirects,
+                connect_timeout_s=spec.timeout_s * CONNECT_SHARE,
+            )
+        except Unreachable:
             # Unreachable is an answer: our service is not healthy (the decision tree's "no").
+            # Refused, timed out or unknown name: the same words, so the answer tells
+            # nothing of which ports are open.
             return ProbeResult(
                 probe="health",
                 ok=True,
-                facts={
-                    "ok": False,
-                    "status": "down",
-                    "reachable": False,
-                    "error": type(exc).__name__,
-                },
+                facts={"ok": False, "status": "down", "reachable": False, "error": "unreachable"},
                 evidence={"url": spec.url},
-                summary=f"health: unreachable ({type(exc).__name__})",
+                summary="health: unreachable",
             )
+        except FetchError as exc:
+            return ProbeResult(
+                probe="health", ok=False, error=f"{spec.url}: {exc}", summary=f"health: {exc}"
+            )
+        raw, status_code = answer.body, answer.status
         latency_ms = round((time.monotonic() - started) * 1000, 1)
         try:
             doc = json.loads(raw)

@@ -1,4 +1,10 @@
-"""Recent error lines of the pods behind a label selector, secrets redacted."""
+"""Recent error lines of the pods behind a label selector, secrets redacted.
+
+Only in the namespaces the action allowlist names (``RESPONDER_ACTION_ALLOWLIST``, its
+first segment): the namespace comes from an alert's label, and whoever can push an alert
+must not read the logs of any namespace the service account can see. The namespace,
+selector and container are checked before any call.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +12,53 @@ import re
 from typing import Any
 
 from responder.domain.facts import ProbeResult
+from responder.domain.names import k8s_name_problem, selector_problem
 from responder.domain.plans import PodLogsProbe
+from responder.mitigate.guards import namespace_allowed
 from responder.ports import KubeError, KubeGateway
 from responder.redaction import Redactor
 
 # Bounds: how many pods are read, and how many lines are read per pod before filtering.
-_MAX_PODS = 10
+MAX_PODS = 10  # also the evidence bundle's cap (adapters/evidence.py)
 _READ_LINES = 5000
+
+
+def why_not_read(spec: PodLogsProbe, allowlist: tuple[str, ...] | None) -> str | None:
+    """Why these pods' logs are not read (the probe's and the evidence bundle's rule), or
+    ``None``: names and selector that are not Kubernetes names, or a namespace the action
+    allowlist does not name (``None``: no allowlist to obey). The namespace may come from an
+    alert's label, so it is checked before any call."""
+    problem = k8s_name_problem(spec.namespace, kind="namespace") or selector_problem(spec.selector)
+    if problem is None and spec.container is not None:
+        problem = k8s_name_problem(spec.container, kind="container")
+    if problem is not None:
+        return problem
+    if allowlist is not None and not namespace_allowed(allowlist, spec.namespace):
+        return (
+            f"namespace {spec.namespace} is not one the action allowlist names "
+            "(RESPONDER_ACTION_ALLOWLIST): its logs are not read"
+        )
+    return None
 
 
 class PodLogsReader:
     kind = "pod_logs"
 
-    def __init__(self, kube: KubeGateway, redact: Redactor) -> None:
+    def __init__(
+        self, kube: KubeGateway, redact: Redactor, *, allowlist: tuple[str, ...] | None = None
+    ) -> None:
+        """``allowlist``: the action allowlist, whose namespaces the probe may read (the app
+        passes it); ``None``: any namespace (a probe run by hand)."""
         self._kube = kube
         self._redact = redact
+        self._allowlist = allowlist
 
     async def run(self, spec: PodLogsProbe) -> ProbeResult:
+        refusal = why_not_read(spec, self._allowlist)
+        if refusal is not None:
+            return ProbeResult(
+                probe="pod_logs", ok=False, error=refusal, summary=f"logs: not read: {refusal}"
+            )
         try:
             pods = await self._kube.list_pods(namespace=spec.namespace, selector=spec.selector)
         except KubeError as exc:
@@ -30,7 +66,7 @@ class PodLogsReader:
         pattern = re.compile(spec.pattern)
         lines: dict[str, Any] = {}
         errors: dict[str, Any] = {}
-        for pod in pods[:_MAX_PODS]:
+        for pod in pods[:MAX_PODS]:
             try:
                 text = await self._kube.read_log(
                     namespace=spec.namespace,

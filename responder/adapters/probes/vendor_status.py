@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import aiohttp
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from responder.adapters.http import SharedSession
+from responder.adapters.http import FetchError, SharedSession, Unreachable, fetch
+from responder.adapters.probes.health import CONNECT_SHARE
 from responder.domain.facts import ProbeResult
 from responder.domain.plans import VendorStatusProbe
 
@@ -60,12 +60,20 @@ class StatuspageProbe:
         url = spec.url.rstrip("/") + "/api/v2/summary.json"
         started = time.monotonic()
         try:
-            async with self._session.get().get(url) as resp:
-                raw = await resp.read()
-                if resp.status != 200:
-                    return _failed(f"HTTP {resp.status} from {url}")
-        except aiohttp.ClientError as exc:
-            return _failed(f"cannot reach {url}: {type(exc).__name__}")
+            answer = await fetch(
+                self._session.get(),
+                url,
+                allow_hosts=spec.allow_hosts,
+                follow_redirects=spec.follow_redirects,
+                connect_timeout_s=spec.timeout_s * CONNECT_SHARE,
+            )
+        except Unreachable:
+            return _failed(f"cannot reach {url}: unreachable")
+        except FetchError as exc:
+            return _failed(f"{url}: {exc}")
+        if answer.status != 200:
+            return _failed(f"HTTP {answer.status} from {url}")
+        raw = answer.body
         try:
             summary = _Summary.model_validate_json(raw)
         except ValidationError as exc:
