@@ -380,8 +380,13 @@ async def test_a_root_posted_by_a_worker_that_died_is_found_not_posted_again(
             assert all(r.thread_ts == ts for r in replies)
             inc = await when(svc, "SetEnv", "notification.posted")
             assert inc["deliveries"]["slack"]["ts"] == ts
-            state = await store.delivery_state(inc["id"], "slack")
-            assert state is not None
+
+            async def state_saved() -> Any:
+                # the sink's state is saved once the pass that posted ends, after the event
+                state = await store.delivery_state(inc["id"], "slack")
+                return state if state is not None and "ts" in state.refs else None
+
+            state = await eventually(state_saved, what="the Slack delivery state saved")
             assert state.refs["ts"] == ts
             assert state.refs["root"] is True
             found = await metric(
