@@ -56,19 +56,23 @@ from responder.notify.planners import (
     StatuspagePlanner,
     console_planner,
 )
+from responder.notify.recap import Recap
 from responder.openapi import build_openapi
 from responder.pipeline import Pipeline
 from responder.ports import Clock, KubeGateway, Notifier, Probe, StateStore, WorkQueue
 from responder.redaction import Redactor
 from responder.render.templates import Templates
 from responder.report.bundle_cache import BundleCache
+from responder.report.postmortem import check_postmortem
 from responder.report.reports import Reports
 from responder.report.stage import ReportStage
 from responder.rules.engine import RuleSet
 from responder.rules.registry import RuleRegistry
 from responder.settings import ConfigError, Settings
 from responder.triage.stage import TriageStage
-from responder.web import CONTEXT, WebContext, add_routes, documents_redacted, request_context
+from responder.web.common import CONTEXT, WebContext
+from responder.web.middleware import documents_redacted, request_context
+from responder.web.routes import add_routes
 from responder.worker import Worker, consumer_prefix
 
 log = structlog.get_logger("responder.app")
@@ -195,7 +199,7 @@ def build_renderer(settings: Settings, rules: Callable[[], RuleSet]) -> Renderer
     renderer = Renderer(
         templates=message_templates(settings), rules=rules, commander=settings.incident_commander
     )
-    problems = check_templates(renderer)
+    problems = check_templates(renderer) + check_postmortem(renderer.templates)
     if problems:
         raise ConfigError("message templates do not render: " + "; ".join(problems))
     return renderer
@@ -387,7 +391,8 @@ def create_app(
         on_start.append(deliveries.lost.check)
     notifier: Notifier = overrides.notifier or deliveries
     reports = Reports(
-        renderer=renderer,
+        templates=renderer.templates,
+        recap=Recap(renderer=renderer),
         rules=rules,
         redact=redact,
         collector=WindowEvidence(

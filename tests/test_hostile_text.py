@@ -22,11 +22,11 @@ from responder import logs
 from responder.adapters.console import ConsoleSink
 from responder.app import Overrides, build_renderer
 from responder.domain.notification import Outbound
-from responder.notify.checks import sample_events, sample_incidents
 from responder.notify.outbound_text import OutboundText
 from responder.notify.planners import PAGERDUTY_NOTE, PAGERDUTY_SUMMARY, SLACK_EVENT, SLACK_ROOT
 from responder.redaction import REDACTED, Redactor
 from responder.render.inert import clean, one_line, quote_lines
+from responder.render.samples import sample_events, sample_incidents
 from responder.render.templates import Templates
 from responder.rules.loader import load_rules
 from responder.settings import Settings, default_rules_paths

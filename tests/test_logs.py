@@ -82,18 +82,18 @@ def test_module_loggers_are_bound_once_configured_and_lazy_again_after_reset(
     # the proxy costs ~2 µs more, several times per webhook); reset puts the proxy back.
     from structlog._config import BoundLoggerLazyProxy
 
-    from responder import web
+    from responder.web import intake
 
-    assert not isinstance(web.log, BoundLoggerLazyProxy)
+    assert not isinstance(intake.log, BoundLoggerLazyProxy)
     structlog.contextvars.bind_contextvars(request_id="r-2")
-    web.log.info("webhook accepted", header="Bearer tok-ABCDEF-123")
+    intake.log.info("webhook accepted", header="Bearer tok-ABCDEF-123")
     [record] = lines(captured)
     assert record["request_id"] == "r-2"
     assert record["header"] == f"Bearer {logs.REDACTED}"
     logs.reset()
-    assert isinstance(web.log, BoundLoggerLazyProxy)
+    assert isinstance(intake.log, BoundLoggerLazyProxy)
     again = io.StringIO()
     logs.configure(level="INFO", secrets=[], stream=again)
-    assert not isinstance(web.log, BoundLoggerLazyProxy)
-    web.log.info("after a reset")
+    assert not isinstance(intake.log, BoundLoggerLazyProxy)
+    intake.log.info("after a reset")
     assert [r["event"] for r in lines(again)] == ["after a reset"]

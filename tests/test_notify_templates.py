@@ -20,7 +20,6 @@ from responder.adapters.console import ConsoleSink
 from responder.app import SHIPPED_TEMPLATES, build_renderer, create_app
 from responder.cli import cli
 from responder.domain.notification import Outbound
-from responder.notify.checks import sample_events, sample_incidents
 from responder.notify.planners import (
     PAGERDUTY_NOTE,
     SLACK_EVENT,
@@ -28,6 +27,7 @@ from responder.notify.planners import (
     STATUSPAGE_BODY,
     TEMPLATE_NAMES,
 )
+from responder.render.samples import sample_events, sample_incidents
 from responder.render.templates import MAX_OUTPUT_CHARS, TemplateProblem, Templates
 from responder.rules.loader import load_rules
 from responder.settings import ConfigError, Settings, default_rules_paths

@@ -11,6 +11,9 @@ import copy
 import time
 from typing import Any
 
+from responder.adapters.clock import SystemClock
+from responder.app import Overrides, build_backend
+from tests.support.faulty_store import WatchedQueue
 from tests.support.service import Service, example, running_service
 from tests.support.waiting import eventually
 
@@ -53,15 +56,23 @@ async def test_a_flow_of_signals_fills_one_batch_across_consumer_tasks(backend_s
 
 
 async def test_a_lone_signal_waits_one_step_not_the_whole_batch_wait(backend_settings) -> None:
+    """A signal alone waits one step (1 s of the 4 s batch wait); the step's read finds
+    nothing and the batch goes at once: a signal that comes after that read is not in it,
+    as it would be were the batch held open for the rest of its wait."""
     settings = backend_settings(workers=4, batch_wait_s=4.0, visibility_timeout_s=10)  # 1 s steps
-    async with running_service(settings) as svc:
+    store, real_queue = build_backend(settings, SystemClock())
+    queue = WatchedQueue(real_queue)
+    async with running_service(settings, Overrides(store=store, queue=queue)) as svc:
         started = time.monotonic()
         assert (await svc.post_alertmanager(pod_alert(0))).status == 200
-        await eventually(lambda: alerts_in_incident(svc, 1), timeout_s=15, what="the incident")
-        waited = time.monotonic() - started
-        assert 1.0 <= waited < 3.0, waited  # one step, and the read that found nothing more
+        # the step's read, which found nothing more
+        await asyncio.wait_for(queue.empty_fill.wait(), timeout=15)
+        assert time.monotonic() - started >= 1.0  # it did wait its step
+        assert [r for r in queue.reads if r[0] == 0] == [(0, 0)]  # one step, not more
+        assert (await svc.post_alertmanager(pod_alert(1))).status == 200
+        await eventually(lambda: alerts_in_incident(svc, 2), timeout_s=15, what="both alerts")
         await svc.idle(timeout_s=15)
-        assert batches(svc) == (1, 1)
+        assert batches(svc) == (2, 2)  # one batch each
 
 
 async def test_no_batch_wait_handles_each_signal_at_once(backend_settings) -> None:

@@ -1,18 +1,22 @@
 -- Read phase of Store.mutate_incidents, for one item: the incident its lookups find, with
--- what the mutators need.
--- KEYS[1..n]      one key per lookup: an index key (holds an incident id), or for a lookup
---                 by id the incident key itself
+-- what the mutators need. The timeline length is the incident's version: every change
+-- appends at least one event. All keys share one hash tag, so the keys derived here sit
+-- in the slot of KEYS. Runs batched (batch_driver.lua): KEYS and ARGV are one call's.
+--
+-- KEYS[1..n]      one key per lookup: an index key (holds an incident id), or for a
+--                 lookup by id the incident key itself
 -- KEYS[n+1..n+m]  the dedupe records of the signals being handled
 -- KEYS[n+m+1]     the ordering record of the item's key, when it has one
--- ARGV[1] n       ARGV[2] m        ARGV[3] the incident key prefix
+-- ARGV[1]         n, the number of lookups
+-- ARGV[2]         m, the number of signal records
+-- ARGV[3]         the incident key prefix
 -- ARGV[4..n+3]    per lookup: "index" or "id"
 -- ARGV[n+4..]     fingerprints of the alerts whose records are wanted
--- Returns {the ordering cursor ("done", 0 when none), m records of 5 values (status and
--- order observed, status, order and incident handled), id, incident json, timeline
--- length, one alert json per fingerprint}; "" for what is missing, and the list ends
--- after the signal records when no lookup finds an incident. The timeline length is the
--- incident's version: every change appends at least one event.
--- All keys share one hash tag, so the keys derived here sit in the slot of KEYS.
+-- Returns         {the ordering cursor ("done", 0 when none), m records of 5 values
+--                 (status and order observed, status, order and incident handled), id,
+--                 incident json, timeline length, one alert json per fingerprint}; ""
+--                 for what is missing, and the list ends after the signal records when
+--                 no lookup finds an incident
 local n, m, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local out = {0}
 if #KEYS > n + m then

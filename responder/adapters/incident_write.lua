@@ -1,32 +1,58 @@
--- Write phase of Store.mutate_incidents, for one incident: compare, then write it all.
--- KEYS[1] incident        KEYS[2] timeline        KEYS[3] alerts hash    KEYS[4] processed
--- KEYS[5] all incidents   KEYS[6] open   KEYS[7] acked   KEYS[8] resolved (sorted sets)
--- KEYS[9] the group index
--- KEYS[10] incidents whose events are not all followed up yet (sorted set, by when to
---          check that they were: see RedisKeys.follow_ups)
--- KEYS[11 .. 10+p]        PagerDuty index keys
--- KEYS[11+p .. 10+p+q]    index keys of further groups it answers to (an alert storm's:
---                         those it collects), to set while active, to free once resolved
--- KEYS[11+p+q]            with a cap: the pack's window of new incidents (sorted set)
--- then                    dedupe records of the signals applied (marked handled)
--- ARGV[1] expected timeline length (-1: a new incident)   ARGV[2] incident id
--- ARGV[3] incident json   ARGV[4] status   ARGV[5] opened-at ms   ARGV[6] "1" when active
--- ARGV[7] TTL of a resolved incident, s   ARGV[8] TTL of PagerDuty index keys, s
--- ARGV[9] forget resolved incidents opened before this, ms
--- ARGV[10] p   ARGV[11] e, the number of events
--- ARGV[12] the ordering cursor to advance to ("0": none; else the last two KEYS are the
--- ordering record and its skipped set)   ARGV[13] TTL of the ordering record, s
--- ARGV[14] when to check that the events written are followed up, epoch ms (0: they need
--- none: what a notification sink did is told by the sinks themselves)
--- ARGV[15] q   ARGV[16] the cap of new incidents in the window (0: this write opens none
--- that counts)   ARGV[17] the window, ms   ARGV[18] now, epoch ms
--- ARGV[19] "" or the SHA-1 of the incident JSON this write was made on (a write chained
--- on another of the same round: that one must have been made)
--- then the e events; then per signal record: the status and order handled; then pairs
--- of alert fingerprint and alert json, to the end.
--- Returns {"conflict"} when someone else wrote first, {"capped"} when the pack opened
--- its cap of incidents within the window already (nothing written), else {"ok",
--- processed cursor}.
+-- Write phase of Store.mutate_incidents, for one incident: compare, then write it all
+-- (incident, events, alerts, indexes, the signals' handled marks, the ordering cursor).
+-- Runs batched (batch_driver.lua): KEYS and ARGV are one call's. Below, the counts p, e
+-- and q are ARGV[10], ARGV[11] and ARGV[15]; w is 1 with a cap (ARGV[16] > 0), else 0;
+-- r is the number of signal records, the KEYS left.
+--
+-- KEYS[1]                the incident
+-- KEYS[2]                its timeline
+-- KEYS[3]                its alerts hash
+-- KEYS[4]                its processed cursor
+-- KEYS[5]                all incidents (sorted set)
+-- KEYS[6]                open incidents (sorted set)
+-- KEYS[7]                acked incidents (sorted set)
+-- KEYS[8]                resolved incidents (sorted set)
+-- KEYS[9]                the group index
+-- KEYS[10]               incidents whose events are not all followed up yet (sorted set,
+--                        by when to check that they were: see RedisKeys.follow_ups)
+-- KEYS[11..10+p]         PagerDuty index keys
+-- KEYS[11+p..10+p+q]     index keys of further groups it answers to (an alert storm's:
+--                        those it collects), to set while active, to free once resolved
+-- KEYS[11+p+q]           with a cap: the pack's window of new incidents (sorted set)
+-- KEYS[11+p+q+w..]       dedupe records of the signals applied (marked handled)
+-- KEYS[#KEYS-1]          with an ordering cursor to advance (ARGV[12]): the ordering record
+-- KEYS[#KEYS]            likewise: its skipped set
+-- ARGV[1]                expected timeline length (-1: a new incident)
+-- ARGV[2]                incident id
+-- ARGV[3]                incident json
+-- ARGV[4]                status
+-- ARGV[5]                opened-at, epoch ms
+-- ARGV[6]                "1" when active
+-- ARGV[7]                TTL of a resolved incident, s
+-- ARGV[8]                TTL of PagerDuty index keys, s
+-- ARGV[9]                forget resolved incidents opened before this, epoch ms
+-- ARGV[10]               p, the number of PagerDuty index keys
+-- ARGV[11]               e, the number of events
+-- ARGV[12]               the ordering cursor to advance to ("0": none; else the last two
+--                        KEYS are the ordering record and its skipped set)
+-- ARGV[13]               TTL of the ordering record, s
+-- ARGV[14]               when to check that the events written are followed up, epoch ms
+--                        (0: they need none: what a notification sink did is told by the
+--                        sinks themselves)
+-- ARGV[15]               q, the number of further groups' index keys
+-- ARGV[16]               the cap of new incidents in the window (0: this write opens none
+--                        that counts)
+-- ARGV[17]               the window, ms
+-- ARGV[18]               now, epoch ms
+-- ARGV[19]               "" or the SHA-1 of the incident JSON this write was made on (a
+--                        write chained on another of the same round: that one must have
+--                        been made)
+-- ARGV[20..19+e]         the e events (JSON)
+-- ARGV[20+e..19+e+2r]    per signal record, two: the status and the order (ms) handled
+-- ARGV[20+e+2r..]        pairs of alert fingerprint and alert json, to the end
+-- Returns                {"conflict"} when someone else wrote first, {"capped"} when the
+--                        pack opened its cap of incidents within the window already
+--                        (nothing written), else {"ok", processed cursor}
 local expected = tonumber(ARGV[1])
 local id = ARGV[2]
 if expected == -1 then

@@ -10,14 +10,29 @@
 -- (RedisKeys.effect, field 'effect'); that hash, or the ledger of an incident that is gone,
 -- gets ARGV[3] seconds when it is written without a TTL.
 --
--- KEYS[1] the record's hash   KEYS[2] where the layout before the ledger kept the record
--- (RedisKeys.effect, RedisKeys.delivery; the same key as KEYS[1] for a key naming no
--- incident): a record found there is moved into KEYS[1] when it is next touched (an
--- effect claimed, noted, finished or released; a delivery state saved)
--- KEYS[3] the incident, when the key names one
--- ARGV[1] the operation   ARGV[2] the record's field   ARGV[3] TTL of a record of no
--- incident, s   ARGV[4 ..] the operation's own (below)
---
+-- KEYS[1]    the record's hash
+-- KEYS[2]    where the layout before the ledger kept the record (RedisKeys.effect,
+--            RedisKeys.delivery; the same key as KEYS[1] for a key naming no incident): a
+--            record found there is moved into KEYS[1] when it is next touched (an effect
+--            claimed, noted, finished or released; a delivery state saved)
+-- KEYS[3]    the incident, when the key names one
+-- ARGV[1]    the operation: claim, note, finish, release, save or read
+-- ARGV[2]    the record's field
+-- ARGV[3]    TTL of a record of no incident, s
+-- ARGV[4..]  the operation's own:
+--              claim    ARGV[4] the owner
+--                       ARGV[5] now, epoch ms
+--                       ARGV[6] the lease, ms
+--              note     ARGV[4] the owner
+--                       ARGV[5] the data (JSON)
+--              finish   ARGV[4] the data: what it did (JSON)
+--              release  ARGV[4] the owner
+--              save     ARGV[4] a sink's delivery state (JSON)
+--              read     none
+-- Returns    claim: {status, data, claimed}, status start | done | busy | recover;
+--            note, release: 1 when noted (released), else 0; finish, save: 1;
+--            read: the delivery state, or nil
+
 -- An effect record is one field, one string (a field costs its entry: few, short fields;
 -- the hash is a hashtable once a value is longer than hash-max-listpack-value, 64 bytes,
 -- as a Slack message's record and a delivery state are):

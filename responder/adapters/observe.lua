@@ -1,18 +1,23 @@
--- Atomic dedupe-and-queue for one webhook's signals (Store.observe).
+-- Atomic dedupe-and-queue for the signals of one or more webhooks (Store.observe;
+-- RedisStore's Coalescer sends those of concurrent webhooks as one call).
 -- Mirrors responder.domain.signal.dedupe_outcome; the contract tests hold both to it.
+-- Handled entries are deleted from the stream, so its length is the backlog: an accepted
+-- signal is never trimmed. A queued signal with an ordering key gets the key's next
+-- sequence number: the workers apply the signals of one key in that order.
 --
--- KEYS[1]      the queue stream
--- KEYS[2..]    per signal two keys: its dedupe record (hash), and its ordering record
---              (hash: seq, the last sequence number given out; done, the last applied)
--- ARGV[1]      now, epoch ms          ARGV[2]  record TTL, seconds
--- ARGV[3]      the most unhandled entries the queue may hold
--- then per signal four values: status, order (epoch ms of the occurrence), payload, and
--- its ordering key ("" for none)
--- Returns one outcome per signal: "new", "changed" or "repeat"; or {"full"}, changing
--- nothing, when the queue already holds ARGV[3] entries. Handled entries are deleted
--- from the stream, so its length is the backlog: an accepted signal is never trimmed.
--- A queued signal with an ordering key gets the key's next sequence number: the workers
--- apply the signals of one key in that order.
+-- KEYS[1]     the queue stream
+-- KEYS[2i]    per signal i (from 1): its dedupe record (hash)
+-- KEYS[2i+1]  its ordering record (hash: seq, the last sequence number given out; done,
+--             the last applied); the queue again, unused, when it has no ordering key
+-- ARGV[1]     now, epoch ms
+-- ARGV[2]     record TTL, s (dedupe and ordering records)
+-- ARGV[3]     the most unhandled entries the queue may hold
+-- ARGV[4i]    per signal i (from 1): its status
+-- ARGV[4i+1]  its order: epoch ms of the occurrence
+-- ARGV[4i+2]  its payload (queued as is)
+-- ARGV[4i+3]  its ordering key ("" for none)
+-- Returns     one outcome per signal: "new", "changed" or "repeat"; or {"full"}, changing
+--             nothing, when the queue already holds ARGV[3] entries
 if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[3]) then return {'full'} end
 local now = ARGV[1]
 local ttl = tonumber(ARGV[2])

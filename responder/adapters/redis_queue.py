@@ -22,25 +22,6 @@ from responder.ports import Clock, DeadLetter, QueueEntry, QueueStats
 
 _DEAD_LETTER_MAXLEN = 10_000
 
-# Delete the consumers that hold nothing and were idle long enough, atomically.
-# KEYS[1] the queue   ARGV[1] group   ARGV[2] idle ms   ARGV[3..] only these names (none:
-# any). Returns how many went.
-_PRUNE_CONSUMERS_LUA = """
-local only = {}
-for i = 3, #ARGV do only[ARGV[i]] = true end
-local gone = 0
-for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
-  local info = {}
-  for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
-  if info['pending'] == 0 and info['idle'] >= tonumber(ARGV[2])
-     and (#ARGV < 3 or only[info['name']]) then
-    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
-    gone = gone + 1
-  end
-end
-return gone
-"""
-
 
 def _entries(raw: Any, deliveries: dict[str, int] | None = None) -> list[QueueEntry]:
     out = []
@@ -66,6 +47,8 @@ def _id(entry_id: str) -> tuple[int, int]:
 
 
 def _lua(name: str) -> str:
+    """The script of ``name``, a .lua file beside this module: every script lives in one,
+    its header saying what it does, its KEYS and ARGV one a line, and its reply."""
     return files("responder.adapters").joinpath(name).read_text(encoding="utf-8")
 
 
@@ -84,7 +67,7 @@ class RedisQueue:
         self._keys = keys
         self._clock = clock
         self._dead_letter = client.register_script(_lua("dead_letter.lua"))
-        self._prune = client.register_script(_PRUNE_CONSUMERS_LUA)
+        self._prune = client.register_script(_lua("prune_consumers.lua"))
         self._order_ttl_s = order_ttl_s
 
     async def ensure(self) -> None:

@@ -1,6 +1,7 @@
 """The ``Store`` port on Redis: dedupe records, incidents, their alerts and timelines.
 
-Every write is one Lua script, so each is atomic and costs one round trip:
+Every write is one Lua script (a .lua file beside this module), so each is atomic and
+costs one round trip:
 - ``observe``: dedupe and queue the signals of every webhook waiting (``observe.lua``,
   batched by ``Coalescer``);
 - ``mutate_incidents``: a read script finds each incident and the alert records the mutators
@@ -72,66 +73,9 @@ from responder.yielding import Slices
 
 
 def _lua(name: str) -> str:
+    """The script of ``name``, a .lua file beside this module: every script lives in one,
+    its header saying what it does, its KEYS and ARGV one a line, and its reply."""
     return files("responder.adapters").joinpath(name).read_text(encoding="utf-8")
-
-
-# Moves the processed cursor forward only, and gives it the incident's remaining lifetime.
-# Once every event is followed up, the incident leaves the follow-up check.
-# KEYS[1] processed  KEYS[2] incident  KEYS[3] timeline  KEYS[4] follow-ups
-# ARGV[1] the seq to move to   ARGV[2] the incident id
-_MARK_PROCESSED_LUA = """
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-local wanted = tonumber(ARGV[1])
-if wanted > current then
-  redis.call('SET', KEYS[1], wanted)
-  local ttl = redis.call('PTTL', KEYS[2])
-  if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
-  current = wanted
-end
--- events past the cursor that need no follow-up (what a sink did) do not keep it there
-for _, event in ipairs(redis.call('LRANGE', KEYS[3], current, -1)) do
-  if not string.find(event, '"kind":"notification.', 1, true) then return 1 end
-end
-redis.call('ZREM', KEYS[4], ARGV[2])
-return 1
-"""
-# The incident, its processed cursor and the timeline events from the cursor on.
-_UNPROCESSED_LUA = """
-local processed = tonumber(redis.call('GET', KEYS[2]) or '0')
-return {redis.call('GET', KEYS[1]), processed, redis.call('LRANGE', KEYS[3], processed, -1)}
-"""
-# Move an ordering cursor forward (never back), over the numbers dead-lettered early.
-# KEYS[1] the ordering record   KEYS[2] its skipped set
-# ARGV[1] the number applied    ARGV[2] the record's TTL, s.   Returns the cursor.
-_ADVANCE_ORDER_LUA = """
-local done = tonumber(redis.call('HGET', KEYS[1], 'done') or '0')
-local to = tonumber(ARGV[1])
-if to > done then done = to end
-while redis.call('SREM', KEYS[2], done + 1) == 1 do done = done + 1 end
-redis.call('HSET', KEYS[1], 'done', done)
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-return done
-"""
-# Many calls of one script as one: the worker's batch reads (writes, marks) its ~100
-# incidents in a pipeline of a few commands rather than of ~100 EVALSHA, whose
-# per-command cost in redis-py (a reply read under its own timeout each) was about a
-# tenth of a worker's CPU per signal. Each call runs as it would alone (its own KEYS and
-# ARGV, its own reply), in order.
-# ARGV[1] c, the number of calls; ARGV[2 .. 2c+1] per call, how many keys and arguments
-# it has; then every call's arguments, in order; KEYS: every call's keys, in order.
-# Returns the list of the calls' replies.
-_BATCH_DRIVER_LUA = """
-local out, k, a = {}, 0, 1 + 2 * tonumber(ARGV[1])
-for c = 1, tonumber(ARGV[1]) do
-  local nk, na = tonumber(ARGV[2 * c]), tonumber(ARGV[2 * c + 1])
-  local keys, args = {}, {}
-  for i = 1, nk do keys[i] = KEYS[k + i] end
-  for i = 1, na do args[i] = ARGV[a + i] end
-  k, a = k + nk, a + na
-  out[c] = one(keys, args)
-end
-return out
-"""
 
 
 # Calls per command: a script runs atomically, so Redis serves no other client meanwhile;
@@ -140,122 +84,11 @@ _BATCH_CALLS = 8
 
 
 def _batched(script: str) -> str:
-    """``script`` (which must end with a return), run once per call of a batch."""
-    return "local function one(KEYS, ARGV)\n" + script + "\nend\n" + _BATCH_DRIVER_LUA
+    """``script`` (which must end with a return), run once per call of a batch: many calls
+    of one script as one command (see batch_driver.lua)."""
+    return "local function one(KEYS, ARGV)\n" + script + "\nend\n" + _lua("batch_driver.lua")
 
 
-# Take one slot of the sliding-window budget if one is free.
-_SPEND_BUDGET_LUA = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[2]))
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
-"""
-# Take a lock, or renew it when the same token holds it (a step's recovery after its
-# worker died: the step is the token, so it can go on where it stopped).
-_ACQUIRE_LOCK_LUA = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-"""
-# A thread several incidents share (``ActionLedger.*_shared_thread``), one hash.
-# KEYS[1] its hash  ARGV[1] op  ARGV[2] TTL (s, from each write)
-# join: ARGV[3] member, ARGV[4] what it wants shown; leave: ARGV[3..] members;
-# settle: ARGV[3..] field, value pairs (an empty value deletes the field);
-# close: ARGV[3] the closed thread's id (the record goes if it is its and has no member).
-_SHARED_THREAD_LUA = """
-local key, op, ttl = KEYS[1], ARGV[1], ARGV[2]
-if op == 'join' then
-  redis.call('HSET', key, 'm:' .. ARGV[3], ARGV[4])
-  redis.call('EXPIRE', key, ttl)
-  return redis.call('HGETALL', key)
-end
-if redis.call('EXISTS', key) == 0 then return {} end
-if op == 'leave' then
-  for i = 3, #ARGV do redis.call('HDEL', key, 'm:' .. ARGV[i]) end
-  if redis.call('EXISTS', key) == 1 then redis.call('EXPIRE', key, ttl) end
-  return redis.call('HGETALL', key)
-end
-if op == 'settle' then
-  for i = 3, #ARGV, 2 do
-    if ARGV[i + 1] == '' then
-      redis.call('HDEL', key, ARGV[i])
-    else
-      redis.call('HSET', key, ARGV[i], ARGV[i + 1])
-    end
-  end
-  if redis.call('EXISTS', key) == 1 then redis.call('EXPIRE', key, ttl) end
-  return {}
-end
-if op == 'close' then
-  local all = redis.call('HGETALL', key)
-  for i = 1, #all, 2 do
-    if string.sub(all[i], 1, 2) == 'm:' then return {} end
-  end
-  local refs = redis.call('HGET', key, 'refs')
-  if refs and tostring(cjson.decode(refs)['id']) == ARGV[3] then redis.call('DEL', key) end
-  return {}
-end
-return redis.error_reply('unknown op ' .. op)
-"""
-# Release a lock only if we still hold it.
-_RELEASE_LOCK_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-# Move due timers onto the queue, each atomically with its removal; and queue a follow-up
-# of each incident whose check came while events of it are still not followed up (their
-# worker died before it did). The check is done then: that follow-up is an entry like any
-# other (tried again, dead-lettered in the end), and the incident's next write checks anew.
-# KEYS[1] timers  KEYS[2] queue  KEYS[3] follow-ups
-# ARGV[1] now, ms  ARGV[2] at most this many of each
-# ARGV[3] now, ISO 8601   ARGV[4] the incident key prefix
-_RELEASE_TIMERS_LUA = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-for _, timer in ipairs(due) do
-  if redis.call('ZREM', KEYS[1], timer) == 1 then
-    redis.call('XADD', KEYS[2], '*', 'signal', timer)
-  end
-end
-local late = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-for _, id in ipairs(late) do
-  local key = ARGV[4] .. id
-  local processed = tonumber(redis.call('GET', key .. ':processed') or '0')
-  local waiting = false
-  for _, event in ipairs(redis.call('LRANGE', key .. ':timeline', processed, -1)) do
-    if not string.find(event, '"kind":"notification.', 1, true) then
-      waiting = true
-      break
-    end
-  end
-  if not waiting then
-    redis.call('ZREM', KEYS[3], id)
-  else
-    local timer = cjson.encode({source = 'timer', kind = 'follow_up', incident_id = id,
-                                step = 'unprocessed', due_at = ARGV[3], received_at = ARGV[3]})
-    redis.call('XADD', KEYS[2], '*', 'signal', timer)
-    redis.call('ZREM', KEYS[3], id)
-  end
-end
-return #due + #late
-"""
-# Since when the records are complete (RedisKeys.epoch): the server's run_id changes with
-# every start of a Redis process, so a restart, or a failover to another server, starts
-# anew. INFO in the script: the id read and the epoch moved in one step, whichever
-# replica looks first.
-_EPOCH_LUA = """
-local run_id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or ''
-local seen = redis.call('HMGET', KEYS[1], 'run_id', 'since')
-if seen[1] == run_id and seen[2] then
-  return {seen[2], 0}
-end
-redis.call('HSET', KEYS[1], 'run_id', run_id, 'since', ARGV[1])
-return {ARGV[1], 1}
-"""
 # The ledger's field of a sink's delivery state (``delivery:<sink>``), and the field of the
 # record of an effect whose key names no incident, in that record's own hash (ledger.lua).
 _DELIVERY_FIELD = "delivery:"
@@ -307,16 +140,16 @@ class RedisStore:
         self._observe = client.register_script(_lua("observe.lua"))
         self._read = client.register_script(_batched(_lua("incident_read.lua")))
         self._write = client.register_script(_batched(_lua("incident_write.lua")))
-        self._mark_processed = client.register_script(_batched(_MARK_PROCESSED_LUA))
-        self._advance_order = client.register_script(_ADVANCE_ORDER_LUA)
-        self._unprocessed = client.register_script(_UNPROCESSED_LUA)
+        self._mark_processed = client.register_script(_batched(_lua("mark_processed.lua")))
+        self._advance_order = client.register_script(_lua("advance_order.lua"))
+        self._unprocessed = client.register_script(_lua("unprocessed.lua"))
         self._ledger = client.register_script(_lua("ledger.lua"))
-        self._spend = client.register_script(_SPEND_BUDGET_LUA)
-        self._unlock = client.register_script(_RELEASE_LOCK_LUA)
-        self._lock = client.register_script(_ACQUIRE_LOCK_LUA)
-        self._shared = client.register_script(_SHARED_THREAD_LUA)
-        self._release_timers = client.register_script(_RELEASE_TIMERS_LUA)
-        self._epoch = client.register_script(_EPOCH_LUA)
+        self._spend = client.register_script(_lua("spend_budget.lua"))
+        self._unlock = client.register_script(_lua("release_lock.lua"))
+        self._lock = client.register_script(_lua("acquire_lock.lua"))
+        self._shared = client.register_script(_lua("shared_thread.lua"))
+        self._release_timers = client.register_script(_lua("release_timers.lua"))
+        self._epoch = client.register_script(_lua("records_epoch.lua"))
         self._observe_batches: Coalescer[Observation, ObserveOutcome] = Coalescer(self._observe_now)
 
     async def ping(self) -> None:

@@ -1,16 +1,11 @@
 """Start-up check of the message templates: each one is compiled and rendered against
-sample incidents in every state a message can be planned in, so that a broken override
-(a typo in a variable name, a syntax error) stops the service at start-up, with the file
-and the reason, and not at 03:00 on the first incident."""
+sample incidents (``render.samples``) in every state a message can be planned in, so that
+a broken override (a typo in a variable name, a syntax error) stops the service at
+start-up, with the file and the reason, and not at 03:00 on the first incident. The
+postmortem's template is checked the same way by ``report.postmortem``."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
-from responder.domain.action import ActionRecord, Outcome
-from responder.domain.incident import Incident, IncidentStatus
-from responder.domain.severity import ErrorType, Severity
-from responder.domain.timeline import TimelineEvent
 from responder.notify.planners import (
     PAGERDUTY_NOTE,
     PAGERDUTY_SUMMARY,
@@ -20,86 +15,8 @@ from responder.notify.planners import (
     STATUSPAGE_NAME,
     Renderer,
 )
+from responder.render.samples import SAMPLE_NOW, sample_events, sample_incidents
 from responder.render.templates import TemplateProblem
-from responder.report.postmortem import (
-    POSTMORTEM_TEMPLATE,
-    build_postmortem,
-    render_postmortem,
-)
-
-_T0 = datetime(2026, 1, 1, 3, 0, tzinfo=UTC)
-
-
-def sample_incidents() -> list[Incident]:
-    """An incident just opened, one mitigating, one acknowledged, one resolved."""
-    opened = Incident(
-        id="inc-sample",
-        group_key='{alertname="PostHogRateLimited",service="posthog-integration"}',
-        title="PostHog rate-limits posthog-integration (HTTP 429)",
-        severity=Severity.P2,
-        error_type=ErrorType.RATE_LIMIT,
-        rule="rate-limited",
-        pack="posthog",
-        alerts_total=1,
-        alerts_firing=1,
-        labels={"alertname": "PostHogRateLimited", "service": "posthog-integration"},
-        annotations={"summary": "429 from PostHog"},
-        opened_at=_T0,
-        updated_at=_T0,
-    )
-    action = ActionRecord(
-        step="our-integration-rate-limit#0:set_env",
-        action="set_env",
-        target="production/posthog-integration",
-        verdict=Outcome.APPLIED,
-        reason="applied",
-        at=_T0 + timedelta(minutes=1),
-    )
-    mitigating = opened.model_copy(
-        update={
-            "branch": "our-integration-rate-limit",
-            "facts": {"vendor": {"incident": False}, "prometheus": {"error_ratio": 0.2}},
-            "triaged_at": _T0 + timedelta(seconds=30),
-            "actions": (action,),
-            "pagerduty_incident_id": "PSAMPLE",
-        }
-    )
-    acked = mitigating.model_copy(
-        update={
-            "status": IncidentStatus.ACKED,
-            "acked_by": "Jane Doe",
-            "acked_at": _T0 + timedelta(minutes=5),
-            "needs_human": "set_env did not help",
-        }
-    )
-    resolved = acked.model_copy(
-        update={"status": IncidentStatus.RESOLVED, "resolved_at": _T0 + timedelta(minutes=40)}
-    )
-    return [opened, mitigating, acked, resolved]
-
-
-def sample_events() -> list[TimelineEvent]:
-    at = _T0 + timedelta(minutes=1)
-    probe = {"probe": "vendor_status", "ok": True, "summary": "no incident", "error": None}
-    kinds: list[tuple[str, dict[str, object]]] = [
-        ("incident.opened", {}),
-        ("triage.completed", {"probes": [probe]}),
-        ("incident.decided", {"branch": "our-integration-rate-limit"}),
-        ("action.applied", {"action": "set_env", "target": "production/x", "verdict": "applied"}),
-        ("action.refused", {"action": "set_env", "target": "production/x", "verdict": "refused"}),
-        ("incident.needs_human", {"reason": "set_env did not help"}),
-        ("incident.acknowledged", {"by": "Jane Doe"}),
-        ("incident.resolved", {}),
-        ("notification.delayed", {"sink": "statuspage"}),
-        ("report.written", {"link": "/var/lib/responder/reports/inc-sample-8.md"}),
-    ]
-    return [
-        TimelineEvent.model_validate(
-            {"seq": i, "at": at, "kind": kind, "detail": f"sample {kind}", "data": data}
-        )
-        for i, (kind, data) in enumerate(kinds)
-    ]
-
 
 # the note each event kind makes on PagerDuty (as the planner does)
 _NOTE_FOR = {
@@ -113,7 +30,7 @@ _NOTE_FOR = {
 def check_templates(renderer: Renderer) -> list[str]:
     """Every problem found, as ``template: reason`` lines; empty when all render."""
     problems: dict[str, str] = {}
-    now = _T0 + timedelta(minutes=10)
+    now = SAMPLE_NOW
 
     def attempt(name: str, render: object) -> None:
         if name in problems:
@@ -148,24 +65,6 @@ def check_templates(renderer: Renderer) -> list[str]:
             PAGERDUTY_NOTE,
             lambda i=incident, e=link: renderer.internal(
                 PAGERDUTY_NOTE, i, now, event=e, note="summary"
-            ),
-        )
-    for incident in sample_incidents():
-        attempt(
-            POSTMORTEM_TEMPLATE,
-            lambda i=incident: render_postmortem(
-                renderer.templates,
-                build_postmortem(
-                    i,
-                    sample_events(),
-                    service="PostHog integration",
-                    impact="delays in analytics data",
-                    branch_description="Sample branch. More words.",
-                    severity_definition="Degraded service",
-                    response_time="< 1 hour",
-                    response_time_s=3600,
-                    now=now,
-                ),
             ),
         )
     return [problems[name] for name in sorted(problems)]

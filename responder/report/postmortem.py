@@ -17,7 +17,8 @@ from responder.domain.incident import Incident
 from responder.domain.model import Frozen
 from responder.domain.severity import ErrorType
 from responder.domain.timeline import TimelineEvent
-from responder.render.templates import Templates
+from responder.render.samples import SAMPLE_NOW, sample_events, sample_incidents
+from responder.render.templates import TemplateProblem, Templates
 
 POSTMORTEM_TEMPLATE = "postmortem.md.j2"
 POSTMORTEM_MAX_CHARS = 500_000
@@ -262,3 +263,26 @@ def render_postmortem(templates: Templates, postmortem: Postmortem) -> str:
     return templates.get(POSTMORTEM_TEMPLATE).render(
         postmortem.model_dump(mode="python"), limit=POSTMORTEM_MAX_CHARS
     )
+
+
+def check_postmortem(templates: Templates) -> list[str]:
+    """The start-up check of the postmortem's template (as ``notify.checks`` does for the
+    messages): rendered for each sample incident; its problem as a ``template: reason``
+    line, or none."""
+    for incident in sample_incidents():
+        postmortem = build_postmortem(
+            incident,
+            sample_events(),
+            service="PostHog integration",
+            impact="delays in analytics data",
+            branch_description="Sample branch. More words.",
+            severity_definition="Degraded service",
+            response_time="< 1 hour",
+            response_time_s=3600,
+            now=SAMPLE_NOW,
+        )
+        try:
+            render_postmortem(templates, postmortem)
+        except TemplateProblem as exc:
+            return [str(exc)]
+    return []

@@ -16,16 +16,10 @@ from pathlib import Path
 from typing import Protocol
 
 from responder.domain.incident import Incident, IncidentStatus
-from responder.domain.notification import DeliveryState
 from responder.domain.severity import Severity
-from responder.notify.planners import (
-    STATUSPAGE_BODY,
-    STATUSPAGE_NAME,
-    Renderer,
-    SlackPlanner,
-)
 from responder.ports import IncidentView
 from responder.redaction import Redactor
+from responder.render.templates import Templates
 from responder.report.bundle import incident_files, pack, report_stem
 from responder.report.bundle_cache import BundleCache
 from responder.report.postmortem import Postmortem, build_postmortem, render_postmortem
@@ -39,18 +33,28 @@ class WindowCollector(Protocol):
     async def collect(self, incident: Incident, now: datetime) -> dict[str, bytes]: ...
 
 
+class MessageRecap(Protocol):
+    """The messages people got about an incident, as text by where they went (``slack``,
+    ``statuspage``): ``notify.recap.Recap``, wired in by ``app``; ``report`` and
+    ``notify`` do not import each other."""
+
+    def messages(self, view: IncidentView, now: datetime) -> dict[str, str]: ...
+
+
 class Reports:
     def __init__(
         self,
         *,
-        renderer: Renderer,
+        templates: Templates,
+        recap: MessageRecap,
         rules: Callable[[], RuleSet],
         redact: Redactor,
         collector: WindowCollector | None = None,
         directory: Path | None = None,
         cache: BundleCache | None = None,
     ) -> None:
-        self._renderer = renderer
+        self._templates = templates  # the postmortem's, with the message templates
+        self._recap = recap
         self._rules = rules
         self._redact = redact
         self._collector = collector
@@ -77,29 +81,13 @@ class Reports:
 
     def postmortem_text(self, view: IncidentView, now: datetime) -> str:
         # a postmortem is shared widely: the same redaction as the bundle
-        return self._redact(render_postmortem(self._renderer.templates, self.postmortem(view, now)))
-
-    def messages(self, view: IncidentView, now: datetime) -> dict[str, str]:
-        """The messages as people got them: the Slack root and thread, the status page."""
-        incident = view.incident
-        slack = SlackPlanner(renderer=self._renderer)
-        thread = slack.plan(incident, view.timeline, DeliveryState(), now)
-        status_page = "\n\n".join(
-            (
-                self._renderer.public(STATUSPAGE_NAME, incident, now).strip(),
-                self._renderer.public(STATUSPAGE_BODY, incident, now).strip(),
-            )
-        )
-        return {
-            "slack": "\n\n---\n\n".join(m.text for m in thread),
-            "statuspage": status_page,
-        }
+        return self._redact(render_postmortem(self._templates, self.postmortem(view, now)))
 
     async def bundle(self, view: IncidentView, now: datetime) -> bytes:
         """A bundle built now: the window's outside evidence collected, then packed in a
         thread."""
-        messages = self.messages(view, now)
-        postmortem = render_postmortem(self._renderer.templates, self.postmortem(view, now))
+        messages = self._recap.messages(view, now)
+        postmortem = render_postmortem(self._templates, self.postmortem(view, now))
         outside: dict[str, bytes] = {}
         if self._collector is not None:
             outside = await self._collector.collect(view.incident, now)

@@ -1,0 +1,87 @@
+"""The sample incidents and timeline every named template (the messages, the postmortem)
+is rendered against at start-up: an incident in each state a message can be planned in,
+and one event of each kind a message tells. Here, below ``notify`` and ``report``, so that
+each checks its own templates on the same samples without importing the other."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from responder.domain.action import ActionRecord, Outcome
+from responder.domain.incident import Incident, IncidentStatus
+from responder.domain.severity import ErrorType, Severity
+from responder.domain.timeline import TimelineEvent
+
+_T0 = datetime(2026, 1, 1, 3, 0, tzinfo=UTC)
+SAMPLE_NOW = _T0 + timedelta(minutes=10)  # when the samples are rendered
+
+
+def sample_incidents() -> list[Incident]:
+    """An incident just opened, one mitigating, one acknowledged, one resolved."""
+    opened = Incident(
+        id="inc-sample",
+        group_key='{alertname="PostHogRateLimited",service="posthog-integration"}',
+        title="PostHog rate-limits posthog-integration (HTTP 429)",
+        severity=Severity.P2,
+        error_type=ErrorType.RATE_LIMIT,
+        rule="rate-limited",
+        pack="posthog",
+        alerts_total=1,
+        alerts_firing=1,
+        labels={"alertname": "PostHogRateLimited", "service": "posthog-integration"},
+        annotations={"summary": "429 from PostHog"},
+        opened_at=_T0,
+        updated_at=_T0,
+    )
+    action = ActionRecord(
+        step="our-integration-rate-limit#0:set_env",
+        action="set_env",
+        target="production/posthog-integration",
+        verdict=Outcome.APPLIED,
+        reason="applied",
+        at=_T0 + timedelta(minutes=1),
+    )
+    mitigating = opened.model_copy(
+        update={
+            "branch": "our-integration-rate-limit",
+            "facts": {"vendor": {"incident": False}, "prometheus": {"error_ratio": 0.2}},
+            "triaged_at": _T0 + timedelta(seconds=30),
+            "actions": (action,),
+            "pagerduty_incident_id": "PSAMPLE",
+        }
+    )
+    acked = mitigating.model_copy(
+        update={
+            "status": IncidentStatus.ACKED,
+            "acked_by": "Jane Doe",
+            "acked_at": _T0 + timedelta(minutes=5),
+            "needs_human": "set_env did not help",
+        }
+    )
+    resolved = acked.model_copy(
+        update={"status": IncidentStatus.RESOLVED, "resolved_at": _T0 + timedelta(minutes=40)}
+    )
+    return [opened, mitigating, acked, resolved]
+
+
+def sample_events() -> list[TimelineEvent]:
+    at = _T0 + timedelta(minutes=1)
+    probe = {"probe": "vendor_status", "ok": True, "summary": "no incident", "error": None}
+    kinds: list[tuple[str, dict[str, object]]] = [
+        ("incident.opened", {}),
+        ("triage.completed", {"probes": [probe]}),
+        ("incident.decided", {"branch": "our-integration-rate-limit"}),
+        ("action.applied", {"action": "set_env", "target": "production/x", "verdict": "applied"}),
+        ("action.refused", {"action": "set_env", "target": "production/x", "verdict": "refused"}),
+        ("incident.needs_human", {"reason": "set_env did not help"}),
+        ("incident.acknowledged", {"by": "Jane Doe"}),
+        ("incident.resolved", {}),
+        ("notification.delayed", {"sink": "statuspage"}),
+        ("report.written", {"link": "/var/lib/responder/reports/inc-sample-8.md"}),
+    ]
+    return [
+        TimelineEvent.model_validate(
+            {"seq": i, "at": at, "kind": kind, "detail": f"sample {kind}", "data": data}
+        )
+        for i, (kind, data) in enumerate(kinds)
+    ]
