@@ -12,7 +12,7 @@ from typing import Any
 
 from responder.app import build_renderer
 from responder.domain.incident import Incident
-from responder.domain.timeline import TimelineEvent
+from responder.domain.timeline import EventKind, TimelineEvent
 from responder.notify.planners import (
     PAGERDUTY_NOTE,
     SLACK_EVENT,
@@ -25,9 +25,9 @@ from responder.settings import Settings
 
 # which events each note is written for (as the PagerDuty planner does)
 _NOTE_EVENTS = {
-    "triage": ("triage.completed",),
-    "handoff": ("incident.acknowledged",),
-    "summary": ("pagerduty.linked",),
+    "triage": (EventKind.TRIAGE_COMPLETED,),
+    "handoff": (EventKind.INCIDENT_ACKNOWLEDGED,),
+    "summary": (EventKind.PAGERDUTY_LINKED,),
 }
 
 

@@ -49,6 +49,7 @@ from responder.domain.signal import (
     TimerSignal,
     group_key_for,
 )
+from responder.domain.timeline import EventKind
 from responder.keyed_locks import KeyedLocks
 from responder.metrics import Metrics
 from responder.ports import (
@@ -95,7 +96,7 @@ _MAX_FOLLOW_UP_ROUNDS = 20
 
 # The events of a group collected into its pack's alert storm incident (the first one
 # opens it), instead of an incident of its own.
-_CAPPED_KINDS = frozenset({"incident.storm", "storm.collected"})
+_CAPPED_KINDS = frozenset({EventKind.INCIDENT_STORM, EventKind.STORM_COLLECTED})
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from aiohttp import web
 from responder.app import RUNTIME, Overrides, create_app
 from responder.demo.world import DemoCluster, EvidenceServer, Scenario, load_scenarios
 from responder.domain.incident import Incident
+from responder.domain.timeline import EventKind
 from responder.notify.planners import STATUSPAGE_BODY, STATUSPAGE_NAME, StatuspagePlanner
 from responder.settings import ENV_PREFIX, ConfigError, Settings, default_rules_paths
 
@@ -175,18 +176,18 @@ class Demo:
         answer = await self._post(http, url, payload)
         echo(f"             answered 200 {json.dumps(answer)}")
 
-        incident = await self._settled(app, http, url, scenario, ("incident.decided",))
+        incident = await self._settled(app, http, url, scenario, (EventKind.INCIDENT_DECIDED,))
         echo(
             f"▶ classified {incident['severity']} {incident['error_type']} by rule "
             f"{incident['rule']}: {incident['title']}"
         )
-        for event in _events(incident, "triage.completed"):
+        for event in _events(incident, EventKind.TRIAGE_COMPLETED):
             echo("▶ triage     " + "\n             ".join(_probe_lines(event)))
-        for event in _events(incident, "incident.decided", "incident.undecided"):
+        for event in _events(incident, EventKind.INCIDENT_DECIDED, EventKind.INCIDENT_UNDECIDED):
             echo(f"▶ decision   {event['detail']}")
-        for event in _events(incident, "action.", "incident.needs_human"):
+        for event in _events(incident, "action.", EventKind.INCIDENT_NEEDS_HUMAN):
             patch = event["data"].get("patch")
-            if event["kind"] == "action.dry_run" and patch is not None:
+            if event["kind"] == EventKind.ACTION_DRY_RUN and patch is not None:
                 what = event["detail"].split(": would send", 1)[0]
                 echo(f"▶ dry-run    {what}: the exact patch it would send (strategic merge):")
                 echo(_indent(json.dumps(patch, indent=2), "               "))
@@ -199,7 +200,7 @@ class Demo:
         echo("▶ received   Alertmanager webhook, resolved")
         await self._post(http, url, resolved)
         incident = await self._settled(
-            app, http, url, scenario, ("report.written", "report.failed")
+            app, http, url, scenario, (EventKind.REPORT_WRITTEN, EventKind.REPORT_FAILED)
         )
         self._told("and on resolve, the root message edited in place")
         report = _events(incident, "report.")[-1]
@@ -235,7 +236,7 @@ class Demo:
         http: aiohttp.ClientSession,
         url: str,
         scenario: Scenario,
-        kinds: tuple[str, ...],
+        kinds: tuple[EventKind, ...],
     ) -> dict[str, Any]:
         """The scenario's incident once an event of ``kinds`` is on its timeline and the
         queue is idle (every follow-up, message and action done)."""

@@ -30,7 +30,7 @@ from responder.domain.signal import (
     alertmanager_pagerduty_key,
     epoch_ms,
 )
-from responder.domain.timeline import TimelineEvent
+from responder.domain.timeline import EventKind, TimelineEvent
 
 # PagerDuty delivers per incident in order; remembering the last events applied is enough
 # to recognise a redelivery.
@@ -177,7 +177,7 @@ def _escalate(
     if decision.severity.worse_than(incident.severity):
         update["severity"] = decision.severity
         changes.add(
-            "incident.escalated",
+            EventKind.INCIDENT_ESCALATED,
             f"{incident.severity.value} → {decision.severity.value} "
             f"({level.definition}, respond {level.response_time}) by rule {decision.rule}",
             previous=incident.severity.value,
@@ -187,7 +187,7 @@ def _escalate(
     if decision.page and not incident.page:
         update["page"] = True
         changes.add(
-            "incident.page_requested",
+            EventKind.INCIDENT_PAGE_REQUESTED,
             f"Rule {decision.rule or decision.branch} asks to page the on-call",
             rule=decision.rule or decision.branch,
         )
@@ -198,7 +198,7 @@ def _escalate(
     ):
         update["error_type"] = decision.error_type
         changes.add(
-            "incident.reclassified",
+            EventKind.INCIDENT_RECLASSIFIED,
             f"Error type now {decision.error_type.value} (rule {decision.rule})",
             error_type=decision.error_type.value,
             rule=decision.rule,
@@ -230,7 +230,7 @@ def classify(
     }
     if decision.pack is None:
         changes.add(
-            "incident.unclassified",
+            EventKind.INCIDENT_UNCLASSIFIED,
             f"No rule matched: {decision.severity.value} ({level.definition}) by default",
             severity=decision.severity.value,
         )
@@ -241,7 +241,7 @@ def classify(
         if said and not said.startswith("rule "):
             how += f" (error type from {said})"
         changes.add(
-            "incident.classified",
+            EventKind.INCIDENT_CLASSIFIED,
             f"{decision.severity.value} ({level.definition}, respond {level.response_time})"
             f", {decision.error_type.value}, {how}",
             reasons=dict(decision.reasons),
@@ -267,7 +267,7 @@ def apply_triage(
     failed = [r.probe for r in results if not r.ok]
     summary = "; ".join(r.summary or (r.error or r.probe) for r in results)
     changes.add(
-        "triage.completed",
+        EventKind.TRIAGE_COMPLETED,
         f"Triage: {summary}" + (f" (failed: {', '.join(failed)})" if failed else ""),
         probes=[r.model_dump(mode="json") for r in results],
     )
@@ -294,7 +294,7 @@ def decide(
             notify=decision.notify or incident.notify,
         )
         changes.add(
-            "incident.decided",
+            EventKind.INCIDENT_DECIDED,
             f"Decision tree: {decision.branch}; "
             + (f"planned: {planned}" if planned else "no action"),
             branch=decision.branch,
@@ -306,7 +306,7 @@ def decide(
             k for k, v in incident.facts.items() if isinstance(v, dict) and "error" in v
         )
         changes.add(
-            "incident.undecided",
+            EventKind.INCIDENT_UNDECIDED,
             "No branch of the decision tree matched"
             + (f" (no facts from: {', '.join(missing)})" if missing else ""),
             facts=dict(decision.facts_used),
@@ -319,7 +319,7 @@ def record_action(
     record: ActionRecord,
     now: datetime,
     *,
-    kind: str,
+    kind: EventKind,
     detail: str,
     human: str | None = None,
     replace: bool = False,
@@ -327,7 +327,10 @@ def record_action(
 ) -> IncidentChange | None:
     """Record what one step of the plan did, once: the first record of a step stands (a
     redelivery finds it and changes nothing), unless ``replace`` (verification, revert
-    update the step's record). ``human``: the automation hands over, and says why."""
+    update the step's record). ``human``: the automation hands over, and says why.
+
+    ``kind`` is an ``action.*`` kind (a plain string is taken while mitigate still
+    names its kinds so; one not an ``EventKind`` raises ``ValueError``)."""
     existing = next((a for a in incident.actions if a.step == record.step), None)
     if existing is not None and not replace:
         return None
@@ -348,7 +351,7 @@ def record_action(
     update: dict[str, object] = {"actions": tuple(actions)}
     if human is not None and incident.is_active:
         update["needs_human"] = human
-        changes.add("incident.needs_human", f"A human is needed: {human}", reason=human)
+        changes.add(EventKind.INCIDENT_NEEDS_HUMAN, f"A human is needed: {human}", reason=human)
     return changes.done(incident, update=update)
 
 
@@ -357,7 +360,7 @@ def record_delivery(
     sink: str,
     now: datetime,
     *,
-    kind: str,
+    kind: EventKind,
     detail: str,
     refs: dict[str, JsonValue] | None = None,
     **data: JsonValue,
@@ -376,7 +379,7 @@ def record_delivery(
 
 
 def record_report(
-    incident: Incident, now: datetime, *, kind: str, detail: str, **data: JsonValue
+    incident: Incident, now: datetime, *, kind: EventKind, detail: str, **data: JsonValue
 ) -> IncidentChange | None:
     """Record that the postmortem draft and evidence bundle were written (or could not
     be), with where to find them."""
@@ -392,7 +395,7 @@ def acknowledge(
     if incident.status is not IncidentStatus.OPEN:
         return None
     changes = _Changes(incident, now)
-    changes.add("incident.acknowledged", f"Acknowledged by {by} {via}", by=by, **data)
+    changes.add(EventKind.INCIDENT_ACKNOWLEDGED, f"Acknowledged by {by} {via}", by=by, **data)
     return changes.done(
         incident, update={"status": IncidentStatus.ACKED, "acked_at": at, "acked_by": by}
     )
@@ -413,7 +416,7 @@ class _Changes:
         self.now = max(now, incident.updated_at)
         self.events: list[TimelineEvent] = []
 
-    def add(self, kind: str, detail: str, **data: JsonValue) -> None:
+    def add(self, kind: EventKind, detail: str, **data: JsonValue) -> None:
         seq = self.incident.events_count + len(self.events)
         self.events.append(
             TimelineEvent(seq=seq, at=self.now, kind=kind, detail=detail, data=dict(data))
@@ -502,7 +505,7 @@ def open_incident(
     )
     changes = _Changes(base, now)
     changes.add(
-        "incident.opened",
+        EventKind.INCIDENT_OPENED,
         f"Opened by {_alert_name(signal)} firing",
         group_key=group_key,
         fingerprint=signal.fingerprint,
@@ -564,20 +567,20 @@ def open_storm(
     )
     changes = _Changes(base, now)
     changes.add(
-        "incident.opened",
+        EventKind.INCIDENT_OPENED,
         f"Opened as the alert storm of pack {pack or '(none)'} by {_alert_name(signal)} firing",
         group_key=base.group_key,
         fingerprint=signal.fingerprint,
     )
     changes.add(
-        "incident.storm",
+        EventKind.INCIDENT_STORM,
         f"More than {cap} new incident groups in pack {pack or '(none)'} within a minute: "
         "the next ones are collected in this incident",
         pack=pack,
         cap=cap,
         group=group_key,
     )
-    changes.add("incident.needs_human", f"A human is needed: {reason}", reason=reason)
+    changes.add(EventKind.INCIDENT_NEEDS_HUMAN, f"A human is needed: {reason}", reason=reason)
     change = changes.done(
         base, update={"needs_human": reason}, opened=True, alerts=(_alert_from(signal, 1),)
     )
@@ -601,7 +604,7 @@ def collect_into_storm(
     collected = storm.model_copy(update={"groups": groups})
     changes = _Changes(storm, now)
     changes.add(
-        "storm.collected",
+        EventKind.STORM_COLLECTED,
         f"Group {len(groups)} collected: {_alert_name(signal)}",
         pack=storm.pack,
         group=group_key,
@@ -625,12 +628,16 @@ def apply_alert(
         if current is None:
             total, firing = total + 1, firing + 1
             changes.add(
-                "alert.joined", f"{name} firing joined the incident", fingerprint=signal.fingerprint
+                EventKind.ALERT_JOINED,
+                f"{name} firing joined the incident",
+                fingerprint=signal.fingerprint,
             )
         elif signal.order_ms > current.order_ms:
             if current.status is AlertStatus.RESOLVED:
                 firing += 1
-            changes.add("alert.refired", f"{name} fired again", fingerprint=signal.fingerprint)
+            changes.add(
+                EventKind.ALERT_REFIRED, f"{name} fired again", fingerprint=signal.fingerprint
+            )
         else:
             return None  # the same firing again, or an older one: nothing new
     else:
@@ -639,7 +646,7 @@ def apply_alert(
         if signal.order_ms < current.order_ms:
             return None  # resolution of an earlier firing, already superseded
         firing -= 1
-        changes.add("alert.resolved", f"{name} resolved", fingerprint=signal.fingerprint)
+        changes.add(EventKind.ALERT_RESOLVED, f"{name} resolved", fingerprint=signal.fingerprint)
     update: dict[str, object] = {
         "alerts_total": total,
         "alerts_firing": firing,
@@ -654,7 +661,7 @@ def apply_alert(
         update["started_at"] = started
     if firing == 0 and incident.is_active:
         update |= {"status": IncidentStatus.RESOLVED, "resolved_at": now}
-        changes.add("incident.resolved", "All alerts resolved")
+        changes.add(EventKind.INCIDENT_RESOLVED, "All alerts resolved")
     number = current.number if current is not None else total
     return changes.done(incident, update=update, alerts=(_alert_from(signal, number),))
 
@@ -680,7 +687,7 @@ def open_from_pagerduty(
     )
     changes = _Changes(base, now)
     changes.add(
-        "incident.opened",
+        EventKind.INCIDENT_OPENED,
         f"Opened by PagerDuty incident {signal.incident_number or signal.incident_id}",
         pagerduty_incident_id=signal.incident_id,
         url=signal.html_url,
@@ -712,13 +719,14 @@ def apply_pagerduty(
             }
         )
         changes.add(
-            "pagerduty.linked",
+            EventKind.PAGERDUTY_LINKED,
             f"Linked to PagerDuty incident {signal.incident_number or signal.incident_id}",
             pagerduty_incident_id=signal.incident_id,
             url=signal.html_url,
         )
-    kind = signal.event_type
-    if kind == "incident.acknowledged":
+    # PagerDuty's own event types (webhook v3), not our timeline's kinds
+    event_type = signal.event_type
+    if event_type == "incident.acknowledged":
         if updated.status is IncidentStatus.OPEN:
             updated = updated.model_copy(
                 update={
@@ -728,35 +736,35 @@ def apply_pagerduty(
                 }
             )
             changes.add(
-                "incident.acknowledged",
+                EventKind.INCIDENT_ACKNOWLEDGED,
                 f"Acknowledged by {signal.agent_name} in PagerDuty",
                 by=signal.agent_name,
                 event_id=signal.event_id,
             )
-    elif kind == "incident.resolved":
+    elif event_type == "incident.resolved":
         if updated.is_active:
             updated = updated.model_copy(
                 update={"status": IncidentStatus.RESOLVED, "resolved_at": signal.occurred_at}
             )
             changes.add(
-                "incident.resolved",
+                EventKind.INCIDENT_RESOLVED,
                 f"Resolved by {signal.agent_name} in PagerDuty",
                 by=signal.agent_name,
                 event_id=signal.event_id,
             )
-    elif kind == "incident.annotated":
+    elif event_type == "incident.annotated":
         changes.add(
-            "pagerduty.note",
+            EventKind.PAGERDUTY_NOTE,
             f"Note by {signal.agent_name}: {signal.note or ''}",
             by=signal.agent_name,
             note_id=signal.note_id,
             event_id=signal.event_id,
         )
-    elif kind != "incident.triggered":
+    elif event_type != "incident.triggered":
         changes.add(
-            "pagerduty.event",
-            f"PagerDuty {kind} by {signal.agent_name}",
-            event_type=kind,
+            EventKind.PAGERDUTY_EVENT,
+            f"PagerDuty {event_type} by {signal.agent_name}",
+            event_type=event_type,
             event_id=signal.event_id,
         )
     return changes.done(updated)

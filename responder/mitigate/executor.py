@@ -9,7 +9,8 @@ For each planned action of the branch the decision tree chose, in order:
    the per-target lock;
 3. read the target, note the exact change in the record, send it, read the result: the
    target before and after are recorded, a cooldown starts, and when the rule asks for it
-   a verification is scheduled after the settle time;
+   a verification is scheduled after the settle time (what each action type reads, sends
+   and reads back, and how it is undone: ``actions.py``);
 4. write the outcome on the incident (``incident.actions`` and a timeline event).
 
 On resolve, actions marked ``revert_on_resolve`` are undone the same way. A verification
@@ -37,17 +38,11 @@ from responder.domain.incident import (
     combine,
     record_action,
 )
-from responder.domain.plans import (
-    PageHuman,
-    RestartIfSecretRotated,
-    RolloutRestart,
-    Scale,
-    SetEnv,
-    UnsetEnv,
-)
 from responder.domain.signal import TimerSignal
+from responder.domain.timeline import EventKind
 from responder.metrics import Metrics
 from responder.mitigate import patches
+from responder.mitigate.actions import DeploymentAction, PageHumanAction, action_for
 from responder.mitigate.guards import DRY_RUN, GuardInput, check
 from responder.ports import (
     ActionLedger,
@@ -61,8 +56,6 @@ from responder.ports import (
 )
 
 log = structlog.get_logger("responder.mitigate")
-
-REVERSIBLE = frozenset({"set_env", "unset_env", "scale"})
 
 
 class StepBusyError(RetryLaterError):
@@ -92,7 +85,7 @@ class Policy:
 @dataclass
 class _Result:
     record: ActionRecord
-    kind: str
+    kind: EventKind
     detail: str
     human: str | None = None
     data: dict[str, JsonValue] = field(default_factory=dict)
@@ -100,10 +93,6 @@ class _Result:
 
 def step_of(incident: Incident, index: int, planned: PlannedAction) -> str:
     return f"{incident.branch}#{index}:{planned.spec.type}"
-
-
-def _target(spec: Any) -> tuple[str | None, str | None]:
-    return getattr(spec, "namespace", None), getattr(spec, "deployment", None)
 
 
 class Mitigator:
@@ -135,13 +124,13 @@ class Mitigator:
     async def __call__(self, change: IncidentChange) -> IncidentChange | None:
         kinds = {e.kind for e in change.events}
         out: IncidentChange | None = None
-        if "incident.decided" in kinds:
+        if EventKind.INCIDENT_DECIDED in kinds:
             incident = change.incident
             for index, planned in enumerate(incident.planned_actions):
                 out = _chain(
                     out, await self._step(incident.id, step_of(incident, index, planned), planned)
                 )
-        if "incident.resolved" in kinds:
+        if EventKind.INCIDENT_RESOLVED in kinds:
             for record in change.incident.actions:
                 if record.revert_on_resolve:
                     out = _chain(
@@ -195,7 +184,7 @@ class Mitigator:
         if helped:
             result = _Result(
                 record.model_copy(update={"verified": True}),
-                "action.verified",
+                EventKind.ACTION_VERIFIED,
                 f"{record.action} on {record.target} helped: {spec.query} = {shown} ({bounds})",
                 data={"value": value, "query": spec.query},
             )
@@ -203,7 +192,7 @@ class Mitigator:
             why = error or f"{spec.query} = {shown}, wanted {bounds}"
             result = _Result(
                 record.model_copy(update={"verified": False}),
-                "action.unhelpful",
+                EventKind.ACTION_UNHELPFUL,
                 f"{record.action} on {record.target} did not help: {why}",
                 human=f"{record.action} on {record.target} did not help ({why})",
                 data={"value": value, "query": spec.query, "error": error},
@@ -279,7 +268,8 @@ class Mitigator:
         self, incident: Incident, planned: PlannedAction, *, revert: bool = False
     ) -> list[Verdict]:
         spec = planned.spec
-        namespace, deployment = _target(spec)
+        action = action_for(spec)
+        namespace, deployment = action.namespace, action.deployment
         now = self._clock.now()
         cooldown = None
         used = 0
@@ -318,7 +308,8 @@ class Mitigator:
         noted: dict[str, JsonValue],
     ) -> _Result:
         spec = planned.spec
-        namespace, deployment = _target(spec)
+        action = action_for(spec)
+        namespace, deployment = action.namespace, action.deployment
         target = f"{namespace}/{deployment}" if deployment else incident.id
         verdicts = await self._guard(incident, planned)
         refusal = next((v for v in verdicts if not v.ok), None)
@@ -330,22 +321,22 @@ class Mitigator:
             reason="",
             at=self._clock.now(),
             dry_run=planned.dry_run or self._policy.force_dry_run,
-            revert_on_resolve=bool(getattr(spec, "revert_on_resolve", False)),
-            reversible=spec.type in REVERSIBLE,
+            revert_on_resolve=action.revert_on_resolve,
+            reversible=action.reversible,
             verdicts=tuple(verdicts),
             planned=planned,
         )
-        if isinstance(spec, PageHuman):
+        if isinstance(action, PageHumanAction):
             if refusal is not None:
                 return self._refused(base, refusal)
             return _Result(
-                base.model_copy(update={"verdict": Outcome.NEEDS_HUMAN, "reason": spec.reason}),
-                "action.needs_human",
-                spec.reason,
-                human=spec.reason,
+                base.model_copy(update={"verdict": Outcome.NEEDS_HUMAN, "reason": action.reason}),
+                EventKind.ACTION_NEEDS_HUMAN,
+                action.reason,
+                human=action.reason,
             )
         if refusal is not None and refusal.guard == DRY_RUN:
-            return await self._dry_run(base, spec, refusal)
+            return await self._dry_run(base, action, refusal)
         if refusal is not None:
             result = self._refused(base, refusal)
             if refusal.guard == "budget":
@@ -372,18 +363,18 @@ class Mitigator:
         locked = Verdict(guard="lock", ok=True, reason=f"holds the lock of {lock}")
         base = base.model_copy(update={"verdicts": (*verdicts, locked)})
         try:
-            result = await self._apply(base, spec, key=key, noted=noted)
+            result = await self._apply(base, action, key=key, noted=noted)
         except KubeError as exc:
             result = _Result(
                 base.model_copy(update={"verdict": Outcome.FAILED, "reason": str(exc)}),
-                "action.failed",
+                EventKind.ACTION_FAILED,
                 f"{spec.type} on {target} failed: {exc}",
                 human=f"{spec.type} on {target} failed: {exc}",
             )
         except patches.TargetProblem as exc:
             result = _Result(
                 base.model_copy(update={"verdict": Outcome.FAILED, "reason": str(exc)}),
-                "action.failed",
+                EventKind.ACTION_FAILED,
                 f"{spec.type} on {target}: {exc}",
                 human=f"{spec.type} on {target} was not possible: {exc}",
             )
@@ -398,133 +389,92 @@ class Mitigator:
     def _refused(self, base: ActionRecord, refusal: Verdict) -> _Result:
         return _Result(
             base.model_copy(update={"verdict": Outcome.REFUSED, "reason": refusal.reason}),
-            "action.refused",
+            EventKind.ACTION_REFUSED,
             f"{base.action} on {base.target} refused by {refusal.guard}: {refusal.reason}",
         )
 
-    # ----------------------------------------------------------- per action type
+    # ------------------------------------------------------ dry run and apply
 
-    async def _plan(
-        self, spec: Any, deployment: dict[str, Any] | None
-    ) -> tuple[dict[str, Any], dict[str, JsonValue], dict[str, JsonValue]]:
-        """The patch to send, the touched state before, and the state wanted after."""
-        if isinstance(spec, SetEnv | UnsetEnv):
-            values: dict[str, str | None] = (
-                dict(spec.env) if isinstance(spec, SetEnv) else dict.fromkeys(spec.names)
-            )
-            if deployment is None:  # dry-run without a cluster: the patch, unknown before
-                name = spec.container or "<first container>"
-                unknown: dict[str, JsonValue] = {"env": dict(values)}
-                return patches.env_patch(name, values), {}, unknown
-            name = patches.container_name(deployment, spec.container)
-            current: dict[str, JsonValue] = dict(patches.env_values(deployment, name, list(values)))
-            wanted: dict[str, JsonValue] = dict(values)
-            return (
-                patches.env_patch(name, values),
-                {"container": name, "env": current},
-                {"container": name, "env": wanted},
-            )
-        if isinstance(spec, RolloutRestart | RestartIfSecretRotated):
-            if deployment is not None:
-                patches.check_restartable(deployment)
-            stamp = self._clock.now()
-            patch = patches.restart_patch(stamp)
-            previous: dict[str, JsonValue] = {
-                "restartedAt": patches.restarted_at(deployment) if deployment else None
-            }
-            after: dict[str, JsonValue] = {
-                "restartedAt": patch["spec"]["template"]["metadata"]["annotations"][
-                    patches.RESTARTED_AT
-                ]
-            }
-            return patch, previous, after
-        if isinstance(spec, Scale):
-            return {"spec": {"replicas": spec.replicas}}, {}, {"replicas": spec.replicas}
-        raise TypeError(f"no patch for {spec.type}")
-
-    async def _read(self, spec: Any) -> dict[str, Any]:
-        return await self._kube.get_deployment(namespace=spec.namespace, name=spec.deployment)
-
-    async def _dry_run(self, base: ActionRecord, spec: Any, refusal: Verdict) -> _Result:
+    async def _dry_run(
+        self, base: ActionRecord, action: DeploymentAction[Any], refusal: Verdict
+    ) -> _Result:
+        spec = action.spec
         deployment: dict[str, Any] | None
         try:
-            deployment = await self._read(spec)
+            deployment = await action.read(self._kube)
         except KubeError as exc:
             log.info("dry-run without the target's state", error=str(exc))
             deployment = None
         try:
-            patch, before, after = await self._plan(spec, deployment)
-            if isinstance(spec, Scale) and deployment is not None:
-                before = {
-                    "replicas": await self._kube.get_scale(
-                        namespace=spec.namespace, name=spec.deployment
-                    )
-                }
+            plan = await action.plan(deployment, kube=self._kube, clock=self._clock)
         except patches.TargetProblem as exc:
             return _Result(
                 base.model_copy(update={"verdict": Outcome.FAILED, "reason": str(exc)}),
-                "action.failed",
+                EventKind.ACTION_FAILED,
                 f"{spec.type} on {base.target}: {exc}",
                 human=f"{spec.type} on {base.target} is not possible: {exc}",
             )
+        patch = plan.patch
         record = base.model_copy(
             update={
                 "verdict": Outcome.DRY_RUN,
                 "reason": refusal.reason,
                 "patch": patch,
-                "before": before,
-                "after": after,
+                "before": plan.before,
+                "after": plan.wanted,
                 "dry_run": True,
             }
         )
         return _Result(
             record,
-            "action.dry_run",
+            EventKind.ACTION_DRY_RUN,
             f"{spec.type} on {base.target} (dry-run): would send {_short(patch)}",
             data={"patch": patch},
         )
 
     async def _apply(
-        self, base: ActionRecord, spec: Any, *, key: str, noted: dict[str, JsonValue]
+        self,
+        base: ActionRecord,
+        action: DeploymentAction[Any],
+        *,
+        key: str,
+        noted: dict[str, JsonValue],
     ) -> _Result:
+        spec = action.spec
         target = base.target
-        if isinstance(spec, RestartIfSecretRotated):
-            rotated, why = await self._secret_rotated(spec)
-            if not rotated:
-                human = (
-                    f"the Secret {spec.secret} was not changed after the pods started: "
-                    "a human must check the key"
-                )
-                return _Result(
-                    base.model_copy(update={"verdict": Outcome.SKIPPED, "reason": why}),
-                    "action.skipped",
-                    f"No restart of {target}: {why}",
-                    human=human,
-                )
-        deployment = await self._read(spec)
-        patch, before, wanted = await self._plan(spec, deployment)
-        if isinstance(spec, Scale):
-            before = {
-                "replicas": await self._kube.get_scale(
-                    namespace=spec.namespace, name=spec.deployment
-                )
-            }
-        if noted.get("patch") is not None and self._in_place(spec, deployment, noted):
+        skip = await action.skip(self._kube)
+        if skip is not None:
+            return _Result(
+                base.model_copy(update={"verdict": Outcome.SKIPPED, "reason": skip.reason}),
+                EventKind.ACTION_SKIPPED,
+                skip.detail,
+                human=skip.human,
+            )
+        deployment = await action.read(self._kube)
+        plan = await action.plan(deployment, kube=self._kube, clock=self._clock)
+        patch, before, wanted = plan.patch, plan.before, plan.wanted
+        noted_wanted = noted.get("wanted")
+        if (
+            noted.get("patch") is not None
+            and isinstance(noted_wanted, dict)
+            and action.found_sent(deployment, noted_wanted)
+        ):
             # a worker sent this and died before recording it: it is on the target
-            after = noted.get("wanted") if isinstance(noted.get("wanted"), dict) else wanted
             record = base.model_copy(
                 update={
                     "verdict": Outcome.APPLIED,
                     "patch": noted["patch"],
                     "before": noted.get("before") or before,
-                    "after": after,
+                    "after": noted_wanted,
                     "reason": "sent by a worker that died before recording it; found in place",
                 }
             )
             return _Result(
-                record, "action.applied", f"{spec.type} on {target}: found applied (after a crash)"
+                record,
+                EventKind.ACTION_APPLIED,
+                f"{spec.type} on {target}: found applied (after a crash)",
             )
-        if before == wanted and not isinstance(spec, RolloutRestart | RestartIfSecretRotated):
+        if action.as_wanted(plan):
             record = base.model_copy(
                 update={
                     "verdict": Outcome.IN_PLACE,
@@ -535,14 +485,14 @@ class Mitigator:
             )
             return _Result(
                 record,
-                "action.in_place",
+                EventKind.ACTION_IN_PLACE,
                 f"{spec.type} on {target}: already as wanted, nothing sent",
             )
         # noted before sending: a worker that dies after the patch left this for the next
         await self._ledger.note_effect(
             key, owner=self._owner, data={"patch": patch, "before": before, "wanted": wanted}
         )
-        after = await self._send(spec, patch)
+        after = await action.send(patch, kube=self._kube)
         record = base.model_copy(
             update={
                 "verdict": Outcome.APPLIED,
@@ -554,62 +504,9 @@ class Mitigator:
         )
         return _Result(
             record,
-            "action.applied",
+            EventKind.ACTION_APPLIED,
             f"{spec.type} on {target}: {_change(before, after)}",
             data={"patch": patch},
-        )
-
-    async def _send(self, spec: Any, patch: dict[str, Any]) -> dict[str, JsonValue]:
-        if isinstance(spec, Scale):
-            replicas = await self._kube.patch_scale(
-                namespace=spec.namespace,
-                name=spec.deployment,
-                replicas=int(patch["spec"]["replicas"]),  # the action's, or a revert's
-                dry_run=False,
-            )
-            return {"replicas": replicas}
-        result = await self._kube.patch_deployment(
-            namespace=spec.namespace, name=spec.deployment, patch=patch, dry_run=False
-        )
-        if isinstance(spec, SetEnv | UnsetEnv):
-            names = list(spec.env) if isinstance(spec, SetEnv) else list(spec.names)
-            name = patches.container_name(result, spec.container)
-            return {"container": name, "env": dict(patches.env_values(result, name, names))}
-        return {"restartedAt": patches.restarted_at(result)}
-
-    def _in_place(self, spec: Any, deployment: dict[str, Any], noted: dict[str, JsonValue]) -> bool:
-        wanted = noted.get("wanted")
-        if not isinstance(wanted, dict):
-            return False
-        if isinstance(spec, SetEnv | UnsetEnv):
-            env = wanted.get("env")
-            if not isinstance(env, dict):
-                return False
-            name = patches.container_name(deployment, spec.container)
-            return patches.env_values(deployment, name, list(env)) == env
-        if isinstance(spec, RolloutRestart | RestartIfSecretRotated):
-            return patches.restarted_at(deployment) == wanted.get("restartedAt")
-        return False
-
-    async def _secret_rotated(self, spec: RestartIfSecretRotated) -> tuple[bool, str]:
-        deployment = await self._read(spec)
-        selector = patches.pod_selector(deployment)
-        pods = await self._kube.list_pods(namespace=spec.namespace, selector=selector)
-        starts = [p.started_at for p in pods if p.started_at is not None]
-        changed = await self._kube.secret_changed_at(namespace=spec.namespace, name=spec.secret)
-        if not starts:
-            return False, f"no running pod of {spec.deployment} to compare with"
-        oldest = min(starts)
-        if changed is None:
-            return False, f"the Secret {spec.secret} shows no change time"
-        if changed > oldest:
-            return True, (
-                f"the Secret {spec.secret} changed at {changed:%H:%M:%S}, after the "
-                f"oldest pod started ({oldest:%H:%M:%S}): pods hold the old key"
-            )
-        return False, (
-            f"the Secret {spec.secret} last changed at {changed:%Y-%m-%d %H:%M:%S}, "
-            f"before the oldest pod started ({oldest:%Y-%m-%d %H:%M:%S})"
         )
 
     # -------------------------------------------------------------------- revert
@@ -624,16 +521,21 @@ class Mitigator:
             or record.planned is None
         ):
             return None
+        action = action_for(record.planned.spec)
+        # ``reversible`` said it can be undone: the action says how
+        if (
+            not isinstance(action, DeploymentAction)
+            or (revert_patch := action.undo(record)) is None
+        ):
+            return None
         step = f"revert:{record.step}"
         key = f"{incident_id}:{step}"
         found = await self._claim_with_incident(key, incident_id)
         if found is None:
             return None
         _, incident = found
-        spec = record.planned.spec
         verdicts = await self._guard(incident, record.planned, revert=True)
         refusal = next((v for v in verdicts if not v.ok), None)
-        revert_patch = self._revert_patch(spec, record)
         reverted = record.model_copy(update={"reverted": True})
         if refusal is not None:
             detail = (
@@ -642,7 +544,7 @@ class Mitigator:
             )
             result = _Result(
                 record,
-                "action.revert_refused",
+                EventKind.ACTION_REVERT_REFUSED,
                 detail,
                 data={"revert_patch": revert_patch, "guard": refusal.guard},
             )
@@ -654,10 +556,10 @@ class Mitigator:
             ):
                 raise StepBusyError(f"lock {lock}")
             try:
-                after = await self._send(spec, revert_patch)
+                after = await action.send(revert_patch, kube=self._kube)
                 result = _Result(
                     reverted.model_copy(update={"reverted_state": after}),
-                    "action.reverted",
+                    EventKind.ACTION_REVERTED,
                     f"{record.action} on {record.target} reverted ({why}): "
                     f"{_change(record.after, after)}",
                     data={"revert_patch": revert_patch, "before": record.after},
@@ -665,7 +567,7 @@ class Mitigator:
             except (KubeError, patches.TargetProblem) as exc:
                 result = _Result(
                     record,
-                    "action.revert_failed",
+                    EventKind.ACTION_REVERT_FAILED,
                     f"revert of {record.action} on {record.target} failed: {exc}",
                     human=f"the revert of {record.action} on {record.target} "
                     f"failed ({exc}); undo it by hand: {_short(revert_patch)}",
@@ -677,19 +579,6 @@ class Mitigator:
         change = await self._write(incident_id, result, replace=True)
         await self._ledger.finish_effect(key, data={"kind": result.kind})
         return change
-
-    def _revert_patch(self, spec: Any, record: ActionRecord) -> dict[str, Any]:
-        if isinstance(spec, SetEnv | UnsetEnv):
-            container = str(record.before.get("container") or record.after.get("container"))
-            before = record.before.get("env")
-            values = {
-                str(k): (None if v is None else str(v))
-                for k, v in (before.items() if isinstance(before, dict) else [])
-            }
-            return patches.env_patch(container, values)
-        if isinstance(spec, Scale):
-            return {"spec": {"replicas": record.before.get("replicas")}}
-        raise TypeError(f"{spec.type} cannot be reverted")
 
     # --------------------------------------------------------------------- write
 

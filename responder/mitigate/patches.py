@@ -4,7 +4,8 @@ They build the patches ``kubectl`` builds: ``set env`` merges container env entr
 name (a strategic merge patch; a JSON merge patch would replace the whole list), removes
 one with ``$patch: delete``; ``rollout restart`` sets the pod template's ``restartedAt``
 annotation. Each also says how to read the part of the object it touches, so the state
-before and after is recorded, and how to undo itself.
+before and after is recorded; an undo is the same kind of patch back to the state before.
+The action classes (``actions.py``) use them.
 """
 
 from __future__ import annotations

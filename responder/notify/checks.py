@@ -6,6 +6,7 @@ postmortem's template is checked the same way by ``report.postmortem``."""
 
 from __future__ import annotations
 
+from responder.domain.timeline import EventKind
 from responder.notify.planners import (
     PAGERDUTY_NOTE,
     PAGERDUTY_SUMMARY,
@@ -20,10 +21,10 @@ from responder.render.templates import TemplateProblem
 
 # the note each event kind makes on PagerDuty (as the planner does)
 _NOTE_FOR = {
-    "triage.completed": "triage",
-    "action.applied": "action",
-    "action.refused": "action",
-    "incident.acknowledged": "handoff",
+    EventKind.TRIAGE_COMPLETED: "triage",
+    EventKind.ACTION_APPLIED: "action",
+    EventKind.ACTION_REFUSED: "action",
+    EventKind.INCIDENT_ACKNOWLEDGED: "handoff",
 }
 
 
@@ -60,7 +61,7 @@ def check_templates(renderer: Renderer) -> list[str]:
                     ),
                 )
     for incident in sample_incidents():  # the summary note goes with a link event
-        link = sample_events()[0].model_copy(update={"kind": "pagerduty.linked"})
+        link = sample_events()[0].model_copy(update={"kind": EventKind.PAGERDUTY_LINKED})
         attempt(
             PAGERDUTY_NOTE,
             lambda i=incident, e=link: renderer.internal(

@@ -41,7 +41,7 @@ from responder.domain.incident import (
 )
 from responder.domain.notification import DeliveryState, Outbound
 from responder.domain.signal import TimerSignal
-from responder.domain.timeline import TimelineEvent
+from responder.domain.timeline import EventKind, TimelineEvent
 from responder.metrics import Metrics
 from responder.notify.lost_records import LostRecords
 from responder.notify.planners import Planner
@@ -70,7 +70,7 @@ _TOLD_MAX = 10_000
 # record the store lost, rather than opened twice (Delivery._adopt).
 _OPENING_MARKS = frozenset({"root", "create"})
 # Events other sinks may want to tell (a delay, a failure): they get a follow-up at once.
-_TELL_OTHERS = frozenset({"notification.delayed", "notification.failed"})
+_TELL_OTHERS = frozenset({EventKind.NOTIFICATION_DELAYED, EventKind.NOTIFICATION_FAILED})
 SINK_NAMES = {
     "slack": "Slack",
     "statuspage": "Status page",
@@ -243,7 +243,7 @@ class Deliveries:
                 await self._record(
                     incident.id,
                     channel.name,
-                    "notification.posted",
+                    EventKind.NOTIFICATION_POSTED,
                     f"{_label(channel.name)}: root message posted{where}",
                 )
             state = _sent(state, message, {"refs": refs, "shows": message.shows})
@@ -310,7 +310,7 @@ class Deliveries:
                 # must not stall the sink: say so once and go on
                 log.error("message does not render", sink=name, error=str(exc))
                 await self._record(
-                    incident_id, name, "notification.failed", f"{_label(name)}: {exc}"
+                    incident_id, name, EventKind.NOTIFICATION_FAILED, f"{_label(name)}: {exc}"
                 )
                 messages = []
             cursor = max(state.cursor, events[-1].seq + 1) if events else state.cursor
@@ -430,7 +430,7 @@ class Deliveries:
         await self._record(
             incident.id,
             name,
-            "notification.failed",
+            EventKind.NOTIFICATION_FAILED,
             f"{_label(name)}: {message.op} {message.step} {why}: {error}",
             step=message.step,
             error=str(error),
@@ -451,7 +451,7 @@ class Deliveries:
             await self._record(
                 incident.id,
                 name,
-                "notification.recovered",
+                EventKind.NOTIFICATION_RECOVERED,
                 f"{_label(name)}: delivering again after {_seconds(now - since)} of failures "
                 f"({state.attempts} failed attempts)",
                 attempts=state.attempts,
@@ -466,7 +466,7 @@ class Deliveries:
             await self._record(
                 incident.id,
                 name,
-                "notification.posted",
+                EventKind.NOTIFICATION_POSTED,
                 f"{_label(name)}: {what}{where}",
                 refs=shown,
             )
@@ -489,7 +489,7 @@ class Deliveries:
         await self._record(
             incident.id,
             channel.name,
-            "notification.adopted",
+            EventKind.NOTIFICATION_ADOPTED,
             f"{_label(channel.name)}: the store lost the record of {owner}; this "
             f"incident takes over what was posted for it",
             refs=shown,
@@ -550,7 +550,7 @@ class Deliveries:
             await self._record(
                 incident_id,
                 name,
-                "notification.delayed",
+                EventKind.NOTIFICATION_DELAYED,
                 f"{_label(name)}: {what}; trying again in {delay:.0f}s, until it works",
                 error=str(error),
                 retry_in_s=round(delay, 1),
@@ -580,7 +580,7 @@ class Deliveries:
         self,
         incident_id: str,
         sink: str,
-        kind: str,
+        kind: EventKind,
         detail: str,
         *,
         refs: dict[str, JsonValue] | None = None,
@@ -597,7 +597,9 @@ class Deliveries:
             )
 
         await mutate_incident(self._store, incident_id, mutate)
-        if kind == "notification.adopted" or (kind in _TELL_OTHERS and len(self._channels) > 1):
+        if kind is EventKind.NOTIFICATION_ADOPTED or (
+            kind in _TELL_OTHERS and len(self._channels) > 1
+        ):
             # the other sinks may tell people (the Slack thread says the status page is
             # late), and a takeover is told in the very thread taken over: follow the new
             # event up now rather than with the incident's next change

@@ -34,7 +34,7 @@ from responder.domain.notification import (
     statuspage_status,
 )
 from responder.domain.severity import Severity
-from responder.domain.timeline import TimelineEvent
+from responder.domain.timeline import EventKind, TimelineEvent
 from responder.notify.context import internal_context, public_context
 from responder.render.templates import Templates
 from responder.rules.engine import RuleSet
@@ -58,24 +58,24 @@ TEMPLATE_NAMES = (
 # flood the thread): the root message counts the alerts instead.
 SLACK_REPLY_KINDS = frozenset(
     {
-        "triage.completed",
-        "incident.decided",
-        "incident.undecided",
-        "incident.escalated",
-        "incident.needs_human",
-        "incident.acknowledged",
-        "incident.resolved",
-        "incident.page_requested",
-        "pagerduty.linked",
-        "pagerduty.note",
-        "report.written",
-        "report.failed",
-        "notification.adopted",
+        EventKind.TRIAGE_COMPLETED,
+        EventKind.INCIDENT_DECIDED,
+        EventKind.INCIDENT_UNDECIDED,
+        EventKind.INCIDENT_ESCALATED,
+        EventKind.INCIDENT_NEEDS_HUMAN,
+        EventKind.INCIDENT_ACKNOWLEDGED,
+        EventKind.INCIDENT_RESOLVED,
+        EventKind.INCIDENT_PAGE_REQUESTED,
+        EventKind.PAGERDUTY_LINKED,
+        EventKind.PAGERDUTY_NOTE,
+        EventKind.REPORT_WRITTEN,
+        EventKind.REPORT_FAILED,
+        EventKind.NOTIFICATION_ADOPTED,
     }
 )
 # Another sink's trouble is worth a line in the thread (never the sink's own: a reply
 # about Slack failing could only fail in turn).
-_NOTIFICATION_TROUBLE = frozenset({"notification.delayed", "notification.failed"})
+_NOTIFICATION_TROUBLE = frozenset({EventKind.NOTIFICATION_DELAYED, EventKind.NOTIFICATION_FAILED})
 
 SECTION_MAX = 3000  # Block Kit section text limit
 TEXT_MAX = 39_000  # chat.postMessage text limit is 40,000
@@ -347,9 +347,9 @@ class StatuspagePlanner:
 
 # Events that make a note on the linked PagerDuty incident, and which note.
 _PAGERDUTY_NOTES = {
-    "triage.completed": "triage",
-    "incident.acknowledged": "handoff",
-    "pagerduty.linked": "summary",
+    EventKind.TRIAGE_COMPLETED: "triage",
+    EventKind.INCIDENT_ACKNOWLEDGED: "handoff",
+    EventKind.PAGERDUTY_LINKED: "summary",
 }
 
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from responder.domain.action import ActionRecord, Outcome
 from responder.domain.incident import Incident, IncidentStatus
 from responder.domain.severity import ErrorType, Severity
-from responder.domain.timeline import TimelineEvent
+from responder.domain.timeline import EventKind, TimelineEvent
 
 _T0 = datetime(2026, 1, 1, 3, 0, tzinfo=UTC)
 SAMPLE_NOW = _T0 + timedelta(minutes=10)  # when the samples are rendered
@@ -67,17 +67,23 @@ def sample_incidents() -> list[Incident]:
 def sample_events() -> list[TimelineEvent]:
     at = _T0 + timedelta(minutes=1)
     probe = {"probe": "vendor_status", "ok": True, "summary": "no incident", "error": None}
-    kinds: list[tuple[str, dict[str, object]]] = [
-        ("incident.opened", {}),
-        ("triage.completed", {"probes": [probe]}),
-        ("incident.decided", {"branch": "our-integration-rate-limit"}),
-        ("action.applied", {"action": "set_env", "target": "production/x", "verdict": "applied"}),
-        ("action.refused", {"action": "set_env", "target": "production/x", "verdict": "refused"}),
-        ("incident.needs_human", {"reason": "set_env did not help"}),
-        ("incident.acknowledged", {"by": "Jane Doe"}),
-        ("incident.resolved", {}),
-        ("notification.delayed", {"sink": "statuspage"}),
-        ("report.written", {"link": "/var/lib/responder/reports/inc-sample-8.md"}),
+    kinds: list[tuple[EventKind, dict[str, object]]] = [
+        (EventKind.INCIDENT_OPENED, {}),
+        (EventKind.TRIAGE_COMPLETED, {"probes": [probe]}),
+        (EventKind.INCIDENT_DECIDED, {"branch": "our-integration-rate-limit"}),
+        (
+            EventKind.ACTION_APPLIED,
+            {"action": "set_env", "target": "production/x", "verdict": "applied"},
+        ),
+        (
+            EventKind.ACTION_REFUSED,
+            {"action": "set_env", "target": "production/x", "verdict": "refused"},
+        ),
+        (EventKind.INCIDENT_NEEDS_HUMAN, {"reason": "set_env did not help"}),
+        (EventKind.INCIDENT_ACKNOWLEDGED, {"by": "Jane Doe"}),
+        (EventKind.INCIDENT_RESOLVED, {}),
+        (EventKind.NOTIFICATION_DELAYED, {"sink": "statuspage"}),
+        (EventKind.REPORT_WRITTEN, {"link": "/var/lib/responder/reports/inc-sample-8.md"}),
     ]
     return [
         TimelineEvent.model_validate(

@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from responder.domain.timeline import EventKind
 from responder.ports import IncidentView
 
 MANIFEST = "manifest.json"
@@ -46,7 +47,7 @@ def incident_files(
     """The bundle's files from the incident's own records, by path inside the bundle."""
     incident = view.incident
     timeline = [e.model_dump(mode="json") for e in view.timeline]
-    triage = [e for e in timeline if e["kind"] == "triage.completed"]
+    triage = [e for e in timeline if e["kind"] == EventKind.TRIAGE_COMPLETED]
     files = {
         "incident.json": _json(incident.model_dump(mode="json")),
         "timeline.json": _json(timeline),

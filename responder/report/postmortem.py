@@ -16,7 +16,7 @@ from pydantic import JsonValue
 from responder.domain.incident import Incident
 from responder.domain.model import Frozen
 from responder.domain.severity import ErrorType
-from responder.domain.timeline import TimelineEvent
+from responder.domain.timeline import EventKind, TimelineEvent
 from responder.render.samples import SAMPLE_NOW, sample_events, sample_incidents
 from responder.render.templates import TemplateProblem, Templates
 
@@ -37,20 +37,20 @@ ERROR_TYPE_NAMES = {
 # What the timeline of a postmortem tells, and how each step reads there. Alert joins,
 # repeats and notification bookkeeping stay in the evidence bundle.
 _TOLD = {
-    "incident.opened": "Detected: {detail}",
-    "incident.classified": "Classified: {detail}",
-    "incident.escalated": "Escalated: {detail}",
-    "triage.completed": "Triage: {detail}",
-    "incident.decided": "{detail}",
-    "incident.undecided": "{detail}",
-    "incident.needs_human": "Human needed: {detail}",
-    "incident.page_requested": "{detail}",
-    "pagerduty.linked": "{detail}",
-    "incident.acknowledged": "{detail}",
-    "notification.failed": "{detail}",
-    "incident.resolved": "Resolved: {detail}",
+    EventKind.INCIDENT_OPENED: "Detected: {detail}",
+    EventKind.INCIDENT_CLASSIFIED: "Classified: {detail}",
+    EventKind.INCIDENT_ESCALATED: "Escalated: {detail}",
+    EventKind.TRIAGE_COMPLETED: "Triage: {detail}",
+    EventKind.INCIDENT_DECIDED: "{detail}",
+    EventKind.INCIDENT_UNDECIDED: "{detail}",
+    EventKind.INCIDENT_NEEDS_HUMAN: "Human needed: {detail}",
+    EventKind.INCIDENT_PAGE_REQUESTED: "{detail}",
+    EventKind.PAGERDUTY_LINKED: "{detail}",
+    EventKind.INCIDENT_ACKNOWLEDGED: "{detail}",
+    EventKind.NOTIFICATION_FAILED: "{detail}",
+    EventKind.INCIDENT_RESOLVED: "Resolved: {detail}",
 }
-_MITIGATED = frozenset({"action.applied", "action.in_place"})
+_MITIGATED = frozenset({EventKind.ACTION_APPLIED, EventKind.ACTION_IN_PLACE})
 
 
 class TimelineLine(Frozen):
@@ -102,7 +102,7 @@ def _since(start: datetime, end: datetime | None) -> str | None:
 def _line(event: TimelineEvent) -> TimelineLine | None:
     if event.kind.startswith("action."):
         return TimelineLine(at=event.at, text=f"Action {event.kind[7:]}: {event.detail}")
-    if event.kind == "notification.posted":  # the first to people: _timeline picks it
+    if event.kind == EventKind.NOTIFICATION_POSTED:  # the first to people: _timeline picks it
         return TimelineLine(at=event.at, text=f"First message: {event.detail}")
     shape = _TOLD.get(event.kind)
     return (
@@ -114,7 +114,7 @@ def _timeline(events: Sequence[TimelineEvent]) -> list[TimelineLine]:
     lines: list[TimelineLine] = []
     first_message = False
     for event in events:
-        if event.kind == "notification.posted":
+        if event.kind == EventKind.NOTIFICATION_POSTED:
             # only the first message people got: the rest are the thread it started
             if first_message or event.data.get("sink") not in ("slack", "console"):
                 continue
@@ -158,22 +158,22 @@ def _action_items(
     for event in events:
         data: dict[str, Any] = dict(event.data)
         what = f"{data.get('action', 'the action')} on {data.get('target', 'its target')}"
-        if event.kind == "action.failed":
+        if event.kind == EventKind.ACTION_FAILED:
             items.append(f"Find out why {what} failed: {event.detail}")
-        elif event.kind == "action.refused":
+        elif event.kind == EventKind.ACTION_REFUSED:
             items.append(
                 f"Review the refusal of {what} ({event.detail}): pre-approve it, or keep it a "
                 "manual step of the runbook"
             )
-        elif event.kind == "action.unhelpful":
+        elif event.kind == EventKind.ACTION_UNHELPFUL:
             items.append(f"{what} did not help ({event.detail}): revise this mitigation")
-        elif event.kind == "action.dry_run":
+        elif event.kind == EventKind.ACTION_DRY_RUN:
             items.append(f"Decide whether {what} may run for real (it ran in dry-run)")
-        elif event.kind in ("action.revert_failed", "action.revert_refused"):
+        elif event.kind in (EventKind.ACTION_REVERT_FAILED, EventKind.ACTION_REVERT_REFUSED):
             items.append(f"Check that {what} was undone by hand: {event.detail}")
-        elif event.kind == "incident.needs_human":
+        elif event.kind == EventKind.INCIDENT_NEEDS_HUMAN:
             items.append(f"A human was needed ({event.detail}): automate or document the step")
-        elif event.kind == "notification.failed":
+        elif event.kind == EventKind.NOTIFICATION_FAILED:
             items.append(f"Fix the notification path: {event.detail}")
     for name, value in sorted(incident.facts.items()):
         if isinstance(value, dict) and "error" in value:
@@ -207,7 +207,7 @@ def build_postmortem(
     error_type = ERROR_TYPE_NAMES[incident.error_type or ErrorType.UNKNOWN]
     severity = incident.severity.value if incident.severity else "unclassified"
     end = incident.resolved_at or now
-    decided = [e for e in timeline if e.kind == "incident.decided"]
+    decided = [e for e in timeline if e.kind == EventKind.INCIDENT_DECIDED]
     facts_used: dict[str, JsonValue] = {}
     if decided and isinstance(decided[-1].data.get("facts"), dict):
         facts_used = dict(decided[-1].data["facts"])  # type: ignore[arg-type]

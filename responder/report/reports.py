@@ -17,6 +17,7 @@ from typing import Protocol
 
 from responder.domain.incident import Incident, IncidentStatus
 from responder.domain.severity import Severity
+from responder.domain.timeline import EventKind
 from responder.ports import IncidentView
 from responder.redaction import Redactor
 from responder.render.templates import Templates
@@ -121,7 +122,7 @@ class Reports:
         resolved and the file is there (the stage writes it whole or not at all)."""
         if self._directory is None or view.incident.status is not IncidentStatus.RESOLVED:
             return None
-        resolves = [e.seq for e in view.timeline if e.kind == "incident.resolved"]
+        resolves = [e.seq for e in view.timeline if e.kind == EventKind.INCIDENT_RESOLVED]
         stem = report_stem(view.incident.id, resolves[-1]) if resolves else None
         if stem is None:
             return None

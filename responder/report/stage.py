@@ -19,6 +19,7 @@ import structlog
 from pydantic import JsonValue
 
 from responder.domain.incident import IncidentChange, record_report
+from responder.domain.timeline import EventKind
 from responder.ports import ActionLedger, Clock, IncidentState, Store, mutate_incident
 from responder.report.bundle import report_stem
 from responder.report.reports import Reports
@@ -62,7 +63,7 @@ class ReportStage:
     async def __call__(self, change: IncidentChange) -> IncidentChange | None:
         if self._directory is None:
             return None
-        resolved = [e for e in change.events if e.kind == "incident.resolved"]
+        resolved = [e for e in change.events if e.kind == EventKind.INCIDENT_RESOLVED]
         if not resolved:
             return None
         incident_id = change.incident.id
@@ -75,7 +76,8 @@ class ReportStage:
         if view is None:
             return None
         if any(
-            e.kind in ("report.written", "report.failed") and e.data.get("resolved_seq") == seq
+            e.kind in (EventKind.REPORT_WRITTEN, EventKind.REPORT_FAILED)
+            and e.data.get("resolved_seq") == seq
             for e in view.timeline
         ):
             await self._ledger.finish_effect(key, data={"recovered": True})
@@ -91,10 +93,10 @@ class ReportStage:
             draft, evidence = await asyncio.to_thread(_write, self._directory, stem, text, bundle)
         except Exception as exc:  # noqa: BLE001 - said on the timeline, never retried forever
             log.warning("report not written", error=str(exc))
-            kind = "report.failed"
+            kind = EventKind.REPORT_FAILED
             detail = f"Postmortem draft and evidence bundle not written: {exc}"[:500]
         else:
-            kind = "report.written"
+            kind = EventKind.REPORT_WRITTEN
             data |= {"postmortem": str(draft), "evidence": str(evidence)}
             link = (
                 f"{self._public_url}/v1/incidents/{incident_id}/postmortem"

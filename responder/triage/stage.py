@@ -21,6 +21,7 @@ from responder.domain.incident import (
     combine,
     decide,
 )
+from responder.domain.timeline import EventKind
 from responder.metrics import Metrics
 from responder.ports import Clock, IncidentState, Probe, Store, mutate_incident
 from responder.redaction import Redactor
@@ -30,8 +31,8 @@ from responder.triage.runner import run_probes
 log = structlog.get_logger("responder.triage")
 
 # Events that call for (another) triage.
-_FIRST = "incident.classified"
-_AGAIN = frozenset({"alert.joined", "alert.refired", "incident.escalated"})
+_FIRST = EventKind.INCIDENT_CLASSIFIED
+_AGAIN = frozenset({EventKind.ALERT_JOINED, EventKind.ALERT_REFIRED, EventKind.INCIDENT_ESCALATED})
 
 
 def facts_view(facts: Mapping[str, Any], incident_fields: Mapping[str, Any]) -> dict[str, Any]:

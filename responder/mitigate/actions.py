@@ -1,0 +1,363 @@
+"""One class per action type, over its typed spec: what that action does to its target.
+
+The executor (``executor.py``) owns what every action shares: the step claimed once, the
+guards, the lock, the record. What differs by action type is here, found by the spec's
+type in ``ACTIONS`` (``action_for``): the target it changes; the patch it plans, with the
+touched state before and the state wanted after; whether the target already is as wanted;
+whether a patch a dead worker sent is found on the target; what it reads back after
+sending; the patch that undoes it (``None``: it cannot be undone). A new action type is a
+spec in ``responder.domain.plans`` and a class here; a spec without one fails at import.
+
+The patches themselves are built by pure functions (``patches.py``); the target is read and
+changed through the ``KubeGateway`` port only.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, get_args
+
+from pydantic import JsonValue
+
+from responder.domain.action import ActionRecord
+from responder.domain.plans import (
+    ActionSpec,
+    PageHuman,
+    RestartIfSecretRotated,
+    RolloutRestart,
+    Scale,
+    SetEnv,
+    UnsetEnv,
+)
+from responder.mitigate import patches
+from responder.ports import Clock, KubeGateway
+
+
+class _Spec(Protocol):
+    @property
+    def type(self) -> str: ...
+
+
+class _DeploymentSpec(_Spec, Protocol):
+    @property
+    def namespace(self) -> str: ...
+
+    @property
+    def deployment(self) -> str: ...
+
+
+SpecT = TypeVar("SpecT", bound=_Spec)
+DeploymentSpecT = TypeVar("DeploymentSpecT", bound=_DeploymentSpec)
+EnvSpecT = TypeVar("EnvSpecT", SetEnv, UnsetEnv)
+RestartSpecT = TypeVar("RestartSpecT", RolloutRestart, RestartIfSecretRotated)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a step sends: the patch, the state it touches as it was before, and the state
+    wanted after (both recorded; the wanted state is noted before sending, for recovery)."""
+
+    patch: dict[str, Any]
+    before: dict[str, JsonValue]
+    wanted: dict[str, JsonValue]
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Why an action the guards let through does not go ahead: the target says it would
+    not help. ``reason`` for the record, ``detail`` for the timeline, ``human`` for the
+    handoff."""
+
+    reason: str
+    detail: str
+    human: str
+
+
+class Action(ABC, Generic[SpecT]):
+    """An action of a plan, over its spec."""
+
+    # whether a record of it can be undone (``undo``): what ``ActionRecord.reversible`` says
+    reversible: ClassVar[bool] = False
+
+    def __init__(self, spec: SpecT) -> None:
+        self.spec = spec
+
+    @property
+    def namespace(self) -> str | None:
+        return None
+
+    @property
+    def deployment(self) -> str | None:
+        """The Deployment it changes; ``None``: it changes nothing in the cluster."""
+        return None
+
+    @property
+    def revert_on_resolve(self) -> bool:
+        return False
+
+
+class PageHumanAction(Action[PageHuman]):
+    """No cluster change: the incident needs a human now, for ``reason``."""
+
+    @property
+    def reason(self) -> str:
+        return self.spec.reason
+
+
+class DeploymentAction(Action[DeploymentSpecT]):
+    """An action that changes one Deployment."""
+
+    @property
+    def namespace(self) -> str:
+        return self.spec.namespace
+
+    @property
+    def deployment(self) -> str:
+        return self.spec.deployment
+
+    async def read(self, kube: KubeGateway) -> dict[str, Any]:
+        """The target, as the API server has it."""
+        return await kube.get_deployment(namespace=self.spec.namespace, name=self.spec.deployment)
+
+    async def skip(self, kube: KubeGateway) -> Skip | None:
+        """Why not to go ahead though the guards agree, read from the cluster; ``None``:
+        go ahead."""
+        return None
+
+    @abstractmethod
+    async def plan(
+        self, deployment: dict[str, Any] | None, *, kube: KubeGateway, clock: Clock
+    ) -> Plan:
+        """The patch to send, the touched state before, and the state wanted after.
+        ``deployment`` is ``None`` in a dry run that could not read the target."""
+
+    def as_wanted(self, plan: Plan) -> bool:
+        """Whether the target already is as wanted, so that nothing is sent."""
+        return plan.before == plan.wanted
+
+    def found_sent(self, deployment: dict[str, Any], wanted: Mapping[str, JsonValue]) -> bool:
+        """Whether ``wanted``, noted by a worker that died after (maybe) sending its patch,
+        is on the target: then the patch was sent."""
+        return False
+
+    @abstractmethod
+    async def send(self, patch: dict[str, Any], *, kube: KubeGateway) -> dict[str, JsonValue]:
+        """Send ``patch`` (the plan's, or an undo's); the touched state read back after."""
+
+    def undo(self, record: ActionRecord) -> dict[str, Any] | None:
+        """The patch that puts back what ``record`` found; ``None``: it cannot be undone."""
+        return None
+
+    async def _patch_deployment(self, patch: dict[str, Any], kube: KubeGateway) -> dict[str, Any]:
+        return await kube.patch_deployment(
+            namespace=self.spec.namespace, name=self.spec.deployment, patch=patch, dry_run=False
+        )
+
+
+class EnvAction(DeploymentAction[EnvSpecT]):
+    """What ``kubectl set env`` does: container env entries merged by name (``None``: the
+    entry removed)."""
+
+    reversible = True
+
+    @property
+    @abstractmethod
+    def values(self) -> dict[str, str | None]:
+        """Each variable's wanted value; ``None``: not set."""
+
+    @property
+    def revert_on_resolve(self) -> bool:
+        return self.spec.revert_on_resolve
+
+    async def plan(
+        self, deployment: dict[str, Any] | None, *, kube: KubeGateway, clock: Clock
+    ) -> Plan:
+        values = self.values
+        if deployment is None:  # dry-run without a cluster: the patch, unknown before
+            name = self.spec.container or "<first container>"
+            unknown: dict[str, JsonValue] = {"env": dict(values)}
+            return Plan(patches.env_patch(name, values), {}, unknown)
+        name = patches.container_name(deployment, self.spec.container)
+        current: dict[str, JsonValue] = dict(patches.env_values(deployment, name, list(values)))
+        wanted: dict[str, JsonValue] = dict(values)
+        return Plan(
+            patches.env_patch(name, values),
+            {"container": name, "env": current},
+            {"container": name, "env": wanted},
+        )
+
+    def found_sent(self, deployment: dict[str, Any], wanted: Mapping[str, JsonValue]) -> bool:
+        env = wanted.get("env")
+        if not isinstance(env, dict):
+            return False
+        name = patches.container_name(deployment, self.spec.container)
+        return patches.env_values(deployment, name, list(env)) == env
+
+    async def send(self, patch: dict[str, Any], *, kube: KubeGateway) -> dict[str, JsonValue]:
+        result = await self._patch_deployment(patch, kube)
+        name = patches.container_name(result, self.spec.container)
+        return {"container": name, "env": dict(patches.env_values(result, name, list(self.values)))}
+
+    def undo(self, record: ActionRecord) -> dict[str, Any] | None:
+        container = str(record.before.get("container") or record.after.get("container"))
+        before = record.before.get("env")
+        values = {
+            str(k): (None if v is None else str(v))
+            for k, v in (before.items() if isinstance(before, dict) else [])
+        }
+        return patches.env_patch(container, values)
+
+
+class SetEnvAction(EnvAction[SetEnv]):
+    @property
+    def values(self) -> dict[str, str | None]:
+        return dict(self.spec.env)
+
+
+class UnsetEnvAction(EnvAction[UnsetEnv]):
+    @property
+    def values(self) -> dict[str, str | None]:
+        return dict.fromkeys(self.spec.names)
+
+
+class RestartAction(DeploymentAction[RestartSpecT]):
+    """What ``kubectl rollout restart`` does: a new ``restartedAt`` on the pod template.
+    Not undone: the pods it replaced are gone."""
+
+    async def plan(
+        self, deployment: dict[str, Any] | None, *, kube: KubeGateway, clock: Clock
+    ) -> Plan:
+        if deployment is not None:
+            patches.check_restartable(deployment)
+        stamp = clock.now()
+        patch = patches.restart_patch(stamp)
+        previous: dict[str, JsonValue] = {
+            "restartedAt": patches.restarted_at(deployment) if deployment else None
+        }
+        after: dict[str, JsonValue] = {
+            "restartedAt": patch["spec"]["template"]["metadata"]["annotations"][
+                patches.RESTARTED_AT
+            ]
+        }
+        return Plan(patch, previous, after)
+
+    def as_wanted(self, plan: Plan) -> bool:
+        return False  # a restart is wanted for itself, whatever the annotation shows
+
+    def found_sent(self, deployment: dict[str, Any], wanted: Mapping[str, JsonValue]) -> bool:
+        return patches.restarted_at(deployment) == wanted.get("restartedAt")
+
+    async def send(self, patch: dict[str, Any], *, kube: KubeGateway) -> dict[str, JsonValue]:
+        result = await self._patch_deployment(patch, kube)
+        return {"restartedAt": patches.restarted_at(result)}
+
+
+class RolloutRestartAction(RestartAction[RolloutRestart]):
+    pass
+
+
+class RestartIfSecretRotatedAction(RestartAction[RestartIfSecretRotated]):
+    """A restart only when the Secret changed after the oldest running pod started (the
+    pods hold the old value); otherwise a human checks the key."""
+
+    async def skip(self, kube: KubeGateway) -> Skip | None:
+        rotated, why = await self._secret_rotated(kube)
+        if rotated:
+            return None
+        spec = self.spec
+        human = (
+            f"the Secret {spec.secret} was not changed after the pods started: "
+            "a human must check the key"
+        )
+        return Skip(
+            reason=why,
+            detail=f"No restart of {spec.namespace}/{spec.deployment}: {why}",
+            human=human,
+        )
+
+    async def _secret_rotated(self, kube: KubeGateway) -> tuple[bool, str]:
+        spec = self.spec
+        deployment = await self.read(kube)
+        selector = patches.pod_selector(deployment)
+        pods = await kube.list_pods(namespace=spec.namespace, selector=selector)
+        starts = [p.started_at for p in pods if p.started_at is not None]
+        changed = await kube.secret_changed_at(namespace=spec.namespace, name=spec.secret)
+        if not starts:
+            return False, f"no running pod of {spec.deployment} to compare with"
+        oldest = min(starts)
+        if changed is None:
+            return False, f"the Secret {spec.secret} shows no change time"
+        if changed > oldest:
+            return True, (
+                f"the Secret {spec.secret} changed at {changed:%H:%M:%S}, after the "
+                f"oldest pod started ({oldest:%H:%M:%S}): pods hold the old key"
+            )
+        return False, (
+            f"the Secret {spec.secret} last changed at {changed:%Y-%m-%d %H:%M:%S}, "
+            f"before the oldest pod started ({oldest:%Y-%m-%d %H:%M:%S})"
+        )
+
+
+class ScaleAction(DeploymentAction[Scale]):
+    """The Deployment's ``scale`` subresource: its replicas, read and set."""
+
+    reversible = True
+
+    @property
+    def revert_on_resolve(self) -> bool:
+        return self.spec.revert_on_resolve
+
+    async def plan(
+        self, deployment: dict[str, Any] | None, *, kube: KubeGateway, clock: Clock
+    ) -> Plan:
+        wanted = self.spec.replicas
+        before: dict[str, JsonValue] = {}
+        if deployment is not None:
+            before = {
+                "replicas": await kube.get_scale(
+                    namespace=self.spec.namespace, name=self.spec.deployment
+                )
+            }
+        return Plan({"spec": {"replicas": wanted}}, before, {"replicas": wanted})
+
+    async def send(self, patch: dict[str, Any], *, kube: KubeGateway) -> dict[str, JsonValue]:
+        replicas = await kube.patch_scale(
+            namespace=self.spec.namespace,
+            name=self.spec.deployment,
+            replicas=int(patch["spec"]["replicas"]),  # the action's, or a revert's
+            dry_run=False,
+        )
+        return {"replicas": replicas}
+
+    def undo(self, record: ActionRecord) -> dict[str, Any] | None:
+        return {"spec": {"replicas": record.before.get("replicas")}}
+
+
+AnyAction = PageHumanAction | DeploymentAction[Any]
+
+# The one place an action class is found: by its spec's type. (Each class takes its own
+# spec type only, which a mapping's type cannot pair; the check below holds it complete.)
+ACTIONS: Mapping[type[Any], Callable[[Any], AnyAction]] = {
+    SetEnv: SetEnvAction,
+    UnsetEnv: UnsetEnvAction,
+    RolloutRestart: RolloutRestartAction,
+    RestartIfSecretRotated: RestartIfSecretRotatedAction,
+    Scale: ScaleAction,
+    PageHuman: PageHumanAction,
+}
+
+
+def action_for(spec: ActionSpec) -> AnyAction:
+    """The action that carries out ``spec``."""
+    return ACTIONS[type(spec)](spec)
+
+
+def _specs_without_action() -> set[type[Any]]:
+    union, *_ = get_args(ActionSpec)  # Annotated[SetEnv | ..., discriminator]
+    return set(get_args(union)) - set(ACTIONS)
+
+
+if missing := _specs_without_action():
+    raise TypeError(f"action specs without an action class: {sorted(c.__name__ for c in missing)}")
