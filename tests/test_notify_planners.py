@@ -214,7 +214,7 @@ def sent(state: DeliveryState, messages: list[Outbound]) -> DeliveryState:
         update: dict[str, object] = {"refs": refs}
         if message.shows:
             update["shows"] = message.shows
-        if message.counts_as_update:
+        if message.step == f"update{state.updates + 1}":
             update["updates"] = state.updates + 1
         state = state.model_copy(update=update)
     return state
@@ -259,7 +259,6 @@ def test_each_comms_status_change_edits_the_slack_root_once() -> None:
         else:
             [edit] = edits
             assert edit.step == f"update{state.updates + 1}"
-            assert edit.counts_as_update  # the sink's count of edits moves on with it
             assert status_line(edit.text) == f"*Status:* {expected.value}"
             assert edit.shows["status"] == expected.value
             assert edit.blocks[0]["text"]["text"] == edit.text  # type: ignore[index]
@@ -471,12 +470,10 @@ def test_the_status_page_follows_status_and_resolves_with_components_operational
     apply_set_env(story)
     [update] = planner.plan(story.incident, [], state, at(20))
     assert (update.step, update.fields["status"]) == ("update1", "identified")
-    assert update.counts_as_update
     state = sent(state, [update])
     resolve(story)
     [resolved] = planner.plan(story.incident, [], state, at(700))
     assert resolved.step == "resolve"
-    assert not resolved.counts_as_update  # the last message: no update number of its own
     assert resolved.fields["status"] == "resolved"
     assert resolved.fields["components"] == {"cmp-1": "operational"}
     assert "has been resolved" in resolved.text

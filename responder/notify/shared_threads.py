@@ -28,18 +28,16 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Collection, Mapping
-from typing import Protocol
 
 from pydantic import JsonValue, ValidationError
 
 from responder.domain.notification import Outbound, shared_lead
 from responder.ports import (
+    ActionLedger,
     Clock,
     DeliveryError,
-    NamedLocks,
     OpenThread,
     SharedThread,
-    SharedThreadRecords,
     Sink,
     Store,
 )
@@ -56,11 +54,6 @@ def _member(message: Outbound) -> str:
     return str(message.fields["key"]).partition(":notify:")[0]
 
 
-class SharedThreadLedger(NamedLocks, SharedThreadRecords, Protocol):
-    """What ``SharedThreads`` keeps in the action ledger: the threads' records, and
-    the lock of each (``shared:<key>``)."""
-
-
 class SharedThreads:
     """A ``Sink`` whose messages marked ``shared`` go to one thread per key."""
 
@@ -69,7 +62,7 @@ class SharedThreads:
         *,
         sink: Sink,
         store: Store,
-        ledger: SharedThreadLedger,
+        ledger: ActionLedger,
         clock: Clock,
         owner: str,
         lease_s: float,
