@@ -137,6 +137,7 @@ def build_backend(
     durability = IntakeDurability(
         settings.intake_durability,
         wait_timeout_ms=settings.intake_wait_timeout_ms,
+        replicas=settings.intake_wait_replicas,
         fsync_unchecked=settings.intake_fsync_unchecked,
     )
     if on_start is not None:

@@ -384,6 +384,11 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
+# The most queued entries ``WorkQueue.holds_earlier`` looks at (a bound on its time; a
+# backlog this deep is a storm the cap of new incidents has long turned into one).
+EARLIER_LOOKED_AT_MAX = 100_000
+
+
 class WorkQueue(Protocol):
     """At-least-once queue of signals for the workers.
 
@@ -423,6 +428,13 @@ class WorkQueue(Protocol):
     async def stats(self) -> QueueStats: ...
 
     async def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]: ...
+
+    async def holds_earlier(self, order_key: str, seq: int) -> bool:
+        """Whether a signal of ``order_key`` numbered below ``seq`` is still queued (read
+        or not, held or not: not handled yet). Asked only before a signal that waited
+        long for an earlier one goes ahead of it; looks at the oldest
+        ``EARLIER_LOOKED_AT_MAX`` entries at most."""
+        ...
 
 
 class Probe(Protocol):

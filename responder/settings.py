@@ -130,6 +130,13 @@ class Settings(BaseSettings):
         description="With intake_durability=replica, how long a webhook waits for a replica "
         "to confirm its signals before it gets 503. Below redis_timeout_s.",
     )
+    intake_wait_replicas: Annotated[int, Field(ge=1, le=16)] | Literal["all"] = Field(
+        1,
+        description="With intake_durability=replica, how many replicas must confirm a write "
+        "(WAIT <n>), or all: every replica the master has online (at least one). Sentinel "
+        "promotes the replica whose offset it last read as highest, which may lag: with "
+        "several replicas, all survives any promotion.",
+    )
     intake_fsync_unchecked: bool = Field(
         False,
         description="With intake_durability=fsync and CONFIG GET refused (renamed, or not "

@@ -38,7 +38,7 @@ _READ_BATCH = 200
 _WAIT_STEPS = 4  # see Worker._fill
 _MAX_BACKOFF_S = 5.0
 # A signal waiting for an earlier one of its group is tried again after this, doubling up
-# to the cap; every entry applied by this process brings the waiting ones forward at once.
+# to the cap; an entry applied by this process brings its group's waiting ones forward.
 _WAIT_FIRST_S = 0.02
 _WAIT_CAP_S = 1.0
 _PRUNE_EVERY_S = 60.0
@@ -389,7 +389,7 @@ class Worker:
         try:
             outcomes = await self._pipeline.handle(
                 *(signal for _, signal in readable),
-                orders=[self._order(entry) for entry, _ in readable],
+                orders=[await self._order(entry) for entry, _ in readable],
             )
         except StoreUnavailableError:
             # not the entries' fault: they are held (not counted) and tried once the
@@ -407,14 +407,17 @@ class Worker:
             log.exception("signal handling failed", entry_id=readable[0][0].entry_id)
             outcomes = [Handled(error=exc)]
         done: list[str] = []
+        moved: set[str] = set()
         for (entry, signal), outcome in zip(readable, outcomes, strict=True):
             if await self._settle(entry, signal, outcome, consumer):
                 done.append(entry.entry_id)
+                if entry.order_key is not None:
+                    moved.add(entry.order_key)
         if done:
             await self._queue.ack(*done)
-            self._bring_waiting_forward()
+            self._bring_waiting_forward(moved)
 
-    def _order(self, entry: QueueEntry) -> Order | None:
+    async def _order(self, entry: QueueEntry) -> Order | None:
         if entry.order_key is None or entry.seq is None:
             return None
         held = self._retrying.get(entry.entry_id)
@@ -423,12 +426,37 @@ class Worker:
             and held.waiting_since is not None
             and self._clock.monotonic() - held.waiting_since >= self._order_wait_s
         )
+        if overdue and held is not None:
+            if await self._queue.holds_earlier(entry.order_key, entry.seq):
+                # late, not lost (a backlog, a slow worker): going ahead would apply the
+                # group's signals out of order for good; it waits another round
+                held.waiting_since = self._clock.monotonic()
+                log.info(
+                    "signal still waits: an earlier one of its group is queued",
+                    order_key=entry.order_key,
+                    seq=entry.seq,
+                )
+                return Order(key=entry.order_key, seq=entry.seq)
+            # the earlier one is in no queue and was not applied: lost (a store that
+            # lost writes); the operator should know the group may apply out of order
+            log.warning(
+                "signal goes ahead of an earlier one it waited for",
+                order_key=entry.order_key,
+                seq=entry.seq,
+                waited_s=self._order_wait_s,
+            )
         return Order(key=entry.order_key, seq=entry.seq, skip_gap=overdue)
 
-    def _bring_waiting_forward(self) -> None:
+    def _bring_waiting_forward(self, order_keys: set[str]) -> None:
+        """Held entries of these groups that wait for an earlier signal may go now (it was
+        applied or dead-lettered). Only theirs: with a backlog of thousands of waiting
+        entries, waking all of them at every acknowledgement made the workers spend their
+        time on tries that wait again, and the earlier signals came too late."""
+        if not order_keys:
+            return
         now = self._clock.monotonic()
         for held in self._held.values():
-            if held.waiting_since is not None:
+            if held.waiting_since is not None and held.entry.order_key in order_keys:
                 held.due = min(held.due, now)
 
     def _hold(
@@ -454,6 +482,10 @@ class Worker:
             delay_s = min(self._visibility_s / 4 * 2 ** (held.failures - 1), self._visibility_s)
         else:
             held.store_outages += 1
+            # the wait for an earlier signal counts from after the outage: that signal
+            # could not be applied meanwhile either (a failover must not make a group's
+            # signals go ahead of ones merely delayed by it)
+            held.waiting_since = None
             delay_s = min(0.1 * 2 ** min(held.store_outages - 1, 10), _MAX_BACKOFF_S)
         held.due = now + delay_s
         self._held[entry.entry_id] = held
@@ -500,4 +532,5 @@ class Worker:
         await self._queue.dead_letter(entry, reason=reason)
         self._metrics.dead_lettered.labels(kind).inc()
         log.error("entry dead-lettered", entry_id=entry.entry_id, reason=reason)
-        self._bring_waiting_forward()  # those behind it in its group may go now
+        if entry.order_key is not None:  # those behind it in its group may go now
+            self._bring_waiting_forward({entry.order_key})

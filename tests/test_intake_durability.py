@@ -145,3 +145,15 @@ def test_durability_settings() -> None:
     with pytest.raises(ValidationError, match="intake_durability"):
         Settings(redis_url="redis://127.0.0.1:6379/0", intake_durability="quorum")
     assert Settings().intake_durability == "write"
+
+
+def test_wait_replicas_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().intake_wait_replicas == 1
+    monkeypatch.setenv("RESPONDER_INTAKE_WAIT_REPLICAS", "all")
+    assert Settings().intake_wait_replicas == "all"
+    monkeypatch.setenv("RESPONDER_INTAKE_WAIT_REPLICAS", "2")
+    assert Settings().intake_wait_replicas == 2
+    for wrong in ("0", "most"):
+        monkeypatch.setenv("RESPONDER_INTAKE_WAIT_REPLICAS", wrong)
+        with pytest.raises(ValidationError, match="intake_wait_replicas"):
+            Settings()

@@ -12,13 +12,18 @@ from collections import Counter, defaultdict
 from datetime import timedelta
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 
+from responder.adapters.clock import SystemClock
 from responder.adapters.redis_keys import CONSUMER_GROUP, RedisKeys
-from responder.app import Overrides
+from responder.adapters.redis_queue import RedisQueue
+from responder.app import Overrides, build_backend
+from responder.domain.errors import StoreUnavailableError
 from responder.domain.incident import IncidentChange
 from responder.ports import QueueEntry
 from tests.support.clock import ShiftableClock
+from tests.support.faulty_store import FaultyStore
 from tests.support.service import RecordingNotifier, Service, example, running_service
 from tests.support.waiting import eventually
 
@@ -480,3 +485,146 @@ async def test_the_follow_up_check_leaves_alone_what_a_live_worker_follows_up(
         [[again]] = await _open_without_follow_up(svc, "{lost-again}")
         await store.drop_follow_up_checks([again.incident_id])
         assert await store.release_due_timers(now=now + timedelta(hours=2), limit=10) == 0
+
+
+def _firing_and_resolve(service: str) -> list[dict[str, Any]]:
+    """One alert of group ``service``: its firing, then its resolve (seq 1 and 2)."""
+    firing = unreachable(service=service)
+    resolve = copy.deepcopy(firing)
+    resolve["status"] = resolve["alerts"][0]["status"] = "resolved"
+    resolve["alerts"][0]["endsAt"] = "2026-11-29T03:41:26Z"
+    return [firing, resolve]
+
+
+def _service_of(entry: QueueEntry) -> str:
+    return entry.payload.split('"service":"', 1)[1].split('"', 1)[0]
+
+
+@pytest.mark.parametrize("earlier", ["applied", "dead-lettered"])
+async def test_an_earlier_signal_done_brings_forward_only_its_own_groups_waiting_ones(
+    backend_settings, earlier: str
+) -> None:
+    """Groups X and Y each have a resolve held, waiting for its firing. X's firing is
+    applied (or dead-lettered): X's resolve may go at once, Y's keeps its own next try.
+    Waking every waiting entry at each acknowledgement swamped the workers under a
+    backlog of thousands of them (after a failover), and earlier signals came so late
+    that later ones went ahead of them."""
+    clock = ShiftableClock()
+    settings = backend_settings(workers=0)
+    async with running_service(settings, Overrides(clock=clock)) as svc:
+        for service in ("x", "y"):
+            for payload in _firing_and_resolve(service):
+                resp = await svc.post_alertmanager(payload)
+                assert resp.status == 200, await resp.text()
+        queue, worker = svc.runtime.queue, svc.runtime.worker
+        x_firing, x_resolve, y_firing, y_resolve = await queue.read(
+            consumer="w", count=10, block_ms=0
+        )
+        assert [_service_of(e) for e in (x_firing, x_resolve, y_firing, y_resolve)] == [
+            "x",
+            "x",
+            "y",
+            "y",
+        ]
+        waits = svc.runtime.metrics.order_waits
+        # held with their next tries a minute off, whatever real time the handling
+        # below takes: "brought forward" is then a next try of now, not a minute away
+        clock.advance(60)
+        await worker.handle(x_resolve)
+        await worker.handle(y_resolve)
+        clock.advance(-60)
+        assert waits._value.get() == 2
+        assert set(worker._held) == {x_resolve.entry_id, y_resolve.entry_id}
+        if earlier == "applied":
+            await worker.handle(x_firing)
+        else:  # delivered to workers that died with it, too often
+            tried = x_firing.model_copy(update={"deliveries": settings.max_deliveries + 1})
+            await worker.handle(tried)
+            assert (await queue.stats()).dead_letters == 1
+        now = clock.monotonic()
+        due = {entry_id for entry_id, held in worker._held.items() if held.due <= now}
+        assert due == {x_resolve.entry_id}
+        # the next turn tries it: its group's gap is closed, it is applied
+        await worker.handle(worker._held[x_resolve.entry_id].entry)
+        assert waits._value.get() == 2
+        assert set(worker._held) == {y_resolve.entry_id}
+        incidents = {i["labels"]["service"]: i for i in await svc.incidents()}
+        assert "y" not in incidents  # nothing of Y applied out of turn
+        if earlier == "applied":
+            assert incidents["x"]["status"] == "resolved"
+
+
+async def test_the_wait_for_an_earlier_signal_counts_from_after_a_store_outage(
+    backend_settings,
+) -> None:
+    """A resolve waits for its firing nearly the order wait, then the store is out for a
+    while: the firing could not be applied meanwhile either, so the resolve does not go
+    ahead of it as soon as the total passes the order wait. After a whole order wait past
+    the outage it asks the queue: the firing is still queued (late, not lost), so it waits
+    another round; once the firing is gone unapplied, it goes ahead of the gap."""
+    clock = ShiftableClock()
+    settings = backend_settings(workers=0)
+    order_wait_s = settings.visibility_timeout_s * (settings.max_deliveries + 2)
+    store, queue = build_backend(settings, clock)
+    faulty = FaultyStore(store)
+    overrides = Overrides(clock=clock, store=faulty, queue=queue)
+    async with running_service(settings, overrides) as svc:
+        for payload in _firing_and_resolve("gap"):
+            resp = await svc.post_alertmanager(payload)
+            assert resp.status == 200, await resp.text()
+        worker, waits = svc.runtime.worker, svc.runtime.metrics.order_waits
+        _firing, resolve = await queue.read(consumer="w", count=10, block_ms=0)
+        await worker.handle(resolve)  # the firing is in another worker's hands
+        assert waits._value.get() == 1
+        clock.advance(order_wait_s - 1)
+        faulty.fail("mutate_incidents")
+        with pytest.raises(StoreUnavailableError):
+            await worker.handle(resolve)
+        assert faulty.failures == ["mutate_incidents"]
+        clock.advance(2)  # past the order wait since the first wait, not since the outage
+        await worker.handle(resolve)
+        assert waits._value.get() == 2  # still waits: not gone ahead of its firing
+        assert (await queue.stats()).pending == 2
+        assert await svc.incidents() == []
+        clock.advance(order_wait_s)  # the whole order wait since the outage
+        await worker.handle(resolve)
+        # the firing is still queued (late, not lost): the resolve waits another round
+        assert waits._value.get() == 3
+        assert await svc.incidents() == []
+        # the firing gone unapplied (a store that lost it): after another order wait
+        # nothing earlier is queued, and the resolve goes ahead of the gap
+        await queue.ack(_firing.entry_id)
+        clock.advance(order_wait_s)
+        await worker.handle(resolve)
+        assert waits._value.get() == 3  # gone ahead of the gap, and acknowledged
+        assert (await queue.stats()).pending == 0
+        assert resolve.entry_id not in worker._held
+
+
+async def test_the_queue_says_whether_an_earlier_signal_of_a_group_is_queued(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """``holds_earlier`` on a real stream: another group's entries, the key's own entry at
+    or above the number, and entries past the first chunks the script reads (500 each)."""
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    keys = RedisKeys(redis_prefix)
+    queue = RedisQueue(client, keys=keys, clock=SystemClock())
+    try:
+        await queue.ensure()
+        async with client.pipeline(transaction=False) as pipe:
+            for n in range(1200):  # other groups first: the one looked for comes late
+                pipe.xadd(keys.queue, {"signal": "{}", "order": f"other-{n % 7}", "seq": n})
+            pipe.xadd(keys.queue, {"signal": "{}"})  # a signal of no ordering key
+            pipe.xadd(keys.queue, {"signal": "{}", "order": "g", "seq": 3})
+            await pipe.execute()
+        assert await queue.holds_earlier("g", 4)
+        assert not await queue.holds_earlier("g", 3)  # only below the number
+        assert not await queue.holds_earlier("h", 10)
+        [entry] = [
+            e for e in await queue.read(consumer="c", count=2000, block_ms=0) if e.order_key == "g"
+        ]
+        assert await queue.holds_earlier("g", 4)  # read and held: still not handled
+        await queue.ack(entry.entry_id)
+        assert not await queue.holds_earlier("g", 4)  # handled entries leave the stream
+    finally:
+        await client.aclose()

@@ -121,17 +121,15 @@ async def test_storm_with_redis_killed_and_restarted_from_its_aof(tmp_path: Path
 
 async def test_storm_through_a_sentinel_failover(tmp_path: Path) -> None:
     """(d) The master SIGKILLed mid-storm; the sentinel promotes a replica and the
-    replicas find it through ``RESPONDER_REDIS_SENTINELS``. Two Redis replicas, so that
-    the promoted master still has one to confirm intake's writes
-    (``RESPONDER_INTAKE_DURABILITY=replica``: a 200 means a replica has the signals).
+    replicas find it through ``RESPONDER_REDIS_SENTINELS``. Two Redis replicas
+    (``RESPONDER_INTAKE_DURABILITY=replica``, ``RESPONDER_INTAKE_WAIT_REPLICAS=all``: a 200
+    means both have the signals; after the kill the promoted master has the other).
 
-    Accounting: replication is asynchronous, and only intake waits for a replica. The
-    workers' writes of the last moments before the kill (an incident written, a Slack
-    message recorded as sent, an entry acknowledged) may not have reached the replica
-    that is promoted: the signals are handled again there, and what was already told to
-    Slack for an incident that is gone shows as a root of no incident, or a reply twice.
-    Those are counted as failures all the same: a person sees two threads for one alert
-    group. Whether the workers should wait for a replica too is the product's call."""
+    Replication is asynchronous: what a worker writes before it tells Slack (the incident,
+    the message's claim and record) waits for the replicas too, so the promoted one
+    remembers every message sent. Without that, the last moments' messages showed as roots
+    of no incident or replies twice; with one replica confirming, Sentinel sometimes
+    promoted the one that lacked the last accepted signals (episodes with no incident)."""
     with (
         redis_server(*AOF_EVERYSEC) as master,
         redis_replica(master),
@@ -144,6 +142,10 @@ async def test_storm_through_a_sentinel_failover(tmp_path: Path) -> None:
             "RESPONDER_REDIS_SENTINEL_MASTER": sentinel.master_name,
             "RESPONDER_INTAKE_DURABILITY": "replica",
             "RESPONDER_INTAKE_WAIT_TIMEOUT_MS": "500",
+            # every replica online: Sentinel picks the one to promote by the offsets it
+            # last read, which can be seconds old, so with one confirmation the promoted
+            # replica may be the one that lacks the last accepted signals and messages
+            "RESPONDER_INTAKE_WAIT_REPLICAS": "all",
         }
         async with storm_world(env, tmp_path) as world:
 

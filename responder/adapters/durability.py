@@ -5,7 +5,12 @@
   second of accepted signals can be lost).
 - ``replica``: and at least one replica acknowledged it (``WAIT 1 <timeout>``); if none
   does in time, the webhook gets 503. Its signals may be queued all the same: the sender
-  retries, and dedupe turns the retry into a harmless repeat.
+  retries, and dedupe turns the retry into a harmless repeat. The workers' writes that
+  come before something is done outside (an incident written before its Slack message,
+  a message's or an action's claim before the call) wait for a replica the same way
+  (``confirmed``): after a failover the promoted replica holds every record of what was
+  told or done outside, so nothing is told or done twice. Unconfirmed, the worker's step
+  fails like a store outage and is tried again.
 - ``fsync``: the server runs with ``appendonly yes`` and ``appendfsync always``, so it
   fsyncs every write to its append-only file before it replies. Redis 7.0 has no
   ``WAITAOF``: this is a property of the server, checked when the service starts.
@@ -13,6 +18,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any, Literal, cast
 
@@ -28,6 +34,8 @@ from responder.settings import ConfigError
 log = structlog.get_logger("responder.adapters.durability")
 
 Durability = Literal["write", "replica", "fsync"]
+# With RESPONDER_INTAKE_WAIT_REPLICAS=all, the replicas online are counted this often.
+_REPLICAS_READ_EVERY_S = 1.0
 
 
 class IntakeDurability:
@@ -38,15 +46,64 @@ class IntakeDurability:
         mode: Durability = "write",
         *,
         wait_timeout_ms: int = 500,
-        replicas: int = 1,
+        replicas: int | Literal["all"] = 1,
         fsync_unchecked: bool = False,
     ) -> None:
         self.mode = mode
         self._wait_timeout_ms = wait_timeout_ms
-        self._replicas = replicas
+        # "all": every replica the master has online, read at most every
+        # _REPLICAS_READ_EVERY_S (at least one)
+        self._replicas_wanted = replicas
+        self._replicas = 1 if replicas == "all" else replicas
+        self._replicas_read_at: float | None = None
         self._fsync_unchecked = fsync_unchecked
         # fsync: the server's configuration was read and found right (or vouched for)
         self._fsync_checked = mode != "fsync"
+
+    @property
+    def waits_for_replica(self) -> bool:
+        return self.mode == "replica"
+
+    async def prepare(self, client: Any) -> None:
+        """Before a write that waits: with ``replicas="all"``, how many replicas the master
+        has online now (one ``INFO replication`` a second at most). Sentinel promotes the
+        replica whose offset it last read as highest, which can be seconds old: a write
+        only one of several replicas confirmed may be lost to a promotion of another."""
+        if self._replicas_wanted != "all":
+            return
+        now = time.monotonic()
+        read_at = self._replicas_read_at
+        if read_at is not None and now - read_at < _REPLICAS_READ_EVERY_S:
+            return
+        info = await client.info("replication")
+        # slave0: {ip, port, state, offset, lag}, one per replica
+        online = sum(
+            1
+            for key, value in info.items()
+            if key.startswith("slave") and isinstance(value, dict) and value["state"] == "online"
+        )
+        self._replicas = max(1, online)
+        self._replicas_read_at = now
+
+    def wait_on(self, pipe: Any) -> None:
+        """Queue the ``WAIT`` that confirms the writes queued before it on ``pipe``."""
+        pipe.wait(self._replicas, self._wait_timeout_ms)
+
+    def confirmed(self, acknowledged: Any, what: str) -> None:
+        """Raise ``UnconfirmedWriteError`` unless a ``WAIT`` reply counts enough replicas;
+        ``what`` names the writer in the error (the step that is tried again)."""
+        if int(acknowledged) < self._replicas:
+            self._replicas_read_at = None  # a replica gone, a failover: count them again
+            raise UnconfirmedWriteError(
+                f"{what}: written, but {self._short_of(acknowledged)} within "
+                f"{self._wait_timeout_ms} ms (RESPONDER_INTAKE_DURABILITY=replica); "
+                "tried again later"
+            )
+
+    def _short_of(self, acknowledged: Any) -> str:
+        if int(acknowledged) == 0:
+            return "no replica confirmed it"
+        return f"{int(acknowledged)} of {self._replicas} replicas confirmed it"
 
     async def run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """``script``'s reply; in ``replica`` mode only once a replica has its writes."""
@@ -72,10 +129,11 @@ class IntakeDurability:
         # observe.lua writing for a repeat too, its counter: were a repeat ever to write
         # nothing, the WAIT would cover this connection's earlier writes only.)
         client = script.registered_client
+        await self.prepare(client)
         for attempt in range(2):
             async with client.pipeline(transaction=False) as pipe:
                 pipe.evalsha(script.sha, len(keys), *keys, *args)
-                pipe.wait(self._replicas, self._wait_timeout_ms)
+                self.wait_on(pipe)
                 try:
                     reply, acknowledged = await pipe.execute()
                 except NoScriptError:
@@ -85,10 +143,11 @@ class IntakeDurability:
                     await client.script_load(script.script)
                     continue
             if int(acknowledged) < self._replicas:
+                self._replicas_read_at = None  # a replica gone, a failover: count again
                 raise UnconfirmedWriteError(
-                    f"written, but no replica confirmed it within {self._wait_timeout_ms} ms "
-                    "(RESPONDER_INTAKE_DURABILITY=replica); retry later: the retry is a "
-                    "repeat, confirmed in turn"
+                    f"written, but {self._short_of(acknowledged)} within "
+                    f"{self._wait_timeout_ms} ms (RESPONDER_INTAKE_DURABILITY=replica); "
+                    "retry later: the retry is a repeat, confirmed in turn"
                 )
             return reply
         raise AssertionError("unreachable")

@@ -176,6 +176,10 @@ class MemoryQueue:
             )
         )
 
+    async def holds_earlier(self, order_key: str, seq: int) -> bool:
+        queued = (*self._ready.values(), *(p.entry for p in self._pending.values()))
+        return any(e.order_key == order_key and e.seq is not None and e.seq < seq for e in queued)
+
     async def stats(self) -> QueueStats:
         oldest = min(
             (int(i.partition("-")[0]) for i in (*self._ready, *self._pending)), default=None

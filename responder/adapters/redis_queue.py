@@ -13,12 +13,15 @@ from importlib.resources import files
 from typing import Any
 
 import redis.asyncio as aioredis
+import structlog
 from redis.exceptions import ResponseError
 
 from responder.adapters.redis_client import unavailable_as_store_error
 from responder.adapters.redis_keys import CONSUMER_GROUP, RedisKeys
 from responder.domain.signal import epoch_ms
-from responder.ports import Clock, DeadLetter, QueueEntry, QueueStats
+from responder.ports import EARLIER_LOOKED_AT_MAX, Clock, DeadLetter, QueueEntry, QueueStats
+
+log = structlog.get_logger("responder.adapters.redis_queue")
 
 _DEAD_LETTER_MAXLEN = 10_000
 
@@ -68,6 +71,7 @@ class RedisQueue:
         self._clock = clock
         self._dead_letter = client.register_script(_lua("dead_letter.lua"))
         self._prune = client.register_script(_lua("prune_consumers.lua"))
+        self._earlier = client.register_script(_lua("earlier_queued.lua"))
         self._order_ttl_s = order_ttl_s
 
     async def ensure(self) -> None:
@@ -100,7 +104,15 @@ class RedisQueue:
         if after:
             keep.append(_id(after[0][0]))
         ms, seq = min(keep) if keep else (_id(last)[0], _id(last)[1] + 1)
-        await self._redis.xtrim(queue, minid=f"{ms}-{seq}")
+        dropped = await self._redis.xtrim(queue, minid=f"{ms}-{seq}")
+        if dropped:
+            log.warning(
+                "handled entries dropped",
+                entries=int(dropped),
+                below=f"{ms}-{seq}",
+                last_delivered=last,
+                pending_min=summary.get("min") if summary else None,
+            )
 
     async def read(self, *, consumer: str, count: int, block_ms: int) -> list[QueueEntry]:
         async with unavailable_as_store_error("queue.read"):
@@ -142,6 +154,7 @@ class RedisQueue:
             deleted = reply[2] if len(reply) > 2 else []
             if deleted:
                 # trimmed away while pending: nothing left to handle
+                log.warning("pending entries found deleted", entries=len(deleted))
                 await self._redis.xack(self._keys.queue, CONSUMER_GROUP, *deleted)
             if not claimed:
                 return []
@@ -183,6 +196,13 @@ class RedisQueue:
                 message_ids=list(entry_ids),
                 justid=True,
             )
+
+    async def holds_earlier(self, order_key: str, seq: int) -> bool:
+        async with unavailable_as_store_error("queue.holds_earlier"):
+            found = await self._earlier(
+                keys=[self._keys.queue], args=[order_key, seq, EARLIER_LOOKED_AT_MAX]
+            )
+        return bool(found)
 
     async def prune_consumers(self, *, idle_ms: int, only: Sequence[str] | None = None) -> int:
         """Remove the group's consumers that hold nothing and were idle this long (those

@@ -241,10 +241,10 @@ class RedisStore:
                 for _, write in writes:
                     calls.append(self._write_call(write, digests))
                     await slices.tick()
-                replies = await self._batch(self._write, calls)
+                replies = await self._batch(self._write, calls, confirm="incident write")
                 # signals that changed nothing still take their turn (rare: a second round
                 # trip only then)
-                await self._scripts(self._advance_order, advances)
+                await self._scripts(self._advance_order, advances, confirm="incident order")
                 conflicted: set[int] = set()
                 cursors: dict[tuple[int, str], int] = {}
                 for (i, write), reply in zip(writes, replies, strict=True):
@@ -272,26 +272,57 @@ class RedisStore:
         return [r if r is not None else [] for r in results]
 
     async def _scripts(
-        self, script: AsyncScript, calls: list[tuple[list[str], list[Any]]]
+        self,
+        script: AsyncScript,
+        calls: list[tuple[list[str], list[Any]]],
+        *,
+        confirm: str | None = None,
     ) -> list[Any]:
-        """Run many calls of one script in a single round trip (a pipeline of EVALSHA)."""
+        """Run many calls of one script in a single round trip (a pipeline of EVALSHA).
+
+        ``confirm`` (the writer's name): the writes come before something done outside
+        (a message posted, an action applied); with ``RESPONDER_INTAKE_DURABILITY=replica``
+        a ``WAIT`` on the same connection, in the same round trip, holds the reply until a
+        replica has them, so a failover cannot forget what the outside was then told."""
         if not calls:
             return []
+        wait = confirm is not None and self._durability.waits_for_replica
+        if wait:
+            await self._durability.prepare(self._redis)
         for attempt in range(2):
             async with self._redis.pipeline(transaction=False) as pipe:
                 for keys, args in calls:
                     pipe.evalsha(script.sha, len(keys), *keys, *args)
+                if wait:
+                    self._durability.wait_on(pipe)
                 try:
-                    return list(await pipe.execute())
+                    replies = list(await pipe.execute())
                 except NoScriptError:
                     if attempt:
                         raise
                     # Redis restarted or was flushed: load the script and go again
                     await self._redis.script_load(script.script)
+                    continue
+            if wait:
+                self._durability.confirmed(replies.pop(), confirm or "")
+            return replies
         raise AssertionError("unreachable")
 
+    async def _script(
+        self, script: AsyncScript, keys: list[str], args: list[Any], *, confirm: str
+    ) -> Any:
+        """One call of a writing script whose write comes before something done outside
+        (see ``_scripts``)."""
+        if not self._durability.waits_for_replica:
+            return await script(keys=keys, args=args)
+        return (await self._scripts(script, [(keys, args)], confirm=confirm))[0]
+
     async def _batch(
-        self, script: AsyncScript, calls: list[tuple[list[str], list[Any]]]
+        self,
+        script: AsyncScript,
+        calls: list[tuple[list[str], list[Any]]],
+        *,
+        confirm: str | None = None,
     ) -> list[Any]:
         """Run many calls of a ``_batched`` script, ``_BATCH_CALLS`` a command, in one
         round trip; their replies."""
@@ -305,7 +336,11 @@ class RedisStore:
                 args += call_args
                 counts += (len(call_keys), len(call_args))
             commands.append((keys, counts + args))
-        return [reply for replies in await self._scripts(script, commands) for reply in replies]
+        return [
+            reply
+            for replies in await self._scripts(script, commands, confirm=confirm)
+            for reply in replies
+        ]
 
     def _read_call(self, item: MutationItem) -> tuple[list[str], list[Any]]:
         k = self._keys
@@ -622,8 +657,8 @@ class RedisStore:
         now = epoch_ms(self._clock.now())
         keys, args = self._effect_call(key, "claim")
         async with unavailable_as_store_error("claim_effect"):
-            status, data, claimed = await self._ledger(
-                keys=keys, args=[*args, owner, now, int(lease_s * 1000)]
+            status, data, claimed = await self._script(
+                self._ledger, keys, [*args, owner, now, int(lease_s * 1000)], confirm="claim_effect"
             )
         return EffectClaim(
             status=status,
@@ -634,17 +669,19 @@ class RedisStore:
     async def note_effect(self, key: str, *, owner: str, data: dict[str, JsonValue]) -> None:
         keys, args = self._effect_call(key, "note")
         async with unavailable_as_store_error("note_effect"):
-            await self._ledger(keys=keys, args=[*args, owner, _compact(data)])
+            await self._script(
+                self._ledger, keys, [*args, owner, _compact(data)], confirm="note_effect"
+            )
 
     async def finish_effect(self, key: str, *, data: dict[str, JsonValue]) -> None:
         keys, args = self._effect_call(key, "finish")
         async with unavailable_as_store_error("finish_effect"):
-            await self._ledger(keys=keys, args=[*args, _compact(data)])
+            await self._script(self._ledger, keys, [*args, _compact(data)], confirm="finish_effect")
 
     async def release_effect(self, key: str, *, owner: str) -> None:
         keys, args = self._effect_call(key, "release")
         async with unavailable_as_store_error("release_effect"):
-            await self._ledger(keys=keys, args=[*args, owner])
+            await self._script(self._ledger, keys, [*args, owner], confirm="release_effect")
 
     async def delivery_state(self, incident_id: str, sink: str) -> DeliveryState | None:
         keys, args = self._delivery_call(incident_id, sink, "read")
@@ -655,7 +692,9 @@ class RedisStore:
     async def save_delivery_state(self, incident_id: str, sink: str, state: DeliveryState) -> None:
         keys, args = self._delivery_call(incident_id, sink, "save")
         async with unavailable_as_store_error("save_delivery_state"):
-            await self._ledger(keys=keys, args=[*args, to_stored_json(state)])
+            await self._script(
+                self._ledger, keys, [*args, to_stored_json(state)], confirm="save_delivery_state"
+            )
 
     async def paused(self) -> Pause | None:
         async with unavailable_as_store_error("paused"):
@@ -689,16 +728,23 @@ class RedisStore:
 
     async def spend_budget(self, *, window_s: float, limit: int, now: datetime, token: str) -> bool:
         async with unavailable_as_store_error("spend_budget"):
-            taken = await self._spend(
-                keys=[self._keys.budget],
-                args=[epoch_ms(now), int(window_s * 1000), limit, f"{token}@{epoch_ms(now)}"],
+            taken = await self._script(
+                self._spend,
+                [self._keys.budget],
+                [epoch_ms(now), int(window_s * 1000), limit, f"{token}@{epoch_ms(now)}"],
+                confirm="spend_budget",
             )
         return bool(taken)
 
     async def acquire_lock(self, name: str, *, token: str, ttl_s: float) -> bool:
         async with unavailable_as_store_error("acquire_lock"):
             return bool(
-                await self._lock(keys=[self._keys.lock(name)], args=[token, int(ttl_s * 1000)])
+                await self._script(
+                    self._lock,
+                    [self._keys.lock(name)],
+                    [token, int(ttl_s * 1000)],
+                    confirm="acquire_lock",
+                )
             )
 
     async def release_lock(self, name: str, *, token: str) -> None:
@@ -713,9 +759,11 @@ class RedisStore:
 
     async def _shared_call(self, key: str, op: str, *args: str) -> SharedThread:
         async with unavailable_as_store_error(f"{op}_shared_thread"):
-            reply = await self._shared(
-                keys=[self._keys.shared_thread(key)],
-                args=[op, RESOLVED_INCIDENT_TTL_S, *args],
+            reply = await self._script(
+                self._shared,
+                [self._keys.shared_thread(key)],
+                [op, RESOLVED_INCIDENT_TTL_S, *args],
+                confirm=f"{op}_shared_thread",
             )
         pairs = [v.decode() if isinstance(v, bytes) else str(v) for v in reply or []]
         return SharedThread.of_fields(dict(zip(pairs[::2], pairs[1::2], strict=True)))

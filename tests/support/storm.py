@@ -43,6 +43,8 @@ import aiohttp
 import redis
 import redis.asyncio as aioredis
 
+from responder.adapters.redis_keys import RedisKeys
+from responder.domain.signal import alertmanager_dedupe_key
 from responder.notify.planners import SLACK_REPLY_KINDS
 from tests.support.fake_notify import FakeSlack, SlackMessage
 from tests.support.procs import (
@@ -863,6 +865,17 @@ async def run_storm(
                     )
             finally:
                 await c.aclose()
+            named = _groups_named(outcome, by_service={g.service: g for g in groups})
+            if named:
+                c = client()
+                try:
+                    for group in named[:3]:
+                        outcome.problems.add(
+                            "diagnosis: a group's ordering and signals, as Redis holds them",
+                            await explain_group(c, world.prefix, group),
+                        )
+                finally:
+                    await c.aclose()
             if state.pending or state.queue_len:
                 c = client()
                 try:
@@ -912,6 +925,32 @@ async def explain(client: aioredis.Redis, prefix: str, incident_id: str) -> str:
     for name, record in sorted(ledger.items()):
         if not name.startswith("delivery:"):
             lines.append(f"    {incident_id}:{name}: {record[:120]}")
+    return "\n".join(lines)
+
+
+def _groups_named(outcome: Outcome, *, by_service: dict[str, Group]) -> list[Group]:
+    """Groups an incident or episode problem names (``storm-00042``), first seen first."""
+    found: dict[str, Group] = {}
+    for kind, detail in outcome.problems:
+        if kind.startswith("diagnosis"):
+            continue
+        for word in detail.replace("(", " ").replace(")", " ").split():
+            if word in by_service:
+                found.setdefault(word, by_service[word])
+    return list(found.values())
+
+
+async def explain_group(client: aioredis.Redis, prefix: str, group: Group) -> str:
+    """A group's ordering record (the last number intake gave, the cursor the workers
+    moved, the numbers skipped) and its two alerts' signal records."""
+    keys = RedisKeys(prefix)
+    order_key = f'{{alertname="{ALERTNAME}",service="{group.service}"}}'
+    order = await client.hgetall(keys.order(order_key))
+    skipped = await client.smembers(keys.order_skipped(order_key))
+    lines = [f"{group.service}: order {order} skipped {sorted(skipped)}"]
+    for name, fp in (("A", group.fingerprint_a), ("B", group.fingerprint_b)):
+        record = await client.hgetall(keys.signal(alertmanager_dedupe_key(fp)))
+        lines.append(f"    {name} {fp}: {record}")
     return "\n".join(lines)
 
 
