@@ -382,6 +382,249 @@ def test_no_shadow_with_continue_or_when_the_earlier_rule_asks_more(tmp_path: Pa
     assert "rule 'other-condition': never runs: rule 'asks-more'" in problem
 
 
+SHADOW = (
+    "never runs: rule 'earlier' (line 8) comes first, matches every alert rule 'later' "
+    "matches and ends the walk (it has no `continue: true`)"
+)
+
+
+def earlier_and_later(earlier: str, later: str, between: str = "") -> str:
+    """A pack whose rule `earlier` (line 8) comes before rule `later`: each given as the
+    keys of a flow mapping (match, when, continue), notifying the console."""
+    rules = [f"- {{name: earlier, {earlier}, notify: [console]}}"]
+    rules += [between] if between else []
+    rules += [f"- {{name: later, {later}, notify: [console]}}"]
+    return pack("\n".join(rules))
+
+
+@pytest.mark.parametrize(
+    ("earlier", "later"),
+    [
+        # a regex that takes the later rule's exact value (anchored, as the engine does)
+        ("""match: ['alertname=~"PostHog.*"']""", """match: ['alertname="PostHogAuthFailures"']"""),
+        (
+            """match: ['alertname=~"PostHogAuth.*"']""",
+            """match: ['alertname="PostHogAuthFailures"', 'severity="page"']""",
+        ),
+        ("""match: ['alertname!~"Other.*"']""", """match: ['alertname="PostHogAuthFailures"']"""),
+        ("""match: ['alertname!="Other"']""", """match: ['alertname=~"PostHog.*"']"""),
+        # a regex that takes every value of the later rule's regex
+        ("""match: ['alertname=~".*"']""", """match: ['alertname=~"PostHogAuth.*"']"""),
+        ("""match: ['alertname=~"PostHog.*"']""", """match: ['alertname=~"PostHogAuth.*"']"""),
+        ("""match: ['alertname=~"PostHog.*"']""", """match: ['alertname=~"PostHog.*Failures"']"""),
+        ("""match: ['alertname!~"PostHog.*"']""", """match: ['alertname!~"Post.*"']"""),
+        (
+            """match: ['annotations.summary=~"(?s).*rate limit.*"']""",
+            """match: ['annotations.summary=~"PostHog rate limit.*"']""",
+        ),
+        # a looser threshold on the same fact
+        (
+            """match: ['service="posthog"'], when: ['prometheus.error_ratio > 0.01']""",
+            """match: ['service="posthog"'], when: ['prometheus.error_ratio > 0.05']""",
+        ),
+        (
+            """match: ['service="posthog"'], when: ['prometheus.error_ratio >= 0.01']""",
+            """match: ['service="posthog"'], when: ['prometheus.error_ratio > 0.01']""",
+        ),
+        (
+            """match: ['service="posthog"'], when: ['prometheus.error_ratio > 0.01']""",
+            """match: ['service="posthog"'], when: ['prometheus.error_ratio >= 0.05']""",
+        ),
+        (
+            """match: ['service="posthog"'], when: ['prometheus.error_ratio < 0.5']""",
+            """match: ['service="posthog"'], when: ['prometheus.error_ratio <= 0.1']""",
+        ),
+        (
+            """match: ['service="posthog"'], when: ['prometheus.error_ratio <= 0.5']""",
+            """match: ['service="posthog"'], when: ['prometheus.error_ratio < 0.5']""",
+        ),
+        (
+            """match: ['service="posthog"'], when: ['prometheus.error_ratio > 0.01']""",
+            """match: ['service="posthog"'], when: ['prometheus.error_ratio == 0.05']""",
+        ),
+        (
+            """match: ['service="posthog"'], when: ['prometheus.error_ratio != 0']""",
+            """match: ['service="posthog"'], when: ['prometheus.error_ratio > 0']""",
+        ),
+        # both at once, and a later rule that asks more
+        (
+            """match: ['alertname=~"PostHog.*"'], when: ['prometheus.error_ratio > 0.01']""",
+            """match: ['alertname="PostHogAuthFailures"'],
+               when: ['prometheus.error_ratio > 0.05', 'incident.error_type == auth']""",
+        ),
+    ],
+    ids=[
+        "regex-takes-value",
+        "regex-takes-value-later-asks-more",
+        "not-regex-takes-value",
+        "not-equal-takes-regex",
+        "dot-star-takes-regex",
+        "prefix-takes-longer-prefix",
+        "prefix-takes-glob",
+        "not-regex-refuses-less",
+        "annotation-anywhere-takes-prefix",
+        "gt-looser",
+        "ge-takes-gt",
+        "gt-takes-ge",
+        "lt-takes-le",
+        "le-takes-lt",
+        "gt-takes-eq",
+        "ne-takes-gt",
+        "regex-and-threshold",
+    ],
+)
+def test_a_rule_shadowed_by_a_covering_regex_or_a_looser_threshold_is_refused(
+    tmp_path: Path, earlier: str, later: str
+) -> None:
+    path = write(tmp_path, earlier_and_later(earlier, later))
+    assert problems(path) == [f"{path}:9: rule 'later': {SHADOW}"]
+
+
+@pytest.mark.parametrize(
+    ("earlier", "later", "between", "labels", "annotations", "facts"),
+    [
+        # the earlier rule goes on
+        (
+            """match: ['alertname=~"PostHog.*"'], continue: true""",
+            """match: ['alertname="PostHogAuthFailures"']""",
+            "",
+            {"alertname": "PostHogAuthFailures"},
+            {},
+            None,
+        ),
+        # the earlier regex does not take the later rule's value or regex
+        (
+            """match: ['alertname=~"PostHogRate.*"']""",
+            """match: ['alertname="PostHogAuthFailures"']""",
+            "",
+            {"alertname": "PostHogAuthFailures"},
+            {},
+            None,
+        ),
+        (  # anchored at both ends: `PostHog` is not found inside the name
+            """match: ['alertname=~"PostHog"']""",
+            """match: ['alertname="PostHogAuthFailures"']""",
+            "",
+            {"alertname": "PostHogAuthFailures"},
+            {},
+            None,
+        ),
+        (
+            """match: ['alertname=~"PostHogAuth.*"']""",
+            """match: ['alertname=~"PostHog.*"']""",
+            "",
+            {"alertname": "PostHogRateLimited"},
+            {},
+            None,
+        ),
+        (
+            """match: ['alertname=~"PostHog.+"']""",
+            """match: ['alertname=~"PostHog.*"']""",
+            "",
+            {"alertname": "PostHog"},
+            {},
+            None,
+        ),
+        (
+            """match: ['alertname!~"Post.*"']""",
+            """match: ['alertname!~"PostHog.*"']""",
+            "",
+            {"alertname": "PostOffice"},
+            {},
+            None,
+        ),
+        (  # without (?s) the earlier `.*` stops at a newline; the later one's does not
+            """match: ['annotations.summary=~".*limit.*"']""",
+            """match: ['annotations.summary=~"(?s)rate.*limit.*"']""",
+            "",
+            {"alertname": "A"},
+            {"summary": "rate\nlimit"},
+            None,
+        ),
+        # a different label
+        (
+            """match: ['job=~"PostHog.*"']""",
+            """match: ['alertname="PostHogAuthFailures"']""",
+            "",
+            {"alertname": "PostHogAuthFailures", "job": "node"},
+            {},
+            None,
+        ),
+        # the earlier threshold is the stricter one
+        (
+            """match: ['service="posthog"'], when: ['prometheus.error_ratio > 0.05']""",
+            """match: ['service="posthog"'], when: ['prometheus.error_ratio > 0.01']""",
+            "",
+            {"service": "posthog"},
+            {},
+            {"prometheus": {"error_ratio": 0.03}},
+        ),
+        (
+            """match: ['service="posthog"'], when: ['prometheus.error_ratio > 0.05']""",
+            """match: ['service="posthog"'], when: ['prometheus.error_ratio >= 0.05']""",
+            "",
+            {"service": "posthog"},
+            {},
+            {"prometheus": {"error_ratio": 0.05}},
+        ),
+        (
+            """match: ['service="posthog"'], when: ['prometheus.error_ratio < 0.5']""",
+            """match: ['service="posthog"'], when: ['prometheus.error_ratio > 0.1']""",
+            "",
+            {"service": "posthog"},
+            {},
+            {"prometheus": {"error_ratio": 0.7}},
+        ),
+        (  # `== 1` also holds for true, which no ordering takes
+            """match: ['service="posthog"'], when: ['prometheus.error_ratio >= 1']""",
+            """match: ['service="posthog"'], when: ['prometheus.error_ratio == 1']""",
+            "",
+            {"service": "posthog"},
+            {},
+            {"prometheus": {"error_ratio": True}},
+        ),
+        (  # a rule between them that goes on changes the incident's severity
+            """match: ['service="posthog"'], when: ['incident.severity == P1']""",
+            """match: ['service="posthog"', 'alertname="Big"'],
+               when: ['incident.severity == P1']""",
+            "- {name: raise, match: ['alertname=\"Big\"'], classify: {severity: P1}, "
+            "continue: true}",
+            {"service": "posthog", "alertname": "Big"},
+            {},
+            {},
+        ),
+    ],
+    ids=[
+        "earlier-continues",
+        "regex-other-prefix",
+        "regex-anchored",
+        "narrower-regex-first",
+        "dot-plus-not-dot-star",
+        "not-regex-refuses-more",
+        "dot-star-stops-at-newline",
+        "different-label",
+        "stricter-threshold-first",
+        "gt-before-ge",
+        "opposite-directions",
+        "eq-1-holds-for-true",
+        "incident-changed-between",
+    ],
+)
+def test_no_shadow_when_an_alert_can_reach_the_later_rule(
+    tmp_path: Path,
+    earlier: str,
+    later: str,
+    between: str,
+    labels: dict[str, str],
+    annotations: dict[str, str],
+    facts: dict[str, Any] | None,
+) -> None:
+    path = write(tmp_path, earlier_and_later(earlier, later, between))
+    rules = load_rules([path])  # lints: refuses the pack on any problem
+    alert = AlertInput(labels=labels, annotations=annotations)
+    assert "later" in rules.evaluate(alert, facts).decision.matched  # it does run
+
+
 # ---------------------------------------------------------------------- c. templates
 
 

@@ -9,6 +9,7 @@ any call: whoever can push an alert must not steer where our requests go.
 
 from __future__ import annotations
 
+import functools
 import re
 from urllib.parse import SplitResult, urlsplit
 
@@ -111,9 +112,16 @@ def _split_terms(selector: str) -> list[str]:
 # ``a.b.svc.cluster.local``. Without a port, the scheme's default port (80, 443).
 
 
-def _label_matches(glob: str, label: str) -> bool:
-    pattern = "".join("[a-z0-9-]*" if c == "*" else re.escape(c) for c in glob)
-    return re.fullmatch(pattern, label) is not None
+@functools.lru_cache(maxsize=1024)
+def _host_glob(glob: str) -> re.Pattern[str]:
+    """``glob`` as one expression over a whole host, compiled once per entry: label by
+    label (a ``*`` matches within its label only, never a dot), as many labels as it has."""
+    return re.compile(
+        r"\.".join(
+            "".join("[a-z0-9-]*" if c == "*" else re.escape(c) for c in label)
+            for label in glob.lower().split(".")
+        )
+    )
 
 
 def host_allowed(host: str, port: int, allow_hosts: tuple[str, ...], *, scheme: str) -> bool:
@@ -122,10 +130,7 @@ def host_allowed(host: str, port: int, allow_hosts: tuple[str, ...], *, scheme: 
         glob, want_port = split_host_port(entry)
         if (want_port if want_port is not None else DEFAULT_PORTS.get(scheme)) != port:
             continue
-        globs, labels = glob.lower().split("."), host.split(".")
-        if len(globs) == len(labels) and all(
-            _label_matches(g, h) for g, h in zip(globs, labels, strict=True)
-        ):
+        if _host_glob(glob).fullmatch(host) is not None:
             return True
     return False
 
@@ -137,13 +142,18 @@ def split_host_port(entry: str) -> tuple[str, int | None]:
     return entry, None
 
 
+_GLOB_LABEL = re.compile(r"[a-z0-9*-]+")
+
+
+@functools.lru_cache(maxsize=1024)
 def allow_hosts_problem(entry: str) -> str | None:
-    """An entry of ``allow_hosts`` as written in a pack."""
+    """An entry of ``allow_hosts`` as written in a pack (checked each time a probe is
+    planned, hence cached: a pack has a few)."""
     glob, port = split_host_port(entry)
     if port is not None and not 0 < port < 65536:
         return f"allow_hosts {entry!r}: the port is out of range"
     labels = glob.lower().split(".")
-    if not glob or any(not re.fullmatch(r"[a-z0-9*-]+", label) for label in labels):
+    if not glob or any(not _GLOB_LABEL.fullmatch(label) for label in labels):
         return f"allow_hosts {entry!r} is not host[:port] (labels of a-z, 0-9, '-', '*')"
     if all(label == "*" for label in labels):
         return f"allow_hosts {entry!r} allows any host: name at least one part of it"

@@ -17,7 +17,13 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
-from responder.render.templates import MAX_OUTPUT_CHARS, TemplateProblem
+from responder.render.templates import (
+    MAX_OUTPUT_CHARS,
+    DirectParts,
+    TemplateProblem,
+    direct_parts,
+    direct_values,
+)
 
 _OPEN, _CLOSE = "\x02", "\x03"
 
@@ -49,8 +55,21 @@ def _compiled(source: str) -> Any:
     return _ENV.from_string(source)
 
 
+@functools.lru_cache(maxsize=1024)
+def _direct(source: str) -> DirectParts | None:
+    parts = direct_parts(_ENV, source)
+    if parts is None or any(_OPEN in p or _CLOSE in p for p in parts if isinstance(p, str)):
+        return None  # (a marker in the template's own text: jinja2's rendering refuses it)
+    return parts
+
+
 def render_pieces(source: str, context: Mapping[str, Any]) -> list[Piece]:
     """``source`` rendered, as its fixed text and its printed values in order."""
+    parts = _direct(source)
+    if parts is not None:
+        values = direct_values(parts, context)
+        if values is not None:
+            return _direct_pieces(source, parts, values)
     try:
         out = str(_compiled(source).render(**context))
     except _MarkerInValue:
@@ -73,4 +92,25 @@ def render_pieces(source: str, context: Mapping[str, Any]) -> list[Piece]:
         if not closed or _OPEN in value:
             raise TemplateProblem(f"template {source!r}: a value holds a control character")
         pieces.append(Piece(value, interpolated=True))
+    return pieces
+
+
+def _direct_pieces(source: str, parts: DirectParts, values: list[str]) -> list[Piece]:
+    """The pieces of a template of text and slots (``direct_parts``): what ``render_pieces``
+    makes of jinja2's marked output, refused alike."""
+    pieces: list[Piece] = []
+    length = 0  # of jinja2's output: each value between two markers
+    printed = iter(values)
+    for part in parts:
+        if isinstance(part, str):
+            pieces.append(Piece(part, interpolated=False))
+            length += len(part)
+            continue
+        value = next(printed)
+        if _OPEN in value or _CLOSE in value:
+            raise TemplateProblem(f"template {source!r}: a value holds a control character")
+        pieces.append(Piece(value, interpolated=True))
+        length += len(value) + 2
+    if length > MAX_OUTPUT_CHARS * 2:
+        raise TemplateProblem(f"template {source!r}: the output is longer than allowed")
     return pieces

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import (
+    Environment,
     FileSystemLoader,
     StrictUndefined,
     TemplateError,
@@ -40,14 +41,85 @@ class TemplateProblem(ValueError):
     """A template that does not compile or does not render; the message says why."""
 
 
+# An inline template that only prints context values among its own text, ``{{ name }}``
+# and ``{{ name.key }}``, is most of a pack's (a URL, a namespace, a selector, a query, a
+# title), and rendering one is looking its values up. That is done without jinja2 (whose
+# context set-up is most of a render's cost) where the result is what jinja2 prints: each
+# value a ``str`` found in the context (for ``name.key``, in a ``dict``, ``key`` no
+# attribute of dicts, so that the sandbox too would read the item). Anything else, an
+# error included, is rendered by jinja2, which prints it or says what is wrong.
+Slot = tuple[str, str | None]  # a context name, and the key read off it
+DirectParts = tuple[str | Slot, ...]  # the template's own text (non-empty) and its slots
+
+
+def direct_parts(env: Environment, source: str) -> DirectParts | None:
+    """``source`` as its text and slots, or ``None`` when it is more than that."""
+    try:
+        body = env.parse(source).body
+    except TemplateError:
+        return None
+    if not body:
+        return ()
+    if len(body) != 1 or not isinstance(body[0], nodes.Output):
+        return None
+    parts: list[str | Slot] = []
+    for node in body[0].nodes:
+        if isinstance(node, nodes.TemplateData):
+            if parts and isinstance(parts[-1], str):
+                parts[-1] += node.data
+            elif node.data:
+                parts.append(node.data)
+        elif isinstance(node, nodes.Name) and node.ctx == "load":
+            parts.append((node.name, None))
+        elif (
+            isinstance(node, nodes.Getattr)
+            and isinstance(node.node, nodes.Name)
+            and node.node.ctx == "load"
+            and not hasattr(dict, node.attr)
+        ):
+            parts.append((node.node.name, node.attr))
+        else:
+            return None
+    return tuple(parts)
+
+
+_MISSING = object()
+
+
+def direct_values(parts: DirectParts, context: Mapping[str, Any]) -> list[str] | None:
+    """The values ``parts``' slots print, in order; ``None`` when one is not a ``str``
+    found where the slot says (jinja2 then renders the template)."""
+    values: list[str] = []
+    for part in parts:
+        if isinstance(part, str):
+            continue
+        name, key = part
+        value = context.get(name, _MISSING)
+        if key is not None:
+            if type(value) is not dict:
+                return None
+            value = value.get(key, _MISSING)
+        if type(value) is not str:
+            return None
+        values.append(value)
+    return values
+
+
 class Template:
-    def __init__(self, source: str, compiled: Any) -> None:
+    def __init__(self, source: str, compiled: Any, direct: DirectParts | None = None) -> None:
         self.source = source
         self._compiled = compiled
+        self._direct = direct
 
     def render(self, context: Mapping[str, Any], *, limit: int = MAX_OUTPUT_CHARS) -> str:
         """``limit``: the output cap (a whole document, such as a postmortem, gets more
         than a message)."""
+        if self._direct is not None:
+            values = direct_values(self._direct, context)
+            if values is not None:
+                printed = iter(values)
+                out = "".join(p if isinstance(p, str) else next(printed) for p in self._direct)
+                return out[:limit]
         try:
             out = str(self._compiled.render(**context))
         except TemplateError as exc:
@@ -144,9 +216,12 @@ class Templates:
 
     def compile(self, source: str) -> Template:
         try:
-            return Template(source, self._env.from_string(source))
+            compiled = self._env.from_string(source)
         except TemplateError as exc:
             raise TemplateProblem(f"template {source!r} does not compile: {exc}") from None
+        # an inline template: its values printed as they are (``_finalize``), as
+        # ``direct_values`` prints them
+        return Template(source, compiled, direct_parts(self._env, source))
 
     def names(self, source: str) -> TemplateNames | None:
         """The context names and attributes ``source`` reads; ``None`` when it does not

@@ -27,7 +27,7 @@ from responder.domain.severity import DEFAULT_SEVERITIES, ErrorType, Severity, S
 from responder.render.templates import Template, TemplateProblem
 from responder.rules.conditions import Condition, Outcome
 from responder.rules.inference import infer_error_type, raised_by_label, severity_for
-from responder.rules.interpolation import PlanProblem, fill_spec
+from responder.rules.interpolation import PlanProblem, SpecFiller
 from responder.rules.matchers import Matcher
 from responder.rules.schema import Pack, PublicInfo, Rule
 
@@ -169,6 +169,22 @@ class RuleSet:
         # one dict lookup refuses them (a walk through every matcher of every rule cost
         # ~50 µs per new alert, the largest part of classifying it).
         self._gated = tuple((rule, _gate(rule)) for rule in self.rules())
+        # Each probe and action compiled for filling once, not per alert (see _Planner).
+        self._rule_probes = {
+            id(rule): tuple(_Planner(s, rule.templates, PROBE_ADAPTER) for s in rule.spec.probes)
+            for rule in self.rules()
+        }
+        self._rule_actions = {
+            id(rule): tuple(_Planner(s, rule.templates, ACTION_ADAPTER) for s in rule.spec.actions)
+            for rule in self.rules()
+        }
+        self._default_probes = {
+            id(pack): tuple(
+                _Planner(s, pack.default_probe_templates, PROBE_ADAPTER)
+                for s in pack.spec.defaults.probes
+            )
+            for pack in packs
+        }
         self._decisions: dict[
             tuple[str, frozenset[tuple[str, str]], frozenset[tuple[str, str]]], Decision
         ] = {}
@@ -331,8 +347,8 @@ class RuleSet:
                     **({"severity": severity.value} if severity else {}),
                     **({"error_type": error_type.value} if error_type else {}),
                 }
-            probes += _plan_probes(rule.name, rule.spec.probes, rule.templates, ctx, problems)
-            actions += _plan_actions(rule, ctx, problems)
+            probes += _plan_probes(rule.name, self._rule_probes[id(rule)], ctx, problems)
+            actions += _plan_actions(rule, self._rule_actions[id(rule)], ctx, problems)
             notify += [c for c in rule.spec.notify if c not in notify]
             page = page or rule.spec.page
             if ends:
@@ -364,9 +380,7 @@ class RuleSet:
         if error_source:
             reasons["error_type"] = error_source
         if pack is not None:
-            defaults = _plan_probes(
-                "defaults", pack.spec.defaults.probes, pack.default_probe_templates, ctx, problems
-            )
+            defaults = _plan_probes("defaults", self._default_probes[id(pack)], ctx, problems)
             probes = [p for p in defaults if p not in probes] + probes
             if not notify:
                 notify = list(pack.spec.defaults.notify)
@@ -436,35 +450,71 @@ def _render_title(rule: CompiledRule, ctx: Mapping[str, Any], problems: list[str
         return ""
 
 
+class _Planner:
+    """One probe or action of a pack, ready to plan for an alert: its spec dumped and its
+    templates placed once (``SpecFiller``); one without templates is filled and validated
+    once, as it is the same for every alert."""
+
+    def __init__(
+        self, spec: Any, templates: Mapping[str, Template], adapter: TypeAdapter[Any]
+    ) -> None:
+        self.spec = spec
+        self._filler = SpecFiller(spec.model_dump(), templates)
+        self._adapter = adapter
+        self._fixed: Any = None  # the spec filled and validated, when it has no templates
+        self._fixed_problem: str | None = None  # or why that fails
+        if self._filler.constant:
+            try:
+                self._fixed = adapter.validate_python(self._filler.fill({}))
+            except (PlanProblem, ValidationError) as exc:
+                self._fixed_problem = _said(exc)
+
+    def fill(self, ctx: Mapping[str, Any]) -> Any:
+        """The spec filled and validated; ``_Unplanned`` saying why it cannot be."""
+        if self._fixed is not None:
+            return self._fixed
+        if self._fixed_problem is not None:
+            raise _Unplanned(self._fixed_problem)
+        try:
+            return self._adapter.validate_python(self._filler.fill(ctx))
+        except (TemplateProblem, PlanProblem, ValidationError) as exc:
+            raise _Unplanned(_said(exc)) from None
+
+
+class _Unplanned(Exception):
+    pass
+
+
 def _plan_probes(
     rule_name: str,
-    specs: tuple[Any, ...],
-    templates: Mapping[str, Template],
+    planners: tuple[_Planner, ...],
     ctx: Mapping[str, Any],
     problems: list[str],
 ) -> list[PlannedProbe]:
     planned = []
-    for spec in specs:
+    for planner in planners:
         try:
-            filled = PROBE_ADAPTER.validate_python(fill_spec(spec.model_dump(), templates, ctx))
-        except (TemplateProblem, PlanProblem, ValidationError) as exc:
-            problems.append(f"rule {rule_name}: probe {spec.type} not planned: {_said(exc)}")
+            filled = planner.fill(ctx)
+        except _Unplanned as exc:
+            problems.append(f"rule {rule_name}: probe {planner.spec.type} not planned: {exc}")
             continue
         planned.append(PlannedProbe(rule=rule_name, spec=filled))
     return planned
 
 
 def _plan_actions(
-    rule: CompiledRule, ctx: Mapping[str, Any], problems: list[str]
+    rule: CompiledRule,
+    planners: tuple[_Planner, ...],
+    ctx: Mapping[str, Any],
+    problems: list[str],
 ) -> list[PlannedAction]:
     planned = []
-    for spec in rule.spec.actions:
+    for planner in planners:
+        spec = planner.spec
         try:
-            filled = ACTION_ADAPTER.validate_python(
-                fill_spec(spec.model_dump(), rule.templates, ctx)
-            )
-        except (TemplateProblem, PlanProblem, ValidationError) as exc:
-            problems.append(f"rule {rule.name}: action {spec.type} not planned: {_said(exc)}")
+            filled = planner.fill(ctx)
+        except _Unplanned as exc:
+            problems.append(f"rule {rule.name}: action {spec.type} not planned: {exc}")
             continue
         dry_run = next(
             d

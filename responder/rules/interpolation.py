@@ -22,6 +22,7 @@ not planned, and the engine says why.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -72,31 +73,82 @@ def fill_spec(
     """A dumped probe or action spec with its templates filled; ``PlanProblem`` when a
     value must not land where its template puts it, or the URL goes out of
     ``allow_hosts``."""
-    filled = {k: _fill(v, (k,), templates, ctx) for k, v in spec.items()}
-    url = filled.get("url")
-    if isinstance(url, str) and "allow_hosts" in filled:
-        problem = url_problem(url, tuple(filled.get("allow_hosts") or ()))
-        if problem:
-            raise PlanProblem(f"url {url!r}: {problem}")
-    return filled
+    return SpecFiller(spec, templates).fill(ctx)
 
 
-def _fill(
-    value: Any, path: tuple[str, ...], templates: Mapping[str, Template], ctx: Mapping[str, Any]
-) -> Any:
-    if isinstance(value, str):
-        template = templates.get(value)
-        if template is None:
-            return value
-        kind = _kind(path)
+# A node of a spec compiled for filling: a value as it is, a template with where it lands
+# (its kind and field), or a dict or list of nodes.
+_VALUE, _TEMPLATE, _DICT, _LIST = range(4)
+
+
+class SpecFiller:
+    """A dumped spec compiled once for every alert it is filled for: each template
+    string's kind (where it lands, so which check its values get) found when compiled, not
+    per alert, and a spec without templates (``constant``) checked once. Filling gives
+    what ``fill_spec`` gives, the same checks in the same order."""
+
+    def __init__(self, spec: Mapping[str, Any], templates: Mapping[str, Template]) -> None:
+        self._templated = False
+        self._root = tuple((k, self._compile(v, (k,), templates)) for k, v in spec.items())
+        self.constant = not self._templated
+        # a spec without templates fills to the same URL for every alert: checked here
+        self._fixed_url: str | None = None  # what is wrong with it
+        if self.constant:
+            try:
+                self._check_url(self._build_root({}))
+            except PlanProblem as exc:
+                self._fixed_url = str(exc)
+
+    def _compile(
+        self, value: Any, path: tuple[str, ...], templates: Mapping[str, Template]
+    ) -> tuple[Any, ...]:
+        if isinstance(value, str):
+            template = templates.get(value)
+            if template is None:
+                return (_VALUE, value)
+            self._templated = True
+            return (_TEMPLATE, _kind(path), ".".join(path), template)
+        if isinstance(value, dict):
+            return (
+                _DICT,
+                tuple((k, self._compile(v, (*path, str(k)), templates)) for k, v in value.items()),
+            )
+        if isinstance(value, list | tuple):
+            return (_LIST, tuple(self._compile(v, path, templates) for v in value))
+        return (_VALUE, value)
+
+    def fill(self, ctx: Mapping[str, Any]) -> dict[str, Any]:
+        if self._fixed_url is not None:
+            raise PlanProblem(self._fixed_url)
+        filled = self._build_root(ctx)
+        if not self.constant:
+            self._check_url(filled)
+        return filled
+
+    def _build_root(self, ctx: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: _build(node, ctx) for k, node in self._root}
+
+    @staticmethod
+    def _check_url(filled: Mapping[str, Any]) -> None:
+        url = filled.get("url")
+        if isinstance(url, str) and "allow_hosts" in filled:
+            problem = url_problem(url, tuple(filled.get("allow_hosts") or ()))
+            if problem:
+                raise PlanProblem(f"url {url!r}: {problem}")
+
+
+def _build(node: tuple[Any, ...], ctx: Mapping[str, Any]) -> Any:
+    tag = node[0]
+    if tag == _VALUE:
+        return node[1]
+    if tag == _TEMPLATE:
+        _, kind, field, template = node
         if kind == "text":
             return template.render(ctx)
-        return _placed(kind, ".".join(path), render_pieces(template.source, ctx))
-    if isinstance(value, dict):
-        return {k: _fill(v, (*path, str(k)), templates, ctx) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_fill(v, path, templates, ctx) for v in value]
-    return value
+        return _placed(kind, field, render_pieces(template.source, ctx))
+    if tag == _DICT:
+        return {k: _build(v, ctx) for k, v in node[1]}
+    return [_build(v, ctx) for v in node[1]]
 
 
 def _placed(kind: str, field: str, pieces: list[Piece]) -> str:
@@ -135,14 +187,13 @@ _SCHEME, _AUTHORITY, _PORT, _PATH, _QUERY, _FRAGMENT = range(6)
 
 def _url(field: str, pieces: list[Piece]) -> str:
     out: list[str] = []
-    part = _SCHEME
+    parts = iter(_url_layout(tuple(None if p.interpolated else p.text for p in pieces)))
     for piece in pieces:
         if not piece.interpolated:
-            for char in piece.text:
-                out.append(char)
-                part = _advance(part, "".join(out[-3:]), char)
+            out.append(piece.text)
             continue
         value = piece.text
+        part = next(parts)
         if part == _SCHEME:
             raise PlanProblem(
                 f"{field}: value {value!r} would make the URL's scheme or host: refused"
@@ -159,6 +210,27 @@ def _url(field: str, pieces: list[Piece]) -> str:
         else:
             out.append(quote(value, safe=""))
     return "".join(out)
+
+
+@functools.lru_cache(maxsize=1024)
+def _url_layout(skeleton: tuple[str | None, ...]) -> tuple[int, ...]:
+    """The part of the URL each printed value (``None`` in ``skeleton``, the URL's own
+    text in order) lands in: only the template's own text moves from part to part (a
+    value never does: in the scheme it is refused, and after it only the URL's own ``:``,
+    ``/``, ``?`` and ``#`` count), so a template's layout is read once, not per alert."""
+    layout: list[int] = []
+    fixed: list[str] = []  # the URL's own text so far
+    part = _SCHEME
+    for text in skeleton:
+        if text is None:
+            layout.append(part)
+            if part == _SCHEME:
+                break  # refused there: nothing after it is read
+            continue
+        for char in text:
+            fixed.append(char)
+            part = _advance(part, "".join(fixed[-3:]), char)
+    return tuple(layout)
 
 
 def _advance(part: int, tail: str, char: str) -> int:

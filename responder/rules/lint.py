@@ -14,10 +14,17 @@ with the file, the line and the rule like any other problem:
   declares its facts (``responder.domain.plans``); a condition may read into a fact whose
   value may be a mapping (``prometheus.errors_by_status_code.429``). The message suggests
   the closest known fact.
-- **Shadowed rules.** An earlier rule without ``continue: true`` whose matchers and
-  conditions are all among a later rule's (compared after parsing: quoting, spacing and
-  the way a number is written do not count) matches every alert the later one matches and
-  ends the walk first: the later rule never runs.
+- **Shadowed rules.** An earlier rule without ``continue: true`` each of whose matchers
+  and conditions is implied by one of a later rule's matches every alert the later one
+  matches and ends the walk first: the later rule never runs. Implied: the same (after
+  parsing: quoting, spacing and the way a number is written do not count); a matcher that
+  holds on the later one's only value (``alertname=~"PostHog.*"`` before
+  ``alertname="PostHogAuthFailures"``, tested with the engine's own anchored match); a
+  regex that matches every text of the later one's, when both are plain text and ``.*``
+  (``PostHog.*`` before ``PostHogAuth.*``); ``!=`` a value the later matcher refuses; a
+  looser threshold on the same fact (``> 0.01`` before ``> 0.05``, ``>=``, ``<``, ``<=``,
+  ``==``, ``!=``). Conditions on ``incident.*`` are not compared across a rule with
+  ``continue: true`` that classifies: it may change them between the two.
 - **Unknown template names.** A template (probe and action parameters, ``classify.title``)
   names a variable the templates do not see (``label.service`` for ``labels.service``) or
   an attribute a known value does not have. ``labels.<any>`` and ``annotations.<any>``
@@ -33,16 +40,18 @@ with the file, the line and the rule like any other problem:
   single line (label values, log lines).
 
 What is not detected. The regex check is sound, not complete: it never calls an
-expression impossible that can match (label values and log lines taken to be single lines:
-Prometheus alert rules write them so, though a label value could carry a newline), and it
-misses impossibilities other than the above (``(?=a)b``, boundary clashes like ``\\bx\\B``,
-back references, lookbehinds, ``^`` and ``$`` under ``(?m)``). The shadow check compares one
-earlier rule at a time, matcher by matcher: a rule shadowed by several rules together, or
-by a regex that merely covers its value, passes. The fact check reads one pack: a rule
-counting on the default probes of another pack that classifies its alerts is refused, and
-a fact that exists but cannot hold the value compared (``health.status == dwon``) passes,
-as do conditions that contradict each other. The template check knows names, not values:
-``{{ labels.x }}`` passes whatever labels an alert will carry.
+expression impossible that can match (label values and log lines taken to be single
+lines: Prometheus alert rules write them so, though a label value could carry a newline),
+and it misses impossibilities other than the above (``(?=a)b``, boundary clashes like
+``\\bx\\B``, back references, lookbehinds, ``^`` and ``$`` under ``(?m)``). The shadow
+check compares one earlier rule at a time, matcher by matcher: a rule shadowed by several
+rules together passes, as does one behind a regex it cannot prove covers the later one's
+(``(?i)``, classes, alternatives, ``.+``) or behind conditions implied only together. The
+fact check reads one pack: a rule counting on the default probes of another pack that
+classifies its alerts is refused, and a fact that exists but cannot hold the value
+compared (``health.status == dwon``) passes, as do conditions that contradict each other.
+The template check knows names, not values: ``{{ labels.x }}`` passes whatever labels an
+alert will carry.
 """
 
 from __future__ import annotations
@@ -50,7 +59,8 @@ from __future__ import annotations
 import difflib
 import importlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,16 +73,22 @@ from responder.domain.plans import (
     VendorStatusProbe,
 )
 from responder.render.templates import Templates
-from responder.rules.conditions import parse_condition
+from responder.rules.conditions import Condition, parse_condition
 from responder.rules.engine import AlertInput
 from responder.rules.facts import INCIDENT_FACTS, known, probe_facts, would_yield
-from responder.rules.matchers import parse_matcher
+from responder.rules.matchers import Matcher, parse_matcher
 from responder.rules.schema import ErrorTypeFrom, Pack, Rule
 
 Path_ = tuple[str | int, ...]
 
 # The template variables whose every attribute exists: any label, any annotation.
 OPEN_MAPPINGS = frozenset({"labels", "annotations"})
+
+_sre: Any = importlib.import_module("re._parser")  # sre_parse; no stubs, no public API
+
+_MULTILINE = _sre.SRE_FLAG_MULTILINE
+_DOTALL = _sre.SRE_FLAG_DOTALL
+_NEWLINE = ord("\n")
 
 
 @dataclass(frozen=True)
@@ -155,25 +171,206 @@ def _value_key(value: Any) -> Any:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def _constraints(rule: Rule) -> frozenset[tuple[Any, ...]]:
-    """What a rule requires of an alert, as parsed values (not as written)."""
-    out: set[tuple[Any, ...]] = set()
-    for text in rule.match:
-        m = parse_matcher(text)
-        out.add(("match", m.name, m.op, m.value))
-    for text in rule.when:
-        c = parse_condition(text)
-        out.add(("when", c.path, c.op, _value_key(c.value)))
-    return frozenset(out)
+def _numeric(value: Any) -> float | None:
+    """A condition's value as a finite number (``None``: a bool, text, NaN, infinity)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+# Whether `fact <later op> a` implies `fact <earlier op> b`, by (later op, earlier op): an
+# ordering holds only for a number (never a bool, never NaN, see `conditions._compare`).
+_ORDER_IMPLIES: dict[tuple[str, str], Callable[[float, float], bool]] = {
+    (">", ">"): lambda a, b: a >= b,
+    (">", ">="): lambda a, b: a >= b,
+    (">", "!="): lambda a, b: b <= a,
+    (">=", ">"): lambda a, b: a > b,
+    (">=", ">="): lambda a, b: a >= b,
+    (">=", "!="): lambda a, b: b < a,
+    ("<", "<"): lambda a, b: a <= b,
+    ("<", "<="): lambda a, b: a <= b,
+    ("<", "!="): lambda a, b: b >= a,
+    ("<=", "<"): lambda a, b: a < b,
+    ("<=", "<="): lambda a, b: a <= b,
+    ("<=", "!="): lambda a, b: b > a,
+}
+_POINT_IMPLIES: dict[str, Callable[[float, float], bool]] = {
+    "!=": lambda a, b: a != b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+}
+
+
+def _condition_implies(later: Condition, earlier: Condition) -> bool:
+    """Whether ``later`` holding (on the same fact) means ``earlier`` holds."""
+    if (later.op, _value_key(later.value)) == (earlier.op, _value_key(earlier.value)):
+        return True
+    a, b = _numeric(later.value), _numeric(earlier.value)
+    if a is None or b is None:
+        return False
+    if later.op == "==":
+        # `== 1` also holds for true and `== 0` for false, which no ordering takes
+        test = _POINT_IMPLIES.get(earlier.op)
+        return test is not None and a not in (0.0, 1.0) and test(a, b)
+    order = _ORDER_IMPLIES.get((later.op, earlier.op))
+    return order is not None and order(a, b)
+
+
+@dataclass(frozen=True)
+class _Glob:
+    """A regular expression of plain text and ``.*`` only: ``None`` in ``parts`` is a
+    ``.*``; ``dotall``: it may take a newline (``(?s)``)."""
+
+    parts: tuple[str | None, ...]
+    dotall: bool
+
+    @property
+    def only(self) -> str | None:
+        """The one text it matches, when it has no ``.*``."""
+        if None in self.parts:
+            return None
+        return "".join(p for p in self.parts if p is not None)
+
+    def text(self) -> str:
+        return "".join(p for p in self.parts if p is not None)
+
+
+_ANY_RUN = [("ANY", None)]
+
+
+def _glob(pattern: str) -> _Glob | None:
+    """``pattern`` as a ``_Glob``, or ``None`` when it is anything more."""
+    try:
+        parsed = _sre.parse(pattern)
+    except Exception:  # noqa: BLE001 (re.error and the parser's own surprises)
+        return None
+    flags = parsed.state.flags & ~_sre.SRE_FLAG_UNICODE
+    if flags & ~_DOTALL:
+        return None  # (?i) and the rest change what a character matches
+    parts: list[str | None] = []
+
+    def walk(items: Sequence[tuple[Any, Any]]) -> bool:
+        for raw_op, av in items:
+            op = str(raw_op)
+            if op == "LITERAL":
+                if parts and isinstance(parts[-1], str):
+                    parts[-1] += chr(av)
+                else:
+                    parts.append(chr(av))
+            elif op == "SUBPATTERN":
+                _group, add, remove, pattern = av
+                if add or remove or not walk(pattern):
+                    return False
+            elif op in ("MAX_REPEAT", "MIN_REPEAT"):  # not possessive: `a.*+` is not `a.*`
+                low, high, pattern = av
+                if (low, high) != (0, _sre.MAXREPEAT):
+                    return False
+                if [(str(o), a) for o, a in pattern] != _ANY_RUN:
+                    return False
+                if not parts or parts[-1] is not None:
+                    parts.append(None)
+            else:
+                return False
+        return True
+
+    if not walk(list(parsed)):
+        return None
+    return _Glob(tuple(parts), bool(flags & _DOTALL))
+
+
+def _holds(m: Matcher, value: str) -> bool:
+    """Whether ``m`` holds on an alert where what it reads is ``value`` (the engine's own
+    test, with its anchoring)."""
+    if m.name == "__source__":
+        return m.matches({}, {}, value)
+    if m.name.startswith("annotations."):
+        return m.matches({}, {m.name.removeprefix("annotations."): value}, "")
+    return m.matches({m.name: value}, {}, "")
+
+
+def _regex_hits(m: Matcher, value: str) -> bool:
+    """Whether the regex of ``m`` (``=~`` or ``!~``) matches all of ``value``."""
+    return _holds(m, value) != (m.op == "!~")
+
+
+def _regex_covers(outer: Matcher, inner: Matcher) -> bool:
+    """Whether the regex of ``outer`` matches every text the regex of ``inner`` matches:
+    decided when ``inner`` matches one text, or when both are plain text and ``.*``.
+    Then ``inner`` with each ``.*`` replaced by a character neither contains is a text
+    ``inner`` matches; ``outer`` can match it only by a ``.*`` taking that character, and
+    that ``.*`` would take any text ``inner``'s ``.*`` takes in its stead."""
+    inside, around = _glob(inner.value), _glob(outer.value)
+    if inside is None:
+        return False
+    only = inside.only
+    if only is not None:
+        return _regex_hits(outer, only)
+    if around is None or around.only is not None or (inside.dotall and not around.dotall):
+        return False
+    used = inside.text() + around.text() + "\n"
+    stand_in = next(c for c in map(chr, range(0x10FFFF)) if c not in used)
+    witness = "".join(stand_in if p is None else p for p in inside.parts)
+    return _regex_hits(outer, witness)
+
+
+def _matcher_implies(later: Matcher, earlier: Matcher) -> bool:
+    """Whether every value ``later`` takes (of the same label or annotation), ``earlier``
+    takes too."""
+    if (later.op, later.value) == (earlier.op, earlier.value):
+        return True
+    if later.op == "=":
+        return _holds(earlier, later.value)
+    glob = _glob(later.value) if later.op == "=~" else None
+    if glob is not None and glob.only is not None:
+        return _holds(earlier, glob.only)  # a regex that is plain text: one value
+    if earlier.op == "!=":
+        return not _holds(later, earlier.value)
+    if later.op == earlier.op == "=~":
+        return _regex_covers(earlier, later)
+    if later.op == earlier.op == "!~":
+        return _regex_covers(later, earlier)  # what earlier refuses, later refuses
+    return False
+
+
+@dataclass(frozen=True)
+class _Needs:
+    """What a rule requires of an alert, parsed."""
+
+    matchers: tuple[Matcher, ...]
+    conditions: tuple[Condition, ...]
+
+    @classmethod
+    def of(cls, rule: Rule) -> _Needs:
+        return cls(
+            tuple(parse_matcher(t) for t in rule.match),
+            tuple(parse_condition(t) for t in rule.when),
+        )
+
+    def implied_by(self, later: _Needs) -> bool:
+        """Whether every alert (and facts) ``later`` takes, these needs take too: each
+        matcher and condition is implied by one of ``later``'s on the same name."""
+        return all(
+            any(m.name == n.name and _matcher_implies(n, m) for n in later.matchers)
+            for m in self.matchers
+        ) and all(
+            any(c.path == d.path and _condition_implies(d, c) for d in later.conditions)
+            for c in self.conditions
+        )
 
 
 def _shadowed(pack: Pack, lines: Mapping[Path_, int]) -> Iterator[Finding]:
-    needs = [_constraints(rule) for rule in pack.rules]
+    needs = [_Needs.of(rule) for rule in pack.rules]
     for j, later in enumerate(pack.rules):
         for i in range(j):
             earlier = pack.rules[i]
-            if earlier.continue_ or not needs[i] <= needs[j]:
+            if earlier.continue_ or not needs[i].implied_by(needs[j]):
                 continue
+            if any(c.path.startswith("incident.") for c in needs[i].conditions) and any(
+                k.continue_ and k.classify is not None for k in pack.rules[i + 1 : j]
+            ):
+                continue  # a rule between them may change the incident's facts
             line = lines.get(("rules", i))
             where = f" (line {line})" if line else ""
             yield Finding(
@@ -259,11 +456,6 @@ def _templates(raw: Mapping[str, Any]) -> Iterator[Finding]:
 
 # ---------------------------------------------------------------------------- regexes
 
-_sre: Any = importlib.import_module("re._parser")  # sre_parse; no stubs, no public API
-
-_MULTILINE = _sre.SRE_FLAG_MULTILINE
-_DOTALL = _sre.SRE_FLAG_DOTALL
-_NEWLINE = ord("\n")
 _REPEATS = frozenset(
     str(op)
     for op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT, getattr(_sre, "POSSESSIVE_REPEAT", None))

@@ -3,9 +3,11 @@ shipped PostHog pack.
 
 A new user does not rename their alerts for us: they point their Alertmanager at the
 responder and expect their existing rules to be understood. So a real Prometheus evaluates
-alert rules in several common conventions (the integration named in ``app``, ``job`` or
-``deployment`` rather than ``service``; the error in a ``status_code`` label, in the alert's
-name or only in its summary; alert names the pack never lists), next to an old alert the
+alert rules in several common conventions (the integration named in ``app``, ``job``,
+``deployment``, ``container``, ``app_kubernetes_io_name`` or only the alert's name rather than
+``service``; the error in a ``status_code``, ``code``, ``http_status`` or ``response_code``
+label, in the alert's name or only in its summary or description; alert names the pack never
+lists), all in one Prometheus rule group of one run, next to an old alert the
 pack names exactly and another service's alert. A real Alertmanager routes them all to the
 responder's webhook. The responder runs ``rules/posthog.yaml`` as shipped (dry-run), its
 quick-triage probes aimed at a fake PostHog status page (no incident), a fake health
@@ -111,6 +113,42 @@ ALERT_RULES: dict[str, Any] = {
                     '{service="posthog-integration",status_code="429"}[30s])) > 0',
                     "labels": {"namespace": NS, "severity": "info"},
                     "annotations": {"summary": "PostHog rate-limits us (HTTP 429)"},
+                },
+                # The integration in `container`, the status in a `code` label.
+                {
+                    "alert": "EventIngestDegraded",
+                    "expr": "vector(1)",
+                    "labels": {"container": INTEGRATION, "namespace": NS, "code": "503"},
+                    "annotations": {"summary": "Event ingestion is degraded"},
+                },
+                # Helm's `app.kubernetes.io/name` (as Prometheus writes it), `http_status`.
+                {
+                    "alert": "AnalyticsKeyRejected",
+                    "expr": "vector(1)",
+                    "labels": {
+                        "app_kubernetes_io_name": INTEGRATION,
+                        "namespace": NS,
+                        "http_status": "401",
+                    },
+                    "annotations": {"summary": "Analytics calls are refused"},
+                },
+                # `service` names the integration, the status is in `response_code`.
+                {
+                    "alert": "AnalyticsQuotaExceeded",
+                    "expr": "vector(1)",
+                    "labels": {"service": INTEGRATION, "namespace": NS, "response_code": "429"},
+                    "annotations": {"summary": "Analytics calls over quota"},
+                },
+                # No label names the integration (the alert's name does) and only the
+                # description says what the error is.
+                {
+                    "alert": "PostHogCaptureFailing",
+                    "expr": "vector(1)",
+                    "labels": {"namespace": NS},
+                    "annotations": {
+                        "summary": "Event capture is failing",
+                        "description": "Capture calls are answered with Too Many Requests.",
+                    },
                 },
                 # Another service's alert, however loud: not the pack's.
                 {
@@ -367,6 +405,73 @@ async def test_the_runbooks_own_alert_is_classified_by_its_rule(world: World) ->
     assert_triaged(inc)
     assert_decided(inc, "our-integration-rate-limit", "rate_limit")
     assert planned(inc) == [("set_env", {"RATE_LIMIT_MODE": "queue"}, True)]
+
+
+@pytest.mark.parametrize(
+    ("alertname", "scope", "severity", "error_type", "error_type_from", "branch", "action"),
+    [
+        (
+            "EventIngestDegraded",
+            'container="posthog-integration"',
+            "P2",
+            "upstream_5xx",
+            'label code="503"',
+            "our-integration-upstream-5xx",
+            ("set_env", {"POSTHOG_FALLBACK": "true"}, True),
+        ),
+        (
+            "AnalyticsKeyRejected",
+            'app_kubernetes_io_name="posthog-integration"',
+            "P1",
+            "auth",
+            'label http_status="401"',
+            "our-integration-auth",
+            ("restart_if_secret_rotated", "posthog-secrets", True),
+        ),
+        (
+            "AnalyticsQuotaExceeded",
+            'service="posthog-integration"',
+            "P2",
+            "rate_limit",
+            'label response_code="429"',
+            "our-integration-rate-limit",
+            ("set_env", {"RATE_LIMIT_MODE": "queue"}, True),
+        ),
+        (
+            "PostHogCaptureFailing",
+            'alertname=~"(?is).*posthog.*"',
+            "P2",
+            "rate_limit",
+            'annotation description: "Too Many Requests"',
+            "our-integration-rate-limit",
+            ("set_env", {"RATE_LIMIT_MODE": "queue"}, True),
+        ),
+    ],
+)
+async def test_more_conventions(
+    world: World,
+    alertname: str,
+    scope: str,
+    severity: str,
+    error_type: str,
+    error_type_from: str,
+    branch: str,
+    action: tuple[str, Any, bool],
+) -> None:
+    """The integration in ``container``, ``app_kubernetes_io_name``, ``service`` or only in
+    the alert's name; the error in a ``code``, ``http_status`` or ``response_code`` label, or
+    only in the description. No rule names these alerts: the runbook's table decides."""
+    inc = await incident(world.responder, alertname, "incident.decided")
+    assert (inc["pack"], inc["rule"]) == ("posthog", None)
+    assert (inc["severity"], inc["error_type"]) == (severity, error_type)
+    assert event(inc, "incident.classified")["data"]["reasons"] == {
+        "scope": f"pack posthog: {scope}",
+        "severity": f"runbook table: {error_type} is {severity}",
+        "error_type": error_type_from,
+    }
+    assert_triaged(inc)
+    assert_decided(inc, branch, error_type)
+    assert planned(inc) == [action]
 
 
 @pytest.mark.parametrize(
