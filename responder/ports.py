@@ -45,6 +45,11 @@ class Clock(Protocol):
         """Seconds on a clock that never goes back, for measuring durations."""
         ...
 
+    async def sleep(self, seconds: float) -> None:
+        """Wait this long (a worker's wait for its batch to fill): a test's clock can
+        count the waits instead of timing them."""
+        ...
+
 
 class QueueEntry(Frozen):
     """One delivery of a queued signal to a worker; ``order_key`` and ``seq``: its place
@@ -336,7 +341,7 @@ class Store(Protocol):
         (never moves backwards). An incident whose every event is processed leaves the
         follow-up check; one written to enters it: if its events are still not all
         processed a grace later (its worker died), the store queues a ``follow_up``
-        timer for it, once (``ActionLedger.release_due_timers``)."""
+        timer for it, once (``DurableTimers.release_due_timers``)."""
         ...
 
     async def defer_follow_up_checks(self, incident_ids: Sequence[str]) -> None:
@@ -542,10 +547,15 @@ class Pause(Frozen):
     at: datetime
 
 
-class ActionLedger(Protocol):
-    """The shared state that keeps automatic actions safe across workers and replicas:
-    idempotency records of side effects, the kill switch, cooldowns, the action budget,
-    per-target locks, and durable timers. Every operation is atomic."""
+# The action ledger: the shared state that keeps automatic actions safe across workers
+# and replicas, one role per Protocol below (a consumer asks for the roles it uses; both
+# store adapters keep them all: ``ActionLedger``). Every operation is atomic.
+
+
+class EffectLedger(Protocol):
+    """Idempotency records of side effects (an action step, a verification, a revert, an
+    outbound message, a report): claimed before the effect, noted while it is under way,
+    finished once done, so that it happens once however many workers try it."""
 
     async def claim_effect(self, key: str, *, owner: str, lease_s: float) -> EffectClaim: ...
 
@@ -560,6 +570,10 @@ class ActionLedger(Protocol):
         the next claim starts afresh. Only the owner's claim of an unfinished effect goes."""
         ...
 
+
+class DeliveryStates(Protocol):
+    """What each sink has been told of each incident (``DeliveryState``)."""
+
     async def delivery_state(self, incident_id: str, sink: str) -> DeliveryState | None:
         """What ``sink`` has been told of the incident (see ``responder.notify``)."""
         ...
@@ -568,9 +582,18 @@ class ActionLedger(Protocol):
         self, incident_id: str, sink: str, state: DeliveryState
     ) -> None: ...
 
+
+class AutomationSwitch(Protocol):
+    """The kill switch of automatic actions: paused (by whom, why) or not."""
+
     async def paused(self) -> Pause | None: ...
 
     async def set_paused(self, pause: Pause | None) -> None: ...
+
+
+class ActionLimits(Protocol):
+    """The limits the guards read before an automatic action: each target's cooldown
+    and the sliding-window budget of actions."""
 
     async def cooldown_until(self, key: str) -> datetime | None: ...
 
@@ -582,9 +605,19 @@ class ActionLedger(Protocol):
         """Take one action from the sliding-window budget; False when it is spent."""
         ...
 
+
+class NamedLocks(Protocol):
+    """Locks by name held across replicas (a target's, a sink's, a shared thread's), each
+    a lease: held by ``token`` for ``ttl_s`` at most, so a dead holder's lock goes."""
+
     async def acquire_lock(self, name: str, *, token: str, ttl_s: float) -> bool: ...
 
     async def release_lock(self, name: str, *, token: str) -> None: ...
+
+
+class DurableTimers(Protocol):
+    """Timers kept in the store (a verification, a delivery retry, a follow-up): each
+    goes on the work queue once when due, whichever replica releases it."""
 
     async def schedule(self, timer: TimerSignal) -> None:
         """Queue ``timer`` on the work queue once its ``due_at`` has come."""
@@ -594,9 +627,11 @@ class ActionLedger(Protocol):
         """Move the timers that are due onto the work queue, atomically each; how many."""
         ...
 
-    # A thread several incidents share (``SharedThread``), by key; each call is atomic.
-    # The record lives while it is used: no expiry while it has members, and 90 days
-    # after its last write in any case.
+
+class SharedThreadRecords(Protocol):
+    """The records of threads several incidents share (``SharedThread``), by key; each
+    call is atomic. A record lives while it is used: no expiry while it has members, and
+    90 days after its last write in any case."""
 
     async def join_shared_thread(
         self, key: str, *, member: str, want: dict[str, JsonValue]
@@ -625,6 +660,19 @@ class ActionLedger(Protocol):
         """The thread ``thread_id`` was closed: its record goes, if it still has no
         members and is that thread's."""
         ...
+
+
+class ActionLedger(
+    EffectLedger,
+    DeliveryStates,
+    AutomationSwitch,
+    ActionLimits,
+    NamedLocks,
+    DurableTimers,
+    SharedThreadRecords,
+    Protocol,
+):
+    """Every role of the action ledger, as both store adapters keep it."""
 
 
 class Notifier(Protocol):

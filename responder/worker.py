@@ -29,7 +29,7 @@ from responder.domain.errors import StoreUnavailableError
 from responder.domain.signal import SIGNAL_ADAPTER
 from responder.metrics import Metrics
 from responder.pipeline import Handled, Order, Pipeline, QueuedSignal
-from responder.ports import ActionLedger, Clock, QueueEntry, WorkQueue
+from responder.ports import Clock, DurableTimers, QueueEntry, WorkQueue
 from responder.yielding import Slices
 
 log = structlog.get_logger("responder.worker")
@@ -77,7 +77,7 @@ class Worker:
         batch_wait_s: float = 0.0,
         block_ms: int = 1000,
         name: str | None = None,
-        timers: ActionLedger | None = None,
+        timers: DurableTimers | None = None,
         timer_poll_s: float = 0.5,
         order_wait_s: float | None = None,
         housekeeping: Callable[[], Awaitable[None]] | None = None,
@@ -166,7 +166,7 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), pause_s)
 
-    async def _release_timers(self, timers: ActionLedger) -> None:
+    async def _release_timers(self, timers: DurableTimers) -> None:
         """Put due timers (verifications) on the queue; every replica does, each timer
         goes once (the move is atomic)."""
 
@@ -324,7 +324,7 @@ class Worker:
             room = _READ_BATCH - have - len(more)
             if room <= 0 or self._stopping.is_set():
                 break
-            await asyncio.sleep(step_s)
+            await self._clock.sleep(step_s)
             got = await self._queue.read(consumer=consumer, count=room, block_ms=0)
             if not got:
                 break

@@ -214,7 +214,7 @@ def sent(state: DeliveryState, messages: list[Outbound]) -> DeliveryState:
         update: dict[str, object] = {"refs": refs}
         if message.shows:
             update["shows"] = message.shows
-        if message.step == f"update{state.updates + 1}":
+        if message.counts_as_update:
             update["updates"] = state.updates + 1
         state = state.model_copy(update=update)
     return state
@@ -259,6 +259,7 @@ def test_each_comms_status_change_edits_the_slack_root_once() -> None:
         else:
             [edit] = edits
             assert edit.step == f"update{state.updates + 1}"
+            assert edit.counts_as_update  # the sink's count of edits moves on with it
             assert status_line(edit.text) == f"*Status:* {expected.value}"
             assert edit.shows["status"] == expected.value
             assert edit.blocks[0]["text"]["text"] == edit.text  # type: ignore[index]
@@ -470,10 +471,14 @@ def test_the_status_page_follows_status_and_resolves_with_components_operational
     apply_set_env(story)
     [update] = planner.plan(story.incident, [], state, at(20))
     assert (update.step, update.fields["status"]) == ("update1", "identified")
+    assert update.counts_as_update
+    assert not update.leaves_shared
     state = sent(state, [update])
     resolve(story)
     [resolved] = planner.plan(story.incident, [], state, at(700))
     assert resolved.step == "resolve"
+    assert not resolved.counts_as_update  # the last message: no update number of its own
+    assert resolved.leaves_shared  # the incident leaves the page's shared incident with it
     assert resolved.fields["status"] == "resolved"
     assert resolved.fields["components"] == {"cmp-1": "operational"}
     assert "has been resolved" in resolved.text

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import time
 from typing import Any
 
-from responder.adapters.clock import SystemClock
 from responder.app import Overrides, build_backend
+from tests.support.clock import ShiftableClock
 from tests.support.faulty_store import WatchedQueue
 from tests.support.service import Service, example, running_service
 from tests.support.waiting import eventually
@@ -60,15 +59,16 @@ async def test_a_lone_signal_waits_one_step_not_the_whole_batch_wait(backend_set
     nothing and the batch goes at once: a signal that comes after that read is not in it,
     as it would be were the batch held open for the rest of its wait."""
     settings = backend_settings(workers=4, batch_wait_s=4.0, visibility_timeout_s=10)  # 1 s steps
-    store, real_queue = build_backend(settings, SystemClock())
+    clock = ShiftableClock()  # counts the waits asked of it
+    store, real_queue = build_backend(settings, clock)
     queue = WatchedQueue(real_queue)
-    async with running_service(settings, Overrides(store=store, queue=queue)) as svc:
-        started = time.monotonic()
+    overrides = Overrides(clock=clock, store=store, queue=queue)
+    async with running_service(settings, overrides) as svc:
         assert (await svc.post_alertmanager(pod_alert(0))).status == 200
         # the step's read, which found nothing more
         await asyncio.wait_for(queue.empty_fill.wait(), timeout=15)
-        assert time.monotonic() - started >= 1.0  # it did wait its step
-        assert [r for r in queue.reads if r[0] == 0] == [(0, 0)]  # one step, not more
+        assert clock.sleeps == [1.0]  # it waited its step, one step, not more
+        assert [r for r in queue.reads if r[0] == 0] == [(0, 0)]
         assert (await svc.post_alertmanager(pod_alert(1))).status == 200
         await eventually(lambda: alerts_in_incident(svc, 2), timeout_s=15, what="both alerts")
         await svc.idle(timeout_s=15)

@@ -120,6 +120,12 @@ class Outbound(Frozen):
     # the key of a thread several incidents share (the status page incident of a set of
     # components): the message goes to that one thread (``notify.shared_threads``)
     shared: str | None = None
+    # the incident leaves that shared thread with this message (it resolved): the thread
+    # resolves once no incident is left in it
+    leaves_shared: bool = False
+    # sending it makes the sink's next edit the next one (``DeliveryState.updates``): the
+    # planner numbers an edit's step from that count, so delivery counts it, never the step
+    counts_as_update: bool = False
 
 
 class DeliveryState(Frozen):

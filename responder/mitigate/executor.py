@@ -45,12 +45,16 @@ from responder.mitigate import patches
 from responder.mitigate.actions import DeploymentAction, PageHumanAction, action_for
 from responder.mitigate.guards import DRY_RUN, GuardInput, check
 from responder.ports import (
-    ActionLedger,
+    ActionLimits,
+    AutomationSwitch,
     Clock,
+    DurableTimers,
     EffectClaim,
+    EffectLedger,
     IncidentState,
     KubeError,
     KubeGateway,
+    NamedLocks,
     Store,
     mutate_incident,
 )
@@ -61,6 +65,14 @@ log = structlog.get_logger("responder.mitigate")
 class StepBusyError(RetryLaterError):
     """Another worker is carrying out this step (or holds the target's lock): the signal
     is retried later, when it will find the step done or free."""
+
+
+class MitigationLedger(
+    EffectLedger, AutomationSwitch, ActionLimits, NamedLocks, DurableTimers, Protocol
+):
+    """What the mitigation stage keeps in the action ledger: each step's record, the
+    kill switch, the cooldowns and budget, the per-target locks, and the verifications'
+    timers."""
 
 
 class VerifyQuery(Protocol):
@@ -102,7 +114,7 @@ class Mitigator:
         self,
         *,
         store: Store,
-        ledger: ActionLedger,
+        ledger: MitigationLedger,
         kube: KubeGateway,
         clock: Clock,
         metrics: Metrics,

@@ -15,6 +15,10 @@ in timeline order, from the sink's cursor (``DeliveryState``, in the action ledg
    good (bad channel, invalid payload), or failing for longer than ``give_up_s``, is
    recorded as failed and the rest go on.
 
+This module keeps the per-(incident, sink) loop; step 2 and 3 for one message are
+``notify.send_once``, the retry timers and circuit breakers ``notify.retries``, the
+timeline events ``notify.delivery_records``.
+
 The sinks run concurrently and each send is bounded in time, so one sink down slows
 neither the others nor the pipeline; nothing a sink does raises into the pipeline, only a
 store that cannot be reached does (the signal is then retried, as for any stage).
@@ -23,40 +27,27 @@ store that cannot be reached does (the signal is then retried, as for any stage)
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
 
 import structlog
-from pydantic import JsonValue
 
-from responder.domain.incident import (
-    Incident,
-    IncidentChange,
-    record_delivery,
-)
-from responder.domain.notification import DeliveryState, Outbound
+from responder.domain.incident import Incident, IncidentChange
+from responder.domain.notification import DeliveryState
 from responder.domain.signal import TimerSignal
 from responder.domain.timeline import EventKind, TimelineEvent
 from responder.metrics import Metrics
+from responder.notify.channels import Channel as Channel
+from responder.notify.channels import DeliveryPolicy as DeliveryPolicy
+from responder.notify.delivery_records import SINK_NAMES as SINK_NAMES
+from responder.notify.delivery_records import DeliveryRecords, label
 from responder.notify.lost_records import LostRecords
-from responder.notify.planners import Planner
-from responder.notify.retry import CircuitBreaker, backoff_s
-from responder.notify.shared_threads import SharedThreads, SinkBusy
-from responder.ports import (
-    ActionLedger,
-    Clock,
-    DeliveryError,
-    EffectClaim,
-    IncidentState,
-    Sink,
-    Store,
-    mutate_incident,
-)
+from responder.notify.retries import Retries
+from responder.notify.send_once import SendOnce, sent_state
+from responder.notify.send_once import group_mark as group_mark
+from responder.notify.shared_threads import SharedThreads
+from responder.ports import ActionLedger, Clock, Store
 from responder.render.templates import TemplateProblem
 
 log = structlog.get_logger("responder.notify")
@@ -66,52 +57,6 @@ log = structlog.get_logger("responder.notify")
 _MAX_PASSES = 3
 # Per-process channels remember this many incidents (an alert storm must not grow memory).
 _TOLD_MAX = 10_000
-# The messages that open an incident's thread at a sink: taken over from an incident whose
-# record the store lost, rather than opened twice (Delivery._adopt).
-_OPENING_MARKS = frozenset({"root", "create"})
-# Events other sinks may want to tell (a delay, a failure): they get a follow-up at once.
-_TELL_OTHERS = frozenset({EventKind.NOTIFICATION_DELAYED, EventKind.NOTIFICATION_FAILED})
-SINK_NAMES = {
-    "slack": "Slack",
-    "statuspage": "Status page",
-    "pagerduty": "PagerDuty",
-    "console": "Console",
-}
-
-
-@dataclass(frozen=True)
-class Channel:
-    """A sink and the planner that writes its messages.
-
-    ``per_process``: the sink is this process's own output (the console). What it was
-    told is kept in memory, not in the store, with no lock and no idempotency record:
-    another replica prints on its own console, and a line printed twice after a crash
-    harms nobody. It costs the store nothing, which matters in an alert storm.
-    """
-
-    sink: Sink
-    planner: Planner
-    per_process: bool = False
-    # the messages that say so (``Outbound.shared``) go to a thread several incidents
-    # share: one status page incident per set of components (``SharedThreads``)
-    shared: bool = False
-
-    @property
-    def name(self) -> str:
-        return self.sink.name
-
-
-@dataclass(frozen=True)
-class DeliveryPolicy:
-    timeout_s: float = 10.0  # one send
-    lease_s: float = 60.0  # the (incident, sink) lock and a message's claim, if its worker dies
-    retry_base_s: float = 2.0
-    retry_cap_s: float = 300.0
-    give_up_s: float = 24 * 3600.0  # a message failing this long is recorded as failed
-    lock_wait_s: float = 2.0  # another worker delivers: wait this long for it to finish
-    busy_retry_s: float = 2.0  # ... then look again after this
-    breaker_threshold: int = 5
-    breaker_open_s: float = 30.0
 
 
 class Deliveries:
@@ -152,12 +97,27 @@ class Deliveries:
         )
         # per-process channels: what each incident was told, the most recent incidents only
         self._told: OrderedDict[tuple[str, str], DeliveryState] = OrderedDict()
-        self._breakers = {
-            name: CircuitBreaker(
-                threshold=self._policy.breaker_threshold, open_s=self._policy.breaker_open_s
-            )
-            for name in self._channels
-        }
+        self._records = DeliveryRecords(
+            store=store, ledger=ledger, clock=clock, others=len(self._channels) > 1
+        )
+        self._retries = Retries(
+            sinks=self._channels,
+            ledger=ledger,
+            clock=clock,
+            metrics=metrics,
+            policy=self._policy,
+            records=self._records,
+        )
+        self._send_once = SendOnce(
+            ledger=ledger,
+            clock=clock,
+            metrics=metrics,
+            policy=self._policy,
+            owner=self._owner,
+            records=self._records,
+            retries=self._retries,
+            lost=self.lost,
+        )
 
     def _sharing(
         self, channel: Channel, store: Store, ledger: ActionLedger, clock: Clock
@@ -240,13 +200,13 @@ class Deliveries:
             if message.marks == "root" and not state.refs.get("root"):
                 # once per incident and process: the postmortem's "first message"
                 where = f" in {message.fields['channel']}" if message.fields.get("channel") else ""
-                await self._record(
+                await self._records.record(
                     incident.id,
                     channel.name,
                     EventKind.NOTIFICATION_POSTED,
-                    f"{_label(channel.name)}: root message posted{where}",
+                    f"{label(channel.name)}: root message posted{where}",
                 )
-            state = _sent(state, message, {"refs": refs, "shows": message.shows})
+            state = sent_state(state, message, {"refs": refs, "shows": message.shows})
         if events:
             state = state.model_copy(update={"cursor": events[-1].seq + 1})
         self._told[slot] = state
@@ -261,7 +221,7 @@ class Deliveries:
         if not await self._acquire(lock, token):
             # Another worker delivers this incident to this sink now and may not see what
             # was just written: look again shortly.
-            await self._schedule(incident_id, channel.name, self._policy.busy_retry_s)
+            await self._retries.schedule(incident_id, channel.name, self._policy.busy_retry_s)
             return
         try:
             await self._run(channel, incident_id, known, retry=retry)
@@ -287,16 +247,9 @@ class Deliveries:
         state = await self._ledger.delivery_state(incident_id, name) or DeliveryState()
         if state.retry_at is not None and state.retry_at > now and not retry:
             return  # a retry is scheduled; it delivers the backlog, in order
-        breaker = self._breakers[name]
-        if not breaker.allows(self._clock.monotonic()):
-            assert breaker.open_until is not None
-            wait = breaker.open_until - self._clock.monotonic()
-            error = DeliveryError(
-                f"circuit open after repeated failures; next try in {wait:.0f}s",
-                retryable=True,
-                retry_after_s=wait,
-            )
-            state = await self._failed_attempt(incident_id, name, state, error, count=False)
+        error = self._retries.circuit_open(name)
+        if error is not None:
+            state = await self._retries.failed_attempt(incident_id, name, state, error, count=False)
             await self._ledger.save_delivery_state(incident_id, name, state)
             return
         incident, events = await self._pending(incident_id, state, known)
@@ -309,13 +262,13 @@ class Deliveries:
                 # templates are checked at start-up; one failing on this incident's data
                 # must not stall the sink: say so once and go on
                 log.error("message does not render", sink=name, error=str(exc))
-                await self._record(
-                    incident_id, name, EventKind.NOTIFICATION_FAILED, f"{_label(name)}: {exc}"
+                await self._records.record(
+                    incident_id, name, EventKind.NOTIFICATION_FAILED, f"{label(name)}: {exc}"
                 )
                 messages = []
             cursor = max(state.cursor, events[-1].seq + 1) if events else state.cursor
             for message in messages:
-                state, delivered = await self._one(channel, incident, message, state)
+                state, delivered = await self._send_once.send(channel, incident, message, state)
                 if not delivered:
                     await self._ledger.save_delivery_state(incident_id, name, state)
                     return
@@ -341,340 +294,3 @@ class Deliveries:
         if view is None:
             return None, []
         return view.incident, [e for e in view.timeline if e.seq >= state.cursor]
-
-    async def _one(
-        self, channel: Channel, incident: Incident, message: Outbound, state: DeliveryState
-    ) -> tuple[DeliveryState, bool]:
-        """Send one message once; the new state, and whether the next may go."""
-        name = channel.name
-        key = f"{incident.id}:notify:{name}:{message.step}"
-        fields = {**message.fields, "key": key, "incident_group": group_mark(incident.group_key)}
-        message = message.model_copy(update={"fields": fields})
-        claimed_at = self._clock.now()
-        claim = await self._ledger.claim_effect(
-            key, owner=self._owner, lease_s=self._policy.lease_s
-        )
-        if claim.status == "done":
-            return _sent(state, message, claim.data), True
-        if claim.status == "busy":
-            await self._schedule(incident.id, name, self._policy.busy_retry_s)
-            return state, False
-        since = _tried_since(claim, state, key, claimed_at)
-        if claim.status == "recover" or (claim.status == "start" and state.uncertain == key):
-            found = await self._find(channel, message, state, since)
-            if found is not None:
-                # found as it was sent then, not as the incident is now: what it shows is
-                # unknown, so the next plan edits it (an alert may have resolved between)
-                data: dict[str, JsonValue] = {"refs": found, "found": True}
-                await self._ledger.finish_effect(key, data=data)
-                self._metrics.notifications.labels(name, "found").inc()
-                return await self._delivered(incident, name, message, state, data), True
-        shared = channel.sink if isinstance(channel.sink, SharedThreads) else None
-        if (
-            claim.status == "start"
-            and message.marks in _OPENING_MARKS
-            and not (shared is not None and await shared.open_for(message))
-        ):
-            adopted = await self._adopt(channel, incident, message)
-            refs = adopted.get("refs") if adopted is not None else None
-            if adopted is not None and shared is not None and isinstance(refs, dict):
-                # the components' thread, if they have one already
-                adopted = {**adopted, "refs": await shared.adopted(message, refs)}
-            if adopted is not None:
-                await self._ledger.finish_effect(key, data=adopted)
-                self._metrics.notifications.labels(name, "adopted").inc()
-                return _settled(state, message, adopted), True
-        started = self._clock.monotonic()
-        error: DeliveryError
-        try:
-            refs = await asyncio.wait_for(
-                channel.sink.send(message, state.refs), self._policy.timeout_s
-            )
-        except SinkBusy:
-            # another worker edits the shared thread: not a failure of the sink
-            await self._ledger.release_effect(key, owner=self._owner)
-            await self._schedule(incident.id, name, self._policy.busy_retry_s)
-            return state, False
-        except TimeoutError:
-            error = DeliveryError(
-                f"no answer within {self._policy.timeout_s:g}s", retryable=True, uncertain=True
-            )
-        except DeliveryError as exc:
-            error = exc
-        except Exception as exc:  # a sink's bug must not stall the others: retried, logged
-            log.exception("sink failed unexpectedly", sink=name)
-            error = DeliveryError(f"{type(exc).__name__}: {exc}", retryable=True)
-        else:
-            self._metrics.notify_seconds.labels(name).observe(self._clock.monotonic() - started)
-            self._metrics.notification_counter(name, "sent").inc()
-            data = {"refs": refs, "shows": message.shows}
-            await self._ledger.finish_effect(key, data=data)
-            self._breakers[name].success()
-            self._metrics.circuit_open.labels(name).set(0)
-            return await self._delivered(incident, name, message, state, data), True
-        now = self._clock.now()
-        too_long = (
-            state.failing_since is not None
-            and (now - state.failing_since).total_seconds() > self._policy.give_up_s
-        )
-        if error.retryable and not too_long:
-            await self._ledger.release_effect(key, owner=self._owner)
-            failed = await self._failed_attempt(incident.id, name, state, error)
-            uncertain, when = (key, since) if error.uncertain else (None, None)
-            failed = failed.model_copy(update={"uncertain": uncertain, "uncertain_since": when})
-            return failed, False
-        # given up: recorded, and the rest goes on
-        self._metrics.notifications.labels(name, "failed").inc()
-        await self._ledger.finish_effect(key, data={"failed": str(error)})
-        why = "failing for too long" if too_long else "refused"
-        await self._record(
-            incident.id,
-            name,
-            EventKind.NOTIFICATION_FAILED,
-            f"{_label(name)}: {message.op} {message.step} {why}: {error}",
-            step=message.step,
-            error=str(error),
-        )
-        return _settled(state, message, {"failed": str(error)}), True
-
-    async def _delivered(
-        self,
-        incident: Incident,
-        name: str,
-        message: Outbound,
-        state: DeliveryState,
-        data: dict[str, JsonValue],
-    ) -> DeliveryState:
-        now = self._clock.now()
-        if state.attempts:
-            since = state.failing_since or now
-            await self._record(
-                incident.id,
-                name,
-                EventKind.NOTIFICATION_RECOVERED,
-                f"{_label(name)}: delivering again after {_seconds(now - since)} of failures "
-                f"({state.attempts} failed attempts)",
-                attempts=state.attempts,
-            )
-        refs = data.get("refs")
-        if message.marks in ("root", "create", "triggered") and isinstance(refs, dict):
-            shown = {k: v for k, v in refs.items() if k in ("channel", "ts", "id", "dedup_key")}
-            where = f" in {message.fields['channel']}" if message.fields.get("channel") else ""
-            what = _POSTED.get(message.marks, message.op)
-            if refs.get("attached"):
-                what = "attached to the incident already open for its components"
-            await self._record(
-                incident.id,
-                name,
-                EventKind.NOTIFICATION_POSTED,
-                f"{_label(name)}: {what}{where}",
-                refs=shown,
-            )
-        return _settled(state, message, data)
-
-    async def _adopt(
-        self, channel: Channel, incident: Incident, message: Outbound
-    ) -> dict[str, JsonValue] | None:
-        """Before opening a thread for ``incident``: the thread a lost record of it opened,
-        taken over (``LostRecords``); the delivery record of the message, if so."""
-        group = str(message.fields["incident_group"])
-        thread = await self.lost.adoptable(channel, incident, message, group)
-        if thread is None:
-            return None
-        data: dict[str, JsonValue] = {"refs": thread.refs, "found": True}
-        if thread.incident_id == incident.id:
-            return data  # its own, posted before its delivery record was lost
-        owner = thread.incident_id
-        shown = {k: v for k, v in thread.refs.items() if k in ("channel", "ts", "id")}
-        await self._record(
-            incident.id,
-            channel.name,
-            EventKind.NOTIFICATION_ADOPTED,
-            f"{_label(channel.name)}: the store lost the record of {owner}; this "
-            f"incident takes over what was posted for it",
-            refs=shown,
-            lost_incident=owner,
-        )
-        return data | {"adopted": owner}
-
-    async def _find(
-        self, channel: Channel, message: Outbound, state: DeliveryState, since: datetime | None
-    ) -> dict[str, JsonValue] | None:
-        if since is not None:
-            fields = {**message.fields, "sent_after": since.timestamp()}
-            message = message.model_copy(update={"fields": fields})
-        try:
-            return await asyncio.wait_for(
-                channel.sink.find_sent(message, state.refs), self._policy.timeout_s
-            )
-        except Exception as exc:  # noqa: BLE001 - cannot tell: send it again
-            log.warning(
-                "could not tell whether a message was sent", sink=channel.name, error=str(exc)
-            )
-            return None
-
-    async def _failed_attempt(
-        self,
-        incident_id: str,
-        name: str,
-        state: DeliveryState,
-        error: DeliveryError,
-        *,
-        count: bool = True,
-    ) -> DeliveryState:
-        now = self._clock.now()
-        attempts = state.attempts + 1
-        breaker = self._breakers[name]
-        opened = count and breaker.failure(self._clock.monotonic())
-        delay = backoff_s(
-            attempts,
-            base_s=self._policy.retry_base_s,
-            cap_s=self._policy.retry_cap_s,
-            retry_after_s=error.retry_after_s,
-        )
-        if breaker.open_until is not None:
-            delay = max(delay, breaker.open_until - self._clock.monotonic())
-            self._metrics.circuit_open.labels(name).set(1)
-        if opened:
-            log.warning("circuit opened", sink=name, error=str(error))
-        self._metrics.notifications.labels(name, "retry").inc()
-        log.info("delivery failed; trying again later", sink=name, error=str(error), delay_s=delay)
-        retry_at = now + timedelta(seconds=delay)
-        await self._schedule(incident_id, name, delay)
-        if state.attempts == 0 or opened:
-            what = (
-                f"circuit open after {self._policy.breaker_threshold} failures in a row ({error})"
-                if opened
-                else str(error)
-            )
-            await self._record(
-                incident_id,
-                name,
-                EventKind.NOTIFICATION_DELAYED,
-                f"{_label(name)}: {what}; trying again in {delay:.0f}s, until it works",
-                error=str(error),
-                retry_in_s=round(delay, 1),
-            )
-        return state.model_copy(
-            update={
-                "attempts": attempts,
-                "failing_since": state.failing_since or now,
-                "retry_at": retry_at,
-                "last_error": str(error),
-            }
-        )
-
-    async def _schedule(self, incident_id: str, sink: str, delay_s: float) -> None:
-        now = self._clock.now()
-        await self._ledger.schedule(
-            TimerSignal(
-                kind="deliver",
-                incident_id=incident_id,
-                step=sink,
-                due_at=now + timedelta(seconds=delay_s),
-                received_at=now,
-            )
-        )
-
-    async def _record(
-        self,
-        incident_id: str,
-        sink: str,
-        kind: EventKind,
-        detail: str,
-        *,
-        refs: dict[str, JsonValue] | None = None,
-        **data: JsonValue,
-    ) -> None:
-        """A timeline event of what a sink did or could not do."""
-        now = self._clock.now()
-
-        def mutate(found: IncidentState) -> IncidentChange | None:
-            if found.incident is None:
-                return None
-            return record_delivery(
-                found.incident, sink, now, kind=kind, detail=detail, refs=refs, **data
-            )
-
-        await mutate_incident(self._store, incident_id, mutate)
-        if kind is EventKind.NOTIFICATION_ADOPTED or (
-            kind in _TELL_OTHERS and len(self._channels) > 1
-        ):
-            # the other sinks may tell people (the Slack thread says the status page is
-            # late), and a takeover is told in the very thread taken over: follow the new
-            # event up now rather than with the incident's next change
-            await self._ledger.schedule(
-                TimerSignal.follow_up_now(incident_id, f"notify:{sink}", now)
-            )
-
-
-_POSTED = {
-    "root": "root message posted",
-    "create": "incident created",
-    "triggered": "on-call paged (Events API trigger)",
-}
-
-
-def _label(sink: str) -> str:
-    return SINK_NAMES.get(sink, sink)
-
-
-def _seconds(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
-
-
-def group_mark(group_key: str) -> str:
-    """What marks an incident's group at a sink: a digest (group keys hold label values,
-    and a sink's metadata is readable by all who see the message)."""
-    return hashlib.sha256(group_key.encode()).hexdigest()[:20]
-
-
-def _settled(state: DeliveryState, message: Outbound, data: dict[str, Any]) -> DeliveryState:
-    """``_sent``, and the sink's failure record cleared: the message is done with, sent or
-    failed for good, and the next one starts afresh."""
-    return _sent(state, message, data).model_copy(
-        update={
-            "attempts": 0,
-            "failing_since": None,
-            "retry_at": None,
-            "last_error": None,
-            "uncertain": None,
-            "uncertain_since": None,
-        }
-    )
-
-
-def _tried_since(
-    claim: EffectClaim, state: DeliveryState, key: str, now: datetime
-) -> datetime | None:
-    """No try of the message ``key`` is older than this: ``now``, this try's claim, or an
-    earlier try's (a dead worker's claim, a try that timed out); ``None`` when an earlier
-    try's time is unknown (its record predates the claim time)."""
-    tries = [now]
-    if claim.status == "recover":
-        if claim.claimed_at is None:
-            return None
-        tries.append(claim.claimed_at)
-    if state.uncertain == key:
-        if state.uncertain_since is None:
-            return None
-        tries.append(state.uncertain_since)
-    return min(tries)
-
-
-def _sent(state: DeliveryState, message: Outbound, data: dict[str, Any]) -> DeliveryState:
-    """The state once ``message`` is done: its handles kept, what the sink shows now."""
-    refs = dict(state.refs)
-    found = data.get("refs")
-    if isinstance(found, dict):
-        refs.update(found)
-    if message.marks:
-        refs[message.marks] = "failed" if data.get("failed") else True
-    shows = data.get("shows") if isinstance(data.get("shows"), dict) else None
-    update: dict[str, Any] = {"refs": refs}
-    if message.shows:
-        update["shows"] = {} if data.get("found") else shows or message.shows
-    if message.step == f"update{state.updates + 1}":
-        update["updates"] = state.updates + 1
-    return state.model_copy(update=update)

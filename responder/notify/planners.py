@@ -247,6 +247,7 @@ class SlackPlanner:
                 Outbound(
                     sink=self.sink,
                     step=f"update{state.updates + 1}",
+                    counts_as_update=True,
                     # without edits, the new state of the root is a message of its own
                     op="update" if self.edits else "post",
                     text=text,
@@ -324,16 +325,19 @@ class StatuspagePlanner:
         name = self.renderer.public(STATUSPAGE_NAME, incident, now).strip()
         body = self.renderer.public(STATUSPAGE_BODY, incident, now).strip()
         marks = None
+        counts_as_update = leaves = False
         if created is None:
             step, op, marks = "create", "create", "create"
         elif not incident.is_active:
-            step, op = "resolve", "update"
+            step, op, leaves = "resolve", "update", True
         else:
             step, op = f"update{state.updates + 1}", "update"
+            counts_as_update = True
         return [
             Outbound(
                 sink=self.sink,
                 step=step,
+                counts_as_update=counts_as_update,
                 op=op,
                 title=name,
                 text=body,
@@ -341,6 +345,7 @@ class StatuspagePlanner:
                 shows=wanted,
                 marks=marks,
                 shared=self.shared_key(incident),
+                leaves_shared=leaves,
             )
         ]
 

@@ -28,16 +28,18 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Collection, Mapping
+from typing import Protocol
 
 from pydantic import JsonValue, ValidationError
 
 from responder.domain.notification import Outbound, shared_lead
 from responder.ports import (
-    ActionLedger,
     Clock,
     DeliveryError,
+    NamedLocks,
     OpenThread,
     SharedThread,
+    SharedThreadRecords,
     Sink,
     Store,
 )
@@ -54,6 +56,11 @@ def _member(message: Outbound) -> str:
     return str(message.fields["key"]).partition(":notify:")[0]
 
 
+class SharedThreadLedger(NamedLocks, SharedThreadRecords, Protocol):
+    """What ``SharedThreads`` keeps in the action ledger: the threads' records, and
+    the lock of each (``shared:<key>``)."""
+
+
 class SharedThreads:
     """A ``Sink`` whose messages marked ``shared`` go to one thread per key."""
 
@@ -62,7 +69,7 @@ class SharedThreads:
         *,
         sink: Sink,
         store: Store,
-        ledger: ActionLedger,
+        ledger: SharedThreadLedger,
         clock: Clock,
         owner: str,
         lease_s: float,
@@ -86,7 +93,7 @@ class SharedThreads:
         if not await self._acquire(lock, token):
             raise SinkBusy(f"another worker updates the shared {self.name} incident")
         try:
-            if message.step == "resolve":
+            if message.leaves_shared:
                 return await self._leave(key, message, refs)
             return await self._join(key, message, refs)
         finally:

@@ -20,7 +20,7 @@ from pydantic import JsonValue
 
 from responder.domain.incident import IncidentChange, record_report
 from responder.domain.timeline import EventKind
-from responder.ports import ActionLedger, Clock, IncidentState, Store, mutate_incident
+from responder.ports import Clock, EffectLedger, IncidentState, Store, mutate_incident
 from responder.report.bundle import report_stem
 from responder.report.reports import Reports
 
@@ -43,7 +43,7 @@ class ReportStage:
         self,
         *,
         store: Store,
-        ledger: ActionLedger,
+        ledger: EffectLedger,
         clock: Clock,
         reports: Reports,
         directory: Path | None,

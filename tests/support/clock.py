@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +12,7 @@ class ShiftableClock:
 
     def __init__(self) -> None:
         self.offset_s = 0.0
+        self.sleeps: list[float] = []  # every wait asked of it, in seconds
 
     def advance(self, seconds: float) -> None:
         self.offset_s += seconds
@@ -20,3 +22,7 @@ class ShiftableClock:
 
     def monotonic(self) -> float:
         return time.monotonic() + self.offset_s
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        await asyncio.sleep(seconds)
