@@ -123,3 +123,26 @@ def test_the_route_names_the_code_as_stated() -> None:
 def test_a_word_ending_in_no_is_not_no_data() -> None:
     assert from_summary("casino data export is late") is ErrorType.UNKNOWN
     assert from_summary("No data from posthog-integration") is ErrorType.MONITORING_GAP
+
+
+@pytest.mark.parametrize(
+    ("summary", "expected"),
+    [
+        # a count of authenticated people or calls says nothing failed
+        ("authenticated users down 20%", ErrorType.UNKNOWN),
+        ("Authenticated sessions dropped by half", ErrorType.UNKNOWN),
+        ("fewer authenticated requests than usual", ErrorType.UNKNOWN),
+        # authentication that fails does
+        ("authentication failed for PostHog", ErrorType.AUTH),
+        ("PostHog auth errors", ErrorType.AUTH),
+        ("calls are not authenticated (401)", ErrorType.AUTH),
+        ("authenticated requests failing with 401", ErrorType.AUTH),
+    ],
+)
+def test_authenticated_people_are_no_auth_failure(summary: str, expected: ErrorType) -> None:
+    assert from_summary(summary) is expected
+
+
+def test_auth_in_an_alert_name_is_an_auth_failure() -> None:
+    assert from_name("PostHogAuth") is ErrorType.AUTH
+    assert from_name("PostHogAuthenticationFailures") is ErrorType.AUTH

@@ -196,6 +196,17 @@ _NO_DATA_LOST = re.compile(
 )
 
 
+def _auth_is_a_failure(text: str, m: re.Match[str]) -> bool:
+    # "authenticated users down 20%" counts people, it says nothing failed
+    return not (m.group().startswith("authenticat") and _AUTHENTICATED_WHO.match(text, m.start()))
+
+
+_AUTHENTICATED_WHO = re.compile(
+    r"authenticated\s+(?:users?|sessions?|requests?|calls?|logins?|traffic|visitors?"
+    r"|accounts?|clients?|customers?|events?)\b"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class _Phrase:
     """One step of the text route: its phrases (lower case), a check of each match in its
@@ -246,6 +257,7 @@ _STEPS: tuple[_Phrase, ...] = (
         r"|authenticat|\bauth ?fail|invalid (api )?(key|token|credentials?)"
         r"|(rotated|revoked|expired|wrong|bad) (api )?(key|token)"
         r"|(api )?key (was |is |has been )?(rotated|revoked|expired|invalid)",
+        _auth_is_a_failure,
         codes=True,
     ),
     _step(
