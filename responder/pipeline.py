@@ -61,7 +61,9 @@ from responder.ports import (
     Notifier,
     SignalRecord,
     SignalRef,
+    StageResult,
     Store,
+    record_results,
 )
 from responder.rules.engine import AlertInput, RuleSet
 from responder.yielding import Slices
@@ -77,12 +79,20 @@ TimerHandler = Callable[[TimerSignal], Awaitable["IncidentChange | None"]]
 class IncidentStage(Protocol):
     """A later stage of the pipeline; sees every new timeline event once it is written.
 
-    A stage may write further events to the incident (through the store) and returns that
-    change; its events then go through the stages in turn. Stages must be idempotent per
-    event: after a crash, events not yet marked processed are handed to them again.
+    A stage returns what it wants recorded on the incident (``StageResult``: mutators, and
+    the work to do once they are written) and writes nothing itself: the pipeline writes
+    what the stages of a round return in one store call, and the events written go through
+    the stages in turn. Stages must be idempotent per event: after a crash, events not yet
+    marked processed are handed to them again.
+
+    ``reads_store``: the stage reads the incident from the store and must find there what
+    the stages before it in the round asked to record (the report's draft shows the
+    reverts made on resolve): the pipeline writes those first.
     """
 
-    async def __call__(self, change: IncidentChange) -> IncidentChange | None: ...
+    reads_store: bool
+
+    async def __call__(self, change: IncidentChange) -> StageResult | None: ...
 
 
 # Workers handle entries in parallel, so a later signal can overtake an earlier one: a
@@ -400,7 +410,7 @@ class Pipeline:
                 # people hear first (the first Slack message before triage's probes run),
                 # then the stages act
                 await self._notifier.incident_changed(pending)
-                added = [c for c in [await stage(pending) for stage in self._stages] if c]
+                added = await self._run_stages(incident_id, pending)
                 next_seq = max(next_seq, pending.events[-1].seq + 1)
                 pending = (
                     IncidentChange(
@@ -417,6 +427,35 @@ class Pipeline:
             if not self._following[incident_id]:
                 del self._following[incident_id]
             structlog.contextvars.unbind_contextvars("incident_id")
+
+    async def _run_stages(self, incident_id: str, pending: IncidentChange) -> list[IncidentChange]:
+        """One round: every stage on ``pending``, then what they asked to record written in
+        one store call (earlier, only for a stage that reads the store); the changes
+        written."""
+        unwritten: list[StageResult] = []
+        written: list[IncidentChange] = []
+
+        async def write() -> None:
+            if unwritten:
+                change = await record_results(self._store, incident_id, unwritten)
+                unwritten.clear()
+                if change is not None:
+                    written.append(change)
+
+        try:
+            for stage in self._stages:
+                if stage.reads_store:
+                    await write()
+                result = await stage(pending)
+                if result is not None:
+                    unwritten.append(result)
+        except Exception:
+            # what the stages before the failing one did stays recorded (their effects'
+            # claims finished), as when each wrote its own; the round is tried again
+            await write()
+            raise
+        await write()
+        return written
 
     async def renew_follow_ups(self, held: Sequence[str] = ()) -> None:
         """The follow-ups in this process's hands are alive, those running and those

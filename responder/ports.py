@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, TypeVar
@@ -23,6 +23,7 @@ from responder.domain.incident import (
     IncidentChange,
     IncidentLookup,
     IncidentStatus,
+    combine,
 )
 from responder.domain.model import Frozen
 from responder.domain.notification import DeliveryState, Outbound
@@ -781,3 +782,56 @@ async def mutate_incident(
         [MutationItem(lookups=(IncidentLookup(kind="id", key=incident_id),), mutators=(mutate,))]
     )
     return result
+
+
+# Work a stage does once what it asked to record is written (see ``StageResult``).
+AfterWrite = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class StageResult:
+    """What a stage of the pipeline wants recorded on the incident it was handed, and what
+    it then does.
+
+    The pipeline applies the ``mutators`` of every stage of a round in one store call (in
+    order, on that incident), then awaits each ``after_write`` in order: the work that must
+    come after the record is durable, such as finishing the ledger claim of the effect the
+    record tells of (a crash in between leaves the claim unfinished, and whoever recovers
+    it finds the record) or scheduling the effect's verification.
+    """
+
+    mutators: tuple[IncidentMutator, ...] = ()
+    after_write: tuple[AfterWrite, ...] = ()
+
+
+def merge_results(results: Sequence[StageResult]) -> StageResult | None:
+    """Several results as one, in order; ``None`` when there is nothing in them."""
+    mutators = tuple(m for r in results for m in r.mutators)
+    after_write = tuple(a for r in results for a in r.after_write)
+    return StageResult(mutators, after_write) if mutators or after_write else None
+
+
+async def record_results(
+    store: Store, incident_id: str, results: Sequence[StageResult]
+) -> IncidentChange | None:
+    """Write the mutators of ``results`` to the incident in one store call, then run their
+    ``after_write``; the change written (``None``: nothing changed)."""
+    merged = merge_results(results)
+    if merged is None:
+        return None
+    change: IncidentChange | None = None
+    if merged.mutators:
+        [written] = await store.mutate_incidents(
+            [
+                MutationItem(
+                    lookups=(IncidentLookup(kind="id", key=incident_id),),
+                    mutators=merged.mutators,
+                )
+            ]
+        )
+        for result in written:
+            if result.change is not None:
+                change = result.change if change is None else combine(change, result.change)
+    for after in merged.after_write:
+        await after()
+    return change

@@ -11,7 +11,8 @@ For each planned action of the branch the decision tree chose, in order:
    target before and after are recorded, a cooldown starts, and when the rule asks for it
    a verification is scheduled after the settle time (what each action type reads, sends
    and reads back, and how it is undone: ``actions.py``);
-4. write the outcome on the incident (``incident.actions`` and a timeline event).
+4. return the outcome to record on the incident (``incident.actions`` and a timeline
+   event; the pipeline writes it), and finish the step's record once it is written.
 
 On resolve, actions marked ``revert_on_resolve`` are undone the same way. A verification
 that shows the action did not help hands the incident to a human, and reverts the action
@@ -46,6 +47,7 @@ from responder.mitigate.actions import DeploymentAction, PageHumanAction, action
 from responder.mitigate.guards import DRY_RUN, GuardInput, check
 from responder.ports import (
     ActionLimits,
+    AfterWrite,
     AutomationSwitch,
     Clock,
     DurableTimers,
@@ -55,8 +57,10 @@ from responder.ports import (
     KubeError,
     KubeGateway,
     NamedLocks,
+    StageResult,
     Store,
-    mutate_incident,
+    merge_results,
+    record_results,
 )
 
 log = structlog.get_logger("responder.mitigate")
@@ -133,23 +137,30 @@ class Mitigator:
 
     # ------------------------------------------------------------------------- stage
 
-    async def __call__(self, change: IncidentChange) -> IncidentChange | None:
+    reads_store = False  # its own step records and the ack: no stage before it writes them
+
+    async def __call__(self, change: IncidentChange) -> StageResult | None:
         kinds = {e.kind for e in change.events}
-        out: IncidentChange | None = None
-        if EventKind.INCIDENT_DECIDED in kinds:
-            incident = change.incident
-            for index, planned in enumerate(incident.planned_actions):
-                out = _chain(
-                    out, await self._step(incident.id, step_of(incident, index, planned), planned)
-                )
-        if EventKind.INCIDENT_RESOLVED in kinds:
-            for record in change.incident.actions:
-                if record.revert_on_resolve:
-                    out = _chain(
-                        out,
-                        await self._revert(change.incident.id, record, why="the incident resolved"),
-                    )
-        return out
+        incident = change.incident
+        results: list[StageResult] = []
+        try:
+            if EventKind.INCIDENT_DECIDED in kinds:
+                for index, planned in enumerate(incident.planned_actions):
+                    step = await self._step(incident.id, step_of(incident, index, planned), planned)
+                    results.extend([step] if step else [])
+            if EventKind.INCIDENT_RESOLVED in kinds:
+                for record in incident.actions:
+                    if record.revert_on_resolve:
+                        revert = await self._revert(
+                            incident.id, record, why="the incident resolved"
+                        )
+                        results.extend([revert] if revert else [])
+        except Exception:
+            # a later step is busy or failed: the steps carried out before it are recorded
+            # now, as the pipeline would have, so the signal's next try finds them done
+            await record_results(self._store, incident.id, results)
+            raise
+        return merge_results(results)
 
     async def verify(self, timer: TimerSignal) -> IncidentChange | None:
         """The due verification of an action: did it help?"""
@@ -210,13 +221,24 @@ class Mitigator:
                 data={"value": value, "query": spec.query, "error": error},
             )
         self._metrics.verifications.labels("helped" if helped else "unhelpful").inc()
-        change = await self._write(timer.incident_id, result, replace=True)
-        await self._ledger.finish_effect(key, data={"helped": helped})
+
+        async def finish() -> None:
+            await self._ledger.finish_effect(key, data={"helped": helped})
+
+        # a timer, not a stage: it records its outcome itself, and the follow-up its timer
+        # gets runs the stages on it
+        change = await record_results(
+            self._store,
+            timer.incident_id,
+            [self._recorded(timer.incident_id, result, finish, replace=True)],
+        )
         if not helped and record.planned.spec.revert_if_unhelpful and change is not None:
             after = next(a for a in change.incident.actions if a.step == record.step)
-            change = _chain(
-                change, await self._revert(timer.incident_id, after, why="it did not help")
-            )
+            revert = await self._revert(timer.incident_id, after, why="it did not help")
+            if revert is not None:
+                change = _chain(
+                    change, await record_results(self._store, timer.incident_id, [revert])
+                )
         return change
 
     # ------------------------------------------------------------------- one step
@@ -247,7 +269,7 @@ class Mitigator:
 
     async def _step(
         self, incident_id: str, step: str, planned: PlannedAction
-    ) -> IncidentChange | None:
+    ) -> StageResult | None:
         key = f"{incident_id}:{step}"
         found = await self._claim_with_incident(key, incident_id)
         if found is None:
@@ -261,20 +283,25 @@ class Mitigator:
             incident, step, planned, key=key, noted=claim.data if claim.status == "recover" else {}
         )
         self._metrics.actions.labels(planned.spec.type, result.record.verdict.value).inc()
-        change = await self._write(incident_id, result)
-        await self._ledger.finish_effect(key, data={"verdict": result.record.verdict.value})
-        if result.record.verdict is Outcome.APPLIED and planned.spec.verify is not None:
-            due = self._clock.now() + timedelta(seconds=planned.spec.settle_s)
-            await self._ledger.schedule(
-                TimerSignal(
-                    kind="verify",
-                    incident_id=incident_id,
-                    step=step,
-                    due_at=due,
-                    received_at=self._clock.now(),
+
+        async def finish() -> None:
+            # once the outcome is written: a crash before leaves the step's record
+            # unfinished (with the patch noted before it was sent), and the worker that
+            # recovers it reads the target and records the outcome
+            await self._ledger.finish_effect(key, data={"verdict": result.record.verdict.value})
+            if result.record.verdict is Outcome.APPLIED and planned.spec.verify is not None:
+                due = self._clock.now() + timedelta(seconds=planned.spec.settle_s)
+                await self._ledger.schedule(
+                    TimerSignal(
+                        kind="verify",
+                        incident_id=incident_id,
+                        step=step,
+                        due_at=due,
+                        received_at=self._clock.now(),
+                    )
                 )
-            )
-        return change
+
+        return self._recorded(incident_id, result, finish)
 
     async def _guard(
         self, incident: Incident, planned: PlannedAction, *, revert: bool = False
@@ -525,7 +552,7 @@ class Mitigator:
 
     async def _revert(
         self, incident_id: str, record: ActionRecord, *, why: str
-    ) -> IncidentChange | None:
+    ) -> StageResult | None:
         if (
             record.verdict is not Outcome.APPLIED
             or not record.reversible
@@ -588,15 +615,23 @@ class Mitigator:
             finally:
                 await self._ledger.release_lock(lock, token=token)
         self._metrics.actions.labels(record.action, result.kind.removeprefix("action.")).inc()
-        change = await self._write(incident_id, result, replace=True)
-        await self._ledger.finish_effect(key, data={"kind": result.kind})
-        return change
+
+        async def finish() -> None:
+            await self._ledger.finish_effect(key, data={"kind": result.kind})
+
+        return self._recorded(incident_id, result, finish, replace=True)
 
     # --------------------------------------------------------------------- write
 
-    async def _write(
-        self, incident_id: str, result: _Result, *, replace: bool = False
-    ) -> IncidentChange | None:
+    def _recorded(
+        self,
+        incident_id: str,
+        result: _Result,
+        finish: AfterWrite,
+        *,
+        replace: bool = False,
+    ) -> StageResult:
+        """The outcome to record on the incident, then ``finish``."""
         now = self._clock.now()
 
         def mutate(state: IncidentState) -> IncidentChange | None:
@@ -613,15 +648,16 @@ class Mitigator:
                 **result.data,
             )
 
-        written = await mutate_incident(self._store, incident_id, mutate)
-        log.info(
-            "action recorded",
-            incident_id=incident_id,
-            step=result.record.step,
-            verdict=result.record.verdict.value,
-            kind=result.kind,
-        )
-        return written.change
+        async def logged() -> None:
+            log.info(
+                "action recorded",
+                incident_id=incident_id,
+                step=result.record.step,
+                verdict=result.record.verdict.value,
+                kind=result.kind,
+            )
+
+        return StageResult(mutators=(mutate,), after_write=(logged, finish))
 
 
 def _chain(first: IncidentChange | None, then: IncidentChange | None) -> IncidentChange | None:

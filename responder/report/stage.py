@@ -20,7 +20,7 @@ from pydantic import JsonValue
 
 from responder.domain.incident import IncidentChange, record_report
 from responder.domain.timeline import EventKind
-from responder.ports import Clock, EffectLedger, IncidentState, Store, mutate_incident
+from responder.ports import Clock, EffectLedger, IncidentState, StageResult, Store
 from responder.report.bundle import report_stem
 from responder.report.reports import Reports
 
@@ -39,6 +39,10 @@ def _write(directory: Path, stem: str, postmortem: str, bundle: bytes) -> tuple[
 
 
 class ReportStage:
+    # it reads the incident from the store: the reverts the mitigation stage made on resolve
+    # in the same round must be written first, to be in the draft and the bundle
+    reads_store = True
+
     def __init__(
         self,
         *,
@@ -60,7 +64,7 @@ class ReportStage:
         self._owner = owner
         self._lease_s = lease_s
 
-    async def __call__(self, change: IncidentChange) -> IncidentChange | None:
+    async def __call__(self, change: IncidentChange) -> StageResult | None:
         if self._directory is None:
             return None
         resolved = [e for e in change.events if e.kind == EventKind.INCIDENT_RESOLVED]
@@ -111,6 +115,9 @@ class ReportStage:
                 return None
             return record_report(state.incident, now, kind=kind, detail=detail, **data)
 
-        written = await mutate_incident(self._store, incident_id, mutate)
-        await self._ledger.finish_effect(key, data=data)
-        return written.change
+        async def finish() -> None:
+            # only once the event is written: a crash before leaves the claim unfinished,
+            # and the next worker writes and records the report again
+            await self._ledger.finish_effect(key, data=data)
+
+        return StageResult(mutators=(mutate,), after_write=(finish,))

@@ -23,7 +23,7 @@ from responder.domain.incident import (
 )
 from responder.domain.timeline import EventKind
 from responder.metrics import Metrics
-from responder.ports import Clock, IncidentState, Probe, Store, mutate_incident
+from responder.ports import Clock, IncidentState, Probe, StageResult, Store
 from responder.redaction import Redactor
 from responder.rules.engine import AlertInput, RuleSet
 from responder.triage.runner import run_probes
@@ -40,6 +40,8 @@ def facts_view(facts: Mapping[str, Any], incident_fields: Mapping[str, Any]) -> 
 
 
 class TriageStage:
+    reads_store = False  # it works on the change it is handed
+
     def __init__(
         self,
         *,
@@ -75,7 +77,7 @@ class TriageStage:
         fresh = inc.triaged_at is not None and self._clock.now() - inc.triaged_at < self._cache_ttl
         return not fresh
 
-    async def __call__(self, change: IncidentChange) -> IncidentChange | None:
+    async def __call__(self, change: IncidentChange) -> StageResult | None:
         if not self._due(change):
             return None
         incident = change.incident
@@ -89,7 +91,12 @@ class TriageStage:
         rules = self._rules()
         now = self._clock.now()
 
+        # the branch the written triage chose (the store may run ``mutate`` more than once:
+        # the last run is the one written); ``None``: nothing written
+        chosen: list[str | None] = []
+
         def mutate(state: IncidentState) -> IncidentChange | None:
+            chosen.clear()
             current = state.incident
             if current is None or not current.is_active:
                 return None  # resolved meanwhile: the facts no longer decide anything
@@ -109,16 +116,17 @@ class TriageStage:
                 ),
             )
             level = rules.severity_level(decision.pack, decision.severity)
-            return combine(triaged, decide(inc, decision, now, level=level))
+            decided = combine(triaged, decide(inc, decision, now, level=level))
+            chosen.append(decided.incident.branch)
+            return decided
 
-        written = await mutate_incident(self._store, incident.id, mutate)
-        if written.change is not None:
-            log.info(
-                "triage done",
-                branch=written.change.incident.branch,
-                failed=[r.probe for r in results if not r.ok],
-            )
-        return written.change
+        async def logged() -> None:
+            if chosen:
+                log.info(
+                    "triage done", branch=chosen[-1], failed=[r.probe for r in results if not r.ok]
+                )
+
+        return StageResult(mutators=(mutate,), after_write=(logged,))
 
     def _decide(self, rules: RuleSet, alert: AlertInput, facts: dict[str, Any]) -> Decision:
         decision = rules.evaluate(alert, facts).decision
