@@ -34,7 +34,7 @@ from responder.domain.signal import TimerSignal
 from responder.settings import Settings
 from tests.support.fake_notify import FakeSlack
 from tests.support.faulty_store import FaultyStore, first_arg
-from tests.support.mitigation import Cluster, alert, cluster, kinds
+from tests.support.mitigation import Cluster, alert, cluster, kinds, on_cluster
 from tests.support.service import Service, running_service, started_now
 
 CHANNEL = "#posthog-incidents"
@@ -46,18 +46,7 @@ async def faulty_service(
 ) -> AsyncIterator[tuple[Service, FaultyStore]]:
     """The service on the cluster (no consumer task: the test hands entries to the worker
     itself), its store behind a ``FaultyStore``."""
-    values: dict[str, Any] = {
-        "rules": [c.pack],
-        "triage": True,
-        "kubeconfig": c.kubeconfig,
-        "action_allowlist": "production/posthog-integration/*",
-        "visibility_timeout_s": 4,
-        "triage_budget_s": 2,
-        "action_cooldown_s": 600,
-        "workers": 0,
-    }
-    values.update(settings)
-    resolved = make(**values)
+    resolved = make(**on_cluster(c, **{"workers": 0, **settings}))
     store, queue = build_backend(resolved, SystemClock())
     faulty = FaultyStore(store)
     overrides = Overrides(store=faulty, queue=queue)  # type: ignore[arg-type]

@@ -48,8 +48,14 @@ class _DeploymentSpec(_Spec, Protocol):
     def deployment(self) -> str: ...
 
 
+class _ReversibleSpec(_DeploymentSpec, Protocol):
+    @property
+    def revert_on_resolve(self) -> bool: ...
+
+
 SpecT = TypeVar("SpecT", bound=_Spec)
 DeploymentSpecT = TypeVar("DeploymentSpecT", bound=_DeploymentSpec)
+ReversibleSpecT = TypeVar("ReversibleSpecT", bound=_ReversibleSpec)
 EnvSpecT = TypeVar("EnvSpecT", SetEnv, UnsetEnv)
 RestartSpecT = TypeVar("RestartSpecT", RolloutRestart, RestartIfSecretRotated)
 
@@ -156,20 +162,24 @@ class DeploymentAction(Action[DeploymentSpecT]):
         )
 
 
-class EnvAction(DeploymentAction[EnvSpecT]):
-    """What ``kubectl set env`` does: container env entries merged by name (``None``: the
-    entry removed)."""
+class ReversibleAction(DeploymentAction[ReversibleSpecT]):
+    """A Deployment change that can be undone; undone on resolve when its spec asks."""
 
     reversible = True
+
+    @property
+    def revert_on_resolve(self) -> bool:
+        return self.spec.revert_on_resolve
+
+
+class EnvAction(ReversibleAction[EnvSpecT]):
+    """What ``kubectl set env`` does: container env entries merged by name (``None``: the
+    entry removed)."""
 
     @property
     @abstractmethod
     def values(self) -> dict[str, str | None]:
         """Each variable's wanted value; ``None``: not set."""
-
-    @property
-    def revert_on_resolve(self) -> bool:
-        return self.spec.revert_on_resolve
 
     async def plan(
         self, deployment: dict[str, Any] | None, *, kube: KubeGateway, clock: Clock
@@ -300,14 +310,8 @@ class RestartIfSecretRotatedAction(RestartAction[RestartIfSecretRotated]):
         )
 
 
-class ScaleAction(DeploymentAction[Scale]):
+class ScaleAction(ReversibleAction[Scale]):
     """The Deployment's ``scale`` subresource: its replicas, read and set."""
-
-    reversible = True
-
-    @property
-    def revert_on_resolve(self) -> bool:
-        return self.spec.revert_on_resolve
 
     async def plan(
         self, deployment: dict[str, Any] | None, *, kube: KubeGateway, clock: Clock

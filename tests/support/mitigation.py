@@ -181,6 +181,13 @@ async def responder(
 ) -> AsyncIterator[Service]:
     """The service on the cluster; ``notify``: its own notification delivery (the sinks the
     settings configure) instead of a recording notifier."""
+    async with running_service(make(**on_cluster(c, **settings)), overrides, notify=notify) as svc:
+        yield svc
+
+
+def on_cluster(c: Cluster, **settings: Any) -> dict[str, Any]:
+    """The settings of a service acting on the cluster (its pack, triage on, the allowlist
+    naming the integration), with ``settings`` over them."""
     values: dict[str, Any] = {
         "rules": [c.pack],
         "triage": True,
@@ -190,9 +197,7 @@ async def responder(
         "triage_budget_s": 2,
         "action_cooldown_s": 600,
     }
-    values.update(settings)
-    async with running_service(make(**values), overrides, notify=notify) as svc:
-        yield svc
+    return values | settings
 
 
 def kinds(inc: dict[str, Any]) -> list[str]:
