@@ -5,6 +5,7 @@ Run from the project root:
 
     .venv/bin/python bench/round_trips.py                 # 50 incidents
     .venv/bin/python bench/round_trips.py --incidents 200
+    .venv/bin/python bench/round_trips.py --sinks         # and Slack + a status page
 
 It starts a ``redis-server`` of its own on a free loopback port (or uses ``REDIS_URL``,
 writing only keys under a random ``{bench-rt-...}`` prefix and deleting just those), the
@@ -16,7 +17,9 @@ resolve: triage, the decision, the mitigation (dry-run) and the postmortem all r
 It prints, per incident, the calls the service made to its store by method
 (``mutate_incidents``: the incident writes) and the Redis commands the run cost (``INFO
 commandstats`` deltas, which count the commands run inside Lua scripts too, and the
-workers' idle polling).
+workers' idle polling). With ``--sinks`` the service also tells a loopback fake of Slack's
+Web API and of Statuspage (the test suite's fakes), which one refusal of the status page
+makes record a delivery failure per incident.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from responder.demo.world import Evidence, EvidenceServer  # noqa: E402
 from responder.settings import Settings  # noqa: E402
+from tests.support.fake_notify import FakeSlack, FakeStatuspage  # noqa: E402
 from tests.support.packs import posthog_pack  # noqa: E402
 from tests.support.procs import redis_server  # noqa: E402
 from tests.support.service import example, running_service  # noqa: E402
@@ -55,6 +59,7 @@ _STORE_CALLS = (
     "mark_processed",
     "defer_follow_up_checks",
     "drop_follow_up_checks",
+    "schedule",  # a timer (a verification, another try at a sink, a follow-up)
 )
 
 
@@ -89,7 +94,28 @@ def _commandstats(client: redis.Redis) -> Counter[str]:
 
 
 async def _run_incidents(
-    url: str, prefix: str, incidents: int, tmp: Path
+    url: str, prefix: str, incidents: int, tmp: Path, *, sinks: bool
+) -> tuple[Counter[str], Counter[str], Counter[str]]:
+    if not sinks:
+        return await _run_incidents_told(url, prefix, incidents, tmp, {})
+    async with FakeSlack() as slack, FakeStatuspage() as statuspage:
+        # the status page refuses each incident's creation for good: one delivery failure
+        # per incident, which the Slack thread tells
+        statuspage.fail_with(422, {"error": "component not found"}, times=incidents)
+        told = {
+            "slack_token": slack.token,
+            "slack_api_url": slack.api_url,
+            "slack_channel": "#posthog-incidents",
+            "statuspage_api_key": statuspage.api_key,
+            "statuspage_page_id": statuspage.page_id,
+            "statuspage_api_url": statuspage.api_url,
+            "statuspage_components": ["cmp1"],
+        }
+        return await _run_incidents_told(url, prefix, incidents, tmp, told)
+
+
+async def _run_incidents_told(
+    url: str, prefix: str, incidents: int, tmp: Path, told: dict[str, Any]
 ) -> tuple[Counter[str], Counter[str], Counter[str]]:
     client = redis.Redis.from_url(url, decode_responses=True)
     calls: Counter[str] = Counter()
@@ -115,8 +141,9 @@ async def _run_incidents(
             visibility_timeout_s=30.0,
             log_level="WARNING",
             max_new_incidents_per_minute=0,
+            **told,
         )
-        async with running_service(settings) as svc:
+        async with running_service(settings, notify=bool(told)) as svc:
             _count_calls(svc.runtime.store, calls)
             before = _commandstats(client)
             for n in range(incidents):
@@ -151,9 +178,12 @@ async def _run_incidents(
 async def _run(url: str, args: argparse.Namespace) -> None:
     prefix = f"bench-rt-{secrets.token_hex(4)}"
     with tempfile.TemporaryDirectory() as tmp:
-        calls, commands, kinds = await _run_incidents(url, prefix, args.incidents, Path(tmp))
+        calls, commands, kinds = await _run_incidents(
+            url, prefix, args.incidents, Path(tmp), sinks=args.sinks
+        )
     n = args.incidents
-    print(f"{n} incidents, each: firing, triage, decision, dry-run action, resolve, report")
+    told = "; told to Slack and a status page that refuses it" if args.sinks else ""
+    print(f"{n} incidents, each: firing, triage, decision, dry-run action, resolve, report{told}")
     print(
         "timeline events per incident: "
         + ", ".join(f"{k} {v / n:g}" for k, v in sorted(kinds.items()))
@@ -170,6 +200,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--incidents", type=int, default=50)
     parser.add_argument("--top", type=int, default=10, help="Redis commands listed")
+    parser.add_argument(
+        "--sinks", action="store_true", help="tell a fake Slack and a fake status page too"
+    )
     args = parser.parse_args()
     if os.environ.get("REDIS_URL"):
         asyncio.run(_run(os.environ["REDIS_URL"], args))

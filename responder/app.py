@@ -42,7 +42,6 @@ from responder.adapters.redis_store import RedisStore
 from responder.adapters.slack import SlackWebhookSink, SlackWebSink
 from responder.adapters.statuspage import StatuspageSink
 from responder.domain.errors import StoreUnavailableError
-from responder.domain.signal import TimerSignal
 from responder.grouping import AlertGroups
 from responder.metrics import Metrics
 from responder.mitigate.executor import Mitigator, Policy
@@ -417,9 +416,6 @@ def create_app(
         lease_s=settings.visibility_timeout_s,
     )
 
-    async def deliver(timer: TimerSignal) -> None:
-        await deliveries.deliver(timer)
-
     pipeline = Pipeline(
         store=store,
         clock=clock,
@@ -430,7 +426,7 @@ def create_app(
         force_dry_run=settings.dry_run,
         # the report goes last: it tells what the mitigation stage did on resolve
         stages=((triage,) if settings.triage else ()) + (mitigator, reporter),
-        timer_handlers={"verify": mitigator.verify, "deliver": deliver},
+        timer_handlers={"verify": mitigator.verify, "deliver": deliveries.deliver},
     )
     worker = Worker(
         queue=queue,

@@ -277,7 +277,7 @@ async def _call(method: str, url: str, *, body: Any = None, token: str | None = 
         try:
             async with session.request(method, url, json=body, headers=headers) as resp:
                 body = await resp.json(content_type=None)
-                if resp.status != 200:
+                if resp.status not in (200, 202):  # 202: accepted, applied later
                     detail = (
                         body.get("detail") or body.get("error")
                         if isinstance(body, dict)
@@ -546,6 +546,8 @@ def incidents_ack(
         )
     )
     _print_incident_line(inc)
+    if inc["status"] == "open":
+        typer.echo("the ack is queued: a worker applies it (no worker took it within 5 s)")
 
 
 def main() -> None:

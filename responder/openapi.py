@@ -299,7 +299,12 @@ def build_openapi(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
                     "content": {"application/json": {"schema": _ref(AckRequest)}},
                 },
                 "responses": {
-                    "200": _json(IncidentDocument, "The incident, acknowledged."),
+                    "200": _json(IncidentDocument, "The incident, acknowledged (or resolved)."),
+                    "202": _json(
+                        IncidentDocument,
+                        "The ack is queued (durably) but no worker applied it within 5 s: "
+                        "the incident as it still is; a worker applies it.",
+                    ),
                     **_errors(400, 401, 403, 404),
                 },
             }

@@ -30,6 +30,7 @@ from responder.domain.errors import RetryLaterError
 from responder.domain.incident import (
     IncidentChange,
     IncidentLookup,
+    acknowledge,
     apply_alert,
     apply_pagerduty,
     classify,
@@ -43,9 +44,11 @@ from responder.domain.incident import (
 from responder.domain.notification import PAGE_KEY_PREFIX
 from responder.domain.severity import SeverityLevel
 from responder.domain.signal import (
+    AckSignal,
     AlertSignal,
     AlertStatus,
     PagerDutySignal,
+    QueuedSignal,
     TimerSignal,
     group_key_for,
 )
@@ -61,6 +64,7 @@ from responder.ports import (
     Notifier,
     SignalRecord,
     SignalRef,
+    StageIncompleteError,
     StageResult,
     Store,
     record_results,
@@ -70,10 +74,10 @@ from responder.yielding import Slices
 
 log = structlog.get_logger("responder.pipeline")
 
-QueuedSignal = AlertSignal | PagerDutySignal | TimerSignal
 # Work scheduled for later (an action's verification, another try at a sink), by timer
 # kind; a ``follow_up`` timer needs none: the follow-up runs for every timer's incident.
-TimerHandler = Callable[[TimerSignal], Awaitable["IncidentChange | None"]]
+# Its result is written on the timer's incident, then followed up like any change.
+TimerHandler = Callable[[TimerSignal], Awaitable["StageResult | None"]]
 
 
 class IncidentStage(Protocol):
@@ -241,8 +245,9 @@ class Pipeline:
         try:
             change = None
             timer_handler = self._timer_handlers.get(signal.kind)
-            if timer_handler is not None:
-                change = await timer_handler(signal)
+            result = await timer_handler(signal) if timer_handler is not None else None
+            if result is not None:
+                change = await record_results(self._store, signal.incident_id, [result])
         except RetryLaterError as exc:
             handled[index].retry_reason = str(exc) or type(exc).__name__
             return
@@ -275,6 +280,19 @@ class Pipeline:
         for index, signal in enumerate(signals):
             await slices.tick()
             if isinstance(signal, TimerSignal):
+                continue
+            if isinstance(signal, AckSignal):
+                placed = order(index)
+                items.append(
+                    MutationItem(
+                        lookups=(IncidentLookup(kind="id", key=signal.incident_id),),
+                        mutators=(_ack_mutator(signal, now),),
+                        order_key=placed.key if placed else None,
+                        seqs=(placed.seq,) if placed else (),
+                        skip_gap=placed.skip_gap if placed else False,
+                    )
+                )
+                owners.append([index])
                 continue
             if isinstance(signal, AlertSignal):
                 decisions[index] = self.classify(signal)
@@ -409,8 +427,8 @@ class Pipeline:
                     log.info("incident event", kind=event.kind, detail=event.detail, seq=event.seq)
                 # people hear first (the first Slack message before triage's probes run),
                 # then the stages act
-                await self._notifier.incident_changed(pending)
-                added = await self._run_stages(incident_id, pending)
+                told = await self._notifier.incident_changed(pending)
+                added = await self._run_stages(incident_id, pending, told)
                 next_seq = max(next_seq, pending.events[-1].seq + 1)
                 pending = (
                     IncidentChange(
@@ -428,11 +446,13 @@ class Pipeline:
                 del self._following[incident_id]
             structlog.contextvars.unbind_contextvars("incident_id")
 
-    async def _run_stages(self, incident_id: str, pending: IncidentChange) -> list[IncidentChange]:
-        """One round: every stage on ``pending``, then what they asked to record written in
-        one store call (earlier, only for a stage that reads the store); the changes
-        written."""
-        unwritten: list[StageResult] = []
+    async def _run_stages(
+        self, incident_id: str, pending: IncidentChange, told: StageResult | None
+    ) -> list[IncidentChange]:
+        """One round: every stage on ``pending``, then what they and the notifier
+        (``told``) asked to record written in one store call (earlier, only for a stage
+        that reads the store); the changes written."""
+        unwritten: list[StageResult] = [told] if told is not None else []
         written: list[IncidentChange] = []
 
         async def write() -> None:
@@ -446,7 +466,14 @@ class Pipeline:
             for stage in self._stages:
                 if stage.reads_store:
                     await write()
-                result = await stage(pending)
+                try:
+                    result = await stage(pending)
+                except StageIncompleteError as exc:
+                    # the steps it carried out before failing are recorded like the rest
+                    if exc.done is not None:
+                        unwritten.append(exc.done)
+                    await write()
+                    raise exc.cause from exc
                 if result is not None:
                     unwritten.append(result)
         except Exception:
@@ -567,6 +594,17 @@ def _pagerduty_mutator(signal: PagerDutySignal, now: datetime) -> IncidentMutato
                 return open_from_pagerduty(incident_id=new_incident_id(now), signal=signal, now=now)
             return None
         return apply_pagerduty(state.incident, signal, now)
+
+    return mutate
+
+
+def _ack_mutator(signal: AckSignal, now: datetime) -> IncidentMutator:
+    def mutate(state: IncidentState) -> IncidentChange | None:
+        if state.incident is None:
+            return None
+        return acknowledge(
+            state.incident, by=signal.by, at=signal.received_at, now=now, via="through the API"
+        )
 
     return mutate
 

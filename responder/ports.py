@@ -677,9 +677,11 @@ class ActionLedger(
 
 
 class Notifier(Protocol):
-    """Tells people what happened to an incident."""
+    """Tells people what happened to an incident; returns what to record of it on the
+    incident's timeline (a message posted, a sink delayed or failed), which the pipeline
+    writes with the stages' results of the same round."""
 
-    async def incident_changed(self, change: IncidentChange) -> None: ...
+    async def incident_changed(self, change: IncidentChange) -> StageResult | None: ...
 
 
 class DeliveryError(Exception):
@@ -768,8 +770,8 @@ class StateStore(Store, ActionLedger, Protocol):
 
 def needs_follow_up(events: Sequence[TimelineEvent]) -> bool:
     """Whether written ``events`` wait for the follow-up stages: not when all of them are
-    what a notification sink did (the sinks tell of a delay or a failure themselves, with
-    a follow-up timer of their own)."""
+    what a notification sink did (they are written by a follow-up round, and the next round
+    of that follow-up tells them)."""
     return any(not e.kind.startswith("notification.") for e in events)
 
 
@@ -802,6 +804,17 @@ class StageResult:
 
     mutators: tuple[IncidentMutator, ...] = ()
     after_write: tuple[AfterWrite, ...] = ()
+
+
+class StageIncompleteError(Exception):
+    """A stage failed part way through: ``done`` is what it carried out before, which the
+    pipeline records before ``cause`` goes on up (the signal's next try then finds those
+    steps done)."""
+
+    def __init__(self, done: StageResult | None, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.done = done
+        self.cause = cause
 
 
 def merge_results(results: Sequence[StageResult]) -> StageResult | None:

@@ -26,9 +26,9 @@ import structlog
 from pydantic import ValidationError
 
 from responder.domain.errors import StoreUnavailableError
-from responder.domain.signal import SIGNAL_ADAPTER
+from responder.domain.signal import SIGNAL_ADAPTER, QueuedSignal
 from responder.metrics import Metrics
-from responder.pipeline import Handled, Order, Pipeline, QueuedSignal
+from responder.pipeline import Handled, Order, Pipeline
 from responder.ports import Clock, DurableTimers, QueueEntry, WorkQueue
 from responder.yielding import Slices
 

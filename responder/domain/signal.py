@@ -155,8 +155,8 @@ class PagerDutySignal(Frozen):
 
 class TimerSignal(Frozen):
     """Work the service itself scheduled for later, put on the queue when due: an action's
-    verification after its settle time (``verify``), the follow-up of a change made
-    outside the workers, such as an acknowledgement through the API (``follow_up``), or
+    verification after its settle time (``verify``), the follow-up of an incident whose
+    worker died before following it up (``follow_up``, queued by the store's check), or
     another try at telling a notification sink (``deliver``: ``step`` names the sink)."""
 
     source: Literal["timer"] = "timer"
@@ -172,7 +172,7 @@ class TimerSignal(Frozen):
 
     @classmethod
     def follow_up_now(cls, incident_id: str, step: str, now: datetime) -> TimerSignal:
-        """Follow the incident up on a worker at once (a change made outside them)."""
+        """Follow the incident up on a worker at once (as the store's check does)."""
         return cls(
             kind="follow_up", incident_id=incident_id, step=step, due_at=now, received_at=now
         )
@@ -205,8 +205,44 @@ def pagerduty_order_key(signal: PagerDutySignal) -> str:
     return "pagerduty:" + (signal.incident_id or signal.incident_key or signal.event_id)
 
 
-Signal = Annotated[AlertSignal | PagerDutySignal | TimerSignal, Field(discriminator="source")]
-SIGNAL_ADAPTER: TypeAdapter[AlertSignal | PagerDutySignal | TimerSignal] = TypeAdapter(Signal)
+class AckSignal(Frozen):
+    """A human took an incident through the API (``POST /v1/incidents/{id}/ack``): queued
+    like a PagerDuty acknowledgement, and applied and followed up by a worker like it.
+    ``request_id`` makes each request its own signal (acknowledging is idempotent)."""
+
+    source: Literal["api"] = "api"
+    incident_id: str
+    by: str
+    request_id: str
+    received_at: datetime
+
+    @property
+    def dedupe_key(self) -> str:
+        return f"api:ack:{self.incident_id}:{self.request_id}"
+
+    @property
+    def dedupe_status(self) -> str:
+        return "acknowledged"
+
+    @property
+    def order_ms(self) -> int:
+        return int(self.received_at.timestamp() * 1000)
+
+    def observation(self) -> Observation:
+        """As the store queues it: under the incident's own order key, so two requests
+        take effect in the order they came."""
+        return Observation(
+            self.dedupe_key,
+            self.dedupe_status,
+            self.order_ms,
+            to_json(self),
+            f"incident:{self.incident_id}",
+        )
+
+
+QueuedSignal = AlertSignal | PagerDutySignal | TimerSignal | AckSignal
+Signal = Annotated[QueuedSignal, Field(discriminator="source")]
+SIGNAL_ADAPTER: TypeAdapter[QueuedSignal] = TypeAdapter(Signal)
 
 
 def group_key_for(labels: dict[str, str], group_by: tuple[str, ...]) -> str:

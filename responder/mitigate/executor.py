@@ -36,7 +36,6 @@ from responder.domain.errors import RetryLaterError
 from responder.domain.incident import (
     Incident,
     IncidentChange,
-    combine,
     record_action,
 )
 from responder.domain.signal import TimerSignal
@@ -57,10 +56,10 @@ from responder.ports import (
     KubeError,
     KubeGateway,
     NamedLocks,
+    StageIncompleteError,
     StageResult,
     Store,
     merge_results,
-    record_results,
 )
 
 log = structlog.get_logger("responder.mitigate")
@@ -148,21 +147,39 @@ class Mitigator:
                 for index, planned in enumerate(incident.planned_actions):
                     step = await self._step(incident.id, step_of(incident, index, planned), planned)
                     results.extend([step] if step else [])
-            if EventKind.INCIDENT_RESOLVED in kinds:
-                for record in incident.actions:
-                    if record.revert_on_resolve:
-                        revert = await self._revert(
-                            incident.id, record, why="the incident resolved"
-                        )
-                        results.extend([revert] if revert else [])
-        except Exception:
+            for record, why in self._reverts_wanted(change).values():
+                revert = await self._revert(incident.id, record, why=why)
+                results.extend([revert] if revert else [])
+        except Exception as exc:
             # a later step is busy or failed: the steps carried out before it are recorded
-            # now, as the pipeline would have, so the signal's next try finds them done
-            await record_results(self._store, incident.id, results)
-            raise
+            # by the pipeline before the failure goes on, so the next try finds them done
+            raise StageIncompleteError(merge_results(results), exc) from exc
         return merge_results(results)
 
-    async def verify(self, timer: TimerSignal) -> IncidentChange | None:
+    @staticmethod
+    def _reverts_wanted(change: IncidentChange) -> dict[str, tuple[ActionRecord, str]]:
+        """The steps ``change`` asks to undo (by step, once each): those marked to revert on
+        resolve when it resolves, and those marked to revert when unhelpful once their
+        verification says so."""
+        incident = change.incident
+        wanted: dict[str, tuple[ActionRecord, str]] = {}
+        if any(e.kind is EventKind.INCIDENT_RESOLVED for e in change.events):
+            for record in incident.actions:
+                if record.revert_on_resolve:
+                    wanted.setdefault(record.step, (record, "the incident resolved"))
+        for event in change.events:
+            if event.kind is not EventKind.ACTION_UNHELPFUL:
+                continue
+            found = next((a for a in incident.actions if a.step == event.data.get("step")), None)
+            if (
+                found is not None
+                and found.planned is not None
+                and found.planned.spec.revert_if_unhelpful
+            ):
+                wanted.setdefault(found.step, (found, "it did not help"))
+        return wanted
+
+    async def verify(self, timer: TimerSignal) -> StageResult | None:
         """The due verification of an action: did it help?"""
         key = f"{timer.incident_id}:verify:{timer.step}"
         claim = await self._claim(key)
@@ -225,21 +242,9 @@ class Mitigator:
         async def finish() -> None:
             await self._ledger.finish_effect(key, data={"helped": helped})
 
-        # a timer, not a stage: it records its outcome itself, and the follow-up its timer
-        # gets runs the stages on it
-        change = await record_results(
-            self._store,
-            timer.incident_id,
-            [self._recorded(timer.incident_id, result, finish, replace=True)],
-        )
-        if not helped and record.planned.spec.revert_if_unhelpful and change is not None:
-            after = next(a for a in change.incident.actions if a.step == record.step)
-            revert = await self._revert(timer.incident_id, after, why="it did not help")
-            if revert is not None:
-                change = _chain(
-                    change, await record_results(self._store, timer.incident_id, [revert])
-                )
-        return change
+        # the pipeline writes it on the incident and follows it up: the stage then reverts
+        # a step that did not help, if its rule says so (``_reverts_wanted``)
+        return self._recorded(timer.incident_id, result, finish, replace=True)
 
     # ------------------------------------------------------------------- one step
 
@@ -658,12 +663,6 @@ class Mitigator:
             )
 
         return StageResult(mutators=(mutate,), after_write=(logged, finish))
-
-
-def _chain(first: IncidentChange | None, then: IncidentChange | None) -> IncidentChange | None:
-    if first is None:
-        return then
-    return combine(first, then)
 
 
 def _short(patch: Any) -> str:

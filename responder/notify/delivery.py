@@ -17,7 +17,8 @@ in timeline order, from the sink's cursor (``DeliveryState``, in the action ledg
 
 This module keeps the per-(incident, sink) loop; step 2 and 3 for one message are
 ``notify.send_once``, the retry timers and circuit breakers ``notify.retries``, the
-timeline events ``notify.delivery_records``.
+timeline events ``notify.delivery_records``: a pass collects them and hands them back
+(``incident_changed``, ``deliver``) for the pipeline to write with its round.
 
 The sinks run concurrently and each send is bounded in time, so one sink down slows
 neither the others nor the pipeline; nothing a sink does raises into the pipeline, only a
@@ -47,7 +48,7 @@ from responder.notify.retries import Retries
 from responder.notify.send_once import SendOnce, sent_state
 from responder.notify.send_once import group_mark as group_mark
 from responder.notify.shared_threads import SharedThreads
-from responder.ports import ActionLedger, Clock, Store
+from responder.ports import ActionLedger, Clock, StageResult, Store
 from responder.render.templates import TemplateProblem
 
 log = structlog.get_logger("responder.notify")
@@ -97,16 +98,12 @@ class Deliveries:
         )
         # per-process channels: what each incident was told, the most recent incidents only
         self._told: OrderedDict[tuple[str, str], DeliveryState] = OrderedDict()
-        self._records = DeliveryRecords(
-            store=store, ledger=ledger, clock=clock, others=len(self._channels) > 1
-        )
         self._retries = Retries(
             sinks=self._channels,
             ledger=ledger,
             clock=clock,
             metrics=metrics,
             policy=self._policy,
-            records=self._records,
         )
         self._send_once = SendOnce(
             ledger=ledger,
@@ -114,7 +111,6 @@ class Deliveries:
             metrics=metrics,
             policy=self._policy,
             owner=self._owner,
-            records=self._records,
             retries=self._retries,
             lost=self.lost,
         )
@@ -139,40 +135,49 @@ class Deliveries:
     def sinks(self) -> list[str]:
         return list(self._channels)
 
-    async def incident_changed(self, change: IncidentChange) -> None:
-        await self._all(change.incident.id, change)
+    async def incident_changed(self, change: IncidentChange) -> StageResult | None:
+        records = DeliveryRecords(self._clock)
+        await self._all(change.incident.id, change, records)
+        return records.result()
 
-    async def deliver(self, timer: TimerSignal) -> None:
-        """A scheduled retry (or catch-up) of one sink for one incident."""
+    async def deliver(self, timer: TimerSignal) -> StageResult | None:
+        """A scheduled retry (or catch-up) of one sink for one incident; what to record
+        of it on the incident's timeline."""
         channel = self._channels.get(timer.step)
         if channel is None:
             log.warning("deliver timer for a sink not configured", sink=timer.step)
-            return
-        await self._locked(channel, timer.incident_id, None, retry=True)
+            return None
+        records = DeliveryRecords(self._clock)
+        await self._locked(channel, timer.incident_id, None, records, retry=True)
+        return records.result()
 
     async def close(self) -> None:
         await self.lost.close()
         for channel in self._channels.values():
             await channel.sink.close()
 
-    async def _all(self, incident_id: str, known: IncidentChange | None) -> None:
+    async def _all(
+        self, incident_id: str, known: IncidentChange | None, records: DeliveryRecords
+    ) -> None:
         # This process's own output first, in line: it waits on nothing, and a task per
         # change would cost more than printing it (an alert storm is many changes).
         for channel in self._channels.values():
             if channel.per_process:
-                await self._in_process(channel, known)
+                await self._in_process(channel, known, records)
         shared = [c for c in self._channels.values() if not c.per_process]
         if not shared:
             return  # the embedded default: nothing to claim or record in the store
         results = await asyncio.gather(
-            *(self._locked(c, incident_id, known, retry=False) for c in shared),
+            *(self._locked(c, incident_id, known, records, retry=False) for c in shared),
             return_exceptions=True,
         )
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise errors[0]  # the store failed: the signal is handled again later
 
-    async def _in_process(self, channel: Channel, known: IncidentChange | None) -> None:
+    async def _in_process(
+        self, channel: Channel, known: IncidentChange | None, records: DeliveryRecords
+    ) -> None:
         """A per-process channel: the change in hand, planned against what this process
         told before, sent once, best effort."""
         if known is None or not known.events:
@@ -200,8 +205,7 @@ class Deliveries:
             if message.marks == "root" and not state.refs.get("root"):
                 # once per incident and process: the postmortem's "first message"
                 where = f" in {message.fields['channel']}" if message.fields.get("channel") else ""
-                await self._records.record(
-                    incident.id,
+                records.record(
                     channel.name,
                     EventKind.NOTIFICATION_POSTED,
                     f"{label(channel.name)}: root message posted{where}",
@@ -214,7 +218,13 @@ class Deliveries:
             self._told.popitem(last=False)
 
     async def _locked(
-        self, channel: Channel, incident_id: str, known: IncidentChange | None, *, retry: bool
+        self,
+        channel: Channel,
+        incident_id: str,
+        known: IncidentChange | None,
+        records: DeliveryRecords,
+        *,
+        retry: bool,
     ) -> None:
         lock = f"notify:{incident_id}:{channel.name}"
         token = f"{self._owner}:{secrets.token_hex(4)}"
@@ -224,7 +234,7 @@ class Deliveries:
             await self._retries.schedule(incident_id, channel.name, self._policy.busy_retry_s)
             return
         try:
-            await self._run(channel, incident_id, known, retry=retry)
+            await self._run(channel, incident_id, known, records, retry=retry)
         finally:
             await self._ledger.release_lock(lock, token=token)
 
@@ -240,7 +250,13 @@ class Deliveries:
             await asyncio.sleep(0.05)
 
     async def _run(
-        self, channel: Channel, incident_id: str, known: IncidentChange | None, *, retry: bool
+        self,
+        channel: Channel,
+        incident_id: str,
+        known: IncidentChange | None,
+        records: DeliveryRecords,
+        *,
+        retry: bool,
     ) -> None:
         name = channel.name
         now = self._clock.now()
@@ -249,7 +265,9 @@ class Deliveries:
             return  # a retry is scheduled; it delivers the backlog, in order
         error = self._retries.circuit_open(name)
         if error is not None:
-            state = await self._retries.failed_attempt(incident_id, name, state, error, count=False)
+            state = await self._retries.failed_attempt(
+                incident_id, name, state, error, records, count=False
+            )
             await self._ledger.save_delivery_state(incident_id, name, state)
             return
         incident, events = await self._pending(incident_id, state, known)
@@ -262,13 +280,13 @@ class Deliveries:
                 # templates are checked at start-up; one failing on this incident's data
                 # must not stall the sink: say so once and go on
                 log.error("message does not render", sink=name, error=str(exc))
-                await self._records.record(
-                    incident_id, name, EventKind.NOTIFICATION_FAILED, f"{label(name)}: {exc}"
-                )
+                records.record(name, EventKind.NOTIFICATION_FAILED, f"{label(name)}: {exc}")
                 messages = []
             cursor = max(state.cursor, events[-1].seq + 1) if events else state.cursor
             for message in messages:
-                state, delivered = await self._send_once.send(channel, incident, message, state)
+                state, delivered = await self._send_once.send(
+                    channel, incident, message, state, records
+                )
                 if not delivered:
                     await self._ledger.save_delivery_state(incident_id, name, state)
                     return

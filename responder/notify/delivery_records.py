@@ -1,17 +1,16 @@
-"""What a sink did or could not do, on the incident's timeline (posted, adopted, delayed,
-recovered, failed), and the follow-up that lets the other sinks tell it."""
+"""What a sink did or could not do, for the incident's timeline (posted, adopted, delayed,
+recovered, failed): collected during one delivery pass and handed back to the pipeline,
+which writes them with the rest of its round (and tells them to the other sinks in the
+next round)."""
 
 from __future__ import annotations
 
 from pydantic import JsonValue
 
 from responder.domain.incident import IncidentChange, record_delivery
-from responder.domain.signal import TimerSignal
 from responder.domain.timeline import EventKind
-from responder.ports import ActionLedger, Clock, IncidentState, Store, mutate_incident
+from responder.ports import Clock, IncidentMutator, IncidentState, StageResult
 
-# Events other sinks may want to tell (a delay, a failure): they get a follow-up at once.
-_TELL_OTHERS = frozenset({EventKind.NOTIFICATION_DELAYED, EventKind.NOTIFICATION_FAILED})
 SINK_NAMES = {
     "slack": "Slack",
     "statuspage": "Status page",
@@ -26,20 +25,14 @@ def label(sink: str) -> str:
 
 
 class DeliveryRecords:
-    """Writes delivery events on incidents' timelines.
+    """The timeline events of one delivery pass over one incident (every sink of it)."""
 
-    ``others``: there are other sinks to tell a delay or failure (more than one channel).
-    """
-
-    def __init__(self, *, store: Store, ledger: ActionLedger, clock: Clock, others: bool) -> None:
-        self._store = store
-        self._ledger = ledger
+    def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._others = others
+        self._mutators: list[IncidentMutator] = []
 
-    async def record(
+    def record(
         self,
-        incident_id: str,
         sink: str,
         kind: EventKind,
         detail: str,
@@ -57,11 +50,8 @@ class DeliveryRecords:
                 found.incident, sink, now, kind=kind, detail=detail, refs=refs, **data
             )
 
-        await mutate_incident(self._store, incident_id, mutate)
-        if kind is EventKind.NOTIFICATION_ADOPTED or (kind in _TELL_OTHERS and self._others):
-            # the other sinks may tell people (the Slack thread says the status page is
-            # late), and a takeover is told in the very thread taken over: follow the new
-            # event up now rather than with the incident's next change
-            await self._ledger.schedule(
-                TimerSignal.follow_up_now(incident_id, f"notify:{sink}", now)
-            )
+        self._mutators.append(mutate)
+
+    def result(self) -> StageResult | None:
+        """What the pass asks the pipeline to record (``None``: nothing)."""
+        return StageResult(mutators=tuple(self._mutators)) if self._mutators else None

@@ -35,13 +35,11 @@ class Retries:
         clock: Clock,
         metrics: Metrics,
         policy: DeliveryPolicy,
-        records: DeliveryRecords,
     ) -> None:
         self._ledger = ledger
         self._clock = clock
         self._metrics = metrics
         self._policy = policy
-        self._records = records
         self._breakers = {
             name: CircuitBreaker(threshold=policy.breaker_threshold, open_s=policy.breaker_open_s)
             for name in sinks
@@ -71,11 +69,12 @@ class Retries:
         name: str,
         state: DeliveryState,
         error: DeliveryError,
+        records: DeliveryRecords,
         *,
         count: bool = True,
     ) -> DeliveryState:
         """A retryable failure: the next try scheduled, the first delay (or an opened
-        circuit) on the timeline; the sink's state with the attempt counted."""
+        circuit) in ``records``; the sink's state with the attempt counted."""
         now = self._clock.now()
         attempts = state.attempts + 1
         breaker = self._breakers[name]
@@ -101,8 +100,7 @@ class Retries:
                 if opened
                 else str(error)
             )
-            await self._records.record(
-                incident_id,
+            records.record(
                 name,
                 EventKind.NOTIFICATION_DELAYED,
                 f"{label(name)}: {what}; trying again in {delay:.0f}s, until it works",

@@ -48,7 +48,6 @@ class SendOnce:
         metrics: Metrics,
         policy: DeliveryPolicy,
         owner: str,
-        records: DeliveryRecords,
         retries: Retries,
         lost: LostRecords,
     ) -> None:
@@ -57,14 +56,19 @@ class SendOnce:
         self._metrics = metrics
         self._policy = policy
         self._owner = owner
-        self._records = records
         self._retries = retries
         self._lost = lost
 
     async def send(
-        self, channel: Channel, incident: Incident, message: Outbound, state: DeliveryState
+        self,
+        channel: Channel,
+        incident: Incident,
+        message: Outbound,
+        state: DeliveryState,
+        records: DeliveryRecords,
     ) -> tuple[DeliveryState, bool]:
-        """Send one message once; the new state, and whether the next may go."""
+        """Send one message once; the new state, and whether the next may go. What the
+        timeline should tell of it goes in ``records``."""
         name = channel.name
         key = f"{incident.id}:notify:{name}:{message.step}"
         fields = {**message.fields, "key": key, "incident_group": group_mark(incident.group_key)}
@@ -87,14 +91,14 @@ class SendOnce:
                 data: dict[str, JsonValue] = {"refs": found, "found": True}
                 await self._ledger.finish_effect(key, data=data)
                 self._metrics.notifications.labels(name, "found").inc()
-                return await self._delivered(incident, name, message, state, data), True
+                return self._delivered(name, message, state, data, records), True
         shared = channel.sink if isinstance(channel.sink, SharedThreads) else None
         if (
             claim.status == "start"
             and message.marks in _OPENING_MARKS
             and not (shared is not None and await shared.open_for(message))
         ):
-            adopted = await self._adopt(channel, incident, message)
+            adopted = await self._adopt(channel, incident, message, records)
             refs = adopted.get("refs") if adopted is not None else None
             if adopted is not None and shared is not None and isinstance(refs, dict):
                 # the components' thread, if they have one already
@@ -129,7 +133,7 @@ class SendOnce:
             data = {"refs": refs, "shows": message.shows}
             await self._ledger.finish_effect(key, data=data)
             self._retries.succeeded(name)
-            return await self._delivered(incident, name, message, state, data), True
+            return self._delivered(name, message, state, data, records), True
         now = self._clock.now()
         too_long = (
             state.failing_since is not None
@@ -137,7 +141,7 @@ class SendOnce:
         )
         if error.retryable and not too_long:
             await self._ledger.release_effect(key, owner=self._owner)
-            failed = await self._retries.failed_attempt(incident.id, name, state, error)
+            failed = await self._retries.failed_attempt(incident.id, name, state, error, records)
             uncertain, when = (key, since) if error.uncertain else (None, None)
             failed = failed.model_copy(update={"uncertain": uncertain, "uncertain_since": when})
             return failed, False
@@ -145,8 +149,7 @@ class SendOnce:
         self._metrics.notifications.labels(name, "failed").inc()
         await self._ledger.finish_effect(key, data={"failed": str(error)})
         why = "failing for too long" if too_long else "refused"
-        await self._records.record(
-            incident.id,
+        records.record(
             name,
             EventKind.NOTIFICATION_FAILED,
             f"{label(name)}: {message.op} {message.step} {why}: {error}",
@@ -155,19 +158,18 @@ class SendOnce:
         )
         return _settled(state, message, {"failed": str(error)}), True
 
-    async def _delivered(
+    def _delivered(
         self,
-        incident: Incident,
         name: str,
         message: Outbound,
         state: DeliveryState,
         data: dict[str, JsonValue],
+        records: DeliveryRecords,
     ) -> DeliveryState:
         now = self._clock.now()
         if state.attempts:
             since = state.failing_since or now
-            await self._records.record(
-                incident.id,
+            records.record(
                 name,
                 EventKind.NOTIFICATION_RECOVERED,
                 f"{label(name)}: delivering again after {_seconds(now - since)} of failures "
@@ -181,8 +183,7 @@ class SendOnce:
             what = _POSTED.get(message.marks, message.op)
             if refs.get("attached"):
                 what = "attached to the incident already open for its components"
-            await self._records.record(
-                incident.id,
+            records.record(
                 name,
                 EventKind.NOTIFICATION_POSTED,
                 f"{label(name)}: {what}{where}",
@@ -191,7 +192,7 @@ class SendOnce:
         return _settled(state, message, data)
 
     async def _adopt(
-        self, channel: Channel, incident: Incident, message: Outbound
+        self, channel: Channel, incident: Incident, message: Outbound, records: DeliveryRecords
     ) -> dict[str, JsonValue] | None:
         """Before opening a thread for ``incident``: the thread a lost record of it opened,
         taken over (``LostRecords``); the delivery record of the message, if so."""
@@ -204,8 +205,7 @@ class SendOnce:
             return data  # its own, posted before its delivery record was lost
         owner = thread.incident_id
         shown = {k: v for k, v in thread.refs.items() if k in ("channel", "ts", "id")}
-        await self._records.record(
-            incident.id,
+        records.record(
             channel.name,
             EventKind.NOTIFICATION_ADOPTED,
             f"{label(channel.name)}: the store lost the record of {owner}; this "

@@ -3,18 +3,21 @@ acknowledge an incident."""
 
 from __future__ import annotations
 
+import secrets
+
 import structlog
 from aiohttp import web
 
 from responder.api import AckRequest, IncidentDocument, PauseRequest, ReloadOutcome
-from responder.domain.incident import IncidentChange, acknowledge
-from responder.domain.signal import TimerSignal
-from responder.ports import IncidentState, Pause, mutate_incident
+from responder.domain.incident import IncidentStatus
+from responder.domain.signal import AckSignal
+from responder.ports import IncidentView, Pause
 from responder.web.auth import check_admin
 from responder.web.common import (
     CONTEXT,
     ApiError,
     M,
+    WebContext,
     check_json_content_type,
     json_response,
     parse_json,
@@ -23,6 +26,10 @@ from responder.web.common import (
 from responder.web.reads import automation_document, pack_infos
 
 log = structlog.get_logger("responder.web")
+
+# How long an ack through the API waits for a worker to apply it before answering 202.
+_ACK_WAIT_S = 5.0
+_ACK_POLL_S = 0.05
 
 
 async def reload_rules(request: web.Request) -> web.StreamResponse:
@@ -60,26 +67,41 @@ async def resume(request: web.Request) -> web.StreamResponse:
 
 async def ack_incident(request: web.Request) -> web.StreamResponse:
     """A human takes the incident (as an ack in PagerDuty does): the automation only
-    reports from now on."""
+    reports from now on.
+
+    The ack is queued and applied by a worker, as a PagerDuty ack is, so it takes the one
+    path every event of an incident takes (ordered, applied once, followed up). The answer
+    waits a little for it: 200 with the incident acknowledged, or 202 with the incident as
+    it still is when no worker applied it in time (it will be, the ack is durable)."""
     ctx = request.app[CONTEXT]
     check_admin(request, ctx.settings)
     incident_id = path_incident_id(request)
     asked = await _body(request, AckRequest)
-    now = ctx.clock.now()
-
-    def mutate(state: IncidentState) -> IncidentChange | None:
-        if state.incident is None:
-            return None
-        return acknowledge(state.incident, by=asked.by, at=now, now=now, via="through the API")
-
-    result = await mutate_incident(ctx.store, incident_id, mutate)
-    if result.incident_id is None:
-        raise ApiError(404, "not found", f"no incident {incident_id}")
-    if result.change is not None:
-        # the ack's follow-up (the notifier, the handoff) runs on a worker, like any other
-        await ctx.store.schedule(
-            TimerSignal.follow_up_now(incident_id, f"ack@{now.isoformat()}", now)
-        )
     view = await ctx.store.get_incident(incident_id)
-    assert view is not None
-    return json_response(IncidentDocument.of(view))
+    if view is None:
+        raise ApiError(404, "not found", f"no incident {incident_id}")
+    if view.incident.status is IncidentStatus.OPEN:
+        signal = AckSignal(
+            incident_id=incident_id,
+            by=asked.by,
+            request_id=secrets.token_hex(8),
+            received_at=ctx.clock.now(),
+        )
+        await ctx.store.observe([signal.observation()])
+        log.info("acknowledgement queued", incident_id=incident_id, by=asked.by)
+        view = await _when_taken(ctx, incident_id) or view
+    status = 202 if view.incident.status is IncidentStatus.OPEN else 200
+    return json_response(IncidentDocument.of(view), status=status)
+
+
+async def _when_taken(ctx: WebContext, incident_id: str) -> IncidentView | None:
+    """The incident once no longer open (a worker applied the ack), or as it is after
+    ``_ACK_WAIT_S``."""
+    deadline = ctx.clock.monotonic() + _ACK_WAIT_S
+    while True:
+        view = await ctx.store.get_incident(incident_id)
+        if view is None or view.incident.status is not IncidentStatus.OPEN:
+            return view
+        if ctx.clock.monotonic() >= deadline:
+            return view
+        await ctx.clock.sleep(_ACK_POLL_S)
