@@ -435,38 +435,47 @@ class Mitigator:
             return merge_results(
                 [*([revert] if revert else []), StageResult(after_write=(finish,))]
             )
-        if check < REVERT_CHECKS:
-            log.info(
-                "revert waits another quiet period",
-                incident_id=timer.incident_id,
-                step=step,
-                check=check,
-                reading=error or reading,
-            )
-            return StageResult(
-                after_write=(
-                    self._scheduler(timer.incident_id, record, event_seq, check + 1),
-                    finish,
-                )
-            )
         undo = None
         action = action_for(record.planned.spec)
         if isinstance(action, DeploymentAction):
             undo = action.undo(record)
         why = error or reading
-        human = (
-            f"{record.action} on {record.target} is still in place: the vendor's incident is "
-            f"over but {why} after {check} quiet periods; undo it by hand when it is safe"
-            + (f": {_short(undo)}" if undo is not None else "")
-        )
+        human: str | None = None
+        if check < REVERT_CHECKS:
+            # on the timeline (the thread), so people see why the change is still there
+            quiet_s = getattr(record.planned.spec, "revert_quiet_s", 600.0)
+            detail = (
+                f"the revert of {record.action} on {record.target} waits: the vendor's "
+                f"incident is over but {why}; checking again in {quiet_s:g}s "
+                f"({check + 1} of {REVERT_CHECKS})"
+            )
+            schedule = self._scheduler(timer.incident_id, record, event_seq, check + 1)
+
+            async def then() -> None:
+                await schedule()
+                await finish()
+
+        else:
+            detail = human = (
+                f"{record.action} on {record.target} is still in place: the vendor's incident "
+                f"is over but {why} after {check} quiet periods; undo it by hand when it is "
+                "safe" + (f": {_short(undo)}" if undo is not None else "")
+            )
+            then = finish
         result = _Result(
             record,
             EventKind.ACTION_REVERT_DUE,
-            human,
+            detail,
             human=human,
-            data={"revert_patch": undo, "policy": "vendor_resolved", "value": value},
+            data={
+                "revert_patch": undo,
+                "policy": "vendor_resolved",
+                "value": value,
+                "check": check,
+                "last": human is not None,
+            },
         )
-        return self._recorded(timer.incident_id, result, finish, replace=True)
+        return self._recorded(timer.incident_id, result, then, replace=True)
 
     async def _query(self, query: str) -> tuple[float | None, str | None]:
         """The query's value (``None``: no data) and why there is none, if it failed."""
