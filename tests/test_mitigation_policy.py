@@ -21,10 +21,12 @@ from typing import Any
 import pytest
 
 from responder.app import Overrides
+from responder.domain.action import ActionRecord
 from responder.domain.incident import IncidentChange
 from responder.domain.signal import TimerSignal
 from responder.domain.timeline import EventKind, TimelineEvent
 from responder.ports import IncidentState, StageResult, record_results
+from responder.rules.loader import RuleLoadError, load_pack
 from tests.support.clock import ShiftableClock
 from tests.support.mitigation import Cluster, alert, cluster, kinds, responder, settled
 from tests.support.prometheus import ControlledExporter, running_prometheus
@@ -265,3 +267,72 @@ async def test_vendor_resolved_reverts_after_a_quiet_period_with_the_errors_gone
                 # could only have said "did not help"
                 assert "action.unhelpful" not in kinds(inc)
                 assert inc["actions"][0]["reverted"] is True
+
+
+async def test_vendor_resolved_waits_a_few_quiet_periods_then_calls_a_human(
+    backend_settings, tmp_path: Path
+) -> None:
+    clock = ShiftableClock()
+    async with ControlledExporter() as exporter:
+        exporter.set_gauge(*GAUGE, 0.3)
+        async with running_prometheus([exporter]) as prom:
+            await prom.wait_for_samples(QUERY, 0.29)
+            async with (
+                cluster(tmp_path) as base,
+                responder(
+                    c := with_pack(
+                        base, fallback_revert="revert: vendor_resolved\n        revert_quiet_s: 60"
+                    ),
+                    backend_settings,
+                    Overrides(clock=clock),
+                    prometheus_url=prom.url,
+                ) as svc,
+            ):
+                await svc.post_alertmanager(alert("Fallback"))
+                inc = await settled(svc, "Fallback", "action.applied")
+                # the vendor's incident is over while ours goes on, and the errors stay
+                await vendor_resolved(svc, inc["id"], clock)
+                for check in (1, 2, 3):
+                    clock.advance(61)
+
+                    async def told(n: int = check) -> dict[str, Any] | None:
+                        [found] = await svc.incidents()
+                        return found if len(events(found, "action.revert_due")) == n else None
+
+                    inc = await eventually(told, what=f"revert check {check}")
+                    await svc.idle()
+                inc = await (await svc.client.get(f"/v1/incidents/{inc['id']}")).json()
+                last = events(inc, "action.revert_due")[-1]
+                assert last["data"]["last"] is True
+                assert "undo it by hand" in last["detail"]
+                assert "still in place" in inc["needs_human"]
+                assert c.env()["POSTHOG_FALLBACK"] == "true"
+                assert "action.reverted" not in kinds(inc)
+
+
+def test_revert_and_revert_on_resolve_must_agree(tmp_path: Path) -> None:
+    pack = tmp_path / "pack.yaml"
+    pack.write_text(
+        PACK.format(
+            health="http://127.0.0.1:1/health",
+            query=QUERY,
+            fallback_revert="revert: never\n        revert_on_resolve: true",
+            keep_revert="revert: resolve",
+        )
+    )
+    with pytest.raises(RuleLoadError, match="contradicts revert: never"):
+        load_pack(pack)
+
+
+def test_records_stored_before_revert_when_keep_their_policy() -> None:
+    base = {
+        "step": "s#0:set_env",
+        "action": "set_env",
+        "target": "production/posthog-integration",
+        "verdict": "applied",
+        "reason": "applied",
+        "at": "2026-01-01T00:00:00Z",
+    }
+    on_resolve = ActionRecord.model_validate({**base, "revert_on_resolve": True})
+    kept = ActionRecord.model_validate(base)
+    assert (on_resolve.revert_when, kept.revert_when) == ("resolve", "never")
