@@ -25,9 +25,11 @@ from responder.domain.action import ActionRecord
 from responder.domain.incident import IncidentChange
 from responder.domain.signal import TimerSignal
 from responder.domain.timeline import EventKind, TimelineEvent
+from responder.notify.planners import SLACK_REPLY_KINDS
 from responder.ports import IncidentState, StageResult, record_results
 from responder.rules.loader import RuleLoadError, load_pack
 from tests.support.clock import ShiftableClock
+from tests.support.fake_notify import FakeSlack, SlackMessage
 from tests.support.mitigation import Cluster, alert, cluster, kinds, responder, settled
 from tests.support.prometheus import ControlledExporter, running_prometheus
 from tests.support.service import Service
@@ -35,6 +37,7 @@ from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
+CHANNEL = "#incidents"
 GAUGE = ("posthog_error_ratio_now", {"service": "posthog-integration"})
 QUERY = 'max(posthog_error_ratio_now{service="posthog-integration"})'
 
@@ -106,13 +109,48 @@ def events(inc: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     return [e for e in inc["timeline"] if e["kind"] == kind]
 
 
+def slack_settings(fake: FakeSlack) -> dict[str, Any]:
+    return {
+        "slack_token": fake.token,
+        "slack_api_url": fake.api_url,
+        "slack_channel": CHANNEL,
+        "notify_retry_base_s": 0.2,
+    }
+
+
+async def thread(fake: FakeSlack, inc: dict[str, Any]) -> list[SlackMessage]:
+    """The incident's thread once every event it tells is in it."""
+    told = [
+        e
+        for e in inc["timeline"]
+        if e["kind"] in SLACK_REPLY_KINDS
+        or (e["kind"].startswith("action.") and e["kind"] != "action.verify_dropped")
+    ]
+
+    async def complete() -> list[SlackMessage] | None:
+        ts = inc["deliveries"]["slack"]["ts"]
+        found = fake.replies(CHANNEL, ts)
+        return found if len(found) >= len(told) else None
+
+    replies = await eventually(complete, what=f"{len(told)} replies in the thread")
+    assert len(replies) == len(told)
+    return replies
+
+
 async def test_a_verification_due_after_resolve_is_dropped_not_run(
     backend_settings, tmp_path: Path
 ) -> None:
     clock = ShiftableClock()
     async with (
+        FakeSlack() as slack,
         cluster(tmp_path) as base,
-        responder(with_pack(base), backend_settings, Overrides(clock=clock)) as svc,
+        responder(
+            with_pack(base),
+            backend_settings,
+            Overrides(clock=clock),
+            notify=True,
+            **slack_settings(slack),
+        ) as svc,
     ):
         await svc.post_alertmanager(alert("Queue"))
         await settled(svc, "Queue", "action.applied")
@@ -127,6 +165,10 @@ async def test_a_verification_due_after_resolve_is_dropped_not_run(
         assert "action.unhelpful" not in kinds(inc)
         assert inc["actions"][0]["verified"] is None
         assert inc["needs_human"] is None
+        # nothing of it in the thread, below the resolve
+        texts = [r.text for r in await thread(slack, inc)]
+        assert texts[-1].startswith(":leftwards_arrow_with_hook: *Reverted:*")
+        assert not [t for t in texts if "verif" in t.lower()]
 
 
 async def test_the_cooldown_is_kept_by_the_exact_change(backend_settings, tmp_path: Path) -> None:
@@ -168,8 +210,14 @@ async def test_revert_never_leaves_the_change_and_shows_its_undo(
     backend_settings, tmp_path: Path
 ) -> None:
     async with (
+        FakeSlack() as slack,
         cluster(tmp_path) as base,
-        responder(c := with_pack(base, keep_revert="revert: never"), backend_settings) as svc,
+        responder(
+            c := with_pack(base, keep_revert="revert: never"),
+            backend_settings,
+            notify=True,
+            **slack_settings(slack),
+        ) as svc,
     ):
         await svc.post_alertmanager(alert("Keep"))
         inc = await settled(svc, "Keep", "action.applied")
@@ -183,6 +231,10 @@ async def test_revert_never_leaves_the_change_and_shows_its_undo(
         assert env == [{"name": "LOG_LEVEL", "value": "info"}]
         assert "LOG_LEVEL" in due["detail"]
         assert "to undo it send" in due["detail"]
+        # and in the thread, for the human
+        last = (await thread(slack, inc))[-1].text
+        assert last.startswith(":leftwards_arrow_with_hook: *Revert due:*")
+        assert '"value":"info"' in last
 
 
 async def vendor_resolved(svc: Service, incident_id: str, clock: ShiftableClock) -> None:
