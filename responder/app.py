@@ -426,7 +426,11 @@ def create_app(
         force_dry_run=settings.dry_run,
         # the report goes last: it tells what the mitigation stage did on resolve
         stages=((triage,) if settings.triage else ()) + (mitigator, reporter),
-        timer_handlers={"verify": mitigator.verify, "deliver": deliveries.deliver},
+        timer_handlers={
+            "verify": mitigator.verify,
+            "deliver": deliveries.deliver,
+            "revert_check": mitigator.revert_check,
+        },
     )
     worker = Worker(
         queue=queue,

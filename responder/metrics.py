@@ -172,7 +172,7 @@ class Metrics:
         )
         self.verifications = Counter(
             "responder_action_verifications_total",
-            "Action verifications by outcome (helped, unhelpful).",
+            "Action verifications by outcome (helped, unhelpful, dropped).",
             ["outcome"],
             registry=r,
         )

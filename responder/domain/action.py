@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any, Literal
 
-from pydantic import Field, JsonValue
+from pydantic import Field, JsonValue, model_validator
 
 from responder.domain.decision import PlannedAction
 from responder.domain.model import Frozen
@@ -43,7 +44,10 @@ class ActionRecord(Frozen):
     before: dict[str, JsonValue] = Field(default_factory=dict)
     after: dict[str, JsonValue] = Field(default_factory=dict)
     patch: JsonValue = None
-    revert_on_resolve: bool = False
+    revert_on_resolve: bool = False  # the same as ``revert_when == "resolve"``
+    # when the automation undoes it (``plans.RevertWhen``): on resolve, once the vendor's
+    # incident is over and the action's verify query stays in bounds, or never (a human)
+    revert_when: Literal["resolve", "vendor_resolved", "never"] = "never"
     reversible: bool = False
     verified: bool | None = None  # None: not verified (yet, or no verification asked)
     reverted: bool = False
@@ -51,3 +55,11 @@ class ActionRecord(Frozen):
     reverted_state: dict[str, JsonValue] | None = None
     verdicts: tuple[Verdict, ...] = ()
     planned: PlannedAction | None = None  # what the rule asked for (verification, revert)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _policy_of_older_records(cls, data: Any) -> Any:
+        # records stored before ``revert_when`` said it with ``revert_on_resolve`` only
+        if isinstance(data, dict) and "revert_when" not in data:
+            return {**data, "revert_when": "resolve" if data.get("revert_on_resolve") else "never"}
+        return data

@@ -355,6 +355,16 @@ def record_action(
     return changes.done(incident, update=update)
 
 
+def hand_over(incident: Incident, reason: str, now: datetime) -> IncidentChange | None:
+    """The automation hands an open incident to a human, and says why (once: an incident
+    that already needs one keeps its first reason)."""
+    if not incident.is_active or incident.needs_human is not None:
+        return None
+    changes = _Changes(incident, now)
+    changes.add(EventKind.INCIDENT_NEEDS_HUMAN, f"A human is needed: {reason}", reason=reason)
+    return changes.done(incident, update={"needs_human": reason})
+
+
 def record_delivery(
     incident: Incident,
     sink: str,

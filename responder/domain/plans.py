@@ -198,7 +198,54 @@ class _DeploymentAction(_Action):
     deployment: NonEmpty
 
 
-class SetEnv(_DeploymentAction):
+# When an applied, reversible action is undone: when the incident resolves; when the
+# vendor's incident is over and the action's ``verify`` query has stayed in bounds for a
+# quiet period (a fallback switched off while the vendor is still down brings the errors
+# back); or never by the automation (a human undoes it; the undo is shown at resolve).
+RevertWhen = Literal["resolve", "vendor_resolved", "never"]
+REVERT_CHECKS = 3  # quiet periods a vendor_resolved revert waits, at most, then a human
+
+
+class _RevertibleAction(_DeploymentAction):
+    """A Deployment change that can be undone, and when it is. ``revert`` is the policy;
+    ``revert_on_resolve`` (the older spelling) still works: true is ``resolve``, false
+    ``never``. After validation both are set and agree."""
+
+    revert: RevertWhen = Field(
+        "never",
+        description="When the automation undoes it: resolve, vendor_resolved (the vendor's "
+        "incident over, then `verify` in bounds after `revert_quiet_s`) or never (a human "
+        "does; the undo is shown). Default: from revert_on_resolve.",
+    )
+    revert_on_resolve: bool = False
+    revert_quiet_s: float = Field(
+        600.0,
+        ge=0,
+        le=86400,
+        description="vendor_resolved: how long after the vendor's incident is over (and "
+        "between later checks) the verify query is read before the revert.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_policy(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        on_resolve = data.get("revert_on_resolve")
+        if "revert" in data and data["revert"] is not None:
+            wanted = data["revert"]
+            if on_resolve is not None and bool(on_resolve) != (wanted == "resolve"):
+                raise ValueError(
+                    f"revert_on_resolve: {str(bool(on_resolve)).lower()} contradicts "
+                    f"revert: {wanted}; say only `revert`"
+                )
+            return {**data, "revert_on_resolve": wanted == "resolve"}
+        if on_resolve is None:
+            on_resolve = cls.model_fields["revert_on_resolve"].default
+        return {**data, "revert": "resolve" if on_resolve else "never"}
+
+
+class SetEnv(_RevertibleAction):
     """What ``kubectl set env deployment/D NAME=value`` does."""
 
     type: Literal["set_env"]
@@ -207,7 +254,7 @@ class SetEnv(_DeploymentAction):
     revert_on_resolve: bool = True
 
 
-class UnsetEnv(_DeploymentAction):
+class UnsetEnv(_RevertibleAction):
     type: Literal["unset_env"]
     container: str | None = None
     names: tuple[NonEmpty, ...] = Field(min_length=1)
@@ -220,7 +267,7 @@ class RolloutRestart(_DeploymentAction):
     type: Literal["rollout_restart"]
 
 
-class Scale(_DeploymentAction):
+class Scale(_RevertibleAction):
     type: Literal["scale"]
     replicas: int = Field(ge=0)
     min_replicas: int = Field(1, ge=0)

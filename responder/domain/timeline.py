@@ -55,6 +55,11 @@ class EventKind(StrEnum):
     ACTION_REVERTED = "action.reverted"  # undone (it did not help, or on resolve)
     ACTION_REVERT_REFUSED = "action.revert_refused"  # a guard said no to the undo
     ACTION_REVERT_FAILED = "action.revert_failed"
+    # Mitigation misfires and revert policy (issue 18, h1)
+    ACTION_VERIFY_DROPPED = "action.verify_dropped"  # due after resolve or revert: not run
+    ACTION_REVERT_DUE = "action.revert_due"  # left in place by its policy: the undo, for a human
+    # h2's (vendor watch), here until its branch is merged: the same line there
+    VENDOR_RESOLVED = "vendor.resolved"
 
     # Notifications: what a sink (Slack, status page, PagerDuty) did; ``data["sink"]``
     NOTIFICATION_POSTED = "notification.posted"  # posted or updated (refs kept on the incident)

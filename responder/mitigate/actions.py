@@ -5,7 +5,8 @@ guards, the lock, the record. What differs by action type is here, found by the 
 type in ``ACTIONS`` (``action_for``): the target it changes; the patch it plans, with the
 touched state before and the state wanted after; whether the target already is as wanted;
 whether a patch a dead worker sent is found on the target; what it reads back after
-sending; the patch that undoes it (``None``: it cannot be undone). A new action type is a
+sending; the patch that undoes it (``None``: it cannot be undone) and when (``revert_when``);
+the exact change it makes (``change``), which its cooldown is kept by. A new action type is a
 spec in ``responder.domain.plans`` and a class here; a spec without one fails at import.
 
 The patches themselves are built by pure functions (``patches.py``); the target is read and
@@ -26,6 +27,7 @@ from responder.domain.plans import (
     ActionSpec,
     PageHuman,
     RestartIfSecretRotated,
+    RevertWhen,
     RolloutRestart,
     Scale,
     SetEnv,
@@ -51,6 +53,9 @@ class _DeploymentSpec(_Spec, Protocol):
 class _ReversibleSpec(_DeploymentSpec, Protocol):
     @property
     def revert_on_resolve(self) -> bool: ...
+
+    @property
+    def revert(self) -> RevertWhen: ...
 
 
 SpecT = TypeVar("SpecT", bound=_Spec)
@@ -102,6 +107,17 @@ class Action(ABC, Generic[SpecT]):
     @property
     def revert_on_resolve(self) -> bool:
         return False
+
+    @property
+    def revert_when(self) -> RevertWhen:
+        """When the automation undoes it (``plans.RevertWhen``)."""
+        return "never"
+
+    @property
+    def change(self) -> str:
+        """The exact change, as the cooldown tells changes apart: setting one variable
+        does not hold back setting another (or the same to another value)."""
+        return self.spec.type
 
 
 class PageHumanAction(Action[PageHuman]):
@@ -171,6 +187,10 @@ class ReversibleAction(DeploymentAction[ReversibleSpecT]):
     def revert_on_resolve(self) -> bool:
         return self.spec.revert_on_resolve
 
+    @property
+    def revert_when(self) -> RevertWhen:
+        return self.spec.revert
+
 
 class EnvAction(ReversibleAction[EnvSpecT]):
     """What ``kubectl set env`` does: container env entries merged by name (``None``: the
@@ -225,16 +245,29 @@ class SetEnvAction(EnvAction[SetEnv]):
     def values(self) -> dict[str, str | None]:
         return dict(self.spec.env)
 
+    @property
+    def change(self) -> str:
+        return "set_env " + " ".join(f"{k}={v}" for k, v in sorted(self.spec.env.items()))
+
 
 class UnsetEnvAction(EnvAction[UnsetEnv]):
     @property
     def values(self) -> dict[str, str | None]:
         return dict.fromkeys(self.spec.names)
 
+    @property
+    def change(self) -> str:
+        return "unset_env " + " ".join(sorted(self.spec.names))
+
 
 class RestartAction(DeploymentAction[RestartSpecT]):
     """What ``kubectl rollout restart`` does: a new ``restartedAt`` on the pod template.
     Not undone: the pods it replaced are gone."""
+
+    @property
+    def change(self) -> str:
+        # both restart types replace the pods: one cooldown for a restart, however asked
+        return "restart"
 
     async def plan(
         self, deployment: dict[str, Any] | None, *, kube: KubeGateway, clock: Clock
@@ -337,6 +370,10 @@ class ScaleAction(ReversibleAction[Scale]):
 
     def undo(self, record: ActionRecord) -> dict[str, Any] | None:
         return {"spec": {"replicas": record.before.get("replicas")}}
+
+    @property
+    def change(self) -> str:
+        return f"scale replicas={self.spec.replicas}"
 
 
 AnyAction = PageHumanAction | DeploymentAction[Any]

@@ -14,13 +14,23 @@ For each planned action of the branch the decision tree chose, in order:
 4. return the outcome to record on the incident (``incident.actions`` and a timeline
    event; the pipeline writes it), and finish the step's record once it is written.
 
-On resolve, actions marked ``revert_on_resolve`` are undone the same way. A verification
-that shows the action did not help hands the incident to a human, and reverts the action
-when the rule says ``revert_if_unhelpful``.
+Each reversible action says when it is undone (``revert``, ``ActionRecord.revert_when``):
+``resolve``: on resolve, the same way; ``vendor_resolved``: once the vendor's incident is
+over (``vendor.resolved``) a ``revert_check`` timer waits a quiet period and undoes it only
+if its ``verify`` query is in bounds then (else waits again, at most ``REVERT_CHECKS``
+times, then calls a human); ``never``: at resolve the undo is shown for a human
+(``action.revert_due``). A verification that shows the action did not help hands the
+incident to a human, and reverts the action when the rule says ``revert_if_unhelpful``; one
+that falls due after the incident resolved or its action was undone is dropped and
+recorded (``action.verify_dropped``), not run.
+
+A guard's refusal that leaves the runbook's step undone (every guard but a human's ack and
+dry-run) calls a human, and so does an incident no branch of the decision tree decided.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 from dataclasses import dataclass, field
@@ -36,14 +46,21 @@ from responder.domain.errors import RetryLaterError
 from responder.domain.incident import (
     Incident,
     IncidentChange,
+    hand_over,
     record_action,
 )
+from responder.domain.plans import REVERT_CHECKS
 from responder.domain.signal import TimerSignal
 from responder.domain.timeline import EventKind
 from responder.metrics import Metrics
 from responder.mitigate import patches
-from responder.mitigate.actions import DeploymentAction, PageHumanAction, action_for
-from responder.mitigate.guards import DRY_RUN, GuardInput, check
+from responder.mitigate.actions import (
+    AnyAction,
+    DeploymentAction,
+    PageHumanAction,
+    action_for,
+)
+from responder.mitigate.guards import ACKNOWLEDGED, DRY_RUN, GuardInput, check
 from responder.ports import (
     ActionLimits,
     AfterWrite,
@@ -110,6 +127,27 @@ def step_of(incident: Incident, index: int, planned: PlannedAction) -> str:
     return f"{incident.branch}#{index}:{planned.spec.type}"
 
 
+def cooldown_key(action: AnyAction) -> str:
+    """The cooldown's key: the target and the exact change (hashed: values come from
+    templates), so enabling one switch is not held back by another set before."""
+    digest = hashlib.sha256(action.change.encode()).hexdigest()[:16]
+    return f"{action.namespace}/{action.deployment}:{action.spec.type}:{digest}"
+
+
+def revert_check_step(step: str, event_seq: int, check: int) -> str:
+    """A ``revert_check`` timer's step: the action's, the ``vendor.resolved`` event's number
+    and which check (from 1), so each check is its own timer and its own effect."""
+    return f"{step}@{event_seq}.{check}"
+
+
+def parse_revert_check_step(step: str) -> tuple[str, int, int] | None:
+    action_step, _, at = step.rpartition("@")
+    seq, _, check = at.partition(".")
+    if not action_step or not seq.isdigit() or not check.isdigit():
+        return None
+    return action_step, int(seq), int(check)
+
+
 class Mitigator:
     """The mitigation stage (``IncidentStage``) and the verifier of its actions."""
 
@@ -143,6 +181,8 @@ class Mitigator:
         incident = change.incident
         results: list[StageResult] = []
         try:
+            if EventKind.INCIDENT_UNDECIDED in kinds:
+                results.append(self._undecided(change))
             if EventKind.INCIDENT_DECIDED in kinds:
                 for index, planned in enumerate(incident.planned_actions):
                     step = await self._step(incident.id, step_of(incident, index, planned), planned)
@@ -150,6 +190,13 @@ class Mitigator:
             for record, why in self._reverts_wanted(change).values():
                 revert = await self._revert(incident.id, record, why=why)
                 results.extend([revert] if revert else [])
+            if EventKind.INCIDENT_RESOLVED in kinds:
+                for record in incident.actions:
+                    due = await self._revert_due(incident.id, record)
+                    results.extend([due] if due else [])
+            for event in change.events:
+                if event.kind is EventKind.VENDOR_RESOLVED:
+                    results.extend(self._revert_checks(incident, event.seq))
         except Exception as exc:
             # a later step is busy or failed: the steps carried out before it are recorded
             # by the pipeline before the failure goes on, so the next try finds them done
@@ -165,7 +212,7 @@ class Mitigator:
         wanted: dict[str, tuple[ActionRecord, str]] = {}
         if any(e.kind is EventKind.INCIDENT_RESOLVED for e in change.events):
             for record in incident.actions:
-                if record.revert_on_resolve:
+                if record.revert_when == "resolve":
                     wanted.setdefault(record.step, (record, "the incident resolved"))
         for event in change.events:
             if event.kind is not EventKind.ACTION_UNHELPFUL:
@@ -190,36 +237,44 @@ class Mitigator:
             next((a for a in view.incident.actions if a.step == timer.step), None) if view else None
         )
         if (
-            record is None
+            view is None
+            or record is None
             or record.verified is not None
             or record.planned is None
             or record.planned.spec.verify is None
         ):
             await self._ledger.finish_effect(key, data={"skipped": True})
             return None
-        spec = record.planned.spec.verify
-        value: float | None = None
-        error = None
-        if self._verify is None:
-            error = "RESPONDER_PROMETHEUS_URL is not set"
-        else:
-            try:
-                value = await self._verify.value(spec.query)
-            except Exception as exc:  # noqa: BLE001 - an unanswered check is a result
-                error = f"{type(exc).__name__}: {exc}"
-        helped = (
-            value is not None
-            and (spec.below is None or value < spec.below)
-            and (spec.above is None or value > spec.above)
+        dropped = (
+            "the incident resolved"
+            if not view.incident.is_active
+            else "the action was undone"
+            if record.reverted
+            else None
         )
-        bounds = " and ".join(
-            b
-            for b in (
-                f"< {spec.below:g}" if spec.below is not None else "",
-                f"> {spec.above:g}" if spec.above is not None else "",
+        if dropped is not None:
+            # what the check would read says nothing of the action any more: not run, and
+            # no "did not help" below the postmortem
+            self._metrics.verifications.labels("dropped").inc()
+
+            async def finish_dropped() -> None:
+                await self._ledger.finish_effect(key, data={"dropped": dropped})
+
+            return self._recorded(
+                timer.incident_id,
+                _Result(
+                    record,
+                    EventKind.ACTION_VERIFY_DROPPED,
+                    f"verification of {record.action} on {record.target} dropped: {dropped}",
+                    data={"why": dropped},
+                ),
+                finish_dropped,
+                replace=True,
             )
-            if b
-        )
+        spec = record.planned.spec.verify
+        value, error = await self._query(spec.query)
+        helped = _in_bounds(value, spec.below, spec.above)
+        bounds = _bounds(spec.below, spec.above)
         shown = "no data" if value is None else f"{value:.4g}"
         if helped:
             result = _Result(
@@ -245,6 +300,191 @@ class Mitigator:
         # the pipeline writes it on the incident and follows it up: the stage then reverts
         # a step that did not help, if its rule says so (``_reverts_wanted``)
         return self._recorded(timer.incident_id, result, finish, replace=True)
+
+    # ------------------------------------------------------------- handing over
+
+    def _undecided(self, change: IncidentChange) -> StageResult:
+        """No branch decided: no runbook step runs by itself, so a human is called (Slack,
+        and a page when the incident's rule says ``page``)."""
+        event = next(e for e in change.events if e.kind is EventKind.INCIDENT_UNDECIDED)
+        reason = f"the automation cannot choose a runbook branch ({event.detail})"
+        now = self._clock.now()
+
+        def mutate(state: IncidentState) -> IncidentChange | None:
+            return None if state.incident is None else hand_over(state.incident, reason, now)
+
+        return StageResult(mutators=(mutate,))
+
+    # ------------------------------------------------------------- revert policy
+
+    async def _revert_due(self, incident_id: str, record: ActionRecord) -> StageResult | None:
+        """At resolve, an applied change its policy leaves in place (``never``): its undo,
+        shown for a human to send when they judge it is time (once per step)."""
+        if (
+            record.revert_when != "never"
+            or record.verdict is not Outcome.APPLIED
+            or not record.reversible
+            or record.reverted
+            or record.planned is None
+        ):
+            return None
+        action = action_for(record.planned.spec)
+        if not isinstance(action, DeploymentAction) or (undo := action.undo(record)) is None:
+            return None
+        key = f"{incident_id}:revert_due:{record.step}"
+        if await self._claim(key) is None:
+            return None
+        result = _Result(
+            record,
+            EventKind.ACTION_REVERT_DUE,
+            f"{record.action} on {record.target} stays (its rule says revert: never): "
+            f"{_change(record.before, record.after)}; to undo it send {_short(undo)}",
+            data={"revert_patch": undo, "policy": "never"},
+        )
+
+        async def finish() -> None:
+            await self._ledger.finish_effect(key, data={"kind": result.kind})
+
+        return self._recorded(incident_id, result, finish, replace=True)
+
+    def _revert_checks(self, incident: Incident, event_seq: int) -> list[StageResult]:
+        """The vendor's incident is over: each applied change waiting for it gets its first
+        check after the quiet period (a timer: it survives restarts, runs once)."""
+        results: list[StageResult] = []
+        for record in incident.actions:
+            if (
+                record.revert_when != "vendor_resolved"
+                or record.verdict is not Outcome.APPLIED
+                or record.reverted
+                or record.planned is None
+            ):
+                continue
+            results.append(
+                StageResult(after_write=(self._scheduler(incident.id, record, event_seq, 1),))
+            )
+        return results
+
+    def _scheduler(
+        self, incident_id: str, record: ActionRecord, event_seq: int, check: int
+    ) -> AfterWrite:
+        quiet_s = (
+            float(getattr(record.planned.spec, "revert_quiet_s", 600.0))
+            if record.planned
+            else 600.0
+        )
+
+        async def schedule() -> None:
+            now = self._clock.now()
+            # scheduled again (a redelivery), the second copy finds the check's effect
+            # done (its key is the timer's step)
+            await self._ledger.schedule(
+                TimerSignal(
+                    kind="revert_check",
+                    incident_id=incident_id,
+                    step=revert_check_step(record.step, event_seq, check),
+                    due_at=now + timedelta(seconds=quiet_s),
+                    received_at=now,
+                )
+            )
+
+        return schedule
+
+    async def revert_check(self, timer: TimerSignal) -> StageResult | None:
+        """A quiet period after the vendor's incident ended: undo the change if its verify
+        query is in bounds now; else wait another period, and after ``REVERT_CHECKS`` call a
+        human with the undo."""
+        parsed = parse_revert_check_step(timer.step)
+        if parsed is None:
+            return None
+        step, event_seq, check = parsed
+        key = f"{timer.incident_id}:revert_check:{timer.step}"
+        found = await self._claim_with_incident(key, timer.incident_id)
+        if found is None:
+            return None
+        _, incident = found
+        record = next((a for a in incident.actions if a.step == step), None)
+        if (
+            record is None
+            or record.verdict is not Outcome.APPLIED
+            or record.reverted
+            or record.planned is None
+        ):
+            await self._ledger.finish_effect(key, data={"skipped": True})
+            return None
+        spec = record.planned.spec.verify
+        value, error, in_bounds = None, None, True
+        if spec is not None:
+            value, error = await self._query(spec.query)
+            in_bounds = _in_bounds(value, spec.below, spec.above)
+        shown = "no data" if value is None else f"{value:.4g}"
+        reading = (
+            "no verify query to wait for"
+            if spec is None
+            else f"{spec.query} = {shown} ({_bounds(spec.below, spec.above)})"
+        )
+
+        async def finish() -> None:
+            await self._ledger.finish_effect(key, data={"in_bounds": in_bounds})
+
+        if in_bounds:
+            revert = await self._revert(
+                timer.incident_id,
+                record,
+                why=f"the vendor's incident is over and, after the quiet period, {reading}",
+            )
+            return merge_results(
+                [*([revert] if revert else []), StageResult(after_write=(finish,))]
+            )
+        undo = None
+        action = action_for(record.planned.spec)
+        if isinstance(action, DeploymentAction):
+            undo = action.undo(record)
+        why = error or reading
+        human: str | None = None
+        if check < REVERT_CHECKS:
+            # on the timeline (the thread), so people see why the change is still there
+            quiet_s = getattr(record.planned.spec, "revert_quiet_s", 600.0)
+            detail = (
+                f"the revert of {record.action} on {record.target} waits: the vendor's "
+                f"incident is over but {why}; checking again in {quiet_s:g}s "
+                f"({check + 1} of {REVERT_CHECKS})"
+            )
+            schedule = self._scheduler(timer.incident_id, record, event_seq, check + 1)
+
+            async def then() -> None:
+                await schedule()
+                await finish()
+
+        else:
+            detail = human = (
+                f"{record.action} on {record.target} is still in place: the vendor's incident "
+                f"is over but {why} after {check} quiet periods; undo it by hand when it is "
+                "safe" + (f": {_short(undo)}" if undo is not None else "")
+            )
+            then = finish
+        result = _Result(
+            record,
+            EventKind.ACTION_REVERT_DUE,
+            detail,
+            human=human,
+            data={
+                "revert_patch": undo,
+                "policy": "vendor_resolved",
+                "value": value,
+                "check": check,
+                "last": human is not None,
+            },
+        )
+        return self._recorded(timer.incident_id, result, then, replace=True)
+
+    async def _query(self, query: str) -> tuple[float | None, str | None]:
+        """The query's value (``None``: no data) and why there is none, if it failed."""
+        if self._verify is None:
+            return None, "RESPONDER_PROMETHEUS_URL is not set"
+        try:
+            return await self._verify.value(query), None
+        except Exception as exc:  # noqa: BLE001 - an unanswered check is a result
+            return None, f"{type(exc).__name__}: {exc}"
 
     # ------------------------------------------------------------------- one step
 
@@ -294,7 +534,13 @@ class Mitigator:
             # unfinished (with the patch noted before it was sent), and the worker that
             # recovers it reads the target and records the outcome
             await self._ledger.finish_effect(key, data={"verdict": result.record.verdict.value})
-            if result.record.verdict is Outcome.APPLIED and planned.spec.verify is not None:
+            if (
+                result.record.verdict is Outcome.APPLIED
+                and planned.spec.verify is not None
+                # its verify query is the check before its revert, once the vendor is back:
+                # while the vendor is down it could only say "did not help"
+                and result.record.revert_when != "vendor_resolved"
+            ):
                 due = self._clock.now() + timedelta(seconds=planned.spec.settle_s)
                 await self._ledger.schedule(
                     TimerSignal(
@@ -318,7 +564,7 @@ class Mitigator:
         cooldown = None
         used = 0
         if deployment is not None and not revert:
-            cooldown = await self._ledger.cooldown_until(f"{namespace}/{deployment}:{spec.type}")
+            cooldown = await self._ledger.cooldown_until(cooldown_key(action))
             used = await self._ledger.budget_used(window_s=self._policy.budget_window_s, now=now)
         dry_why = (
             "the rule or its pack says dry_run" if planned.dry_run else "RESPONDER_DRY_RUN is set"
@@ -339,6 +585,7 @@ class Mitigator:
                 budget_window_s=self._policy.budget_window_s,
                 now=now,
                 changes_cluster=deployment is not None,
+                change=action.change,
             )
         )
 
@@ -365,14 +612,18 @@ class Mitigator:
             reason="",
             at=self._clock.now(),
             dry_run=planned.dry_run or self._policy.force_dry_run,
-            revert_on_resolve=action.revert_on_resolve,
+            revert_on_resolve=action.revert_when == "resolve",
+            revert_when=action.revert_when,
             reversible=action.reversible,
             verdicts=tuple(verdicts),
             planned=planned,
         )
         if isinstance(action, PageHumanAction):
             if refusal is not None:
-                return self._refused(base, refusal)
+                result = self._refused(base, refusal)
+                if refusal.guard != ACKNOWLEDGED:
+                    result.human = action.reason  # paused or not, the page asks for a person
+                return result
             return _Result(
                 base.model_copy(update={"verdict": Outcome.NEEDS_HUMAN, "reason": action.reason}),
                 EventKind.ACTION_NEEDS_HUMAN,
@@ -383,8 +634,10 @@ class Mitigator:
             return await self._dry_run(base, action, refusal)
         if refusal is not None:
             result = self._refused(base, refusal)
-            if refusal.guard == "budget":
-                result.human = refusal.reason
+            if refusal.guard != ACKNOWLEDGED:
+                # the runbook's step is not done: someone must do it (or lift the guard);
+                # after an ack the human who took the incident already has it
+                result.human = f"{spec.type} on {target} was not done: {refusal.reason}"
             return result
         now = self._clock.now()
         if not await self._ledger.spend_budget(
@@ -426,7 +679,7 @@ class Mitigator:
             await self._ledger.release_lock(lock, token=token)
         if result.record.verdict in (Outcome.APPLIED, Outcome.IN_PLACE):
             await self._ledger.start_cooldown(
-                f"{lock}:{spec.type}", until=now + timedelta(seconds=self._policy.cooldown_s)
+                cooldown_key(action), until=now + timedelta(seconds=self._policy.cooldown_s)
             )
         return result
 
@@ -677,3 +930,20 @@ def _change(before: dict[str, Any], after: dict[str, Any]) -> str:
         return ", ".join(parts)
     keys = sorted(set(before) | set(after))
     return ", ".join(f"{k}: {before.get(k)!r} → {after.get(k)!r}" for k in keys)
+
+
+def _in_bounds(value: float | None, below: float | None, above: float | None) -> bool:
+    return (
+        value is not None and (below is None or value < below) and (above is None or value > above)
+    )
+
+
+def _bounds(below: float | None, above: float | None) -> str:
+    return " and ".join(
+        b
+        for b in (
+            f"< {below:g}" if below is not None else "",
+            f"> {above:g}" if above is not None else "",
+        )
+        if b
+    )

@@ -2,8 +2,8 @@
 
 In order: automation not paused; the incident not acknowledged by a human; the
 (namespace, deployment, action) on the allowlist; not in dry-run; the target out of its
-cooldown; the action budget not spent. (The per-target lock is taken by the executor, the
-last guard.) The first guard that says no decides; every verdict is recorded.
+cooldown for the same change; the action budget not spent. (The per-target lock is taken
+by the executor, the last guard.) The first guard that says no decides; every verdict is recorded.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from responder.domain.names import k8s_name_problem
 from responder.ports import Pause
 
 DRY_RUN = "dry_run"  # the guard whose "no" means "record what you would do"
+ACKNOWLEDGED = "acknowledged"  # the guard whose "no" means "a human has it already"
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class GuardInput:
     budget_window_s: float
     now: datetime
     changes_cluster: bool = True
+    change: str = ""  # the exact change (``Action.change``), which the cooldown is kept by
 
     @property
     def target(self) -> str:
@@ -93,7 +95,7 @@ def check(g: GuardInput) -> list[Verdict]:
     ):
         return verdicts
     if not say(
-        "acknowledged",
+        ACKNOWLEDGED,
         g.acked_by is None,
         "no human has taken the incident"
         if g.acked_by is None
@@ -122,7 +124,8 @@ def check(g: GuardInput) -> list[Verdict]:
         not cooling,
         "out of cooldown"
         if not cooling
-        else f"{g.target} had a {g.action} until {g.cooldown_until:%H:%M:%S}: in cooldown",
+        else f"{g.target} had the same change ({g.change or g.action}) until "
+        f"{g.cooldown_until:%H:%M:%S}: in cooldown",
     ):
         return verdicts
     spent = g.budget_used >= g.budget_limit

@@ -73,6 +73,9 @@ SLACK_REPLY_KINDS = frozenset(
         EventKind.NOTIFICATION_ADOPTED,
     }
 )
+# Action events kept off the thread and PagerDuty notes: a verification dropped because the
+# incident resolved (or its action was undone) would land below the postmortem, for nothing.
+_UNTOLD_ACTION_KINDS = frozenset({EventKind.ACTION_VERIFY_DROPPED})
 # Another sink's trouble is worth a line in the thread (never the sink's own: a reply
 # about Slack failing could only fail in turn).
 _NOTIFICATION_TROUBLE = frozenset({EventKind.NOTIFICATION_DELAYED, EventKind.NOTIFICATION_FAILED})
@@ -191,7 +194,9 @@ class SlackPlanner:
             return True
         if event.kind in _NOTIFICATION_TROUBLE:
             return event.data.get("sink") != self.sink
-        return event.kind in SLACK_REPLY_KINDS or event.kind.startswith("action.")
+        return event.kind in SLACK_REPLY_KINDS or (
+            event.kind.startswith("action.") and event.kind not in _UNTOLD_ACTION_KINDS
+        )
 
     def reply(self, incident: Incident, event: TimelineEvent, now: datetime) -> str:
         if self.every_event:
@@ -426,7 +431,11 @@ class PagerDutyPlanner:
         if self.notes and linked:
             for event in events:
                 note = _PAGERDUTY_NOTES.get(event.kind)
-                if note is None and event.kind.startswith("action."):
+                if (
+                    note is None
+                    and event.kind.startswith("action.")
+                    and event.kind not in _UNTOLD_ACTION_KINDS
+                ):
                     note = "action"
                 if note is None or (note == "summary" and not incident.triaged_at):
                     continue
