@@ -68,6 +68,12 @@ class EventKind(StrEnum):
     PAGERDUTY_NOTE = "pagerduty.note"  # a note a person added there
     PAGERDUTY_EVENT = "pagerduty.event"  # any other PagerDuty event, told as it came
 
+    # Watching and reminding after the first response (responder/watch/)
+    VENDOR_STATUS_CHANGED = "vendor.status_changed"  # the vendor's status page says otherwise
+    VENDOR_RESOLVED = "vendor.resolved"  # the vendor's incident is over
+    UPDATE_DUE = "incident.update_due"  # the promised update fell due with none posted since
+    ACK_OVERDUE = "incident.ack_overdue"  # not acknowledged within the response time: paged
+
     # The postmortem draft and evidence bundle
     REPORT_WRITTEN = "report.written"
     REPORT_FAILED = "report.failed"
