@@ -242,6 +242,45 @@ async def test_an_update_due_with_nothing_told_is_reminded_and_the_root_moves_on
             assert all(e["seq"] < resolved_seq for e in of_kind(inc, "incident.update_due"))
 
 
+ESCALATING = """
+name: watch-escalation
+version: "1"
+defaults:
+  group_by: [alertname, service]
+rules:
+  - name: worse
+    match: ['instance="pod-2"']
+    classify: {severity: P1, error_type: unreachable}
+  - name: classify
+    match: ['service="posthog-integration"']
+    classify: {severity: P3, error_type: upstream_5xx}
+"""
+
+
+async def test_an_escalated_incident_is_reminded_at_its_new_severitys_cadence(
+    make_settings, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    pack = tmp_path / "escalating.yaml"
+    pack.write_text(ESCALATING)
+    settings = settings_for(
+        make_settings,
+        redis_url,
+        redis_prefix,
+        rules=[pack],
+        update_interval_p3_s=3600,
+        update_interval_p1_s=1,
+    )
+    async with running_service(settings, notify=True) as svc:
+        await svc.post_alertmanager(alert("PostHogErrors", instance="pod-1"))
+        await incident_with(svc, "incident.classified")
+        await svc.post_alertmanager(alert("PostHogErrors", instance="pod-2"))
+        inc = await incident_with(svc, "incident.update_due")
+        assert inc["severity"] == "P1"
+        assert of_kind(inc, "incident.update_due")[0]["data"]["every_s"] == 1
+        # the reminder comes at P1's cadence, not at the P3 round's hour (that round, when
+        # it comes, finds its generation outdated and ends its chain)
+
+
 async def test_a_p1_not_acknowledged_in_time_is_paged_and_paged_again(
     make_settings, redis_url: str, redis_prefix: str, tmp_path: Path
 ) -> None:

@@ -7,6 +7,10 @@ replica starts the chain twice schedules round 1 once, and a redelivered round (
 died after scheduling the next one, before finishing) finds its claim done or recovers
 it; the next round it scheduled again, if any, is then a second timer of one round, and
 only one of the two claims it. So an incident never has two chains of one watcher.
+
+A watcher whose cadence depends on what may change (the update reminders on the
+severity) starts a chain per ``generation``: rounds ``<generation>.<n>``; a round of an
+older generation than the incident's ends its chain, so one chain lives at a time.
 """
 
 from __future__ import annotations
@@ -45,12 +49,12 @@ class TimerChain:
             raise RetryLaterError(key)
         return claim.status != "done"
 
-    async def start(self, incident_id: str, *, due_at: datetime) -> None:
+    async def start(self, incident_id: str, *, due_at: datetime, generation: str = "") -> None:
         """Schedule the incident's first round at ``due_at``, once whoever asks."""
-        key = self._key(incident_id, "start")
+        key = self._key(incident_id, f"{generation}.start" if generation else "start")
         if not await self._claim(key):
             return
-        await self._schedule(incident_id, 1, due_at)
+        await self._schedule(incident_id, _step(generation, 1), due_at)
         await self._ledger.finish_effect(key, data={"due_at": due_at.isoformat()})
 
     async def claim(self, timer: TimerSignal) -> bool:
@@ -63,7 +67,8 @@ class TimerChain:
 
         async def follow() -> None:
             if next_due_at is not None:
-                await self._schedule(timer.incident_id, int(timer.step) + 1, next_due_at)
+                step = _step(generation(timer), round_of(timer) + 1)
+                await self._schedule(timer.incident_id, step, next_due_at)
             await self._ledger.finish_effect(
                 self._key(timer.incident_id, timer.step),
                 data={"next": next_due_at.isoformat() if next_due_at else None},
@@ -71,13 +76,27 @@ class TimerChain:
 
         return follow
 
-    async def _schedule(self, incident_id: str, round_: int, due_at: datetime) -> None:
+    async def _schedule(self, incident_id: str, step: str, due_at: datetime) -> None:
         await self._ledger.schedule(
             TimerSignal(
                 kind=self.kind,
                 incident_id=incident_id,
-                step=str(round_),
+                step=step,
                 due_at=due_at,
                 received_at=self._clock.now(),
             )
         )
+
+
+def _step(generation: str, round_: int) -> str:
+    return f"{generation}.{round_}" if generation else str(round_)
+
+
+def generation(timer: TimerSignal) -> str:
+    """The generation of the chain ``timer`` is a round of (``""``: the only one)."""
+    return timer.step.rpartition(".")[0]
+
+
+def round_of(timer: TimerSignal) -> int:
+    """Which round of its chain ``timer`` is, from 1."""
+    return int(timer.step.rpartition(".")[2])

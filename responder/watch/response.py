@@ -22,7 +22,7 @@ from responder.domain.timeline import EventKind
 from responder.domain.watch import tell
 from responder.ports import Clock, IncidentState, StageResult, Store
 from responder.rules.engine import RuleSet
-from responder.watch.chain import TimerChain
+from responder.watch.chain import TimerChain, round_of
 
 log = structlog.get_logger("responder.watch.response")
 
@@ -82,7 +82,7 @@ class AckDeadline:
         within_s = self._respond_within_s(incident.pack) if incident is not None else None
         if incident is None or incident.status is not IncidentStatus.OPEN or within_s is None:
             return StageResult(after_write=(self._chain.then(timer, None),))
-        page = int(timer.step)
+        page = round_of(timer)
         now = self._clock.now()
         late = now - incident.opened_at
         minutes = int(late.total_seconds() // 60)

@@ -20,13 +20,19 @@ from responder.domain.signal import TimerSignal
 from responder.domain.timeline import EventKind
 from responder.domain.watch import last_update_at, next_update_at, tell
 from responder.ports import Clock, IncidentState, StageResult, Store
-from responder.watch.chain import TimerChain
+from responder.watch.chain import TimerChain, generation, round_of
 
 log = structlog.get_logger("responder.watch.updates")
 
-# What starts the schedule: the incident's severity is known from these on.
+# What starts a schedule: the incident's severity is known, or raised, from these on (a
+# raised severity starts the schedule of its cadence, which ends the one before).
 _SEVERITY_SET = frozenset(
-    {EventKind.INCIDENT_CLASSIFIED, EventKind.INCIDENT_UNCLASSIFIED, EventKind.INCIDENT_STORM}
+    {
+        EventKind.INCIDENT_CLASSIFIED,
+        EventKind.INCIDENT_UNCLASSIFIED,
+        EventKind.INCIDENT_STORM,
+        EventKind.INCIDENT_ESCALATED,
+    }
 )
 # An incident left open for a week at P1's cadence; nobody reads reminders past that.
 MAX_ROUNDS = 7 * 24 * 4
@@ -52,9 +58,9 @@ class UpdateReminders:
         incident = change.incident
         if not incident.is_active or not any(e.kind in _SEVERITY_SET for e in change.events):
             return None
-        every_s = self._every_s(incident.severity.value if incident.severity else None)
-        due = next_update_at(incident.opened_at, every_s, self._clock.now())
-        await self._chain.start(incident.id, due_at=due)
+        severity = incident.severity.value if incident.severity else ""
+        due = next_update_at(incident.opened_at, self._every_s(severity), self._clock.now())
+        await self._chain.start(incident.id, due_at=due, generation=severity)
         return None
 
     async def round(self, timer: TimerSignal) -> StageResult | None:
@@ -62,11 +68,18 @@ class UpdateReminders:
         if not await self._chain.claim(timer):
             return None
         view = await self._store.get_incident(timer.incident_id)
-        if view is None or not view.incident.is_active or int(timer.step) >= MAX_ROUNDS:
+        severity = view.incident.severity if view is not None else None
+        if (
+            view is None
+            or not view.incident.is_active
+            # the severity changed: the chain of its cadence took over
+            or generation(timer) != (severity.value if severity else "")
+            or round_of(timer) >= MAX_ROUNDS
+        ):
             return StageResult(after_write=(self._chain.then(timer, None),))
         incident = view.incident
         now = self._clock.now()
-        every_s = self._every_s(incident.severity.value if incident.severity else None)
+        every_s = self._every_s(generation(timer))
         next_due = next_update_at(incident.opened_at, every_s, now)
         last = last_update_at(view.timeline)
         if last is not None and last > timer.due_at - timedelta(seconds=every_s):
