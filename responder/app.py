@@ -454,6 +454,7 @@ def create_app(
         clock=clock,
         rules=rules,
         repages=settings.ack_repages,
+        pages=settings.pagerduty_routing_key is not None,
     )
     watchers = (vendor_watch, update_reminders, ack_deadline)
 

@@ -48,12 +48,16 @@ class AckDeadline:
         clock: Clock,
         rules: Callable[[], RuleSet],
         repages: int,
+        pages: bool,
     ) -> None:
+        """``pages``: a PagerDuty routing key is set (the Events API can page); without
+        one the thread says the on-call must be called by hand."""
         self._store = store
         self._chain = chain
         self._clock = clock
         self._rules = rules
         self._repages = repages
+        self._pages = pages
 
     def _respond_within_s(self, pack: str | None) -> int | None:
         return self._rules().severity_level(pack, PAGED_SEVERITY).respond_within_s
