@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from typer.testing import CliRunner
 
 from responder.adapters.redis_keys import RedisKeys
+from responder.cli import cli
 from tests.support.fake_http import FakeStatuspage
 from tests.support.fake_notify import FakePagerDuty, FakeSlack, SlackMessage
 from tests.support.mitigation import alert
@@ -367,3 +369,13 @@ async def _having(
 ) -> list[SlackMessage] | None:
     messages = await found()
     return messages if any(text in m.text for m in messages) else None
+
+
+def test_the_demo_shows_posthog_watched_until_it_resolves(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["demo", "-o", str(tmp_path), "-s", "unreachable"])
+    assert result.exit_code == 0, result.output
+    watched = result.output.split("▶ watching   PostHog's status page", 1)[1]
+    assert "▶ vendor.resolved" in watched
+    assert "PostHog's incident is over" in watched
+    # told before our own alert resolves
+    assert watched.index("▶ vendor.resolved") < watched.index("webhook, resolved")

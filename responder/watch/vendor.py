@@ -115,10 +115,11 @@ class VendorWatch:
         vendor = str(result.evidence.get("page") or urlsplit(spec.url).hostname or spec.url)
         shown = describe_vendor_status(vendor, status)
         if not status["incident"]:
+            said = result.facts.get("description") or f"indicator {status['indicator']}"
             told = _telling(
                 now,
                 EventKind.VENDOR_RESOLVED,
-                f"{vendor}'s incident is over: {shown}",
+                f"{vendor}'s incident is over: its status page says {said}",
                 vendor=vendor,
                 url=spec.url,
                 status=status,
