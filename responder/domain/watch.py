@@ -55,9 +55,7 @@ def vendor_status(facts: Mapping[str, JsonValue]) -> dict[str, JsonValue]:
     it shows an incident, its indicator, and its open incidents with their stage. Two of
     them differ exactly when the vendor's status page changed in a way worth telling."""
     incidents: list[JsonValue] = [
-        {"name": i.get("name"), "status": i.get("status")}
-        for i in facts.get("incidents") or []  # type: ignore[union-attr]
-        if isinstance(i, dict)
+        {"name": i.get("name"), "status": i.get("status")} for i in _listed(facts.get("incidents"))
     ]
     return {
         "incident": bool(facts.get("incident")),
@@ -81,17 +79,19 @@ def last_vendor_status(
     return vendor_status(facts)
 
 
+def _listed(value: JsonValue) -> list[dict[str, JsonValue]]:
+    """The objects of a JSON list (facts are JSON: anything else is no list)."""
+    return [i for i in value if isinstance(i, dict)] if isinstance(value, list) else []
+
+
 def vendor_resolved_told(timeline: Sequence[TimelineEvent]) -> bool:
     return any(e.kind is EventKind.VENDOR_RESOLVED for e in timeline)
 
 
 def describe_vendor_status(vendor: str, status: Mapping[str, JsonValue]) -> str:
     """``PostHog: minor; Ingestion delays (monitoring)``: one line for the thread."""
-    incidents = status.get("incidents") or []
     told = "; ".join(
-        f"{i.get('name')} ({i.get('status')})"
-        for i in incidents  # type: ignore[union-attr]
-        if isinstance(i, dict)
+        f"{i.get('name')} ({i.get('status')})" for i in _listed(status.get("incidents"))
     )
     return f"{vendor}: {status.get('indicator') or 'unknown'}" + (f"; {told}" if told else "")
 
