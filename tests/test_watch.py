@@ -165,6 +165,49 @@ async def test_vendor_incident_is_watched_until_the_vendor_resolves(
             assert still["status"] == "open"
 
 
+async def test_the_vendor_watch_survives_a_restart_and_runs_once_across_replicas(
+    make_settings, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    async with FakeStatuspage() as page, FakeSlack() as fake:
+        vendor_incident = page.open_incident("Elevated API error rates")
+        settings = settings_for(
+            make_settings,
+            redis_url,
+            redis_prefix,
+            rules=[write_pack(tmp_path, status_page=page.url)],
+            triage=True,
+            vendor_watch_interval_s=0.2,
+            **slack(fake),
+        )
+        async with running_service(settings, notify=True) as first:
+            await first.post_alertmanager(alert("PostHogErrors"))
+            await incident_with(first, "triage.completed")
+            await first.idle()
+        # the only replica stopped: its next round waits in Redis
+        assert await timers_of(redis_url, redis_prefix, "vendor_watch")
+
+        page.update_incident(vendor_incident, status="monitoring")
+        async with (
+            running_service(settings, notify=True) as one,
+            running_service(settings, notify=True) as other,
+        ):
+            await incident_with(one, "vendor.status_changed")
+            page.resolve_incident(vendor_incident)
+            await incident_with(one, "vendor.resolved")
+            for svc in (one, other):
+                await svc.idle()
+            # no round is left, and nothing was told twice
+            assert await timers_of(redis_url, redis_prefix, "vendor_watch") == []
+            [inc] = await other.incidents()
+            assert len(of_kind(inc, "vendor.status_changed")) == 1
+            assert len(of_kind(inc, "vendor.resolved")) == 1
+            thread = await eventually(
+                lambda: _having(replies(fake), "Vendor resolved"), what="resolved told"
+            )
+            assert sum("*Vendor resolved:*" in m.text for m in thread) == 1
+            assert sum("*Vendor status:*" in m.text for m in thread) == 1
+
+
 async def test_vendor_watch_ends_when_our_incident_resolves_with_nothing_to_revert(
     make_settings, redis_url: str, redis_prefix: str, tmp_path: Path
 ) -> None:
