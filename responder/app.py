@@ -69,6 +69,10 @@ from responder.rules.engine import RuleSet
 from responder.rules.registry import RuleRegistry
 from responder.settings import ConfigError, Settings
 from responder.triage.stage import TriageStage
+from responder.watch.chain import TimerChain, WatchKind
+from responder.watch.response import AckDeadline
+from responder.watch.updates import UpdateReminders
+from responder.watch.vendor import VendorWatch
 from responder.web.common import CONTEXT, WebContext
 from responder.web.middleware import documents_redacted, request_context
 from responder.web.routes import add_routes
@@ -197,7 +201,10 @@ def message_templates(settings: Settings) -> Templates:
 def build_renderer(settings: Settings, rules: Callable[[], RuleSet]) -> Renderer:
     """The message renderer; ``ConfigError`` naming each template that does not render."""
     renderer = Renderer(
-        templates=message_templates(settings), rules=rules, commander=settings.incident_commander
+        templates=message_templates(settings),
+        rules=rules,
+        commander=settings.incident_commander,
+        update_intervals_s=settings.update_intervals_s(),
     )
     problems = check_templates(renderer) + check_postmortem(renderer.templates)
     if problems:
@@ -328,8 +335,9 @@ def create_app(
     prometheus = (
         PrometheusClient(settings.prometheus_url, http) if settings.prometheus_url else None
     )
+    vendor_status = StatuspageProbe(http)
     probes: dict[str, Probe] = {
-        "vendor_status": StatuspageProbe(http),
+        "vendor_status": vendor_status,
         "health": HttpHealthProbe(http),
         "prometheus": PrometheusQueryProbe(prometheus),
         # only in the namespaces automatic actions may touch
@@ -416,6 +424,40 @@ def create_app(
         lease_s=settings.visibility_timeout_s,
     )
 
+    def chain(kind: WatchKind) -> TimerChain:
+        # a round's holder is presumed dead once its timer could be claimed by another
+        return TimerChain(
+            kind=kind,
+            ledger=store,
+            clock=clock,
+            owner=worker_name,
+            lease_s=settings.visibility_timeout_s,
+        )
+
+    vendor_watch = VendorWatch(
+        store=store,
+        probe=vendor_status,
+        chain=chain("vendor_watch"),
+        clock=clock,
+        interval_s=settings.vendor_watch_interval_s,
+        max_s=settings.vendor_watch_max_s,
+    )
+    update_reminders = UpdateReminders(
+        store=store,
+        chain=chain("update_due"),
+        clock=clock,
+        intervals_s=settings.update_intervals_s(),
+    )
+    ack_deadline = AckDeadline(
+        store=store,
+        chain=chain("ack_due"),
+        clock=clock,
+        rules=rules,
+        repages=settings.ack_repages,
+        pages=settings.pagerduty_routing_key is not None,
+    )
+    watchers = (vendor_watch, update_reminders, ack_deadline)
+
     pipeline = Pipeline(
         store=store,
         clock=clock,
@@ -425,11 +467,14 @@ def create_app(
         rules=rules,
         force_dry_run=settings.dry_run,
         # the report goes last: it tells what the mitigation stage did on resolve
-        stages=((triage,) if settings.triage else ()) + (mitigator, reporter),
+        stages=((triage,) if settings.triage else ()) + (mitigator, *watchers, reporter),
         timer_handlers={
             "verify": mitigator.verify,
             "deliver": deliveries.deliver,
             "revert_check": mitigator.revert_check,
+            "vendor_watch": vendor_watch.round,
+            "update_due": update_reminders.round,
+            "ack_due": ack_deadline.round,
         },
     )
     worker = Worker(

@@ -270,6 +270,37 @@ class Settings(BaseSettings):
         ge=0,
         description="Facts younger than this are reused when more alerts join an incident.",
     )
+    # Watching and reminding after the first response (responder/watch/)
+    vendor_watch_interval_s: float = Field(
+        120.0,
+        gt=0,
+        description="While an incident's facts show a vendor incident, its status page is "
+        "read again this often (a Statuspage's public API is cached for about a minute).",
+    )
+    vendor_watch_max_s: float = Field(
+        7 * 86400.0,
+        gt=0,
+        description="The vendor is watched at most this long after the incident opened.",
+    )
+    update_interval_p1_s: float = Field(
+        900.0, gt=0, description="A P1's promised update cadence: a reminder when none came."
+    )
+    update_interval_p2_s: float = Field(
+        1800.0, gt=0, description="A P2's promised update cadence: a reminder when none came."
+    )
+    update_interval_p3_s: float = Field(
+        3600.0, gt=0, description="A P3's promised update cadence: a reminder when none came."
+    )
+    update_interval_p4_s: float = Field(
+        3600.0, gt=0, description="A P4's promised update cadence: a reminder when none came."
+    )
+    ack_repages: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="A P1 not acknowledged within its response time is paged; re-paged this "
+        "many more times, one response time apart, while still not acknowledged.",
+    )
     slack_token: SecretStr | None = Field(
         None,
         description="Slack bot token (xoxb-…, scope chat:write; channels:history, and "
@@ -650,6 +681,15 @@ class Settings(BaseSettings):
     def uses_redis(self) -> bool:
         """Redis (by URL or through sentinels) rather than the embedded store."""
         return self.redis_url is not None or bool(self.redis_sentinels)
+
+    def update_intervals_s(self) -> dict[str, float]:
+        """The promised update cadence by severity (the Slack root's "Next update")."""
+        return {
+            "P1": self.update_interval_p1_s,
+            "P2": self.update_interval_p2_s,
+            "P3": self.update_interval_p3_s,
+            "P4": self.update_interval_p4_s,
+        }
 
     def sentinel_addresses(self) -> list[tuple[str, int]]:
         return [parse_host_port(entry) for entry in self.redis_sentinels]

@@ -151,6 +151,8 @@ class Demo:
             batch_wait_s=0,
             log_level="WARNING",
             incident_commander="@posthog-oncall",
+            # the stand-in status page answers at once: a second keeps the demo short
+            vendor_watch_interval_s=1,
         )
 
     # ------------------------------------------------------------------ one scenario
@@ -195,6 +197,9 @@ class Demo:
                 echo(f"▶ {event['kind']:<22} {event['detail']}")
         self._told("Slack root message (from the console notifier; each step above is a reply)")
         self._status_page(app, incident)
+        vendor = incident["facts"].get("vendor")
+        if isinstance(vendor, dict) and vendor.get("incident"):
+            await self._vendor_resolves(app, http, url, scenario)
 
         resolved = scenario.payload("resolved", started - timedelta(minutes=2), datetime.now(UTC))
         echo("▶ received   Alertmanager webhook, resolved")
@@ -222,6 +227,18 @@ class Demo:
                 postmortem=path,
             )
         )
+
+    async def _vendor_resolves(
+        self, app: web.Application, http: aiohttp.ClientSession, url: str, scenario: Scenario
+    ) -> None:
+        """The runbook's "wait for PostHog to resolve": the watch reads PostHog's status
+        page again until its incident is over, which the demo's stand-in now shows."""
+        self.echo("▶ watching   PostHog's status page until its incident is over")
+        self.echo("             (now PostHog resolves it on its status page)")
+        self.world.evidence = scenario.evidence.model_copy(update={"vendor_incident": None})
+        incident = await self._settled(app, http, url, scenario, (EventKind.VENDOR_RESOLVED,))
+        for event in _events(incident, "vendor."):
+            self.echo(f"▶ {event['kind']:<22} {event['detail']}")
 
     async def _post(self, http: aiohttp.ClientSession, url: str, payload: dict[str, Any]) -> Any:
         async with http.post(f"{url}/v1/webhooks/alertmanager", json=payload) as resp:

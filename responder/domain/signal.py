@@ -155,14 +155,18 @@ class PagerDutySignal(Frozen):
 
 class TimerSignal(Frozen):
     """Work the service itself scheduled for later, put on the queue when due: an action's
-        verification after its settle time (``verify``), the follow-up of an incident whose
-        worker died before following it up (``follow_up``, queued by the store's check), or
-        another try at telling a notification sink (``deliver``: ``step`` names the sink), the
+    verification after its settle time (``verify``), the follow-up of an incident whose
+    worker died before following it up (``follow_up``, queued by the store's check),
+    another try at telling a notification sink (``deliver``: ``step`` names the sink), the
     check before undoing an action once the vendor's incident is over (``revert_check``:
-    ``step`` is the action's step, ``@``, the vendor event's number and the check's)."""
+    ``step`` is the action's step, ``@``, the vendor event's number and the check's), and
+    the watchers' rounds (``vendor_watch``, ``update_due``, ``ack_due``: ``step`` numbers the
+    round of the incident's one chain, see ``responder.watch``)."""
 
     source: Literal["timer"] = "timer"
-    kind: Literal["verify", "follow_up", "deliver", "revert_check"]
+    kind: Literal[
+        "verify", "follow_up", "deliver", "revert_check", "vendor_watch", "update_due", "ack_due"
+    ]
     incident_id: str
     step: str
     due_at: datetime

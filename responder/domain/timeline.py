@@ -55,11 +55,9 @@ class EventKind(StrEnum):
     ACTION_REVERTED = "action.reverted"  # undone (it did not help, or on resolve)
     ACTION_REVERT_REFUSED = "action.revert_refused"  # a guard said no to the undo
     ACTION_REVERT_FAILED = "action.revert_failed"
-    # Mitigation misfires and revert policy (issue 18, h1)
+    # the revert policy and the misfires of late verifications
     ACTION_VERIFY_DROPPED = "action.verify_dropped"  # due after resolve or revert: not run
     ACTION_REVERT_DUE = "action.revert_due"  # left in place by its policy: the undo, for a human
-    # h2's (vendor watch), here until its branch is merged: the same line there
-    VENDOR_RESOLVED = "vendor.resolved"
 
     # Notifications: what a sink (Slack, status page, PagerDuty) did; ``data["sink"]``
     NOTIFICATION_POSTED = "notification.posted"  # posted or updated (refs kept on the incident)
@@ -72,6 +70,12 @@ class EventKind(StrEnum):
     PAGERDUTY_LINKED = "pagerduty.linked"  # linked to a PagerDuty incident
     PAGERDUTY_NOTE = "pagerduty.note"  # a note a person added there
     PAGERDUTY_EVENT = "pagerduty.event"  # any other PagerDuty event, told as it came
+
+    # Watching and reminding after the first response (responder/watch/)
+    VENDOR_STATUS_CHANGED = "vendor.status_changed"  # the vendor's status page says otherwise
+    VENDOR_RESOLVED = "vendor.resolved"  # the vendor's incident is over
+    UPDATE_DUE = "incident.update_due"  # the promised update fell due with none posted since
+    ACK_OVERDUE = "incident.ack_overdue"  # not acknowledged within the response time: paged
 
     # The postmortem draft and evidence bundle
     REPORT_WRITTEN = "report.written"

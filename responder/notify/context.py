@@ -21,6 +21,7 @@ from responder.domain.notification import (
 )
 from responder.domain.severity import SeverityLevel
 from responder.domain.timeline import TimelineEvent
+from responder.domain.watch import next_update_at
 from responder.rules.schema import PublicInfo
 
 ICONS = {"P1": "🔴", "P2": "🟠", "P3": "🟡", "P4": "🔵"}
@@ -50,13 +51,21 @@ def _impact(incident: Incident, level: SeverityLevel) -> str:
     return f"{what} ({alerts})" if incident.alerts_total else what
 
 
-def _next_update(incident: Incident, level: SeverityLevel, now: datetime) -> str:
+def _next_update(
+    incident: Incident, level: SeverityLevel, now: datetime, every_s: float | None
+) -> str:
     if not incident.is_active:
         return "none: this is the last update"
+    # the promise the update reminders keep (responder/watch/updates.py)
+    when = (
+        f"by {next_update_at(incident.opened_at, every_s, now):%H:%M} UTC"
+        if every_s
+        else "as things change"
+    )
     if level.respond_within_s is None:
-        return f"in this thread as things change (respond: {level.response_time})"
+        return f"{when} in this thread (respond: {level.response_time})"
     due = incident.opened_at + timedelta(seconds=level.respond_within_s)
-    return f"in this thread as things change; respond by {due:%H:%M} UTC ({level.response_time})"
+    return f"{when} in this thread; respond by {due:%H:%M} UTC ({level.response_time})"
 
 
 def internal_context(
@@ -67,8 +76,10 @@ def internal_context(
     commander: str | None = None,
     event: TimelineEvent | None = None,
     note: str | None = None,
+    update_every_s: float | None = None,
 ) -> dict[str, Any]:
-    """For Slack and PagerDuty: everything the responders may read."""
+    """For Slack and PagerDuty: everything the responders may read. ``update_every_s``:
+    the update cadence promised for the incident's severity (``None``: none promised)."""
     status = comms_status(incident)
     end = incident.resolved_at or now
     return {
@@ -106,7 +117,7 @@ def internal_context(
         "status": status.value,
         "impact": _impact(incident, level),
         "current_action": current_action(incident),
-        "next_update": _next_update(incident, level, now),
+        "next_update": _next_update(incident, level, now, update_every_s),
         "commander": incident.acked_by
         or commander
         or "unassigned: whoever acknowledges the page takes it",

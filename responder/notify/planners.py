@@ -71,6 +71,11 @@ SLACK_REPLY_KINDS = frozenset(
         EventKind.REPORT_WRITTEN,
         EventKind.REPORT_FAILED,
         EventKind.NOTIFICATION_ADOPTED,
+        # watching and reminding (responder/watch/)
+        EventKind.VENDOR_STATUS_CHANGED,
+        EventKind.VENDOR_RESOLVED,
+        EventKind.UPDATE_DUE,
+        EventKind.ACK_OVERDUE,
     }
 )
 # Action events kept off the thread and PagerDuty notes: a verification dropped because the
@@ -106,6 +111,8 @@ class Renderer:
     templates: Templates
     rules: Callable[[], RuleSet] = RuleSet
     commander: str | None = None
+    # the update cadence promised by severity (the root's "Next update")
+    update_intervals_s: Mapping[str, float] = field(default_factory=dict)
 
     def internal(
         self,
@@ -127,7 +134,15 @@ class Renderer:
     ) -> dict[str, Any]:
         level = self.rules().severity_level(incident.pack, incident.severity or Severity.P3)
         return internal_context(
-            incident, level=level, now=now, commander=self.commander, event=event, note=note
+            incident,
+            level=level,
+            now=now,
+            commander=self.commander,
+            event=event,
+            note=note,
+            update_every_s=self.update_intervals_s.get(
+                incident.severity.value if incident.severity else ""
+            ),
         )
 
     def public(self, name: str, incident: Incident, now: datetime) -> str:
@@ -246,7 +261,9 @@ class SlackPlanner:
                     fields={"channel": self.channel_for(incident)},
                 )
             )
-        if shown != wanted:
+        # a reminder that an update is due moves the root's "Next update" on with it
+        reminded = self.edits and any(e.kind is EventKind.UPDATE_DUE for e in events)
+        if shown != wanted or reminded:
             text, blocks = self.root(incident, now)
             out.append(
                 Outbound(
@@ -367,6 +384,12 @@ def dedup_key(incident: Incident) -> str:
     return page_dedup_key(incident.id)
 
 
+def _paged_key(state: DeliveryState, key: str) -> str:
+    """The key the incident's page went out under (the sink says), not a re-page's."""
+    paged = str(state.refs.get("dedup_key") or key)
+    return key if paged.startswith(f"{key}:repage") else paged
+
+
 @dataclass
 class PagerDutyPlanner:
     """``notes``: an API key is configured (notes on linked incidents); ``events``: a
@@ -427,6 +450,7 @@ class PagerDutyPlanner:
                     },
                 )
             )
+        out.extend(self._pages_overdue(incident, events, state, now, planned=bool(out)))
         linked = incident.pagerduty_incident_id
         if self.notes and linked:
             for event in events:
@@ -456,10 +480,82 @@ class PagerDutyPlanner:
                     step="resolve",
                     op="resolve",
                     marks="resolved",
-                    fields={"dedup_key": str(state.refs.get("dedup_key") or key)},
+                    fields={"dedup_key": _paged_key(state, key)},
+                )
+            )
+        out.extend(self._repages_resolved(incident, state, key))
+        return out
+
+    def _pages_overdue(
+        self,
+        incident: Incident,
+        events: Sequence[TimelineEvent],
+        state: DeliveryState,
+        now: datetime,
+        *,
+        planned: bool,
+    ) -> list[Outbound]:
+        """``incident.ack_overdue``: nobody acknowledged within the response time. Not
+        paged yet: the page (the incident's own dedup key, resolved with it). Paged
+        already (by us or by Alertmanager): a new alert under a key of its own, so that
+        PagerDuty notifies again rather than folding it into the open one."""
+        if not self.events or not incident.is_active:
+            return []
+        out: list[Outbound] = []
+        key = dedup_key(incident)
+        first = not planned and "triggered" not in state.refs and not self.already_paged(incident)
+        for event in events:
+            if event.kind is not EventKind.ACK_OVERDUE:
+                continue
+            mark, page_key = ("triggered", key) if first else (f"repage{event.seq}", "")
+            page_key = page_key or f"{key}:{mark}"
+            first = False
+            summary = self.renderer.internal(PAGERDUTY_SUMMARY, incident, now).strip()
+            out.append(
+                Outbound(
+                    sink=self.sink,
+                    step=f"page{event.seq}",
+                    op="trigger",
+                    marks=mark,
+                    text=f"[not acknowledged] {summary}"[:1024],
+                    fields={
+                        "dedup_key": page_key,
+                        "severity": "critical",
+                        "source": self.source,
+                        "component": incident.labels.get("service", ""),
+                        "group": incident.labels.get("namespace", ""),
+                        "class": incident.error_type.value if incident.error_type else "",
+                        "custom_details": {
+                            "incident": incident.id,
+                            "rule": incident.rule,
+                            "group_key": incident.group_key,
+                            "overdue": event.detail,
+                        },
+                    },
                 )
             )
         return out
+
+    def _repages_resolved(
+        self, incident: Incident, state: DeliveryState, key: str
+    ) -> list[Outbound]:
+        """The alerts of the re-pages resolve with the incident, as its page does."""
+        if not self.events or incident.is_active:
+            return []
+        return [
+            Outbound(
+                sink=self.sink,
+                step=f"resolve_{mark}",
+                op="resolve",
+                marks=f"{mark}_resolved",
+                fields={"dedup_key": f"{key}:{mark}"},
+            )
+            for mark, done in state.refs.items()
+            if mark.startswith("repage")
+            and not mark.endswith("_resolved")
+            and done is True
+            and not state.refs.get(f"{mark}_resolved")
+        ]
 
 
 def console_planner(renderer: Renderer) -> SlackPlanner:
