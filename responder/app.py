@@ -427,6 +427,8 @@ def create_app(
         # the report goes last: it tells what the mitigation stage did on resolve
         stages=((triage,) if settings.triage else ()) + (mitigator, reporter),
         timer_handlers={"verify": mitigator.verify, "deliver": deliveries.deliver},
+        # renewed with the queue's leases (a third of it): lapses as an entry's would
+        follow_up_lease_s=settings.visibility_timeout_s,
     )
     worker = Worker(
         queue=queue,

@@ -17,6 +17,8 @@ the whole batch each take one store round trip. An alert storm is where this cou
 
 from __future__ import annotations
 
+import itertools
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ from typing import Protocol
 import structlog
 
 from responder.domain.decision import Decision
-from responder.domain.errors import RetryLaterError
+from responder.domain.errors import RetryLaterError, StoreUnavailableError
 from responder.domain.incident import (
     IncidentChange,
     IncidentLookup,
@@ -52,7 +54,7 @@ from responder.domain.signal import (
     TimerSignal,
     group_key_for,
 )
-from responder.domain.timeline import EventKind
+from responder.domain.timeline import EventKind, TimelineEvent
 from responder.keyed_locks import KeyedLocks
 from responder.metrics import Metrics
 from responder.ports import (
@@ -140,7 +142,6 @@ class _FollowUp:
 
     signals: list[int] = field(default_factory=list)
     changes: list[IncidentChange] = field(default_factory=list)
-    first_processed: int | None = None
 
 
 class Pipeline:
@@ -156,6 +157,7 @@ class Pipeline:
         force_dry_run: bool = False,
         stages: Sequence[IncidentStage] = (),
         timer_handlers: Mapping[str, TimerHandler] | None = None,
+        follow_up_lease_s: float = 30.0,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -171,6 +173,12 @@ class Pipeline:
         self._incidents_in_hand = KeyedLocks()
         # incidents this process is following up now (see renew_follow_ups)
         self._following: Counter[str] = Counter()
+        # the follow-up leases this process holds (one task at a time per incident, by
+        # _incidents_in_hand), renewed with the queue's leases; a lease lapses after
+        # follow_up_lease_s when its process dies
+        self._lease_token = f"pipeline-{uuid.uuid4().hex}"
+        self._follow_up_lease_s = follow_up_lease_s
+        self._leased: set[str] = set()
 
     def classify(self, signal: AlertSignal) -> tuple[Decision, SeverityLevel]:
         """What the rules in force say of an alert, before triage."""
@@ -226,8 +234,6 @@ class Pipeline:
                 follow = follow_ups.setdefault(result.incident_id, _FollowUp())
                 follow.signals.append(index)
                 if result.change is not None:
-                    if not follow.changes:
-                        follow.first_processed = result.processed_seq
                     follow.changes.append(result.change)
         for index, signal in enumerate(signals):
             if isinstance(signal, TimerSignal):
@@ -376,18 +382,54 @@ class Pipeline:
     async def _follow_up_all(
         self, follow_ups: dict[str, _FollowUp], handled: list[Handled]
     ) -> None:
-        """Follow up every incident the batch touched; mark them processed together."""
+        """Follow up every incident the batch touched; mark them processed together.
+
+        One follow-up of an incident at a time, whatever found it (an alert's group, a
+        PagerDuty id or key, an incident id): in this process by the incident's id (a
+        task whose signal found it by another key waits here until the cursor moved), and
+        across replicas by the incident's lease in the store. An incident another replica
+        is following up is left to it: its signals are tried again later, and find their
+        events processed by then.
+        """
+        if not follow_ups:
+            return
+        async with self._incidents_in_hand.hold(f"incident:{i}" for i in follow_ups):
+            cursors = await self._store.lease_follow_ups(
+                list(follow_ups), token=self._lease_token, ttl_s=self._follow_up_lease_s
+            )
+            leased = [i for i, cursor in cursors.items() if cursor is not None]
+            self._leased.update(leased)
+            try:
+                await self._follow_up_leased(follow_ups, cursors, handled)
+            finally:
+                self._leased.difference_update(leased)
+                await self._release_leases(leased)
+
+    async def _follow_up_leased(
+        self,
+        follow_ups: dict[str, _FollowUp],
+        cursors: Mapping[str, int | None],
+        handled: list[Handled],
+    ) -> None:
         marks: dict[str, int] = {}
         slices = Slices()
         for incident_id, follow in follow_ups.items():
             await slices.tick()
+            cursor = cursors.get(incident_id)
+            if cursor is None:
+                for index in follow.signals:
+                    handled[
+                        index
+                    ].retry_reason = (
+                        f"incident {incident_id} is being followed up by another replica"
+                    )
+                continue
             known: IncidentChange | None = None
-            if follow.changes and follow.first_processed == follow.changes[0].events[0].seq:
-                # the usual case: nothing older waits, so the batch's changes are the backlog
-                known = IncidentChange(
-                    incident=follow.changes[-1].incident,
-                    events=tuple(e for c in follow.changes for e in c.events),
-                )
+            events = tuple(e for c in follow.changes for e in c.events)
+            if events and cursor == events[0].seq and _contiguous(events):
+                # the usual case: nothing older waits, nobody followed these up meanwhile
+                # and nobody wrote between them, so the batch's changes are the backlog
+                known = IncidentChange(incident=follow.changes[-1].incident, events=events)
             try:
                 next_seq = await self._follow_up_once(incident_id, known)
             except RetryLaterError as exc:
@@ -403,6 +445,16 @@ class Pipeline:
                 marks[incident_id] = next_seq
         if marks:
             await self._store.mark_processed(marks)
+
+    async def _release_leases(self, incident_ids: Sequence[str]) -> None:
+        if not incident_ids:
+            return
+        try:
+            await self._store.release_follow_ups(incident_ids, token=self._lease_token)
+        except StoreUnavailableError:
+            # not worth failing the batch over (its marks are written): a lease not given
+            # up lapses after its TTL, and meanwhile the other replicas try again later
+            log.warning("follow-up leases not released", incident_ids=list(incident_ids))
 
     async def _follow_up_once(self, incident_id: str, known: IncidentChange | None) -> int | None:
         """Run the stages and the notifier on the pending events, and on the events the
@@ -430,13 +482,15 @@ class Pipeline:
                 told = await self._notifier.incident_changed(pending)
                 added = await self._run_stages(incident_id, pending, told)
                 next_seq = max(next_seq, pending.events[-1].seq + 1)
+                events = tuple(e for c in added for e in c.events)
+                if events and (events[0].seq != next_seq or not _contiguous(events)):
+                    # another signal of the incident (found by another key, or on another
+                    # replica before our lease) was written between: follow its events up
+                    # here, in order, rather than move the cursor past them unseen
+                    pending = await self._unprocessed_from(incident_id, next_seq)
+                    continue
                 pending = (
-                    IncidentChange(
-                        incident=added[-1].incident,
-                        events=tuple(e for c in added for e in c.events),
-                    )
-                    if added
-                    else None
+                    IncidentChange(incident=added[-1].incident, events=events) if events else None
                 )
             log.error("follow-up did not settle", rounds=_MAX_FOLLOW_UP_ROUNDS)
             return next_seq
@@ -445,6 +499,14 @@ class Pipeline:
             if not self._following[incident_id]:
                 del self._following[incident_id]
             structlog.contextvars.unbind_contextvars("incident_id")
+
+    async def _unprocessed_from(self, incident_id: str, seq: int) -> IncidentChange | None:
+        """The incident's events from ``seq`` on (those before are followed up)."""
+        await self._store.mark_processed({incident_id: seq})
+        view = await self._store.unprocessed(incident_id)
+        if view is None or not view.timeline:
+            return None
+        return IncidentChange(incident=view.incident, events=view.timeline)
 
     async def _run_stages(
         self, incident_id: str, pending: IncidentChange, told: StageResult | None
@@ -491,10 +553,21 @@ class Pipeline:
         ids = list(dict.fromkeys([*self._following, *held]))
         if ids:
             await self._store.defer_follow_up_checks(ids)
+        if self._leased:
+            await self._store.lease_follow_ups(
+                list(self._leased),
+                token=self._lease_token,
+                ttl_s=self._follow_up_lease_s,
+                renew_only=True,
+            )
 
     async def give_up_follow_up(self, incident_id: str) -> None:
         """An entry of the incident was dead-lettered: a human looks, no check retries."""
         await self._store.drop_follow_up_checks([incident_id])
+
+
+def _contiguous(events: Sequence[TimelineEvent]) -> bool:
+    return all(b.seq == a.seq + 1 for a, b in itertools.pairwise(events))
 
 
 def _seq_rank(pair: tuple[int, Order | None]) -> tuple[int, int]:

@@ -444,6 +444,29 @@ class MemoryStore:
         processed = self._processed.get(incident_id, 0)
         return needs_follow_up(self._timelines.get(incident_id, [])[processed:])
 
+    async def lease_follow_ups(
+        self,
+        incident_ids: Sequence[str],
+        *,
+        token: str,
+        ttl_s: float,
+        renew_only: bool = False,
+    ) -> dict[str, int | None]:
+        leased: dict[str, int | None] = {}
+        for incident_id in incident_ids:
+            name = f"following:{incident_id}"
+            current = self._locks.get(name)
+            if renew_only and (current is None or current[0] != token):
+                leased[incident_id] = None
+                continue
+            held = await self.acquire_lock(name, token=token, ttl_s=ttl_s)
+            leased[incident_id] = self._processed.get(incident_id, 0) if held else None
+        return leased
+
+    async def release_follow_ups(self, incident_ids: Sequence[str], *, token: str) -> None:
+        for incident_id in incident_ids:
+            await self.release_lock(f"following:{incident_id}", token=token)
+
     async def defer_follow_up_checks(self, incident_ids: Sequence[str]) -> None:
         check_at = self.clock.now() + timedelta(seconds=self.follow_up_grace_s)
         for incident_id in incident_ids:
