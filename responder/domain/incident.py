@@ -103,6 +103,9 @@ class Incident(Frozen):
     updated_at: datetime
     acked_at: datetime | None = None
     acked_by: str | None = None
+    # the incident commander once PagerDuty says who has the incident (its assignee, or
+    # who acknowledged it there): the root message names them
+    commander: str | None = None
     resolved_at: datetime | None = None
     pagerduty_incident_id: str | None = None
     pagerduty_keys: tuple[str, ...] = ()
@@ -692,6 +695,7 @@ def open_from_pagerduty(
         pagerduty_incident_id=signal.incident_id,
         url=signal.html_url,
     )
+    base = _take_command(base, signal, changes)
     change = changes.done(base, opened=True)
     assert change is not None
     return change
@@ -760,11 +764,45 @@ def apply_pagerduty(
             note_id=signal.note_id,
             event_id=signal.event_id,
         )
-    elif event_type != "incident.triggered":
+    elif event_type != "incident.triggered" and not (
+        event_type in _TOLD_AS_ASSIGNED and _commander_named(signal)
+    ):
         changes.add(
             EventKind.PAGERDUTY_EVENT,
             f"PagerDuty {event_type} by {signal.agent_name}",
             event_type=event_type,
             event_id=signal.event_id,
         )
-    return changes.done(updated)
+    return changes.done(_take_command(updated, signal, changes))
+
+
+# PagerDuty events that say no more than who has the incident: told as
+# ``pagerduty.assigned`` when they name someone
+_TOLD_AS_ASSIGNED = frozenset({"incident.assigned", "incident.reassigned", "incident.delegated"})
+
+
+def _commander_named(signal: PagerDutySignal) -> str | None:
+    """Who has the incident, when the event says: the person who acknowledged it, else
+    its assignees (a trigger, reassignment, delegation or escalation)."""
+    agent = signal.agent
+    person = agent.summary if agent and (agent.type or "").startswith("user") else None
+    if signal.event_type == "incident.acknowledged" and person:
+        return person
+    if signal.event_type in ("incident.resolved", "incident.annotated"):
+        return None  # its assignees say nothing of who has it now
+    return ", ".join(signal.assignees) or None
+
+
+def _take_command(incident: Incident, signal: PagerDutySignal, changes: _Changes) -> Incident:
+    """The commander PagerDuty names, while the incident is open and when they change."""
+    commander = _commander_named(signal)
+    if commander is None or commander == incident.commander or not incident.is_active:
+        return incident
+    changes.add(
+        EventKind.PAGERDUTY_ASSIGNED,
+        f"Incident commander: {commander} (PagerDuty {signal.event_type})",
+        commander=commander,
+        event_type=signal.event_type,
+        event_id=signal.event_id,
+    )
+    return incident.model_copy(update={"commander": commander})

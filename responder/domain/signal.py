@@ -130,6 +130,8 @@ class PagerDutySignal(Frozen):
     priority: str | None = None
     service: str | None = None
     agent: PagerDutyAgent | None = None
+    # who PagerDuty has the incident assigned to (their names), as the event says
+    assignees: tuple[str, ...] = ()
     note_id: str | None = None
     note: str | None = None
     received_at: datetime

@@ -68,6 +68,9 @@ class EventKind(StrEnum):
     PAGERDUTY_NOTE = "pagerduty.note"  # a note a person added there
     PAGERDUTY_EVENT = "pagerduty.event"  # any other PagerDuty event, told as it came
 
+    # One incident in turn, its commander, flapping (issue 18, h3)
+    PAGERDUTY_ASSIGNED = "pagerduty.assigned"  # PagerDuty named who has it: the commander
+
     # The postmortem draft and evidence bundle
     REPORT_WRITTEN = "report.written"
     REPORT_FAILED = "report.failed"

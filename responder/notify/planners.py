@@ -171,6 +171,8 @@ class SlackPlanner:
             "status": comms_status(incident).value,
             "severity": incident.severity.value if incident.severity else None,
             "acked_by": incident.acked_by,
+            # only once named: roots shown before the commander existed stay as they are
+            **({"commander": incident.commander} if incident.commander else {}),
         }
 
     def root(self, incident: Incident, now: datetime) -> tuple[str, list[dict[str, JsonValue]]]:
