@@ -134,6 +134,10 @@ class Handled:
     retry_reason: str | None = None  # not handled yet: leave it pending, try again later
     error: Exception | None = None  # its follow-up failed: retry, or dead-letter in the end
     waiting: bool = False  # an earlier signal of its group is not applied yet: try soon
+    # applied, but its incident's follow-up is in another replica's hands (its lease):
+    # try soon, not a failure; the next try finds the events followed up, or follows
+    # up what the holder had not seen
+    busy: bool = False
 
 
 @dataclass
@@ -417,12 +421,9 @@ class Pipeline:
             await slices.tick()
             cursor = cursors.get(incident_id)
             if cursor is None:
+                log.info("incident followed up by another replica", incident_id=incident_id)
                 for index in follow.signals:
-                    handled[
-                        index
-                    ].retry_reason = (
-                        f"incident {incident_id} is being followed up by another replica"
-                    )
+                    handled[index].busy = True
                 continue
             known: IncidentChange | None = None
             events = tuple(e for c in follow.changes for e in c.events)
