@@ -22,7 +22,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import structlog
@@ -39,9 +39,13 @@ from responder.domain.incident import (
     collect_into_storm,
     combine,
     new_incident_id,
+    note_fire,
     open_from_pagerduty,
     open_incident,
     open_storm,
+    recent_fires,
+    reopen_flapping,
+    settle_flapping,
 )
 from responder.domain.notification import PAGE_KEY_PREFIX
 from responder.domain.severity import SeverityLevel
@@ -59,6 +63,7 @@ from responder.keyed_locks import KeyedLocks
 from responder.metrics import Metrics
 from responder.ports import (
     Clock,
+    DurableTimers,
     IncidentMutator,
     IncidentState,
     MutationItem,
@@ -72,6 +77,7 @@ from responder.ports import (
     record_results,
 )
 from responder.rules.engine import AlertInput, RuleSet
+from responder.rules.schema import Flapping
 from responder.yielding import Slices
 
 log = structlog.get_logger("responder.pipeline")
@@ -148,6 +154,62 @@ class _FollowUp:
     changes: list[IncidentChange] = field(default_factory=list)
 
 
+class FlapWatch:
+    """The quiet period of a flapping incident: each flap schedules a ``flap_quiet`` timer
+    for when the incident would have been quiet long enough; the timer of the last flap
+    finds it so, and the incident is steady again (resolved if no alert fires). A stage
+    and a timer handler; it writes nothing itself."""
+
+    reads_store = False
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        timers: DurableTimers,
+        clock: Clock,
+        rules: Callable[[], RuleSet] = RuleSet,
+    ) -> None:
+        self._store = store
+        self._timers = timers
+        self._clock = clock
+        self._rules = rules
+
+    async def __call__(self, change: IncidentChange) -> StageResult | None:
+        incident = change.incident
+        if incident.flapping_since is None:
+            return None
+        quiet_s = self._rules().flapping(incident.pack).quiet_s
+        for event in change.events:
+            if event.kind is EventKind.INCIDENT_FLAPPING:
+                # a timer per flap (bounded by the flaps): only the last one finds it quiet
+                due = event.at + timedelta(seconds=quiet_s)
+                await self._timers.schedule(
+                    TimerSignal(
+                        kind="flap_quiet",
+                        incident_id=incident.id,
+                        step=f"flap{event.seq}",
+                        due_at=due,
+                        received_at=self._clock.now(),
+                    )
+                )
+        return None
+
+    async def settle(self, timer: TimerSignal) -> StageResult | None:
+        view = await self._store.get_incident(timer.incident_id)
+        if view is None or view.incident.flapping_since is None:
+            return None
+        quiet_s = self._rules().flapping(view.incident.pack).quiet_s
+        now = self._clock.now()
+
+        def mutate(state: IncidentState) -> IncidentChange | None:
+            if state.incident is None:
+                return None
+            return settle_flapping(state.incident, now, quiet_s=quiet_s)
+
+        return StageResult(mutators=(mutate,))
+
+
 class Pipeline:
     def __init__(
         self,
@@ -186,6 +248,9 @@ class Pipeline:
 
     def classify(self, signal: AlertSignal) -> tuple[Decision, SeverityLevel]:
         """What the rules in force say of an alert, before triage."""
+        return self._classify(signal)[:2]
+
+    def _classify(self, signal: AlertSignal) -> tuple[Decision, SeverityLevel, Flapping]:
         rules = self._rules()
         decision = rules.classify(
             AlertInput(labels=signal.labels, annotations=signal.annotations, source=signal.source)
@@ -198,7 +263,11 @@ class Pipeline:
                     )
                 }
             )
-        return decision, rules.severity_level(decision.pack, decision.severity)
+        return (
+            decision,
+            rules.severity_level(decision.pack, decision.severity),
+            rules.flapping(decision.pack),
+        )
 
     async def handle(
         self, *signals: QueuedSignal, orders: Sequence[Order | None] = ()
@@ -283,7 +352,7 @@ class Pipeline:
             return orders[index] if index < len(orders) else None
 
         groups: dict[str, list[int]] = {}
-        decisions: dict[int, tuple[Decision, SeverityLevel]] = {}
+        decisions: dict[int, tuple[Decision, SeverityLevel, Flapping]] = {}
         items: list[MutationItem] = []
         owners: list[list[int]] = []
         slices = Slices()
@@ -305,7 +374,7 @@ class Pipeline:
                 owners.append([index])
                 continue
             if isinstance(signal, AlertSignal):
-                decisions[index] = self.classify(signal)
+                decisions[index] = self._classify(signal)
                 placed = order(index)
                 if placed is not None:  # intake named its group: the one it is ordered in
                     groups.setdefault(placed.key, []).append(index)
@@ -348,7 +417,12 @@ class Pipeline:
             )
             items.append(
                 MutationItem(
-                    lookups=(IncidentLookup(kind="group", key=group_key),),
+                    # the group's open incident, else the one it resolved last: a firing
+                    # within the pack's flapping window may open it again
+                    lookups=(
+                        IncidentLookup(kind="group", key=group_key),
+                        IncidentLookup(kind="settled", key=group_key),
+                    ),
                     mutators=mutators,
                     fingerprints=tuple(dict.fromkeys(a.fingerprint for a in alerts)),
                     signals=tuple(
@@ -581,11 +655,11 @@ def _alert_mutator(
     group_key: str,
     now: datetime,
     handled: Handled,
-    classification: tuple[Decision, SeverityLevel],
+    classification: tuple[Decision, SeverityLevel, Flapping],
     *,
     ordered: bool = False,
 ) -> IncidentMutator:
-    decision, level = classification
+    decision, level, flapping = classification
 
     def mutate(state: IncidentState) -> IncidentChange | None:
         handled.retry_reason = None  # the store may run a mutator again after a conflict
@@ -597,6 +671,22 @@ def _alert_mutator(
         change: IncidentChange | None = None
         firing = signal.status is AlertStatus.FIRING
         incident, cap = state.incident, state.overflow_cap
+        settled = None
+        if incident is not None and not incident.is_active:
+            # found by ``settled``: the group has no open incident, this one resolved last
+            settled, incident = incident, None
+        if firing and settled is not None and not cap:
+            change = reopen_flapping(
+                settled,
+                state.alerts.get(signal.fingerprint),
+                signal,
+                now,
+                fires=flapping.fires,
+                window_s=flapping.window_s,
+                quiet_s=flapping.quiet_s,
+            )
+        if change is not None:
+            return change
         if incident is not None:
             current = state.alerts.get(signal.fingerprint)
             if firing and incident.storm and group_key not in incident.groups:
@@ -619,19 +709,33 @@ def _alert_mutator(
             )
         elif firing:
             change = open_incident(
-                incident_id=new_incident_id(now), group_key=group_key, signal=signal, now=now
+                incident_id=new_incident_id(now),
+                group_key=group_key,
+                signal=signal,
+                now=now,
+                fired_before=recent_fires(
+                    settled.fired_at if settled else (), now, window_s=flapping.window_s
+                ),
             )
         if change is not None:
             if firing:
                 # a new or returning alert may say the incident is worse than thought
                 change = combine(change, classify(change.incident, decision, now, level=level))
+                flaps = note_fire(
+                    change.incident,
+                    now,
+                    fires=flapping.fires,
+                    window_s=flapping.window_s,
+                    quiet_s=flapping.quiet_s,
+                )
+                change = combine(change, flaps)
             return change
         # In order, a resolve that finds nothing to resolve has no firing still to come
         # (its firing was queued, hence applied, before it). Unordered (queued by an
         # earlier version), its firing may be in another worker's hands: wait for it.
         young = (now - signal.received_at).total_seconds() < _LINK_GRACE_S
         if (
-            state.incident is None
+            (state.incident is None or settled is not None)
             and signal.status is AlertStatus.RESOLVED
             and young
             and not ordered

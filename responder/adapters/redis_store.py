@@ -414,7 +414,8 @@ class RedisStore:
         pagerduty_keys = [
             k.index(lk.kind, lk.key)
             for lk in inc.lookups()
-            if lk.kind in ("pagerduty_id", "pagerduty_key")
+            # and the group's incident resolved last: set with the same lifetime
+            if lk.kind in ("pagerduty_id", "pagerduty_key", "settled")
         ]
         # a storm's collected groups: those new to it while active, all once it resolved
         before = set(write.groups_before) if inc.is_active else set()

@@ -162,7 +162,8 @@ class TimerSignal(Frozen):
     another try at telling a notification sink (``deliver``: ``step`` names the sink)."""
 
     source: Literal["timer"] = "timer"
-    kind: Literal["verify", "follow_up", "deliver"]
+    # flap_quiet: whether a flapping incident has been quiet long enough (pipeline.FlapWatch)
+    kind: Literal["verify", "follow_up", "deliver", "flap_quiet"]
     incident_id: str
     step: str
     due_at: datetime

@@ -70,6 +70,8 @@ class EventKind(StrEnum):
 
     # One incident in turn, its commander, flapping (issue 18, h3)
     PAGERDUTY_ASSIGNED = "pagerduty.assigned"  # PagerDuty named who has it: the commander
+    INCIDENT_FLAPPING = "incident.flapping"  # its alerts fire and resolve on and off
+    INCIDENT_STEADY = "incident.steady"  # no flap for the quiet period: flapping no more
 
     # The postmortem draft and evidence bundle
     REPORT_WRITTEN = "report.written"

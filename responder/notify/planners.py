@@ -71,6 +71,9 @@ SLACK_REPLY_KINDS = frozenset(
         EventKind.REPORT_WRITTEN,
         EventKind.REPORT_FAILED,
         EventKind.NOTIFICATION_ADOPTED,
+        # flapping: the notice (not each flap, see ``tells``) and the end of it
+        EventKind.INCIDENT_FLAPPING,
+        EventKind.INCIDENT_STEADY,
     }
 )
 # Another sink's trouble is worth a line in the thread (never the sink's own: a reply
@@ -193,6 +196,8 @@ class SlackPlanner:
             return True
         if event.kind in _NOTIFICATION_TROUBLE:
             return event.data.get("sink") != self.sink
+        if event.kind is EventKind.INCIDENT_FLAPPING:
+            return event.data.get("notice") is True  # a quiet thread: one notice per flapping
         return event.kind in SLACK_REPLY_KINDS or event.kind.startswith("action.")
 
     def reply(self, incident: Incident, event: TimelineEvent, now: datetime) -> str:
