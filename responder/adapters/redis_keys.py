@@ -99,8 +99,9 @@ class RedisKeys:
 
     def index(self, kind: LookupKind, key: str) -> str:
         """String: incident id. ``group`` lives while the incident is active (an alert
-        storm's incident has one for each group it collects); the PagerDuty links live as
-        long as a resolved incident (the retention). Keys are hashed: group keys hold any
+        storm's incident has one for each group it collects); the PagerDuty links, and
+        ``settled`` (the group's incident resolved last), live as long as a resolved
+        incident (the retention). Keys are hashed: group keys hold any
         characters."""
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]
         return f"{self.base}:index:{kind}:{digest}"
