@@ -103,7 +103,12 @@ async def test_a_flapping_alert_keeps_one_quiet_incident_until_it_is_steady(
 
             # the thread said it flaps once, and that it is steady; not each flap
             roots = slack.roots(CHANNEL)
-            thread = [m.text for root in roots for m in slack.replies(CHANNEL, root.ts)]
+
+            async def told_steady() -> list[str] | None:
+                thread = [m.text for root in roots for m in slack.replies(CHANNEL, root.ts)]
+                return thread if any("Steady" in t for t in thread) else None
+
+            thread = await eventually(told_steady, what="the thread told it is steady")
             assert sum("*Flapping:*" in t for t in thread) == 1, thread
             assert sum("Steady" in t for t in thread) == 1, thread
             assert len(roots) == 2

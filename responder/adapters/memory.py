@@ -375,7 +375,10 @@ class MemoryStore:
             for lookup in inc.lookups():
                 if lookup.kind != "id":
                     self._index[(lookup.kind, lookup.key)] = inc.id
-            if not inc.is_active:
+            if inc.is_active:
+                # a resolved incident opened again (flapping) lives while active again
+                self._expires.pop(inc.id, None)
+            else:
                 for group in (inc.group_key, *inc.groups):
                     if self._index.get(("group", group)) == inc.id:
                         del self._index[("group", group)]
