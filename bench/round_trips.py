@@ -59,6 +59,8 @@ _STORE_CALLS = (
     "mark_processed",
     "defer_follow_up_checks",
     "drop_follow_up_checks",
+    "lease_follow_ups",  # one follow-up of an incident at a time, across replicas
+    "release_follow_ups",
     "schedule",  # a timer (a verification, another try at a sink, a follow-up)
 )
 

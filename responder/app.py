@@ -57,7 +57,7 @@ from responder.notify.planners import (
 )
 from responder.notify.recap import Recap
 from responder.openapi import build_openapi
-from responder.pipeline import Pipeline
+from responder.pipeline import FlapWatch, Pipeline
 from responder.ports import Clock, KubeGateway, Notifier, Probe, StateStore, WorkQueue
 from responder.redaction import Redactor
 from responder.render.templates import Templates
@@ -458,6 +458,7 @@ def create_app(
     )
     watchers = (vendor_watch, update_reminders, ack_deadline)
 
+    flaps = FlapWatch(store=store, timers=store, clock=clock, rules=rules)
     pipeline = Pipeline(
         store=store,
         clock=clock,
@@ -467,7 +468,7 @@ def create_app(
         rules=rules,
         force_dry_run=settings.dry_run,
         # the report goes last: it tells what the mitigation stage did on resolve
-        stages=((triage,) if settings.triage else ()) + (mitigator, *watchers, reporter),
+        stages=((triage,) if settings.triage else ()) + (flaps, mitigator, *watchers, reporter),
         timer_handlers={
             "verify": mitigator.verify,
             "deliver": deliveries.deliver,
@@ -475,7 +476,10 @@ def create_app(
             "vendor_watch": vendor_watch.round,
             "update_due": update_reminders.round,
             "ack_due": ack_deadline.round,
+            "flap_quiet": flaps.settle,
         },
+        # renewed with the queue's leases (a third of it): lapses as an entry's would
+        follow_up_lease_s=settings.visibility_timeout_s,
     )
     worker = Worker(
         queue=queue,

@@ -6,7 +6,10 @@ at once are still correct (the store detects the conflict, the follow-up reads w
 other task has not marked processed yet) but each pays for the other: a conflicting
 write is read and folded again, and a follow-up reads the timeline back. Holding the
 incident's key for the whole step makes the usual case the cheap one; other replicas are
-still handled by the store.
+still handled by the store. The follow-up is held by the incident's id as well (the
+pipeline's): a signal that found the incident by another key (a PagerDuty id) must not
+follow it up while another task does, or its triage would run twice; across replicas the
+store's follow-up lease does the same.
 """
 
 from __future__ import annotations

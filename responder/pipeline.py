@@ -17,16 +17,18 @@ the whole batch each take one store round trip. An alert storm is where this cou
 
 from __future__ import annotations
 
+import itertools
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import structlog
 
 from responder.domain.decision import Decision
-from responder.domain.errors import RetryLaterError
+from responder.domain.errors import RetryLaterError, StoreUnavailableError
 from responder.domain.incident import (
     IncidentChange,
     IncidentLookup,
@@ -37,9 +39,13 @@ from responder.domain.incident import (
     collect_into_storm,
     combine,
     new_incident_id,
+    note_fire,
     open_from_pagerduty,
     open_incident,
     open_storm,
+    recent_fires,
+    reopen_flapping,
+    settle_flapping,
 )
 from responder.domain.notification import PAGE_KEY_PREFIX
 from responder.domain.severity import SeverityLevel
@@ -52,11 +58,12 @@ from responder.domain.signal import (
     TimerSignal,
     group_key_for,
 )
-from responder.domain.timeline import EventKind
+from responder.domain.timeline import EventKind, TimelineEvent
 from responder.keyed_locks import KeyedLocks
 from responder.metrics import Metrics
 from responder.ports import (
     Clock,
+    DurableTimers,
     IncidentMutator,
     IncidentState,
     MutationItem,
@@ -70,6 +77,7 @@ from responder.ports import (
     record_results,
 )
 from responder.rules.engine import AlertInput, RuleSet
+from responder.rules.schema import Flapping
 from responder.yielding import Slices
 
 log = structlog.get_logger("responder.pipeline")
@@ -132,6 +140,10 @@ class Handled:
     retry_reason: str | None = None  # not handled yet: leave it pending, try again later
     error: Exception | None = None  # its follow-up failed: retry, or dead-letter in the end
     waiting: bool = False  # an earlier signal of its group is not applied yet: try soon
+    # applied, but its incident's follow-up is in another replica's hands (its lease):
+    # try soon, not a failure; the next try finds the events followed up, or follows
+    # up what the holder had not seen
+    busy: bool = False
 
 
 @dataclass
@@ -140,7 +152,62 @@ class _FollowUp:
 
     signals: list[int] = field(default_factory=list)
     changes: list[IncidentChange] = field(default_factory=list)
-    first_processed: int | None = None
+
+
+class FlapWatch:
+    """The quiet period of a flapping incident: each flap schedules a ``flap_quiet`` timer
+    for when the incident would have been quiet long enough; the timer of the last flap
+    finds it so, and the incident is steady again (resolved if no alert fires). A stage
+    and a timer handler; it writes nothing itself."""
+
+    reads_store = False
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        timers: DurableTimers,
+        clock: Clock,
+        rules: Callable[[], RuleSet] = RuleSet,
+    ) -> None:
+        self._store = store
+        self._timers = timers
+        self._clock = clock
+        self._rules = rules
+
+    async def __call__(self, change: IncidentChange) -> StageResult | None:
+        incident = change.incident
+        if incident.flapping_since is None:
+            return None
+        quiet_s = self._rules().flapping(incident.pack).quiet_s
+        for event in change.events:
+            if event.kind is EventKind.INCIDENT_FLAPPING:
+                # a timer per flap (bounded by the flaps): only the last one finds it quiet
+                due = event.at + timedelta(seconds=quiet_s)
+                await self._timers.schedule(
+                    TimerSignal(
+                        kind="flap_quiet",
+                        incident_id=incident.id,
+                        step=f"flap{event.seq}",
+                        due_at=due,
+                        received_at=self._clock.now(),
+                    )
+                )
+        return None
+
+    async def settle(self, timer: TimerSignal) -> StageResult | None:
+        view = await self._store.get_incident(timer.incident_id)
+        if view is None or view.incident.flapping_since is None:
+            return None
+        quiet_s = self._rules().flapping(view.incident.pack).quiet_s
+        now = self._clock.now()
+
+        def mutate(state: IncidentState) -> IncidentChange | None:
+            if state.incident is None:
+                return None
+            return settle_flapping(state.incident, now, quiet_s=quiet_s)
+
+        return StageResult(mutators=(mutate,))
 
 
 class Pipeline:
@@ -156,6 +223,7 @@ class Pipeline:
         force_dry_run: bool = False,
         stages: Sequence[IncidentStage] = (),
         timer_handlers: Mapping[str, TimerHandler] | None = None,
+        follow_up_lease_s: float = 30.0,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -171,9 +239,18 @@ class Pipeline:
         self._incidents_in_hand = KeyedLocks()
         # incidents this process is following up now (see renew_follow_ups)
         self._following: Counter[str] = Counter()
+        # the follow-up leases this process holds (one task at a time per incident, by
+        # _incidents_in_hand), renewed with the queue's leases; a lease lapses after
+        # follow_up_lease_s when its process dies
+        self._lease_token = f"pipeline-{uuid.uuid4().hex}"
+        self._follow_up_lease_s = follow_up_lease_s
+        self._leased: set[str] = set()
 
     def classify(self, signal: AlertSignal) -> tuple[Decision, SeverityLevel]:
         """What the rules in force say of an alert, before triage."""
+        return self._classify(signal)[:2]
+
+    def _classify(self, signal: AlertSignal) -> tuple[Decision, SeverityLevel, Flapping]:
         rules = self._rules()
         decision = rules.classify(
             AlertInput(labels=signal.labels, annotations=signal.annotations, source=signal.source)
@@ -186,7 +263,11 @@ class Pipeline:
                     )
                 }
             )
-        return decision, rules.severity_level(decision.pack, decision.severity)
+        return (
+            decision,
+            rules.severity_level(decision.pack, decision.severity),
+            rules.flapping(decision.pack),
+        )
 
     async def handle(
         self, *signals: QueuedSignal, orders: Sequence[Order | None] = ()
@@ -226,8 +307,6 @@ class Pipeline:
                 follow = follow_ups.setdefault(result.incident_id, _FollowUp())
                 follow.signals.append(index)
                 if result.change is not None:
-                    if not follow.changes:
-                        follow.first_processed = result.processed_seq
                     follow.changes.append(result.change)
         for index, signal in enumerate(signals):
             if isinstance(signal, TimerSignal):
@@ -273,7 +352,7 @@ class Pipeline:
             return orders[index] if index < len(orders) else None
 
         groups: dict[str, list[int]] = {}
-        decisions: dict[int, tuple[Decision, SeverityLevel]] = {}
+        decisions: dict[int, tuple[Decision, SeverityLevel, Flapping]] = {}
         items: list[MutationItem] = []
         owners: list[list[int]] = []
         slices = Slices()
@@ -295,7 +374,7 @@ class Pipeline:
                 owners.append([index])
                 continue
             if isinstance(signal, AlertSignal):
-                decisions[index] = self.classify(signal)
+                decisions[index] = self._classify(signal)
                 placed = order(index)
                 if placed is not None:  # intake named its group: the one it is ordered in
                     groups.setdefault(placed.key, []).append(index)
@@ -338,7 +417,12 @@ class Pipeline:
             )
             items.append(
                 MutationItem(
-                    lookups=(IncidentLookup(kind="group", key=group_key),),
+                    # the group's open incident, else the one it resolved last: a firing
+                    # within the pack's flapping window may open it again
+                    lookups=(
+                        IncidentLookup(kind="group", key=group_key),
+                        IncidentLookup(kind="settled", key=group_key),
+                    ),
                     mutators=mutators,
                     fingerprints=tuple(dict.fromkeys(a.fingerprint for a in alerts)),
                     signals=tuple(
@@ -376,18 +460,51 @@ class Pipeline:
     async def _follow_up_all(
         self, follow_ups: dict[str, _FollowUp], handled: list[Handled]
     ) -> None:
-        """Follow up every incident the batch touched; mark them processed together."""
+        """Follow up every incident the batch touched; mark them processed together.
+
+        One follow-up of an incident at a time, whatever found it (an alert's group, a
+        PagerDuty id or key, an incident id): in this process by the incident's id (a
+        task whose signal found it by another key waits here until the cursor moved), and
+        across replicas by the incident's lease in the store. An incident another replica
+        is following up is left to it: its signals are tried again later, and find their
+        events processed by then.
+        """
+        if not follow_ups:
+            return
+        async with self._incidents_in_hand.hold(f"incident:{i}" for i in follow_ups):
+            cursors = await self._store.lease_follow_ups(
+                list(follow_ups), token=self._lease_token, ttl_s=self._follow_up_lease_s
+            )
+            leased = [i for i, cursor in cursors.items() if cursor is not None]
+            self._leased.update(leased)
+            try:
+                await self._follow_up_leased(follow_ups, cursors, handled)
+            finally:
+                self._leased.difference_update(leased)
+                await self._release_leases(leased)
+
+    async def _follow_up_leased(
+        self,
+        follow_ups: dict[str, _FollowUp],
+        cursors: Mapping[str, int | None],
+        handled: list[Handled],
+    ) -> None:
         marks: dict[str, int] = {}
         slices = Slices()
         for incident_id, follow in follow_ups.items():
             await slices.tick()
+            cursor = cursors.get(incident_id)
+            if cursor is None:
+                log.info("incident followed up by another replica", incident_id=incident_id)
+                for index in follow.signals:
+                    handled[index].busy = True
+                continue
             known: IncidentChange | None = None
-            if follow.changes and follow.first_processed == follow.changes[0].events[0].seq:
-                # the usual case: nothing older waits, so the batch's changes are the backlog
-                known = IncidentChange(
-                    incident=follow.changes[-1].incident,
-                    events=tuple(e for c in follow.changes for e in c.events),
-                )
+            events = tuple(e for c in follow.changes for e in c.events)
+            if events and cursor == events[0].seq and _contiguous(events):
+                # the usual case: nothing older waits, nobody followed these up meanwhile
+                # and nobody wrote between them, so the batch's changes are the backlog
+                known = IncidentChange(incident=follow.changes[-1].incident, events=events)
             try:
                 next_seq = await self._follow_up_once(incident_id, known)
             except RetryLaterError as exc:
@@ -403,6 +520,16 @@ class Pipeline:
                 marks[incident_id] = next_seq
         if marks:
             await self._store.mark_processed(marks)
+
+    async def _release_leases(self, incident_ids: Sequence[str]) -> None:
+        if not incident_ids:
+            return
+        try:
+            await self._store.release_follow_ups(incident_ids, token=self._lease_token)
+        except StoreUnavailableError:
+            # not worth failing the batch over (its marks are written): a lease not given
+            # up lapses after its TTL, and meanwhile the other replicas try again later
+            log.warning("follow-up leases not released", incident_ids=list(incident_ids))
 
     async def _follow_up_once(self, incident_id: str, known: IncidentChange | None) -> int | None:
         """Run the stages and the notifier on the pending events, and on the events the
@@ -430,13 +557,15 @@ class Pipeline:
                 told = await self._notifier.incident_changed(pending)
                 added = await self._run_stages(incident_id, pending, told)
                 next_seq = max(next_seq, pending.events[-1].seq + 1)
+                events = tuple(e for c in added for e in c.events)
+                if events and (events[0].seq != next_seq or not _contiguous(events)):
+                    # another signal of the incident (found by another key, or on another
+                    # replica before our lease) was written between: follow its events up
+                    # here, in order, rather than move the cursor past them unseen
+                    pending = await self._unprocessed_from(incident_id, next_seq)
+                    continue
                 pending = (
-                    IncidentChange(
-                        incident=added[-1].incident,
-                        events=tuple(e for c in added for e in c.events),
-                    )
-                    if added
-                    else None
+                    IncidentChange(incident=added[-1].incident, events=events) if events else None
                 )
             log.error("follow-up did not settle", rounds=_MAX_FOLLOW_UP_ROUNDS)
             return next_seq
@@ -445,6 +574,14 @@ class Pipeline:
             if not self._following[incident_id]:
                 del self._following[incident_id]
             structlog.contextvars.unbind_contextvars("incident_id")
+
+    async def _unprocessed_from(self, incident_id: str, seq: int) -> IncidentChange | None:
+        """The incident's events from ``seq`` on (those before are followed up)."""
+        await self._store.mark_processed({incident_id: seq})
+        view = await self._store.unprocessed(incident_id)
+        if view is None or not view.timeline:
+            return None
+        return IncidentChange(incident=view.incident, events=view.timeline)
 
     async def _run_stages(
         self, incident_id: str, pending: IncidentChange, told: StageResult | None
@@ -491,10 +628,21 @@ class Pipeline:
         ids = list(dict.fromkeys([*self._following, *held]))
         if ids:
             await self._store.defer_follow_up_checks(ids)
+        if self._leased:
+            await self._store.lease_follow_ups(
+                list(self._leased),
+                token=self._lease_token,
+                ttl_s=self._follow_up_lease_s,
+                renew_only=True,
+            )
 
     async def give_up_follow_up(self, incident_id: str) -> None:
         """An entry of the incident was dead-lettered: a human looks, no check retries."""
         await self._store.drop_follow_up_checks([incident_id])
+
+
+def _contiguous(events: Sequence[TimelineEvent]) -> bool:
+    return all(b.seq == a.seq + 1 for a, b in itertools.pairwise(events))
 
 
 def _seq_rank(pair: tuple[int, Order | None]) -> tuple[int, int]:
@@ -507,11 +655,11 @@ def _alert_mutator(
     group_key: str,
     now: datetime,
     handled: Handled,
-    classification: tuple[Decision, SeverityLevel],
+    classification: tuple[Decision, SeverityLevel, Flapping],
     *,
     ordered: bool = False,
 ) -> IncidentMutator:
-    decision, level = classification
+    decision, level, flapping = classification
 
     def mutate(state: IncidentState) -> IncidentChange | None:
         handled.retry_reason = None  # the store may run a mutator again after a conflict
@@ -523,6 +671,22 @@ def _alert_mutator(
         change: IncidentChange | None = None
         firing = signal.status is AlertStatus.FIRING
         incident, cap = state.incident, state.overflow_cap
+        settled = None
+        if incident is not None and not incident.is_active:
+            # found by ``settled``: the group has no open incident, this one resolved last
+            settled, incident = incident, None
+        if firing and settled is not None and not cap:
+            change = reopen_flapping(
+                settled,
+                state.alerts.get(signal.fingerprint),
+                signal,
+                now,
+                fires=flapping.fires,
+                window_s=flapping.window_s,
+                quiet_s=flapping.quiet_s,
+            )
+        if change is not None:
+            return change
         if incident is not None:
             current = state.alerts.get(signal.fingerprint)
             if firing and incident.storm and group_key not in incident.groups:
@@ -545,19 +709,33 @@ def _alert_mutator(
             )
         elif firing:
             change = open_incident(
-                incident_id=new_incident_id(now), group_key=group_key, signal=signal, now=now
+                incident_id=new_incident_id(now),
+                group_key=group_key,
+                signal=signal,
+                now=now,
+                fired_before=recent_fires(
+                    settled.fired_at if settled else (), now, window_s=flapping.window_s
+                ),
             )
         if change is not None:
             if firing:
                 # a new or returning alert may say the incident is worse than thought
                 change = combine(change, classify(change.incident, decision, now, level=level))
+                flaps = note_fire(
+                    change.incident,
+                    now,
+                    fires=flapping.fires,
+                    window_s=flapping.window_s,
+                    quiet_s=flapping.quiet_s,
+                )
+                change = combine(change, flaps)
             return change
         # In order, a resolve that finds nothing to resolve has no firing still to come
         # (its firing was queued, hence applied, before it). Unordered (queued by an
         # earlier version), its firing may be in another worker's hands: wait for it.
         young = (now - signal.received_at).total_seconds() < _LINK_GRACE_S
         if (
-            state.incident is None
+            (state.incident is None or settled is not None)
             and signal.status is AlertStatus.RESOLVED
             and young
             and not ordered

@@ -345,6 +345,25 @@ class Store(Protocol):
         timer for it, once (``DurableTimers.release_due_timers``)."""
         ...
 
+    async def lease_follow_ups(
+        self,
+        incident_ids: Sequence[str],
+        *,
+        token: str,
+        ttl_s: float,
+        renew_only: bool = False,
+    ) -> dict[str, int | None]:
+        """Take, or renew for ``token``, each incident's follow-up lease (one replica
+        follows an incident up at a time); per incident, its processed cursor when
+        ``token`` holds the lease now, read in the same step, ``None`` when another does
+        (``renew_only``: or nobody; a lease given up is not taken again). The lease lapses
+        after ``ttl_s`` unless renewed (its holder died)."""
+        ...
+
+    async def release_follow_ups(self, incident_ids: Sequence[str], *, token: str) -> None:
+        """Give up the follow-up leases ``token`` holds (after the cursor moved)."""
+        ...
+
     async def defer_follow_up_checks(self, incident_ids: Sequence[str]) -> None:
         """Their follow-up is in a live worker's hands: check them a grace from now."""
         ...

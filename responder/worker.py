@@ -41,6 +41,9 @@ _MAX_BACKOFF_S = 5.0
 # to the cap; an entry applied by this process brings its group's waiting ones forward.
 _WAIT_FIRST_S = 0.02
 _WAIT_CAP_S = 1.0
+# A signal whose incident another replica is following up is tried again after this,
+# doubling up to a quarter of the visibility timeout (not counted as a failure).
+_BUSY_FIRST_S = 0.05
 _PRUNE_EVERY_S = 60.0
 
 
@@ -60,6 +63,7 @@ class _Held:
     waits: int = 0  # tries that found an earlier signal of its group not applied
     waiting_since: float | None = None
     store_outages: int = 0
+    busy: int = 0  # tries that found the incident's follow-up leased by another replica
     incident_id: str | None = None  # the incident its failed follow-up was for
 
 
@@ -467,6 +471,7 @@ class Worker:
         store_outage: bool = False,
         failed: bool = False,
         waiting: bool = False,
+        busy: bool = False,
     ) -> _Held:
         """Keep an entry for another try, with its history."""
         held = self._retrying.get(entry.entry_id) or _Held(entry=entry, consumer=consumer, due=0.0)
@@ -476,6 +481,10 @@ class Worker:
             if held.waiting_since is None:
                 held.waiting_since = now
             delay_s = min(_WAIT_FIRST_S * 2 ** min(held.waits - 1, 10), _WAIT_CAP_S)
+        elif busy:
+            # not a failure: the lease's holder is alive (it renews it), or it lapses
+            held.busy += 1
+            delay_s = min(_BUSY_FIRST_S * 2 ** min(held.busy - 1, 10), self._visibility_s / 4)
         elif failed:
             held.failures += 1
             held.waiting_since = None
@@ -498,6 +507,10 @@ class Worker:
         if outcome.waiting:
             self._metrics.order_waits.inc()
             self._hold(entry, consumer, waiting=True)
+            return False
+        if outcome.busy and outcome.retry_reason is None and outcome.error is None:
+            held = self._hold(entry, consumer, busy=True)
+            held.incident_id = outcome.incident_id  # its follow-up check waits for it
             return False
         if outcome.retry_reason is not None or outcome.error is not None:
             held = self._hold(entry, consumer, failed=True)

@@ -9,7 +9,8 @@ Each test pins one check that nothing else covers:
   messages again and must find them sent;
 - the mitigation step's "done" (``Mitigator._claim``: an effect carried out before is not
   carried out again): a worker stalls with the resolve's change in hand while another
-  worker follows the incident up and reverts the action; the first, going on with its
+  replica (once the stalled one's follow-up lease lapsed) follows the incident up and
+  reverts the action; the first, going on with its
   stale change, must find the revert done rather than send it a second time.
 
 Real parts throughout: the service in-process, the real store behind ``FaultyStore``
@@ -36,6 +37,7 @@ from tests.support.fake_notify import FakeSlack
 from tests.support.faulty_store import FaultyStore, first_arg
 from tests.support.mitigation import Cluster, alert, cluster, kinds, on_cluster
 from tests.support.service import Service, running_service, started_now
+from tests.support.waiting import eventually
 
 CHANNEL = "#posthog-incidents"
 
@@ -159,11 +161,20 @@ async def test_a_revert_done_by_another_worker_is_not_sent_again(
         assert (await svc.post_alertmanager(alert("SetEnv", status="resolved"))).status == 200
         [entry] = await svc.runtime.queue.read(consumer="w1", count=10, block_ms=0)
         slow = asyncio.create_task(svc.runtime.worker.handle(entry))
+        # another replica on the same store: within this process the incident's follow-ups
+        # take turns, and the paused worker's follow-up lease lapses (nothing renews it)
+        replica_overrides = Overrides(store=store, queue=svc.runtime.queue)  # type: ignore[arg-type]
         try:
             await asyncio.wait_for(gate.reached.wait(), timeout=20)
-            # another consumer follows the incident up and reverts the action
-            now = datetime.now(UTC)
-            await svc.runtime.pipeline.handle(TimerSignal.follow_up_now(inc["id"], "check", now))
+            async with running_service(svc.runtime.settings, replica_overrides) as replica:
+                # it follows the incident up once the lease lapsed, and reverts the action
+                async def followed_up() -> bool:
+                    now = datetime.now(UTC)
+                    signal = TimerSignal.follow_up_now(inc["id"], "check", now)
+                    [handled] = await replica.runtime.pipeline.handle(signal)
+                    return not handled.busy and handled.retry_reason is None
+
+                await eventually(followed_up, interval_s=0.2, what="the replica's follow-up")
             assert len(deployment_patches(c)) == 2
             assert "RATE_LIMIT_MODE" not in c.env()
         finally:

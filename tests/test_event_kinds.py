@@ -26,6 +26,9 @@ NOT_KINDS = {
     "incident.acked": "a fact name rules read",
     "incident.triggered": "a PagerDuty webhook event type",
     "incident.annotated": "a PagerDuty webhook event type",
+    "incident.assigned": "a PagerDuty webhook event type",
+    "incident.reassigned": "a PagerDuty webhook event type",
+    "incident.delegated": "a PagerDuty webhook event type",
 }
 # Where a string equal to a kind's value is not that kind: PagerDuty's webhook event
 # types "incident.acknowledged" and "incident.resolved" share our kinds' names.

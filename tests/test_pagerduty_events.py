@@ -54,7 +54,9 @@ async def test_triggered_links_to_the_incident_of_the_alertmanager_group(backend
         [inc] = await svc.incidents()
         assert inc["pagerduty_incident_id"] == "Q2SC2ZUVOGX8H7"
         assert inc["pagerduty_url"] == "https://example.pagerduty.com/incidents/Q2SC2ZUVOGX8H7"
-        assert kinds(inc) == [*OPENED, "pagerduty.linked"]
+        # PagerDuty names who it paged: the incident commander
+        assert kinds(inc) == [*OPENED, "pagerduty.linked", "pagerduty.assigned"]
+        assert inc["commander"] == "Dana Oncall"
 
 
 async def test_acknowledged_marks_who_and_when(backend_settings) -> None:
@@ -82,7 +84,13 @@ async def test_ack_alone_links_by_incident_key_and_marks_acked(backend_settings)
         await svc.idle()
         [inc] = await svc.incidents()
         assert inc["status"] == "acked"
-        assert kinds(inc) == [*OPENED, "pagerduty.linked", "incident.acknowledged"]
+        # who acknowledged it there has it: the incident commander
+        assert kinds(inc) == [
+            *OPENED,
+            "pagerduty.linked",
+            "incident.acknowledged",
+            "pagerduty.assigned",
+        ]
 
 
 async def test_annotated_adds_the_note_to_the_timeline(backend_settings) -> None:
@@ -125,7 +133,7 @@ async def test_unmatched_triggered_opens_an_incident_of_its_own(backend_settings
         assert inc["group_key"] == "pagerduty:app-paged-itself-42"
         assert inc["title"] == "[FIRING:1] PostHogAPIUnreachable posthog-integration"
         assert inc["pagerduty_incident_id"] == "Q2SC2ZUVOGX8H7"
-        assert kinds(inc) == ["incident.opened"]
+        assert kinds(inc) == ["incident.opened", "pagerduty.assigned"]
         # and its later events find it by the PagerDuty incident id
         await post(svc, pd_event("incident-acknowledged", data_incident_key="app-paged-itself-42"))
         await svc.idle()
@@ -219,6 +227,6 @@ async def test_a_note_handled_before_its_incident_is_linked_is_retried(backend_s
         await post(svc, pd_event("incident-triggered"))
         await svc.idle()
         [inc] = await svc.incidents()
-        assert kinds(inc) == [*OPENED, "pagerduty.linked", "pagerduty.note"]
+        assert kinds(inc) == [*OPENED, "pagerduty.linked", "pagerduty.assigned", "pagerduty.note"]
         text = await (await svc.client.get("/metrics")).text()
         assert 'responder_signal_retries_total{source="pagerduty"}' in text

@@ -119,6 +119,11 @@ end
 if ARGV[6] == '1' then
   redis.call('SET', KEYS[9], id)
   for i = 11 + p, 10 + p + q do redis.call('SET', KEYS[i], id) end
+  -- a resolved incident opened again (flapping) lives while active again, as before
+  if redis.call('PTTL', KEYS[2]) > 0 then
+    for i = 2, 4 do redis.call('PERSIST', KEYS[i]) end
+    redis.call('PERSIST', KEYS[1] .. ':ledger')
+  end
 else
   if redis.call('GET', KEYS[9]) == id then redis.call('DEL', KEYS[9]) end
   for i = 11 + p, 10 + p + q do

@@ -375,7 +375,10 @@ class MemoryStore:
             for lookup in inc.lookups():
                 if lookup.kind != "id":
                     self._index[(lookup.kind, lookup.key)] = inc.id
-            if not inc.is_active:
+            if inc.is_active:
+                # a resolved incident opened again (flapping) lives while active again
+                self._expires.pop(inc.id, None)
+            else:
                 for group in (inc.group_key, *inc.groups):
                     if self._index.get(("group", group)) == inc.id:
                         del self._index[("group", group)]
@@ -443,6 +446,29 @@ class MemoryStore:
     def _waiting_follow_up(self, incident_id: str) -> bool:
         processed = self._processed.get(incident_id, 0)
         return needs_follow_up(self._timelines.get(incident_id, [])[processed:])
+
+    async def lease_follow_ups(
+        self,
+        incident_ids: Sequence[str],
+        *,
+        token: str,
+        ttl_s: float,
+        renew_only: bool = False,
+    ) -> dict[str, int | None]:
+        leased: dict[str, int | None] = {}
+        for incident_id in incident_ids:
+            name = f"following:{incident_id}"
+            current = self._locks.get(name)
+            if renew_only and (current is None or current[0] != token):
+                leased[incident_id] = None
+                continue
+            held = await self.acquire_lock(name, token=token, ttl_s=ttl_s)
+            leased[incident_id] = self._processed.get(incident_id, 0) if held else None
+        return leased
+
+    async def release_follow_ups(self, incident_ids: Sequence[str], *, token: str) -> None:
+        for incident_id in incident_ids:
+            await self.release_lock(f"following:{incident_id}", token=token)
 
     async def defer_follow_up_checks(self, incident_ids: Sequence[str]) -> None:
         check_at = self.clock.now() + timedelta(seconds=self.follow_up_grace_s)

@@ -92,10 +92,16 @@ class RedisKeys:
         Same lifetime as the incident."""
         return f"{self.base}:incident:{incident_id}:processed"
 
+    def follow_up_lease(self, incident_id: str) -> str:
+        """String (holder's token), expiring after the lease TTL: the replica following up
+        the incident now (``Store.lease_follow_ups``); renewed while it works."""
+        return f"{self.base}:incident:{incident_id}:following"
+
     def index(self, kind: LookupKind, key: str) -> str:
         """String: incident id. ``group`` lives while the incident is active (an alert
-        storm's incident has one for each group it collects); the PagerDuty links live as
-        long as a resolved incident (the retention). Keys are hashed: group keys hold any
+        storm's incident has one for each group it collects); the PagerDuty links, and
+        ``settled`` (the group's incident resolved last), live as long as a resolved
+        incident (the retention). Keys are hashed: group keys hold any
         characters."""
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]
         return f"{self.base}:index:{kind}:{digest}"

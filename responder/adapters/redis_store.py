@@ -147,6 +147,8 @@ class RedisStore:
         self._spend = client.register_script(_lua("spend_budget.lua"))
         self._unlock = client.register_script(_lua("release_lock.lua"))
         self._lock = client.register_script(_lua("acquire_lock.lua"))
+        self._lease = client.register_script(_batched(_lua("lease_follow_up.lua")))
+        self._unlease = client.register_script(_batched(_lua("release_lock.lua")))
         self._shared = client.register_script(_lua("shared_thread.lua"))
         self._release_timers = client.register_script(_lua("release_timers.lua"))
         self._epoch = client.register_script(_lua("records_epoch.lua"))
@@ -412,7 +414,8 @@ class RedisStore:
         pagerduty_keys = [
             k.index(lk.kind, lk.key)
             for lk in inc.lookups()
-            if lk.kind in ("pagerduty_id", "pagerduty_key")
+            # and the group's incident resolved last: set with the same lifetime
+            if lk.kind in ("pagerduty_id", "pagerduty_key", "settled")
         ]
         # a storm's collected groups: those new to it while active, all once it resolved
         before = set(write.groups_before) if inc.is_active else set()
@@ -484,6 +487,33 @@ class RedisStore:
         ]
         async with unavailable_as_store_error("mark_processed"):
             await self._batch(self._mark_processed, calls)
+
+    async def lease_follow_ups(
+        self,
+        incident_ids: Sequence[str],
+        *,
+        token: str,
+        ttl_s: float,
+        renew_only: bool = False,
+    ) -> dict[str, int | None]:
+        k = self._keys
+        ttl_ms, renew = max(int(ttl_s * 1000), 1), "1" if renew_only else "0"
+        calls: list[tuple[list[str], list[Any]]] = [
+            ([k.follow_up_lease(i), k.processed(i)], [token, ttl_ms, renew]) for i in incident_ids
+        ]
+        async with unavailable_as_store_error("lease_follow_ups"):
+            # taken before the stages act outside: confirmed like the ledger's claims
+            replies = await self._batch(self._lease, calls, confirm="lease_follow_ups")
+        return {
+            i: (int(r) if int(r) >= 0 else None) for i, r in zip(incident_ids, replies, strict=True)
+        }
+
+    async def release_follow_ups(self, incident_ids: Sequence[str], *, token: str) -> None:
+        calls: list[tuple[list[str], list[Any]]] = [
+            ([self._keys.follow_up_lease(i)], [token]) for i in incident_ids
+        ]
+        async with unavailable_as_store_error("release_follow_ups"):
+            await self._batch(self._unlease, calls)
 
     async def defer_follow_up_checks(self, incident_ids: Sequence[str]) -> None:
         due_ms = epoch_ms(self._clock.now()) + int(self._follow_up_grace_s * 1000)

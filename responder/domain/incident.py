@@ -58,7 +58,9 @@ class IncidentAlert(Frozen):
         return epoch_ms(self.starts_at) if self.starts_at is not None else 0
 
 
-LookupKind = Literal["id", "group", "pagerduty_id", "pagerduty_key"]
+# ``settled``: the group's incident resolved last (a firing within the pack's flapping
+# window may find it again, see ``reopen_flapping``)
+LookupKind = Literal["id", "group", "pagerduty_id", "pagerduty_key", "settled"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,16 @@ class Incident(Frozen):
     updated_at: datetime
     acked_at: datetime | None = None
     acked_by: str | None = None
+    # the incident commander once PagerDuty says who has the incident (its assignee, or
+    # who acknowledged it there): the root message names them
+    commander: str | None = None
+    # when it opened and when an alert of it that had resolved fired again, the latest
+    # few, carried over from the incident of its group resolved just before: what tells
+    # it flaps
+    fired_at: tuple[datetime, ...] = ()
+    # flapping since then (see ``note_fire``): a resolve does not close it, a firing is
+    # not news, until a quiet period passes (``settle_flapping``)
+    flapping_since: datetime | None = None
     resolved_at: datetime | None = None
     pagerduty_incident_id: str | None = None
     pagerduty_keys: tuple[str, ...] = ()
@@ -127,6 +139,8 @@ class Incident(Frozen):
         if self.is_active:
             found.append(IncidentLookup(kind="group", key=self.group_key))
             found.extend(IncidentLookup(kind="group", key=g) for g in self.groups)
+        else:
+            found.append(IncidentLookup(kind="settled", key=self.group_key))
         if self.pagerduty_incident_id:
             found.append(IncidentLookup(kind="pagerduty_id", key=self.pagerduty_incident_id))
         found.extend(IncidentLookup(kind="pagerduty_key", key=k) for k in self.pagerduty_keys)
@@ -141,6 +155,8 @@ class Incident(Frozen):
             return self.is_active and (lookup.key == self.group_key or lookup.key in self.groups)
         if lookup.kind == "pagerduty_id":
             return lookup.key == self.pagerduty_incident_id
+        if lookup.kind == "settled":
+            return not self.is_active and lookup.key == self.group_key
         return lookup.key in self.pagerduty_keys
 
 
@@ -496,10 +512,17 @@ def _pagerduty_keys(signal: AlertSignal, existing: Sequence[str]) -> tuple[str, 
 
 
 def open_incident(
-    *, incident_id: str, group_key: str, signal: AlertSignal, now: datetime
+    *,
+    incident_id: str,
+    group_key: str,
+    signal: AlertSignal,
+    now: datetime,
+    fired_before: tuple[datetime, ...] = (),
 ) -> IncidentChange:
-    """A firing alert with no open incident in its group opens one."""
+    """A firing alert with no open incident in its group opens one. ``fired_before``: when
+    the group's alerts fired lately (its incident resolved just before), to tell flapping."""
     base = Incident(
+        fired_at=(*fired_before, now)[-MAX_FIRES_KEPT:],
         id=incident_id,
         group_key=group_key,
         title=default_title(signal),
@@ -645,9 +668,18 @@ def apply_alert(
         elif signal.order_ms > current.order_ms:
             if current.status is AlertStatus.RESOLVED:
                 firing += 1
-            changes.add(
-                EventKind.ALERT_REFIRED, f"{name} fired again", fingerprint=signal.fingerprint
-            )
+            if incident.flapping_since is not None:
+                # one more flap: on the timeline, not news (no triage, no reply)
+                changes.add(
+                    EventKind.INCIDENT_FLAPPING,
+                    f"{name} fired again while flapping",
+                    fingerprint=signal.fingerprint,
+                    notice=False,
+                )
+            else:
+                changes.add(
+                    EventKind.ALERT_REFIRED, f"{name} fired again", fingerprint=signal.fingerprint
+                )
         else:
             return None  # the same firing again, or an older one: nothing new
     else:
@@ -662,6 +694,13 @@ def apply_alert(
         "alerts_firing": firing,
         "pagerduty_keys": _pagerduty_keys(signal, incident.pagerduty_keys),
     }
+    if (
+        current is not None
+        and current.status is AlertStatus.RESOLVED
+        and firing > (incident.alerts_firing)
+    ):
+        # an alert that resolved fires again: a flap (other alerts joining are not)
+        update["fired_at"] = (*incident.fired_at, changes.now)[-MAX_FIRES_KEPT:]
     started = signal.starts_at
     if (
         signal.status is AlertStatus.FIRING
@@ -669,11 +708,115 @@ def apply_alert(
         and (incident.started_at is None or started < incident.started_at)
     ):
         update["started_at"] = started
-    if firing == 0 and incident.is_active:
+    if firing == 0 and incident.is_active and incident.flapping_since is None:
+        # (while flapping, the quiet period closes it: ``settle_flapping``)
         update |= {"status": IncidentStatus.RESOLVED, "resolved_at": now}
         changes.add(EventKind.INCIDENT_RESOLVED, "All alerts resolved")
     number = current.number if current is not None else total
     return changes.done(incident, update=update, alerts=(_alert_from(signal, number),))
+
+
+# Enough firing times to tell flapping by any pack's count.
+MAX_FIRES_KEPT = 50
+
+
+def recent_fires(
+    fired_at: Sequence[datetime], now: datetime, *, window_s: float
+) -> tuple[datetime, ...]:
+    return tuple(t for t in fired_at if (now - t).total_seconds() <= window_s)
+
+
+def note_fire(
+    incident: Incident, now: datetime, *, fires: int, window_s: float, quiet_s: float
+) -> IncidentChange | None:
+    """An active incident whose alerts fired ``fires`` times within ``window_s`` flaps:
+    the one notice (``incident.flapping``); ``None`` when it does not, or already did."""
+    if not incident.is_active or incident.flapping_since is not None or fires < 2:
+        return None
+    count = len(recent_fires(incident.fired_at, now, window_s=window_s))
+    if count < fires:
+        return None
+    changes = _Changes(incident, now)
+    changes.add(
+        EventKind.INCIDENT_FLAPPING,
+        f"Fired {count} times within {_minutes(window_s)}; the thread stays quiet "
+        f"and no action repeats until it is steady for {_minutes(quiet_s)}",
+        fires=count,
+        window_s=window_s,
+        quiet_s=quiet_s,
+        notice=True,
+    )
+    return changes.done(incident, update={"flapping_since": changes.now})
+
+
+def reopen_flapping(
+    settled: Incident,
+    current: IncidentAlert | None,
+    signal: AlertSignal,
+    now: datetime,
+    *,
+    fires: int,
+    window_s: float,
+    quiet_s: float,
+) -> IncidentChange | None:
+    """A firing that finds its group's incident resolved within the flapping window, and
+    makes the count: the incident opens again, flapping, rather than a new one per flap.
+    ``None``: not flapping (a new incident opens, ``fired_before`` the settled one's)."""
+    if settled.is_active or settled.resolved_at is None or fires < 2:
+        return None
+    fired = (*recent_fires(settled.fired_at, now, window_s=window_s), now)
+    if len(fired) < fires:
+        return None
+    changes = _Changes(settled, now)
+    changes.add(
+        EventKind.INCIDENT_FLAPPING,
+        f"{_alert_name(signal)} fired {len(fired)} times within "
+        f"{_minutes(window_s)}; this incident stays open, the thread quiet and no action "
+        f"repeats until it is steady for {_minutes(quiet_s)}",
+        fires=len(fired),
+        window_s=window_s,
+        quiet_s=quiet_s,
+        fingerprint=signal.fingerprint,
+        notice=True,
+    )
+    number = current.number if current is not None else settled.alerts_total + 1
+    return changes.done(
+        settled,
+        update={
+            "status": IncidentStatus.ACKED if settled.acked_at else IncidentStatus.OPEN,
+            "resolved_at": None,
+            "flapping_since": changes.now,
+            "fired_at": fired[-MAX_FIRES_KEPT:],
+            "alerts_firing": settled.alerts_firing + 1,
+            "alerts_total": settled.alerts_total + (0 if current is not None else 1),
+        },
+        alerts=(_alert_from(signal, number),),
+    )
+
+
+def settle_flapping(incident: Incident, now: datetime, *, quiet_s: float) -> IncidentChange | None:
+    """No alert fired for ``quiet_s``: the incident is steady again (``incident.steady``),
+    and resolved if none of its alerts fires. ``None`` while it is not quiet yet."""
+    if incident.flapping_since is None or not incident.is_active:
+        return None
+    last = max(incident.fired_at, default=incident.flapping_since)
+    if (now - last).total_seconds() < quiet_s:
+        return None
+    changes = _Changes(incident, now)
+    changes.add(
+        EventKind.INCIDENT_STEADY,
+        f"Steady: no flap for {_minutes(quiet_s)}",
+        since=last.isoformat(),
+    )
+    update: dict[str, object] = {"flapping_since": None}
+    if incident.alerts_firing == 0:
+        update |= {"status": IncidentStatus.RESOLVED, "resolved_at": changes.now}
+        changes.add(EventKind.INCIDENT_RESOLVED, "All alerts resolved (steady after flapping)")
+    return changes.done(incident, update=update)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
 def open_from_pagerduty(
@@ -702,6 +845,7 @@ def open_from_pagerduty(
         pagerduty_incident_id=signal.incident_id,
         url=signal.html_url,
     )
+    base = _take_command(base, signal, changes)
     change = changes.done(base, opened=True)
     assert change is not None
     return change
@@ -770,11 +914,45 @@ def apply_pagerduty(
             note_id=signal.note_id,
             event_id=signal.event_id,
         )
-    elif event_type != "incident.triggered":
+    elif event_type != "incident.triggered" and not (
+        event_type in _TOLD_AS_ASSIGNED and _commander_named(signal)
+    ):
         changes.add(
             EventKind.PAGERDUTY_EVENT,
             f"PagerDuty {event_type} by {signal.agent_name}",
             event_type=event_type,
             event_id=signal.event_id,
         )
-    return changes.done(updated)
+    return changes.done(_take_command(updated, signal, changes))
+
+
+# PagerDuty events that say no more than who has the incident: told as
+# ``pagerduty.assigned`` when they name someone
+_TOLD_AS_ASSIGNED = frozenset({"incident.assigned", "incident.reassigned", "incident.delegated"})
+
+
+def _commander_named(signal: PagerDutySignal) -> str | None:
+    """Who has the incident, when the event says: the person who acknowledged it, else
+    its assignees (a trigger, reassignment, delegation or escalation)."""
+    agent = signal.agent
+    person = agent.summary if agent and (agent.type or "").startswith("user") else None
+    if signal.event_type == "incident.acknowledged" and person:
+        return person
+    if signal.event_type in ("incident.resolved", "incident.annotated"):
+        return None  # its assignees say nothing of who has it now
+    return ", ".join(signal.assignees) or None
+
+
+def _take_command(incident: Incident, signal: PagerDutySignal, changes: _Changes) -> Incident:
+    """The commander PagerDuty names, while the incident is open and when they change."""
+    commander = _commander_named(signal)
+    if commander is None or commander == incident.commander or not incident.is_active:
+        return incident
+    changes.add(
+        EventKind.PAGERDUTY_ASSIGNED,
+        f"Incident commander: {commander} (PagerDuty {signal.event_type})",
+        commander=commander,
+        event_type=signal.event_type,
+        event_id=signal.event_id,
+    )
+    return incident.model_copy(update={"commander": commander})

@@ -130,6 +130,8 @@ class PagerDutySignal(Frozen):
     priority: str | None = None
     service: str | None = None
     agent: PagerDutyAgent | None = None
+    # who PagerDuty has the incident assigned to (their names), as the event says
+    assignees: tuple[str, ...] = ()
     note_id: str | None = None
     note: str | None = None
     received_at: datetime
@@ -164,8 +166,16 @@ class TimerSignal(Frozen):
     round of the incident's one chain, see ``responder.watch``)."""
 
     source: Literal["timer"] = "timer"
+    # flap_quiet: whether a flapping incident has been quiet long enough (pipeline.FlapWatch)
     kind: Literal[
-        "verify", "follow_up", "deliver", "revert_check", "vendor_watch", "update_due", "ack_due"
+        "verify",
+        "follow_up",
+        "deliver",
+        "revert_check",
+        "vendor_watch",
+        "update_due",
+        "ack_due",
+        "flap_quiet",
     ]
     incident_id: str
     step: str

@@ -77,6 +77,11 @@ class EventKind(StrEnum):
     UPDATE_DUE = "incident.update_due"  # the promised update fell due with none posted since
     ACK_OVERDUE = "incident.ack_overdue"  # not acknowledged within the response time: paged
 
+    # One incident in turn, its commander, flapping
+    PAGERDUTY_ASSIGNED = "pagerduty.assigned"  # PagerDuty named who has it: the commander
+    INCIDENT_FLAPPING = "incident.flapping"  # its alerts fire and resolve on and off
+    INCIDENT_STEADY = "incident.steady"  # no flap for the quiet period: flapping no more
+
     # The postmortem draft and evidence bundle
     REPORT_WRITTEN = "report.written"
     REPORT_FAILED = "report.failed"

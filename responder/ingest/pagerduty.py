@@ -68,6 +68,7 @@ class EventData(_Lenient):
     urgency: str | None = None
     priority: Reference | None = None
     service: Reference | None = None
+    assignees: list[Reference] | None = None
     # incident_note
     content: str | None = None
     incident: Reference | None = None
@@ -125,6 +126,9 @@ class PagerDutyWebhook(_Lenient):
             priority=data.priority.summary if data.priority else None,
             service=data.service.summary if data.service else None,
             agent=agent,
+            assignees=()
+            if is_note
+            else tuple(a.summary for a in data.assignees or () if a.summary),
             note_id=data.id if is_note else None,
             note=data.content if is_note else None,
             received_at=received_at,

@@ -118,7 +118,9 @@ def internal_context(
         "impact": _impact(incident, level),
         "current_action": current_action(incident),
         "next_update": _next_update(incident, level, now, update_every_s),
-        "commander": incident.acked_by
+        # PagerDuty's word on who has it, then who acknowledged it, then the configured one
+        "commander": incident.commander
+        or incident.acked_by
         or commander
         or "unassigned: whoever acknowledges the page takes it",
         "facts": incident.facts,

@@ -76,6 +76,9 @@ SLACK_REPLY_KINDS = frozenset(
         EventKind.VENDOR_RESOLVED,
         EventKind.UPDATE_DUE,
         EventKind.ACK_OVERDUE,
+        # flapping: the notice (not each flap, see ``tells``) and the end of it
+        EventKind.INCIDENT_FLAPPING,
+        EventKind.INCIDENT_STEADY,
     }
 )
 # Action events kept off the thread and PagerDuty notes: a verification dropped because the
@@ -189,6 +192,8 @@ class SlackPlanner:
             "status": comms_status(incident).value,
             "severity": incident.severity.value if incident.severity else None,
             "acked_by": incident.acked_by,
+            # only once named: roots shown before the commander existed stay as they are
+            **({"commander": incident.commander} if incident.commander else {}),
         }
 
     def root(self, incident: Incident, now: datetime) -> tuple[str, list[dict[str, JsonValue]]]:
@@ -209,6 +214,8 @@ class SlackPlanner:
             return True
         if event.kind in _NOTIFICATION_TROUBLE:
             return event.data.get("sink") != self.sink
+        if event.kind is EventKind.INCIDENT_FLAPPING:
+            return event.data.get("notice") is True  # a quiet thread: one notice per flapping
         return event.kind in SLACK_REPLY_KINDS or (
             event.kind.startswith("action.") and event.kind not in _UNTOLD_ACTION_KINDS
         )

@@ -29,7 +29,7 @@ from responder.rules.conditions import Condition, Outcome
 from responder.rules.inference import infer_error_type, raised_by_label, severity_for
 from responder.rules.interpolation import PlanProblem, SpecFiller
 from responder.rules.matchers import Matcher
-from responder.rules.schema import Pack, PublicInfo, Rule
+from responder.rules.schema import Flapping, Pack, PublicInfo, Rule
 
 PROBE_ADAPTER: TypeAdapter[Any] = TypeAdapter(ProbeSpec)
 ACTION_ADAPTER: TypeAdapter[Any] = TypeAdapter(ActionSpec)
@@ -226,6 +226,13 @@ class RuleSet:
             if compiled.name == pack:
                 return next((r for r in compiled.rules if r.name == name), None)
         return None
+
+    def flapping(self, pack: str | None) -> Flapping:
+        """When a pack's alerts flap (the defaults for alerts no pack classified)."""
+        for compiled in self.packs:
+            if compiled.name == pack:
+                return compiled.spec.flapping
+        return Flapping()
 
     def public(self, pack: str | None) -> PublicInfo:
         """What a pack lets the public status page say (a default when it says nothing)."""

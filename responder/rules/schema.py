@@ -194,6 +194,16 @@ class Scope(_Strict):
         return self
 
 
+class Flapping(_Strict):
+    """When a pack's alert flaps: it fired ``fires`` times within ``window_s``. Its
+    incident then stays open across resolves (no new incident per flap), its thread
+    quiet and its actions not repeated, until no alert fired for ``quiet_s``."""
+
+    fires: int = Field(3, ge=2, le=50)
+    window_s: float = Field(600.0, gt=0)
+    quiet_s: float = Field(600.0, gt=0)
+
+
 class Pack(_Strict):
     name: str = Field(pattern=_NAME)
     version: str = Field(min_length=1)
@@ -202,6 +212,7 @@ class Pack(_Strict):
     defaults: Defaults = Defaults()
     severities: dict[Severity, SeverityLevel] = Field(default_factory=dict)
     public: PublicInfo = PublicInfo()
+    flapping: Flapping = Flapping()
     rules: tuple[Rule, ...] = Field(min_length=1)
 
     @field_validator("version", mode="before")
