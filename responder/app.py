@@ -305,6 +305,28 @@ def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
 
 
+def build_prometheus(settings: Settings, http: SharedSession) -> PrometheusClient | None:
+    return PrometheusClient(settings.prometheus_url, http) if settings.prometheus_url else None
+
+
+def build_probes(
+    settings: Settings,
+    *,
+    http: SharedSession,
+    kube: KubeGateway,
+    redact: Redactor,
+    prometheus: PrometheusClient | None,
+) -> dict[str, Probe]:
+    """The triage probes by type: the service's and ``responder triage``'s, the same."""
+    return {
+        "vendor_status": StatuspageProbe(http),
+        "health": HttpHealthProbe(http),
+        "prometheus": PrometheusQueryProbe(prometheus),
+        # only in the namespaces automatic actions may touch
+        "pod_logs": PodLogsReader(kube, redact, allowlist=tuple(settings.action_allowlist)),
+    }
+
+
 def create_app(
     settings: Settings, *, overrides: Overrides | None = None, handle_signals: bool = False
 ) -> web.Application:
@@ -325,16 +347,8 @@ def create_app(
     renderer = build_renderer(settings, rules)
     kube: KubeGateway = overrides.kube or ClusterGateway(settings.kubeconfig)
     redact = Redactor(settings.secret_values())
-    prometheus = (
-        PrometheusClient(settings.prometheus_url, http) if settings.prometheus_url else None
-    )
-    probes: dict[str, Probe] = {
-        "vendor_status": StatuspageProbe(http),
-        "health": HttpHealthProbe(http),
-        "prometheus": PrometheusQueryProbe(prometheus),
-        # only in the namespaces automatic actions may touch
-        "pod_logs": PodLogsReader(kube, redact, allowlist=tuple(settings.action_allowlist)),
-    }
+    prometheus = build_prometheus(settings, http)
+    probes = build_probes(settings, http=http, kube=kube, redact=redact, prometheus=prometheus)
     triage = TriageStage(
         store=store,
         probes=probes,
