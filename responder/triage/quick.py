@@ -112,9 +112,7 @@ async def quick_triage(
             else "no pack's scope takes them"
         )
         raise NothingToProbe(f"nothing to triage for these labels: {why}")
-    results = tuple(
-        await run_probes(classified.probes, probes, budget_s=budget_s, redact=redact)
-    )
+    results = tuple(await run_probes(classified.probes, probes, budget_s=budget_s, redact=redact))
     # the same view of the facts an incident's triage walks the rules with (stage.py)
     facts = facts_view(
         merge_facts(list(results)),
