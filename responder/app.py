@@ -31,6 +31,7 @@ from responder.adapters.kube import ClusterGateway
 from responder.adapters.memory import MemoryQueue, MemoryStore
 from responder.adapters.pagerduty_api import PagerDutySink
 from responder.adapters.probes.health import HttpHealthProbe
+from responder.adapters.probes.http_headers import HttpHeadersProbe
 from responder.adapters.probes.pod_logs import PodLogsReader
 from responder.adapters.probes.prometheus import PrometheusQueryProbe
 from responder.adapters.probes.vendor_status import StatuspageProbe
@@ -321,6 +322,7 @@ def build_probes(
     return {
         "vendor_status": StatuspageProbe(http),
         "health": HttpHealthProbe(http),
+        "http": HttpHeadersProbe(http),
         "prometheus": PrometheusQueryProbe(prometheus),
         # only in the namespaces automatic actions may touch
         "pod_logs": PodLogsReader(kube, redact, allowlist=tuple(settings.action_allowlist)),

@@ -10,6 +10,7 @@ from responder.domain.model import Frozen
 FACT_NAMESPACES = {
     "vendor_status": "vendor",
     "health": "health",
+    "http": "http",
     "prometheus": "prometheus",
     "pod_logs": "logs",
 }

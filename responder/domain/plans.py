@@ -129,6 +129,29 @@ class HealthProbe(_UrlProbe):
     timeout_s: float = Field(5.0, gt=0, le=60)
 
 
+# h4 (triage): the `http` probe, for the runbook's "Check rate limit headers".
+class HttpProbe(_UrlProbe):
+    """A URL's answer: its status and the response headers named (``curl -v URL | grep -i
+    rate``). Only the headers named are kept: an answer's others (cookies) are not ours."""
+
+    YIELDS: ClassVar[Mapping[str, str]] = {
+        "status_code": "the HTTP status of the answer",
+        "headers": "the headers named that the answer had: lowercased name → value",
+        "rate_limit": "the rate limit's figures read from them (numbers, null when not "
+        "given): limit, remaining, reset (X-RateLimit-*), retry_after_s (Retry-After)",
+    }
+    NESTED: ClassVar[frozenset[str]] = frozenset({"headers", "rate_limit"})
+
+    type: Literal["http"]
+    record_headers: tuple[NonEmpty, ...] = Field(
+        ("X-RateLimit-*", "Retry-After"),
+        min_length=1,
+        description="Response headers to keep, case-insensitive; `*` matches any run of "
+        "characters (`X-RateLimit-*`).",
+    )
+    timeout_s: float = Field(5.0, gt=0, le=60)
+
+
 class PrometheusProbe(_Probe):
     """Instant queries; each result becomes the fact ``prometheus.<name>``: a number, a
     mapping by label values for several series, or null for no data."""
@@ -164,7 +187,7 @@ class PodLogsProbe(_Probe):
 
 
 ProbeSpec = Annotated[
-    VendorStatusProbe | HealthProbe | PrometheusProbe | PodLogsProbe,
+    VendorStatusProbe | HealthProbe | HttpProbe | PrometheusProbe | PodLogsProbe,
     Field(discriminator="type"),
 ]
 

@@ -147,6 +147,25 @@ def _root_cause(
     return f"Hypothesis (decision tree branch `{incident.branch}`, to be confirmed): {said}"
 
 
+def _limit_increase(http: JsonValue) -> str:
+    """The runbook's 429 "long-term" step, with the figures the rate limit headers gave at
+    triage (``http.rate_limit``), so the request to the vendor says what we have."""
+    figures = http.get("rate_limit") if isinstance(http, dict) else None
+    said = []
+    if isinstance(figures, dict):
+        for name, shown in (
+            ("limit", "limit {}"),
+            ("remaining", "remaining {}"),
+            ("reset", "reset {}"),
+            ("retry_after_s", "Retry-After {} s"),
+        ):
+            if figures.get(name) is not None:
+                said.append(shown.format(figures[name]))
+    if said:
+        return "Request a limit increase from the vendor: " + ", ".join(said) + " (at triage)"
+    return "Request a limit increase from the vendor (no rate limit headers were read at triage)"
+
+
 def _action_items(
     incident: Incident,
     events: Sequence[TimelineEvent],
@@ -175,6 +194,8 @@ def _action_items(
             items.append(f"A human was needed ({event.detail}): automate or document the step")
         elif event.kind == EventKind.NOTIFICATION_FAILED:
             items.append(f"Fix the notification path: {event.detail}")
+    if incident.error_type == ErrorType.RATE_LIMIT:
+        items.append(_limit_increase(incident.facts.get("http")))
     for name, value in sorted(incident.facts.items()):
         if isinstance(value, dict) and "error" in value:
             items.append(f"Triage could not read `{name}` ({value['error']}): fix its access")
