@@ -307,7 +307,8 @@ def _secret(value: SecretStr | None) -> str | None:
 
 
 def build_prometheus(settings: Settings, http: SharedSession) -> PrometheusClient | None:
-    return PrometheusClient(settings.prometheus_url, http) if settings.prometheus_url else None
+    urls = settings.prometheus_urls
+    return PrometheusClient(urls, http) if urls else None
 
 
 def build_probes(

@@ -22,7 +22,7 @@ from responder.adapters.probes.health import HttpHealthProbe
 from responder.adapters.probes.pod_logs import PodLogsReader
 from responder.adapters.probes.prometheus import PrometheusQueryProbe
 from responder.adapters.probes.vendor_status import StatuspageProbe
-from responder.adapters.prometheus import PrometheusClient
+from responder.adapters.prometheus import Answer, PrometheusClient
 from responder.cli import cli
 from responder.domain.facts import FACT_NAMESPACES, ProbeResult, merge_facts
 from responder.domain.plans import (
@@ -144,6 +144,10 @@ class _Prometheus:
             }
         return {"resultType": "vector", "result": [{"metric": {}, "value": [0, "0.2"]}]}
 
+    async def answer(self, query: str, *, timeout_s: float) -> Answer:
+        data = await self.query(query, timeout_s=timeout_s)
+        return Answer(data=data, url="http://prometheus:9090", backup=False)
+
 
 async def test_prometheus_yields_one_fact_per_query_name() -> None:
     spec = PrometheusProbe(
@@ -152,7 +156,11 @@ async def test_prometheus_yields_one_fact_per_query_name() -> None:
     )
     result = await PrometheusQueryProbe(cast(PrometheusClient, _Prometheus())).run(spec)
     assert result.ok
-    assert set(result.facts) == declared(spec) - {"error"} == {"error_ratio", "by_code"}
+    assert (
+        set(result.facts)
+        == declared(spec) - {"error"}
+        == {"error_ratio", "by_code", "answered_by", "backup"}
+    )
     # a map by label values: the declaration lets conditions read into it
     assert result.facts["by_code"] == {"429": 1.5, "503": 0.5}
     assert spec.facts()["prometheus.by_code"] is True

@@ -152,17 +152,34 @@ class HttpProbe(_UrlProbe):
     timeout_s: float = Field(5.0, gt=0, le=60)
 
 
+# h4 (triage): which of RESPONDER_PROMETHEUS_URL's Prometheus servers answered.
+ANSWERED_BY = "answered_by"
+BACKUP = "backup"
+
+
 class PrometheusProbe(_Probe):
     """Instant queries; each result becomes the fact ``prometheus.<name>``: a number, a
-    mapping by label values for several series, or null for no data."""
+    mapping by label values for several series, or null for no data. Besides them,
+    ``prometheus.answered_by`` (the URL that answered) and ``prometheus.backup`` (true when
+    it is not the first of RESPONDER_PROMETHEUS_URL's)."""
 
     type: Literal["prometheus"]
     queries: dict[NonEmpty, NonEmpty] = Field(min_length=1)
     timeout_s: float = Field(5.0, gt=0, le=60)
 
+    @field_validator("queries")
+    @classmethod
+    def _names_free(cls, value: dict[str, str]) -> dict[str, str]:
+        taken = sorted({ANSWERED_BY, BACKUP, ERROR_FACT} & set(value))
+        if taken:
+            raise ValueError(f"query name {taken[0]!r} is the probe's own fact: rename it")
+        return value
+
     def facts(self) -> dict[str, bool]:
         return {
             **{f"prometheus.{name}": True for name in self.queries},
+            f"prometheus.{ANSWERED_BY}": False,
+            f"prometheus.{BACKUP}": False,
             f"prometheus.{ERROR_FACT}": False,
         }
 
