@@ -110,7 +110,7 @@ async def test_vendor_status_yields_what_it_declares(session) -> None:
         spec = VendorStatusProbe(type="vendor_status", url=page.url)
         result = await StatuspageProbe(session).run(spec)
     assert result.ok
-    assert set(result.facts) == declared(spec) - {"error"}
+    assert set(result.facts) == declared(spec) - {"error", *spec.FAILURE_FACTS}
     assert set(spec.facts()) == {f"vendor.{n}" for n in [*VendorStatusProbe.YIELDS, "error"]}
 
 
@@ -158,7 +158,7 @@ async def test_prometheus_yields_one_fact_per_query_name() -> None:
     assert result.ok
     assert (
         set(result.facts)
-        == declared(spec) - {"error"}
+        == declared(spec) - {"error", *spec.FAILURE_FACTS}
         == {"error_ratio", "by_code", "answered_by", "backup"}
     )
     # a map by label values: the declaration lets conditions read into it
@@ -180,7 +180,7 @@ async def test_pod_logs_yields_what_it_declares() -> None:
     spec = PodLogsProbe(type="pod_logs", namespace="production", selector="app=x")
     result = await PodLogsReader(cast(KubeGateway, _Kube()), Redactor([])).run(spec)
     assert result.ok
-    assert set(result.facts) == declared(spec) - {"error"}
+    assert set(result.facts) == declared(spec) - {"error", *spec.FAILURE_FACTS}
     assert result.facts["matching_lines"] == 2
 
 

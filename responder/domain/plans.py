@@ -37,6 +37,9 @@ class _Probe(Frozen):
     # facts whose value may be a mapping, so that a condition may read into it
     # (``prometheus.errors_by_status_code.429``)
     NESTED: ClassVar[frozenset[str]] = frozenset()
+    # facts a failed probe leaves beside its error, saying how it failed (the runbook's
+    # error-handling rows, ``responder.triage.troubles``), never one a working probe yields
+    FAILURE_FACTS: ClassVar[frozenset[str]] = frozenset()
 
     type: str
 
@@ -97,7 +100,9 @@ class VendorStatusProbe(_UrlProbe):
         "description": "the page's overall status text",
         "incidents": "the open incidents: name, status, impact, url",
         "components_affected": "the components not operational: name, status",
+        "reachable": "false when the page could not be reached (with error)",
     }
+    FAILURE_FACTS: ClassVar[frozenset[str]] = frozenset({"reachable"})
 
     type: Literal["vendor_status"]
     url: NonEmpty = Field(
@@ -155,6 +160,7 @@ class HttpProbe(_UrlProbe):
 # h4 (triage): which of RESPONDER_PROMETHEUS_URL's Prometheus servers answered.
 ANSWERED_BY = "answered_by"
 BACKUP = "backup"
+REACHABLE = "reachable"  # false: no Prometheus answered (metrics down), with error
 
 
 class PrometheusProbe(_Probe):
@@ -163,6 +169,8 @@ class PrometheusProbe(_Probe):
     ``prometheus.answered_by`` (the URL that answered) and ``prometheus.backup`` (true when
     it is not the first of RESPONDER_PROMETHEUS_URL's)."""
 
+    FAILURE_FACTS: ClassVar[frozenset[str]] = frozenset({REACHABLE})
+
     type: Literal["prometheus"]
     queries: dict[NonEmpty, NonEmpty] = Field(min_length=1)
     timeout_s: float = Field(5.0, gt=0, le=60)
@@ -170,7 +178,7 @@ class PrometheusProbe(_Probe):
     @field_validator("queries")
     @classmethod
     def _names_free(cls, value: dict[str, str]) -> dict[str, str]:
-        taken = sorted({ANSWERED_BY, BACKUP, ERROR_FACT} & set(value))
+        taken = sorted({ANSWERED_BY, BACKUP, REACHABLE, ERROR_FACT} & set(value))
         if taken:
             raise ValueError(f"query name {taken[0]!r} is the probe's own fact: rename it")
         return value
@@ -180,6 +188,7 @@ class PrometheusProbe(_Probe):
             **{f"prometheus.{name}": True for name in self.queries},
             f"prometheus.{ANSWERED_BY}": False,
             f"prometheus.{BACKUP}": False,
+            f"prometheus.{REACHABLE}": False,
             f"prometheus.{ERROR_FACT}": False,
         }
 
@@ -191,7 +200,10 @@ class PodLogsProbe(_Probe):
         "pods": "how many pods the selector found",
         "pods_with_matches": "how many of them had matching lines",
         "matching_lines": "how many matching lines were kept",
+        "access": "auth_failed (401: credentials expired) or permission_denied (403) when "
+        "the cluster refused us (with error)",
     }
+    FAILURE_FACTS: ClassVar[frozenset[str]] = frozenset({"access"})
 
     type: Literal["pod_logs"]
     namespace: NonEmpty

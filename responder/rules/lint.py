@@ -69,6 +69,7 @@ from responder.domain.plans import (
     ANSWERED_BY,
     BACKUP,
     ERROR_FACT,
+    REACHABLE,
     HealthProbe,
     PodLogsProbe,
     ProbeSpec,
@@ -148,7 +149,10 @@ def _unknown_facts(pack: Pack) -> Iterator[Finding]:
             message = f"unknown fact {path} (no probe of this pack yields it)"
             # a probe's `error` (and prometheus' answered_by and backup, which share the
             # long `prometheus.` prefix with every query) is a poor guess for a fact name
-            poor = (f".{ERROR_FACT}", f"prometheus.{ANSWERED_BY}", f"prometheus.{BACKUP}")
+            poor = (
+                f".{ERROR_FACT}",
+                *(f"prometheus.{n}" for n in (ANSWERED_BY, BACKUP, REACHABLE)),
+            )
             named = sorted(f for f in facts if not f.endswith(poor))
             hint = _suggest(path, named)
             kind = would_yield(path)

@@ -24,6 +24,7 @@ from responder.redaction import Redactor
 from responder.rules.engine import AlertInput, RuleSet
 from responder.triage.runner import run_probes
 from responder.triage.stage import facts_view
+from responder.triage.troubles import with_runbook_lines
 
 
 class Health(IntEnum):
@@ -112,7 +113,11 @@ async def quick_triage(
             else "no pack's scope takes them"
         )
         raise NothingToProbe(f"nothing to triage for these labels: {why}")
-    results = tuple(await run_probes(classified.probes, probes, budget_s=budget_s, redact=redact))
+    results = tuple(
+        with_runbook_lines(
+            await run_probes(classified.probes, probes, budget_s=budget_s, redact=redact)
+        )
+    )
     # the same view of the facts an incident's triage walks the rules with (stage.py)
     facts = facts_view(
         merge_facts(list(results)),

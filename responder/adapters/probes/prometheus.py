@@ -7,7 +7,7 @@ from typing import Any
 
 from responder.adapters.prometheus import Answer, PrometheusClient, PrometheusError
 from responder.domain.facts import ProbeResult
-from responder.domain.plans import ANSWERED_BY, BACKUP, PrometheusProbe
+from responder.domain.plans import ANSWERED_BY, BACKUP, REACHABLE, PrometheusProbe
 
 # Evidence keeps the raw result, capped: a query over many series must not bloat an event.
 _MAX_SERIES_KEPT = 50
@@ -57,10 +57,12 @@ class PrometheusQueryProbe:
         evidence: dict[str, Any] = {}
         errors = []
         answered: list[Answer] = []
+        refused = False  # a Prometheus answered, refusing a query: it is not down
         for name, query in spec.queries.items():
             try:
                 answer = await self._client.answer(query, timeout_s=spec.timeout_s)
             except PrometheusError as exc:
+                refused = refused or exc.answered
                 errors.append(f"{name}: {exc}")
                 evidence[name] = {"query": query, "error": str(exc)}
                 continue
@@ -80,6 +82,8 @@ class PrometheusQueryProbe:
                 probe="prometheus",
                 ok=False,
                 error="; ".join(errors),
+                # none answered at all: the runbook's "metrics unavailable"
+                facts={} if refused else {REACHABLE: False},
                 evidence=evidence,
                 summary=f"prometheus: {'; '.join(errors)}",
             )
