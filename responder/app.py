@@ -431,6 +431,7 @@ def create_app(
         public_url=settings.public_url,
         owner=worker_name,
         lease_s=settings.visibility_timeout_s,
+        timers=store,
     )
 
     pipeline = Pipeline(
@@ -443,7 +444,11 @@ def create_app(
         force_dry_run=settings.dry_run,
         # the report goes last: it tells what the mitigation stage did on resolve
         stages=((triage,) if settings.triage else ()) + (mitigator, reporter),
-        timer_handlers={"verify": mitigator.verify, "deliver": deliveries.deliver},
+        timer_handlers={
+            "verify": mitigator.verify,
+            "deliver": deliveries.deliver,
+            "evidence": reporter.window_ended,
+        },
     )
     worker = Worker(
         queue=queue,

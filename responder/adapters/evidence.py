@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import orjson
 import structlog
@@ -20,10 +20,11 @@ from responder.domain.incident import Incident
 from responder.domain.plans import PodLogsProbe, PrometheusProbe
 from responder.ports import KubeGateway, PodInfo
 from responder.redaction import Redactor
+from responder.report.bundle import EVIDENCE_WINDOW
 
 log = structlog.get_logger("responder.evidence")
 
-WINDOW = timedelta(minutes=30)
+WINDOW = EVIDENCE_WINDOW
 MAX_POINTS = 500  # per series: a range query's step follows from the window
 MAX_LOG_LINES = 5000
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")

@@ -157,10 +157,12 @@ class TimerSignal(Frozen):
     """Work the service itself scheduled for later, put on the queue when due: an action's
     verification after its settle time (``verify``), the follow-up of an incident whose
     worker died before following it up (``follow_up``, queued by the store's check), or
-    another try at telling a notification sink (``deliver``: ``step`` names the sink)."""
+    another try at telling a notification sink (``deliver``: ``step`` names the sink), the
+    evidence bundle written again once its window (30 minutes after resolve) has passed
+    (``evidence``: ``step`` is ``report:<resolve seq>``)."""
 
     source: Literal["timer"] = "timer"
-    kind: Literal["verify", "follow_up", "deliver"]
+    kind: Literal["verify", "follow_up", "deliver", "evidence"]
     incident_id: str
     step: str
     due_at: datetime

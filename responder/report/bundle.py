@@ -16,7 +16,7 @@ import io
 import re
 import tarfile
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -25,6 +25,10 @@ from responder.domain.timeline import EventKind
 from responder.ports import IncidentView
 
 MANIFEST = "manifest.json"
+# The incident's window for outside evidence (metrics, logs): from this long before it
+# opened to this long after it resolved. The bundle written at resolve is written again
+# once the window has passed (report/stage.py), so its metrics cover all of it.
+EVIDENCE_WINDOW = timedelta(minutes=30)
 # what a report file's stem may be made of: it names a file in RESPONDER_REPORTS_DIR
 _FILE_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}", re.ASCII)
 
