@@ -115,6 +115,7 @@ class PodLogsReader:
             evidence={
                 "selector": spec.selector,
                 "namespace": spec.namespace,
+                "container": spec.container,
                 "pattern": spec.pattern,
                 "since_s": spec.since_s,
                 "lines": lines,
