@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fake_http import FakeHealthEndpoint, FakeStatuspage
+from tests.support.fake_http import FakeHealthEndpoint, FakeStatuspage, FakeVendorApi
 from tests.support.fake_kube import running_fake_kube
 from tests.support.packs import posthog_pack
 from tests.support.procs import env_without_responder
@@ -76,8 +76,10 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             running_prometheus([exporter]) as prom,
             FakeStatuspage() as page,
             FakeHealthEndpoint() as health,
+            FakeVendorApi() as api,
             running_fake_kube() as kube,
         ):
+            api.rate_limited(limit=600, remaining=0, reset=30, retry_after_s=30)
             ratio = (
                 'sum(rate(posthog_errors_total{service="posthog-integration"}[5m]))'
                 ' / sum(rate(posthog_requests_total{service="posthog-integration"}[5m]))'
@@ -89,7 +91,9 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
                 {"app": "posthog-integration"},
                 logs=[(datetime.now(UTC) - timedelta(seconds=20), "ERROR capture: HTTP 429")],
             )
-            pack = posthog_pack(tmp_path, status_page_url=page.url, health_url=health.health_url)
+            pack = posthog_pack(
+                tmp_path, status_page_url=page.url, health_url=health.health_url, api_url=api.url
+            )
             # the second integration, well, is the pack's too
             text = pack.read_text()
             pack.write_text(
@@ -130,7 +134,10 @@ async def test_triage_prints_each_probe_the_branch_and_exits_by_health(tmp_path:
         assert vendor.lines[0].split()[:2] == ["vendor_status", "degraded"]
         assert "Elevated API errors" in vendor.lines[0]
         assert "error_ratio=0.2" in vendor.lines[2]
-        assert "branch: vendor-incident (pack posthog); would do: set_env" in vendor.lines[4]
+        # the 429 rule's rate limit headers: a line of their own
+        assert vendor.lines[4].split()[:2] == ["http", "degraded"]
+        assert "rate limit limit 600, remaining 0" in vendor.lines[4]
+        assert "branch: vendor-incident (pack posthog); would do: set_env" in vendor.lines[5]
         assert vendor.lines[-1].startswith("health: degraded (P2, rate_limit)")
 
         # our service is down: exit 2
