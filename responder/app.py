@@ -31,6 +31,7 @@ from responder.adapters.kube import ClusterGateway
 from responder.adapters.memory import MemoryQueue, MemoryStore
 from responder.adapters.pagerduty_api import PagerDutySink
 from responder.adapters.probes.health import HttpHealthProbe
+from responder.adapters.probes.http_headers import HttpHeadersProbe
 from responder.adapters.probes.pod_logs import PodLogsReader
 from responder.adapters.probes.prometheus import PrometheusQueryProbe
 from responder.adapters.probes.vendor_status import StatuspageProbe
@@ -312,6 +313,30 @@ def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
 
 
+def build_prometheus(settings: Settings, http: SharedSession) -> PrometheusClient | None:
+    urls = settings.prometheus_urls
+    return PrometheusClient(urls, http) if urls else None
+
+
+def build_probes(
+    settings: Settings,
+    *,
+    http: SharedSession,
+    kube: KubeGateway,
+    redact: Redactor,
+    prometheus: PrometheusClient | None,
+) -> dict[str, Probe]:
+    """The triage probes by type: the service's and ``responder triage``'s, the same."""
+    return {
+        "vendor_status": StatuspageProbe(http),
+        "health": HttpHealthProbe(http),
+        "http": HttpHeadersProbe(http),
+        "prometheus": PrometheusQueryProbe(prometheus),
+        # only in the namespaces automatic actions may touch
+        "pod_logs": PodLogsReader(kube, redact, allowlist=tuple(settings.action_allowlist)),
+    }
+
+
 def create_app(
     settings: Settings, *, overrides: Overrides | None = None, handle_signals: bool = False
 ) -> web.Application:
@@ -332,17 +357,8 @@ def create_app(
     renderer = build_renderer(settings, rules)
     kube: KubeGateway = overrides.kube or ClusterGateway(settings.kubeconfig)
     redact = Redactor(settings.secret_values())
-    prometheus = (
-        PrometheusClient(settings.prometheus_url, http) if settings.prometheus_url else None
-    )
-    vendor_status = StatuspageProbe(http)
-    probes: dict[str, Probe] = {
-        "vendor_status": vendor_status,
-        "health": HttpHealthProbe(http),
-        "prometheus": PrometheusQueryProbe(prometheus),
-        # only in the namespaces automatic actions may touch
-        "pod_logs": PodLogsReader(kube, redact, allowlist=tuple(settings.action_allowlist)),
-    }
+    prometheus = build_prometheus(settings, http)
+    probes = build_probes(settings, http=http, kube=kube, redact=redact, prometheus=prometheus)
     triage = TriageStage(
         store=store,
         probes=probes,
@@ -422,6 +438,7 @@ def create_app(
         public_url=settings.public_url,
         owner=worker_name,
         lease_s=settings.visibility_timeout_s,
+        timers=store,
     )
 
     def chain(kind: WatchKind) -> TimerChain:
@@ -477,6 +494,7 @@ def create_app(
             "update_due": update_reminders.round,
             "ack_due": ack_deadline.round,
             "flap_quiet": flaps.settle,
+            "evidence": reporter.window_ended,
         },
         # renewed with the queue's leases (a third of it): lapses as an entry's would
         follow_up_lease_s=settings.visibility_timeout_s,

@@ -250,7 +250,10 @@ class Settings(BaseSettings):
         120.0, gt=0, description="How long a per-target lock holds if its holder dies."
     )
     prometheus_url: str | None = Field(
-        None, description="Prometheus base URL for triage and verification queries."
+        None,
+        description="Prometheus base URL for triage and verification queries; or several, "
+        "comma-separated, tried in order (the runbook's backup metrics): the first that "
+        "answers is used, and the triage facts say which.",
     )
     kubeconfig: Path | None = Field(
         None,
@@ -559,6 +562,27 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown severity {', '.join(unknown)}: use P1, P2, P3, P4")
         return value
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _prometheus_urls(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        urls = _split_commas(value)
+        assert isinstance(urls, list)
+        if not urls:
+            raise ValueError("no URL: leave it unset, or name one or more, comma-separated")
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an http:// or https:// URL")
+        return value
+
+    @property
+    def prometheus_urls(self) -> list[str]:
+        """The Prometheus base URLs, in the order they are tried."""
+        urls = _split_commas(self.prometheus_url or "")
+        assert isinstance(urls, list)
+        return [str(u) for u in urls]
 
     @field_validator("pagerduty_api_url", "pagerduty_events_url")
     @classmethod

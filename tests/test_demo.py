@@ -16,7 +16,7 @@ from responder.cli import cli
 # scenario → (severity, branch, what the patch must say)
 EXPECTED = {
     "unreachable": ("P1", "vendor-incident", '"name": "POSTHOG_FALLBACK"'),
-    "rate-limited": ("P2", "our-integration-rate-limit", '"name": "RATE_LIMIT_MODE"'),
+    "rate-limited": ("P2", "our-integration-rate-limit-spent", '"name": "RATE_LIMIT_MODE"'),
     "auth-rotated": ("P1", "our-integration-auth", '"kubectl.kubernetes.io/restartedAt"'),
     "upstream-5xx": ("P2", "our-integration-upstream-5xx", '"name": "POSTHOG_FALLBACK"'),
 }
@@ -52,6 +52,8 @@ def test_demo_replays_every_scenario_and_writes_the_postmortems(tmp_path: Path) 
     for internal in ("production", "posthog-integration", "429", "RATE_LIMIT_MODE"):
         assert internal not in public
     assert "vendor: 1 open incident(s)" in shown["unreachable"]
+    # the 429's rate limit headers, read at triage, are in the postmortem's action items
+    assert "http: HTTP 429, rate limit limit 600, remaining 0" in shown["rate-limited"]
     summary = result.output.rsplit("━" * 88, 1)[1]
     for name, (_, branch, _) in EXPECTED.items():
         assert re.search(rf"^{name}\s+\S+\s+{branch}\s+dry_run: ", summary, flags=re.M), summary
@@ -61,6 +63,12 @@ def test_demo_replays_every_scenario_and_writes_the_postmortems(tmp_path: Path) 
     assert len(drafts) == len(bundles) == len(EXPECTED)
     for draft in drafts:
         assert draft.read_text().startswith("## Incident: PostHog integration: ")
+    # the 429's rate limit figures, read at triage, are in its postmortem's action items
+    assert any(
+        "Request a limit increase from the vendor: limit 600, remaining 0, reset 30, "
+        "Retry-After 30 s (at triage)" in draft.read_text()
+        for draft in drafts
+    )
     # the 401 scenario's log line carries an API key: the bundle has it redacted
     keys = 0
     for bundle in bundles:

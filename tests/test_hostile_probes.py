@@ -28,7 +28,7 @@ from responder.rules.engine import AlertInput
 from responder.rules.loader import RuleLoadError, load_rules
 from tests.support.fake_http import FakeStatuspage
 from tests.support.fake_kube import running_fake_kube
-from tests.support.packs import ROOT, STATUS_PAGE
+from tests.support.packs import API, CLOSED, ROOT, STATUS_PAGE
 from tests.support.procs import free_port
 from tests.support.service import running_service
 from tests.test_mitigation_guards import guard_input
@@ -128,10 +128,11 @@ def health_spec(url: str, **kw: Any) -> HealthProbe:
 
 def shipped_pack(tmp: Path, *, status_page_url: str) -> Path:
     """rules/posthog.yaml as shipped, health probe template and all; only the vendor's
-    status page is a fake (the test must not reach the internet)."""
+    status page is a fake, and the 429 rule's PostHog API a closed loopback port (the test
+    must not reach the internet)."""
     text = (ROOT / "rules" / "posthog.yaml").read_text()
     path = tmp / "posthog.yaml"
-    path.write_text(text.replace(STATUS_PAGE, status_page_url))
+    path.write_text(text.replace(STATUS_PAGE, status_page_url).replace(API, CLOSED))
     return path
 
 
@@ -186,7 +187,8 @@ async def test_a_label_that_would_aim_the_health_probe_elsewhere_makes_no_connec
         assert "probe health not planned" in refused
         assert "is not a DNS label" in refused
         assert "probe pod_logs not planned" in refused
-        assert classified["data"]["probes"] == ["vendor_status", "prometheus"]
+        # (and the 429 rule's rate limit headers: a fixed URL, no label in it)
+        assert classified["data"]["probes"] == ["vendor_status", "prometheus", "http"]
         assert "health" not in inc["facts"]
 
 
@@ -196,7 +198,7 @@ def test_the_shipped_templates_check_each_value_where_it_lands() -> None:
     for hostile in ("x@127.0.0.1:9/p?", "a.b", "Prod", "ns/../x", "a b", "-x", "x" * 64):
         evaluation = rules.evaluate(AlertInput(labels={**base, "namespace": hostile}))
         planned = [p.spec.type for p in evaluation.decision.probes]
-        assert planned == ["vendor_status", "prometheus"], hostile
+        assert planned == ["vendor_status", "prometheus", "http"], hostile
         assert "health not planned: refused" in evaluation.decision.reasons["refused"]
     fine = rules.evaluate(AlertInput(labels={**base, "namespace": "prod-eu"})).decision
     [health] = [p.spec for p in fine.probes if isinstance(p.spec, HealthProbe)]

@@ -4,6 +4,7 @@ Prometheus scraping an exporter the test controls."""
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from responder.adapters.http import SharedSession
 from responder.adapters.probes.health import HttpHealthProbe
@@ -13,6 +14,7 @@ from responder.adapters.prometheus import PrometheusClient
 from responder.domain.decision import PlannedProbe
 from responder.domain.plans import HealthProbe, PrometheusProbe, VendorStatusProbe
 from responder.redaction import Redactor
+from responder.settings import Settings
 from responder.triage.runner import run_probes
 from tests.support.fake_http import FakeHealthEndpoint, FakeStatuspage
 from tests.support.procs import free_port
@@ -242,3 +244,79 @@ async def test_prometheus_unreachable_is_a_failed_probe(session) -> None:
     )
     assert result.ok is False
     assert "cannot reach Prometheus" in result.error
+
+
+# ---------------------------------------------------------------- backup metrics
+
+
+@pytest.mark.e2e
+async def test_prometheus_urls_are_tried_in_order_and_the_facts_say_which_answered(
+    session,
+) -> None:
+    """RESPONDER_PROMETHEUS_URL, comma-separated: the runbook's "metrics unavailable:
+    check backup metrics". The first is down (nothing listens), then one answers 503
+    (a Prometheus that is up but cannot serve), then the real one answers."""
+    svc = {"service": "posthog-integration"}
+    async with (
+        ControlledExporter() as exporter,
+        FakeHealthEndpoint() as unavailable,
+    ):
+        exporter.set_counter("posthog_requests_total", svc, 0)
+        exporter.grow("posthog_requests_total", svc, per_second=20)
+        unavailable.fail_with(503, {"status": "error", "errorType": "unavailable", "error": "x"})
+        down = f"http://127.0.0.1:{free_port()}"
+        async with running_prometheus([exporter]) as prom:
+            await prom.wait_for_samples("sum(rate(posthog_requests_total[5m]))", 1)
+            settings = Settings(prometheus_url=f"{down}, {unavailable.url},{prom.url}")
+            assert settings.prometheus_urls == [down, unavailable.url, prom.url]
+            client = PrometheusClient(settings.prometheus_urls, session)
+            probe = PrometheusQueryProbe(client)
+            spec = PrometheusProbe(
+                type="prometheus", queries={"rate": "sum(rate(posthog_requests_total[5m]))"}
+            )
+            result = await probe.run(spec)
+            assert result.ok, result.error
+            assert result.facts["rate"] > 0
+            assert result.facts["answered_by"] == prom.url
+            assert result.facts["backup"] is True
+            assert f"from the backup {prom.url}" in result.summary
+            assert len(unavailable.requests) == 1
+
+            # the first answers: no backup asked, and the facts say so
+            first = await PrometheusQueryProbe(
+                PrometheusClient([prom.url, unavailable.url], session)
+            ).run(spec)
+            assert (first.facts["answered_by"], first.facts["backup"]) == (prom.url, False)
+            assert len(unavailable.requests) == 1
+
+            # a query Prometheus refuses as such is not asked of the others
+            bad = await PrometheusQueryProbe(
+                PrometheusClient([prom.url, unavailable.url], session)
+            ).run(PrometheusProbe(type="prometheus", queries={"broken": "sum(rate(x[5m]"}))
+            assert bad.ok is False
+            assert "bad_data" in (bad.error or "")
+            assert len(unavailable.requests) == 1
+
+        # none answers: the probe fails, naming each (metrics down)
+        gone = await PrometheusQueryProbe(PrometheusClient([down, unavailable.url], session)).run(
+            spec
+        )
+        assert gone.ok is False
+        assert gone.error is not None
+        assert "no Prometheus answered" in gone.error
+        assert down in gone.error
+        assert unavailable.url in gone.error
+
+
+def test_prometheus_url_settings_keep_one_url_and_refuse_what_is_not_one() -> None:
+    assert Settings(prometheus_url="http://prom:9090").prometheus_urls == ["http://prom:9090"]
+    assert Settings().prometheus_urls == []
+    with pytest.raises(ValidationError, match="is not an http"):
+        Settings(prometheus_url="http://a:9090,prom-b:9090")
+    with pytest.raises(ValidationError, match="no URL"):
+        Settings(prometheus_url=" , ")
+
+
+def test_a_query_named_as_the_probes_own_fact_is_refused() -> None:
+    with pytest.raises(ValidationError, match="answered_by"):
+        PrometheusProbe(type="prometheus", queries={"answered_by": "up"})

@@ -356,3 +356,33 @@ async def test_resolve_writes_postmortem_and_bundle_once_and_links_them_in_slack
             )
             assert ran.exit_code == 1
             assert "404" in ran.output
+
+
+def test_postmortem_tells_what_came_after_the_first_response() -> None:
+    """The vendor watched, a reminder, a page for a late ack, who PagerDuty says has it,
+    and flapping: each on the postmortem's timeline; a flap while flapping is not (the
+    notice told it, as in the thread)."""
+    later = [
+        *TIMELINE[:9],
+        event(20, 10, "pagerduty.assigned", "PagerDuty assigned it to Jane Doe", by="Jane Doe"),
+        event(21, 15, "incident.ack_overdue", "Not acknowledged within 15 minutes: paged"),
+        event(22, 30, "incident.update_due", "Update due: Jane Doe, tell the channel"),
+        event(23, 40, "vendor.status_changed", "PostHog: investigating -> monitoring"),
+        event(24, 50, "vendor.resolved", "PostHog resolved its incident"),
+        event(25, 60, "incident.flapping", "fired 3 times in 10 minutes", notice=True),
+        event(26, 61, "incident.flapping", "fired again", notice=False),
+        event(27, 80, "incident.steady", "quiet for 10 minutes"),
+        TIMELINE[-1],
+    ]
+    lines = [line.text for line in postmortem_of(incident(), later).timeline]
+    for text in (
+        "PagerDuty assigned it to Jane Doe",
+        "Not acknowledged within 15 minutes: paged",
+        "Update due: Jane Doe, tell the channel",
+        "Vendor: PostHog: investigating -> monitoring",
+        "Vendor resolved: PostHog resolved its incident",
+        "Flapping: fired 3 times in 10 minutes",
+        "Steady again: quiet for 10 minutes",
+    ):
+        assert text in lines
+    assert not any("fired again" in line for line in lines)

@@ -22,7 +22,7 @@ from responder.adapters.probes.health import HttpHealthProbe
 from responder.adapters.probes.pod_logs import PodLogsReader
 from responder.adapters.probes.prometheus import PrometheusQueryProbe
 from responder.adapters.probes.vendor_status import StatuspageProbe
-from responder.adapters.prometheus import PrometheusClient
+from responder.adapters.prometheus import Answer, PrometheusClient
 from responder.cli import cli
 from responder.domain.facts import FACT_NAMESPACES, ProbeResult, merge_facts
 from responder.domain.plans import (
@@ -110,7 +110,7 @@ async def test_vendor_status_yields_what_it_declares(session) -> None:
         spec = VendorStatusProbe(type="vendor_status", url=page.url)
         result = await StatuspageProbe(session).run(spec)
     assert result.ok
-    assert set(result.facts) == declared(spec) - {"error"}
+    assert set(result.facts) == declared(spec) - {"error", *spec.FAILURE_FACTS}
     assert set(spec.facts()) == {f"vendor.{n}" for n in [*VendorStatusProbe.YIELDS, "error"]}
 
 
@@ -144,6 +144,10 @@ class _Prometheus:
             }
         return {"resultType": "vector", "result": [{"metric": {}, "value": [0, "0.2"]}]}
 
+    async def answer(self, query: str, *, timeout_s: float) -> Answer:
+        data = await self.query(query, timeout_s=timeout_s)
+        return Answer(data=data, url="http://prometheus:9090", backup=False)
+
 
 async def test_prometheus_yields_one_fact_per_query_name() -> None:
     spec = PrometheusProbe(
@@ -152,7 +156,11 @@ async def test_prometheus_yields_one_fact_per_query_name() -> None:
     )
     result = await PrometheusQueryProbe(cast(PrometheusClient, _Prometheus())).run(spec)
     assert result.ok
-    assert set(result.facts) == declared(spec) - {"error"} == {"error_ratio", "by_code"}
+    assert (
+        set(result.facts)
+        == declared(spec) - {"error", *spec.FAILURE_FACTS}
+        == {"error_ratio", "by_code", "answered_by", "backup"}
+    )
     # a map by label values: the declaration lets conditions read into it
     assert result.facts["by_code"] == {"429": 1.5, "503": 0.5}
     assert spec.facts()["prometheus.by_code"] is True
@@ -172,7 +180,7 @@ async def test_pod_logs_yields_what_it_declares() -> None:
     spec = PodLogsProbe(type="pod_logs", namespace="production", selector="app=x")
     result = await PodLogsReader(cast(KubeGateway, _Kube()), Redactor([])).run(spec)
     assert result.ok
-    assert set(result.facts) == declared(spec) - {"error"}
+    assert set(result.facts) == declared(spec) - {"error", *spec.FAILURE_FACTS}
     assert result.facts["matching_lines"] == 2
 
 
@@ -930,6 +938,10 @@ def test_example_facts_pick_their_branch(path: Path) -> None:
     assert not any(line.startswith("problem") for line in lines), result.stdout
     # every fact of the example is one the pack's quick triage really yields
     facts = expand(json.loads(next(x for x in lines if x.startswith("facts: "))[7:]))
-    yielded = probe_facts(load_pack(SHIPPED).spec.defaults.probes)
+    # (the defaults' probes and those a rule adds, as the 429 rule's rate limit headers)
+    shipped = load_pack(SHIPPED)
+    yielded = probe_facts(
+        [*shipped.spec.defaults.probes, *(p for r in shipped.rules for p in r.spec.probes)]
+    )
     written = {f"{space}.{name}" for space, values in facts.items() for name in values}
     assert written <= set(yielded), written - set(yielded)

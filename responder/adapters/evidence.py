@@ -1,5 +1,7 @@
 """Collects what the incident window left outside the responder: the pod logs of the
-pods its triage looked at (at most ``MAX_PODS`` in all, the pod-logs probe's cap), and
+pods that logged the errors when triage looked (by name: a rollout since may have put
+others in their place; without a triage record, the pods its probes select now; at most
+``MAX_PODS`` in all, the pod-logs probe's cap), and
 Prometheus range queries of its rules' queries (triage queries and action verifications)
 from 30 minutes before it opened to 30 minutes after it resolved (or now). What cannot be
 had is listed in ``errors.json``, never fatal: a bundle with a gap is worth more than none.
@@ -9,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import datetime
 
 import orjson
 import structlog
@@ -17,13 +20,16 @@ import structlog
 from responder.adapters.probes.pod_logs import MAX_PODS, why_not_read
 from responder.adapters.prometheus import PrometheusClient
 from responder.domain.incident import Incident
+from responder.domain.names import k8s_name_problem
 from responder.domain.plans import PodLogsProbe, PrometheusProbe
-from responder.ports import KubeGateway, PodInfo
+from responder.mitigate.guards import namespace_allowed
+from responder.ports import KubeError, KubeGateway, PodInfo
 from responder.redaction import Redactor
+from responder.report.bundle import EVIDENCE_WINDOW, ErroringPod
 
 log = structlog.get_logger("responder.evidence")
 
-WINDOW = timedelta(minutes=30)
+WINDOW = EVIDENCE_WINDOW
 MAX_POINTS = 500  # per series: a range query's step follows from the window
 MAX_LOG_LINES = 5000
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -66,14 +72,16 @@ class WindowEvidence:
         self._allowlist = allowlist  # the pod-logs probe's bound: only these namespaces
         self._timeout_s = timeout_s
 
-    async def collect(self, incident: Incident, now: datetime) -> dict[str, bytes]:
+    async def collect(
+        self, incident: Incident, now: datetime, *, pods: Sequence[ErroringPod] = ()
+    ) -> dict[str, bytes]:
         start = incident.opened_at - WINDOW
         end = min(now, (incident.resolved_at or now) + WINDOW)
         files: dict[str, bytes] = {}
         errors: list[dict[str, str]] = []
         await asyncio.gather(
             self._ranges(incident, start, end, files, errors),
-            self._logs(incident, start, now, files, errors),
+            self._logs(incident, start, now, files, errors, pods),
         )
         files["window.json"] = orjson.dumps(
             {"start": start.isoformat(), "end": end.isoformat()}, option=orjson.OPT_INDENT_2
@@ -125,6 +133,7 @@ class WindowEvidence:
         now: datetime,
         files: dict[str, bytes],
         errors: list[dict[str, str]],
+        erroring: Sequence[ErroringPod],
     ) -> None:
         # one listing per distinct selection, however often the rules name it
         specs = list(
@@ -168,7 +177,14 @@ class WindowEvidence:
                     tail_lines=MAX_LOG_LINES,
                 )
             except Exception as exc:  # noqa: BLE001
-                errors.append({"source": f"logs/{pod.name}", "error": str(exc)[:300]})
+                gone = isinstance(exc, KubeError) and exc.status == 404
+                said = (
+                    "gone since triage (replaced, by a rollout?): its error lines as triage "
+                    "read them are in the .at-triage.log"
+                    if gone
+                    else str(exc)[:300]
+                )
+                errors.append({"source": f"logs/{pod.name}", "error": said})
                 return
             files[f"logs/{_name(pod.namespace)}/{_name(pod.name)}.log"] = self._redact(
                 text
@@ -176,9 +192,19 @@ class WindowEvidence:
 
         async def all_logs() -> None:
             found: dict[tuple[str, str], tuple[PodInfo, str | None]] = {}
-            for pods in await asyncio.gather(*(listed(s) for s in specs)):
-                for pod, container in pods:
-                    found.setdefault((pod.namespace, pod.name), (pod, container))
+            if erroring:
+                # the pods that logged the errors at triage, by name: not those a rollout
+                # (ours, to mitigate) put in their place since; one gone since is said
+                for e in erroring:
+                    if namespace_allowed(self._allowlist, e.namespace) and not (
+                        k8s_name_problem(e.pod, kind="pod")
+                    ):
+                        pod = PodInfo(name=e.pod, namespace=e.namespace, containers=())
+                        found.setdefault((e.namespace, e.pod), (pod, e.container))
+            else:
+                for pods in await asyncio.gather(*(listed(s) for s in specs)):
+                    for pod, container in pods:
+                        found.setdefault((pod.namespace, pod.name), (pod, container))
             # the pod-logs probe's cap, for the bundle as a whole: a selector that matches
             # a whole fleet must not turn one request into hundreds of reads
             chosen = list(found.values())[:MAX_PODS]

@@ -6,7 +6,8 @@ there (refused, timed out, no such name) told the same: "unreachable"."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
 import aiohttp
@@ -70,6 +71,9 @@ class Fetched:
     url: str  # the last hop's
     status: int
     body: bytes
+    # the answer's headers (a name given more than once: its first value); a probe keeps
+    # only those it names
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 async def read_capped(resp: aiohttp.ClientResponse, *, max_bytes: int) -> bytes:
@@ -120,7 +124,9 @@ async def fetch(
                         )
                     url = urljoin(url, location)
                     continue
-                return Fetched(url, resp.status, await read_capped(resp, max_bytes=max_body_bytes))
+                body = await read_capped(resp, max_bytes=max_body_bytes)
+                headers = {name: resp.headers[name] for name in resp.headers}
+                return Fetched(url, resp.status, body, headers)
         except (aiohttp.ClientError, TimeoutError):
             # refused, timed out connecting, no such name, reset: all the same to the reader
             raise Unreachable() from None

@@ -33,6 +33,7 @@ Echo = Callable[[str], None]
 _TIMEOUT_S = 30.0
 _SHIPPED_VENDOR = "url: https://status.posthog.com"
 _SHIPPED_HEALTH = 'url: "http://{{ integration }}.{{ labels.namespace }}.svc.cluster.local/health"'
+_SHIPPED_API = "url: https://api.posthog.com"
 
 
 class DemoError(Exception):
@@ -57,11 +58,13 @@ def demo_pack(world_url: str, into: Path) -> Path:
     if shipped is None:
         raise DemoError("the shipped rules/posthog.yaml is not here: set RESPONDER_RULES")
     text = shipped.read_text()
-    for old in (_SHIPPED_VENDOR, _SHIPPED_HEALTH):
+    for old in (_SHIPPED_VENDOR, _SHIPPED_HEALTH, _SHIPPED_API):
         if old not in text:
             raise DemoError(f"rules/posthog.yaml no longer says {old!r}: update the demo")
-    text = text.replace(_SHIPPED_VENDOR, f"url: {world_url}/vendor").replace(
-        _SHIPPED_HEALTH, f'url: "{world_url}/health"'
+    text = (
+        text.replace(_SHIPPED_VENDOR, f"url: {world_url}/vendor")
+        .replace(_SHIPPED_HEALTH, f'url: "{world_url}/health"')
+        .replace(_SHIPPED_API, f"url: {world_url}/posthog-api")
     )
     into.mkdir(parents=True, exist_ok=True)
     path = into / "posthog-demo.yaml"

@@ -35,6 +35,8 @@ class Evidence(BaseModel):
     error_ratio: float = 0.0
     errors_by_status_code: dict[str, float] = Field(default_factory=dict)
     secret_rotated: bool = False  # the API key Secret changed after the pods started
+    # the PostHog API's rate limit headers (its answer is 429 when any are given)
+    rate_limit_headers: dict[str, str] = Field(default_factory=dict)
     logs: list[str] = Field(default_factory=list)
 
 
@@ -89,8 +91,9 @@ def load_scenarios() -> list[Scenario]:
 
 class EvidenceServer:
     """PostHog's status page (``/vendor/api/v2/summary.json``), our health endpoint
-    (``/health``) and the Prometheus HTTP API (``/prometheus/api/v1/query`` and
-    ``query_range``), on a loopback port, answering from ``evidence``."""
+    (``/health``), the PostHog API's rate limit headers (``/posthog-api``) and the
+    Prometheus HTTP API (``/prometheus/api/v1/query`` and ``query_range``), on a loopback
+    port, answering from ``evidence``."""
 
     def __init__(self) -> None:
         self.evidence = Evidence()
@@ -101,6 +104,7 @@ class EvidenceServer:
         app = web.Application()
         app.router.add_get("/vendor/api/v2/summary.json", self._summary)
         app.router.add_get("/health", self._health)
+        app.router.add_get("/posthog-api", self._posthog_api)
         app.router.add_get("/prometheus/api/v1/query", self._query)
         app.router.add_get("/prometheus/api/v1/query_range", self._query_range)
         self._runner = web.AppRunner(app, access_log=None)
@@ -145,6 +149,10 @@ class EvidenceServer:
                 "incidents": incidents,
             }
         )
+
+    async def _posthog_api(self, _: web.Request) -> web.Response:
+        headers = self.evidence.rate_limit_headers
+        return web.json_response({}, status=429 if headers else 200, headers=headers)
 
     async def _health(self, _: web.Request) -> web.Response:
         status = self.evidence.health

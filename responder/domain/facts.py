@@ -10,6 +10,7 @@ from responder.domain.model import Frozen
 FACT_NAMESPACES = {
     "vendor_status": "vendor",
     "health": "health",
+    "http": "http",
     "prometheus": "prometheus",
     "pod_logs": "logs",
 }
@@ -33,13 +34,14 @@ class ProbeResult(Frozen):
 
 
 def merge_facts(results: list[ProbeResult]) -> dict[str, JsonValue]:
-    """All results' facts under their namespaces; a failed probe leaves only its error."""
+    """All results' facts under their namespaces; a failed probe leaves its error, and the
+    facts that say how it failed when it has them (``vendor.reachable: false``, the
+    runbook's error-handling rows), never a fact about the target."""
     facts: dict[str, JsonValue] = {}
     for result in results:
         space = facts.setdefault(result.namespace, {})
         assert isinstance(space, dict)
-        if result.ok:
-            space.update(result.facts)
-        else:
+        if not result.ok:
             space.setdefault("error", result.error or "failed")
+        space.update(result.facts)
     return facts

@@ -330,6 +330,17 @@ def decide(
     return changes.done(incident, update=update)
 
 
+def call_human(incident: Incident, reason: str, now: datetime) -> IncidentChange | None:
+    """The automation hands over to a person, and says why (triage's runbook rows: a
+    status page or a cluster it could not read). Idempotent: the same reason again, or an
+    incident resolved meanwhile, changes nothing."""
+    if not incident.is_active or incident.needs_human == reason:
+        return None
+    changes = _Changes(incident, now)
+    changes.add(EventKind.INCIDENT_NEEDS_HUMAN, f"A human is needed: {reason}", reason=reason)
+    return changes.done(incident, update={"needs_human": reason})
+
+
 def record_action(
     incident: Incident,
     record: ActionRecord,

@@ -37,6 +37,9 @@ class _Probe(Frozen):
     # facts whose value may be a mapping, so that a condition may read into it
     # (``prometheus.errors_by_status_code.429``)
     NESTED: ClassVar[frozenset[str]] = frozenset()
+    # facts a failed probe leaves beside its error, saying how it failed (the runbook's
+    # error-handling rows, ``responder.triage.troubles``), never one a working probe yields
+    FAILURE_FACTS: ClassVar[frozenset[str]] = frozenset()
 
     type: str
 
@@ -97,7 +100,9 @@ class VendorStatusProbe(_UrlProbe):
         "description": "the page's overall status text",
         "incidents": "the open incidents: name, status, impact, url",
         "components_affected": "the components not operational: name, status",
+        "reachable": "false when the page could not be reached (with error)",
     }
+    FAILURE_FACTS: ClassVar[frozenset[str]] = frozenset({"reachable"})
 
     type: Literal["vendor_status"]
     url: NonEmpty = Field(
@@ -129,17 +134,61 @@ class HealthProbe(_UrlProbe):
     timeout_s: float = Field(5.0, gt=0, le=60)
 
 
+# h4 (triage): the `http` probe, for the runbook's "Check rate limit headers".
+class HttpProbe(_UrlProbe):
+    """A URL's answer: its status and the response headers named (``curl -v URL | grep -i
+    rate``). Only the headers named are kept: an answer's others (cookies) are not ours."""
+
+    YIELDS: ClassVar[Mapping[str, str]] = {
+        "status_code": "the HTTP status of the answer",
+        "headers": "the headers named that the answer had: lowercased name → value",
+        "rate_limit": "the rate limit's figures read from them (numbers, null when not "
+        "given): limit, remaining, reset (X-RateLimit-*), retry_after_s (Retry-After)",
+    }
+    NESTED: ClassVar[frozenset[str]] = frozenset({"headers", "rate_limit"})
+
+    type: Literal["http"]
+    record_headers: tuple[NonEmpty, ...] = Field(
+        ("X-RateLimit-*", "Retry-After"),
+        min_length=1,
+        description="Response headers to keep, case-insensitive; `*` matches any run of "
+        "characters (`X-RateLimit-*`).",
+    )
+    timeout_s: float = Field(5.0, gt=0, le=60)
+
+
+# h4 (triage): which of RESPONDER_PROMETHEUS_URL's Prometheus servers answered.
+ANSWERED_BY = "answered_by"
+BACKUP = "backup"
+REACHABLE = "reachable"  # false: no Prometheus answered (metrics down), with error
+
+
 class PrometheusProbe(_Probe):
     """Instant queries; each result becomes the fact ``prometheus.<name>``: a number, a
-    mapping by label values for several series, or null for no data."""
+    mapping by label values for several series, or null for no data. Besides them,
+    ``prometheus.answered_by`` (the URL that answered) and ``prometheus.backup`` (true when
+    it is not the first of RESPONDER_PROMETHEUS_URL's)."""
+
+    FAILURE_FACTS: ClassVar[frozenset[str]] = frozenset({REACHABLE})
 
     type: Literal["prometheus"]
     queries: dict[NonEmpty, NonEmpty] = Field(min_length=1)
     timeout_s: float = Field(5.0, gt=0, le=60)
 
+    @field_validator("queries")
+    @classmethod
+    def _names_free(cls, value: dict[str, str]) -> dict[str, str]:
+        taken = sorted({ANSWERED_BY, BACKUP, REACHABLE, ERROR_FACT} & set(value))
+        if taken:
+            raise ValueError(f"query name {taken[0]!r} is the probe's own fact: rename it")
+        return value
+
     def facts(self) -> dict[str, bool]:
         return {
             **{f"prometheus.{name}": True for name in self.queries},
+            f"prometheus.{ANSWERED_BY}": False,
+            f"prometheus.{BACKUP}": False,
+            f"prometheus.{REACHABLE}": False,
             f"prometheus.{ERROR_FACT}": False,
         }
 
@@ -151,7 +200,10 @@ class PodLogsProbe(_Probe):
         "pods": "how many pods the selector found",
         "pods_with_matches": "how many of them had matching lines",
         "matching_lines": "how many matching lines were kept",
+        "access": "auth_failed (401: credentials expired) or permission_denied (403) when "
+        "the cluster refused us (with error)",
     }
+    FAILURE_FACTS: ClassVar[frozenset[str]] = frozenset({"access"})
 
     type: Literal["pod_logs"]
     namespace: NonEmpty
@@ -164,7 +216,7 @@ class PodLogsProbe(_Probe):
 
 
 ProbeSpec = Annotated[
-    VendorStatusProbe | HealthProbe | PrometheusProbe | PodLogsProbe,
+    VendorStatusProbe | HealthProbe | HttpProbe | PrometheusProbe | PodLogsProbe,
     Field(discriminator="type"),
 ]
 

@@ -161,12 +161,14 @@ class TimerSignal(Frozen):
     worker died before following it up (``follow_up``, queued by the store's check),
     another try at telling a notification sink (``deliver``: ``step`` names the sink), the
     check before undoing an action once the vendor's incident is over (``revert_check``:
-    ``step`` is the action's step, ``@``, the vendor event's number and the check's), and
-    the watchers' rounds (``vendor_watch``, ``update_due``, ``ack_due``: ``step`` numbers the
-    round of the incident's one chain, see ``responder.watch``)."""
+    ``step`` is the action's step, ``@``, the vendor event's number and the check's), the
+    watchers' rounds (``vendor_watch``, ``update_due``, ``ack_due``: ``step`` numbers the
+    round of the incident's one chain, see ``responder.watch``), the end of a flapping
+    incident's quiet period (``flap_quiet``), and the evidence bundle written again once
+    its window (30 minutes after resolve) has passed (``evidence``: ``step`` is
+    ``report:<resolve seq>``)."""
 
     source: Literal["timer"] = "timer"
-    # flap_quiet: whether a flapping incident has been quiet long enough (pipeline.FlapWatch)
     kind: Literal[
         "verify",
         "follow_up",
@@ -176,6 +178,7 @@ class TimerSignal(Frozen):
         "update_due",
         "ack_due",
         "flap_quiet",
+        "evidence",
     ]
     incident_id: str
     step: str

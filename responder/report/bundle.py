@@ -16,7 +16,8 @@ import io
 import re
 import tarfile
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -25,6 +26,10 @@ from responder.domain.timeline import EventKind
 from responder.ports import IncidentView
 
 MANIFEST = "manifest.json"
+# The incident's window for outside evidence (metrics, logs): from this long before it
+# opened to this long after it resolved. The bundle written at resolve is written again
+# once the window has passed (report/stage.py), so its metrics cover all of it.
+EVIDENCE_WINDOW = timedelta(minutes=30)
 # what a report file's stem may be made of: it names a file in RESPONDER_REPORTS_DIR
 _FILE_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}", re.ASCII)
 
@@ -39,6 +44,52 @@ def report_stem(incident_id: str, resolved_seq: int) -> str | None:
 
 def _json(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+
+
+_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def file_name(text: str) -> str:
+    """A part of a path inside the bundle, from outside text (a pod's, a query's name)."""
+    return _UNSAFE_IN_NAME.sub("_", text).strip("_")[:80] or "x"
+
+
+@dataclass(frozen=True)
+class ErroringPod:
+    """A pod whose log had matching (error) lines when triage read it: its lines then."""
+
+    namespace: str
+    pod: str
+    container: str | None
+    lines: tuple[str, ...]
+
+
+def erroring_pods(view: IncidentView) -> list[ErroringPod]:
+    """The pods that logged the errors, as the triages' ``pod_logs`` probes found them:
+    the pods to read for the bundle, whatever pods a rollout since put in their place."""
+    found: dict[tuple[str, str], ErroringPod] = {}
+    for event in view.timeline:
+        if event.kind != EventKind.TRIAGE_COMPLETED:
+            continue
+        probes = event.data.get("probes")
+        for probe in probes if isinstance(probes, list) else []:
+            if not isinstance(probe, dict) or probe.get("probe") != "pod_logs":
+                continue
+            evidence = probe.get("evidence")
+            if not isinstance(evidence, dict) or not isinstance(evidence.get("lines"), dict):
+                continue
+            namespace, container = evidence.get("namespace"), evidence.get("container")
+            if not isinstance(namespace, str):
+                continue
+            for pod, lines in evidence["lines"].items():  # type: ignore[union-attr]
+                if isinstance(lines, list) and lines:
+                    found[(namespace, pod)] = ErroringPod(
+                        namespace=namespace,
+                        pod=pod,
+                        container=container if isinstance(container, str) else None,
+                        lines=tuple(str(line) for line in lines),
+                    )
+    return list(found.values())
 
 
 def incident_files(
@@ -56,6 +107,10 @@ def incident_files(
         "triage-evidence.json": _json([e["data"] for e in triage]),
         "actions.json": _json([a.model_dump(mode="json") for a in incident.actions]),
     }
+    # the error lines as triage read them: the pods may be gone by now (our own rollout)
+    for pod in erroring_pods(view):
+        path = f"logs/{file_name(pod.namespace)}/{file_name(pod.pod)}.at-triage.log"
+        files[path] = ("\n".join(pod.lines) + "\n").encode()
     for name, text in messages.items():
         files[f"messages/{name}.txt"] = text.encode()
     if postmortem is not None:

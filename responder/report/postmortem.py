@@ -49,6 +49,15 @@ _TOLD = {
     EventKind.INCIDENT_ACKNOWLEDGED: "{detail}",
     EventKind.NOTIFICATION_FAILED: "{detail}",
     EventKind.INCIDENT_RESOLVED: "Resolved: {detail}",
+    # after the first response: the vendor watched, updates and acknowledgement deadlines,
+    # who has it, flapping
+    EventKind.VENDOR_STATUS_CHANGED: "Vendor: {detail}",
+    EventKind.VENDOR_RESOLVED: "Vendor resolved: {detail}",
+    EventKind.UPDATE_DUE: "{detail}",
+    EventKind.ACK_OVERDUE: "{detail}",
+    EventKind.PAGERDUTY_ASSIGNED: "{detail}",
+    EventKind.INCIDENT_FLAPPING: "Flapping: {detail}",
+    EventKind.INCIDENT_STEADY: "Steady again: {detail}",
 }
 _MITIGATED = frozenset({EventKind.ACTION_APPLIED, EventKind.ACTION_IN_PLACE})
 
@@ -100,6 +109,8 @@ def _since(start: datetime, end: datetime | None) -> str | None:
 
 
 def _line(event: TimelineEvent) -> TimelineLine | None:
+    if event.kind is EventKind.INCIDENT_FLAPPING and event.data.get("notice") is not True:
+        return None  # a flap while flapping: the notice told it, as the thread did
     if event.kind.startswith("action."):
         return TimelineLine(at=event.at, text=f"Action {event.kind[7:]}: {event.detail}")
     if event.kind == EventKind.NOTIFICATION_POSTED:  # the first to people: _timeline picks it
@@ -147,6 +158,25 @@ def _root_cause(
     return f"Hypothesis (decision tree branch `{incident.branch}`, to be confirmed): {said}"
 
 
+def _limit_increase(http: JsonValue) -> str:
+    """The runbook's 429 "long-term" step, with the figures the rate limit headers gave at
+    triage (``http.rate_limit``), so the request to the vendor says what we have."""
+    figures = http.get("rate_limit") if isinstance(http, dict) else None
+    said = []
+    if isinstance(figures, dict):
+        for name, shown in (
+            ("limit", "limit {}"),
+            ("remaining", "remaining {}"),
+            ("reset", "reset {}"),
+            ("retry_after_s", "Retry-After {} s"),
+        ):
+            if figures.get(name) is not None:
+                said.append(shown.format(figures[name]))
+    if said:
+        return "Request a limit increase from the vendor: " + ", ".join(said) + " (at triage)"
+    return "Request a limit increase from the vendor (no rate limit headers were read at triage)"
+
+
 def _action_items(
     incident: Incident,
     events: Sequence[TimelineEvent],
@@ -175,6 +205,8 @@ def _action_items(
             items.append(f"A human was needed ({event.detail}): automate or document the step")
         elif event.kind == EventKind.NOTIFICATION_FAILED:
             items.append(f"Fix the notification path: {event.detail}")
+    if incident.error_type == ErrorType.RATE_LIMIT:
+        items.append(_limit_increase(incident.facts.get("http")))
     for name, value in sorted(incident.facts.items()):
         if isinstance(value, dict) and "error" in value:
             items.append(f"Triage could not read `{name}` ({value['error']}): fix its access")

@@ -10,7 +10,7 @@ short while (``BundleCache``: single-flight, a few builds at once, bounded). Pac
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -21,7 +21,7 @@ from responder.domain.timeline import EventKind
 from responder.ports import IncidentView
 from responder.redaction import Redactor
 from responder.render.templates import Templates
-from responder.report.bundle import incident_files, pack, report_stem
+from responder.report.bundle import ErroringPod, erroring_pods, incident_files, pack, report_stem
 from responder.report.bundle_cache import BundleCache
 from responder.report.postmortem import Postmortem, build_postmortem, render_postmortem
 from responder.rules.engine import RuleSet
@@ -31,7 +31,12 @@ class WindowCollector(Protocol):
     """Evidence from outside the responder over the incident's window (pod logs,
     Prometheus ranges), by path inside the bundle."""
 
-    async def collect(self, incident: Incident, now: datetime) -> dict[str, bytes]: ...
+    async def collect(
+        self, incident: Incident, now: datetime, *, pods: Sequence[ErroringPod] = ()
+    ) -> dict[str, bytes]:
+        """``pods``: the pods that logged the errors at triage, whose logs to read (else
+        the pods the incident's ``pod_logs`` probes select now)."""
+        ...
 
 
 class MessageRecap(Protocol):
@@ -91,7 +96,7 @@ class Reports:
         postmortem = render_postmortem(self._templates, self.postmortem(view, now))
         outside: dict[str, bytes] = {}
         if self._collector is not None:
-            outside = await self._collector.collect(view.incident, now)
+            outside = await self._collector.collect(view.incident, now, pods=erroring_pods(view))
 
         def packed() -> bytes:
             files = incident_files(view, messages=messages, postmortem=postmortem)

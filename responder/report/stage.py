@@ -1,4 +1,5 @@
-"""On resolve, write the postmortem draft and the evidence bundle, once.
+"""On resolve, write the postmortem draft and the evidence bundle, once; and once more
+when the evidence window (30 minutes after resolve) has passed (an ``evidence`` timer).
 
 Runs after the mitigation stage, so the reverts made on resolve are in both. The files go
 to ``RESPONDER_REPORTS_DIR`` as ``<incident>-<seq>.md`` and ``<incident>-<seq>.tar.gz``
@@ -13,15 +14,25 @@ and records it; a worker that died half-way leaves the claim to the next, which 
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import structlog
 from pydantic import JsonValue
 
 from responder.domain.incident import IncidentChange, record_report
+from responder.domain.signal import TimerSignal
 from responder.domain.timeline import EventKind
-from responder.ports import Clock, EffectLedger, IncidentState, StageResult, Store
-from responder.report.bundle import report_stem
+from responder.ports import (
+    Clock,
+    DurableTimers,
+    EffectLedger,
+    IncidentState,
+    IncidentView,
+    StageResult,
+    Store,
+)
+from responder.report.bundle import EVIDENCE_WINDOW, report_stem
 from responder.report.reports import Reports
 
 log = structlog.get_logger("responder.report")
@@ -54,7 +65,11 @@ class ReportStage:
         public_url: str | None,
         owner: str,
         lease_s: float,
+        timers: DurableTimers | None = None,
     ) -> None:
+        """``timers``: where the bundle's rewrite at the window's end is scheduled
+        (``None``: the bundle written at resolve stays as it is)."""
+        self._timers = timers
         self._store = store
         self._ledger = ledger
         self._clock = clock
@@ -87,28 +102,8 @@ class ReportStage:
             await self._ledger.finish_effect(key, data={"recovered": True})
             return None
         now = self._clock.now()
-        stem = report_stem(incident_id, seq)
-        data: dict[str, JsonValue] = {"resolved_seq": seq}
-        try:
-            if stem is None:
-                raise ValueError("the incident id cannot name a file")
-            text = self._reports.postmortem_text(view, now)
-            bundle = await self._reports.bundle(view, now)
-            draft, evidence = await asyncio.to_thread(_write, self._directory, stem, text, bundle)
-        except Exception as exc:  # noqa: BLE001 - said on the timeline, never retried forever
-            log.warning("report not written", error=str(exc))
-            kind = EventKind.REPORT_FAILED
-            detail = f"Postmortem draft and evidence bundle not written: {exc}"[:500]
-        else:
-            kind = EventKind.REPORT_WRITTEN
-            data |= {"postmortem": str(draft), "evidence": str(evidence)}
-            link = (
-                f"{self._public_url}/v1/incidents/{incident_id}/postmortem"
-                if self._public_url
-                else str(draft)
-            )
-            data["link"] = link
-            detail = f"Postmortem draft: {link} (evidence bundle: {evidence.name})"
+        kind, detail, data = await self._write(view, seq, now, directory=self._directory)
+        resolved_at = view.incident.resolved_at or now
 
         def mutate(state: IncidentState) -> IncidentChange | None:
             if state.incident is None:
@@ -119,5 +114,100 @@ class ReportStage:
             # only once the event is written: a crash before leaves the claim unfinished,
             # and the next worker writes and records the report again
             await self._ledger.finish_effect(key, data=data)
+            if kind == EventKind.REPORT_WRITTEN and self._timers is not None:
+                # the metrics of the 30 minutes after resolve are not there yet: the
+                # bundle is written again when they are (``window_ended``)
+                await self._timers.schedule(
+                    TimerSignal(
+                        kind="evidence",
+                        incident_id=incident_id,
+                        step=f"report:{seq}",
+                        due_at=resolved_at + EVIDENCE_WINDOW,
+                        received_at=now,
+                    )
+                )
 
         return StageResult(mutators=(mutate,), after_write=(finish,))
+
+    async def _write(
+        self, view: IncidentView, seq: int, now: datetime, *, directory: Path
+    ) -> tuple[EventKind, str, dict[str, JsonValue]]:
+        """Write the draft and the bundle of the resolve ``seq``: what to record."""
+        incident_id = view.incident.id
+        stem = report_stem(incident_id, seq)
+        data: dict[str, JsonValue] = {"resolved_seq": seq}
+        try:
+            if stem is None:
+                raise ValueError("the incident id cannot name a file")
+            text = self._reports.postmortem_text(view, now)
+            bundle = await self._reports.bundle(view, now)
+            draft, evidence = await asyncio.to_thread(_write, directory, stem, text, bundle)
+        except Exception as exc:  # noqa: BLE001 - said on the timeline, never retried forever
+            log.warning("report not written", error=str(exc))
+            return (
+                EventKind.REPORT_FAILED,
+                f"Postmortem draft and evidence bundle not written: {exc}"[:500],
+                data,
+            )
+        data |= {"postmortem": str(draft), "evidence": str(evidence)}
+        link = (
+            f"{self._public_url}/v1/incidents/{incident_id}/postmortem"
+            if self._public_url
+            else str(draft)
+        )
+        data["link"] = link
+        return (
+            EventKind.REPORT_WRITTEN,
+            f"Postmortem draft: {link} (evidence bundle: {evidence.name})",
+            data,
+        )
+
+    async def window_ended(self, timer: TimerSignal) -> StageResult | None:
+        """The ``evidence`` timer: the window after a resolve has passed, so the bundle
+        (and the draft) of that resolve are written again, their metrics now reaching 30
+        minutes after it, as README promises. Once, across replicas (claimed); skipped
+        when the incident fired again since (its next resolve writes its own)."""
+        if self._directory is None or not timer.step.startswith("report:"):
+            return None
+        seq = int(timer.step.split(":", 1)[1])
+        key = f"{timer.incident_id}:report-window:{seq}"
+        claim = await self._ledger.claim_effect(key, owner=self._owner, lease_s=self._lease_s)
+        if claim.status in ("done", "busy"):
+            return None
+        view = await self._store.get_incident(timer.incident_id)
+        resolves = (
+            [e.seq for e in view.timeline if e.kind == EventKind.INCIDENT_RESOLVED] if view else []
+        )
+        if (
+            view is None
+            or view.incident.is_active
+            or not resolves
+            or resolves[-1] != seq
+            or any(
+                e.kind == EventKind.REPORT_WRITTEN
+                and e.data.get("resolved_seq") == seq
+                and e.data.get("window_complete")
+                for e in view.timeline
+            )
+        ):
+            await self._ledger.finish_effect(key, data={"skipped": True})
+            return None
+        now = self._clock.now()
+        kind, detail, data = await self._write(view, seq, now, directory=self._directory)
+        if kind == EventKind.REPORT_WRITTEN:
+            data["window_complete"] = True
+            detail = f"{detail}, written again with the {_minutes(EVIDENCE_WINDOW)} after resolve"
+
+        def mutate(state: IncidentState) -> IncidentChange | None:
+            if state.incident is None:
+                return None
+            return record_report(state.incident, now, kind=kind, detail=detail, **data)
+
+        async def finish() -> None:
+            await self._ledger.finish_effect(key, data=data)
+
+        return StageResult(mutators=(mutate,), after_write=(finish,))
+
+
+def _minutes(span: timedelta) -> str:
+    return f"{int(span.total_seconds() // 60)} minutes"

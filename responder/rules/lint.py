@@ -66,7 +66,10 @@ from typing import Any
 
 from responder.domain.names import url_problem
 from responder.domain.plans import (
+    ANSWERED_BY,
+    BACKUP,
     ERROR_FACT,
+    REACHABLE,
     HealthProbe,
     PodLogsProbe,
     ProbeSpec,
@@ -144,8 +147,13 @@ def _unknown_facts(pack: Pack) -> Iterator[Finding]:
             if known(path, facts):
                 continue
             message = f"unknown fact {path} (no probe of this pack yields it)"
-            # a probe's `error` is a poor guess for a fact with a longer name
-            named = sorted(f for f in facts if not f.endswith(f".{ERROR_FACT}"))
+            # a probe's `error` (and prometheus' answered_by and backup, which share the
+            # long `prometheus.` prefix with every query) is a poor guess for a fact name
+            poor = (
+                f".{ERROR_FACT}",
+                *(f"prometheus.{n}" for n in (ANSWERED_BY, BACKUP, REACHABLE)),
+            )
+            named = sorted(f for f in facts if not f.endswith(poor))
             hint = _suggest(path, named)
             kind = would_yield(path)
             if not hint and kind == "prometheus":

@@ -18,6 +18,7 @@ from responder.domain.decision import Decision
 from responder.domain.incident import (
     IncidentChange,
     apply_triage,
+    call_human,
     combine,
     decide,
 )
@@ -27,6 +28,7 @@ from responder.ports import Clock, IncidentState, Probe, StageResult, Store
 from responder.redaction import Redactor
 from responder.rules.engine import AlertInput, RuleSet
 from responder.triage.runner import run_probes
+from responder.triage.troubles import human_needed, with_runbook_lines
 
 log = structlog.get_logger("responder.triage")
 
@@ -82,9 +84,13 @@ class TriageStage:
             return None
         incident = change.incident
         started = self._clock.monotonic()
-        results = await run_probes(
-            incident.planned_probes, self._probes, budget_s=self._budget_s, redact=self._redact
+        # the runbook's error-handling rows: a line each in the triage message
+        results = with_runbook_lines(
+            await run_probes(
+                incident.planned_probes, self._probes, budget_s=self._budget_s, redact=self._redact
+            )
         )
+        human = human_needed(results)
         self._metrics.triage_seconds.observe(self._clock.monotonic() - started)
         for result in results:
             self._metrics.probe_results.labels(result.probe, "ok" if result.ok else "failed").inc()
@@ -117,6 +123,8 @@ class TriageStage:
             )
             level = rules.severity_level(decision.pack, decision.severity)
             decided = combine(triaged, decide(inc, decision, now, level=level))
+            if human is not None:
+                decided = combine(decided, call_human(decided.incident, human, now))
             chosen.append(decided.incident.branch)
             return decided
 

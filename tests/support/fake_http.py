@@ -505,3 +505,37 @@ class FakeHealthEndpoint(_FakeService):
             return web.json_response(self.document())
 
         app.router.add_get(self.path, health)
+
+
+class FakeVendorApi(_FakeService):
+    """A vendor's API as the runbook's "Check rate limit headers" sees it (``curl -v
+    https://api.posthog.com | grep -i rate``): ``GET /`` answers 200, or what
+    ``rate_limited`` sets: 429 with ``X-RateLimit-*`` and ``Retry-After`` headers."""
+
+    def __init__(self, *, host: str = "127.0.0.1") -> None:
+        super().__init__(host=host)
+        self.status = 200
+        self.headers: dict[str, str] = {}
+
+    def rate_limited(
+        self, *, limit: int, remaining: int, reset: int, retry_after_s: int | None = None
+    ) -> None:
+        self.status = 429 if remaining <= 0 else 200
+        self.headers = {
+            "X-RateLimit-Limit": str(limit),
+            "X-RateLimit-Remaining": str(remaining),
+            "X-RateLimit-Reset": str(reset),
+        }
+        if retry_after_s is not None:
+            self.headers["Retry-After"] = str(retry_after_s)
+
+    def _routes(self, app: web.Application) -> None:
+        async def root(_: web.Request) -> web.Response:
+            return web.json_response(
+                {"type": "throttled"} if self.status == 429 else {},
+                status=self.status,
+                # a header no probe asked for must not be kept
+                headers={**self.headers, "Set-Cookie": "session=not-for-us"},
+            )
+
+        app.router.add_get("/", root)

@@ -41,6 +41,13 @@ def why_not_read(spec: PodLogsProbe, allowlist: tuple[str, ...] | None) -> str |
     return None
 
 
+def _access(status: int | None) -> dict[str, Any]:
+    """The runbook's "kubectl fails: auth expired" (401) and "permission denied" (403)
+    as the fact ``logs.access``; nothing for another failure."""
+    said = {401: "auth_failed", 403: "permission_denied"}.get(status or 0)
+    return {"access": said} if said else {}
+
+
 class PodLogsReader:
     kind = "pod_logs"
 
@@ -62,10 +69,17 @@ class PodLogsReader:
         try:
             pods = await self._kube.list_pods(namespace=spec.namespace, selector=spec.selector)
         except KubeError as exc:
-            return ProbeResult(probe="pod_logs", ok=False, error=str(exc), summary=f"logs: {exc}")
+            return ProbeResult(
+                probe="pod_logs",
+                ok=False,
+                error=str(exc),
+                facts=_access(exc.status),
+                summary=f"logs: {exc}",
+            )
         pattern = re.compile(spec.pattern)
         lines: dict[str, Any] = {}
         errors: dict[str, Any] = {}
+        statuses: list[int | None] = []
         for pod in pods[:MAX_PODS]:
             try:
                 text = await self._kube.read_log(
@@ -77,6 +91,7 @@ class PodLogsReader:
                 )
             except KubeError as exc:
                 errors[pod.name] = str(exc)
+                statuses.append(exc.status)
                 continue
             matching = [self._redact(line) for line in text.splitlines() if pattern.search(line)]
             lines[pod.name] = matching[-spec.tail_lines :]
@@ -86,6 +101,7 @@ class PodLogsReader:
                 probe="pod_logs",
                 ok=False,
                 error="; ".join(f"{k}: {v}" for k, v in errors.items()),
+                facts=_access(next(iter(statuses), None)),
                 summary="logs: no pod log could be read",
             )
         return ProbeResult(
@@ -99,6 +115,7 @@ class PodLogsReader:
             evidence={
                 "selector": spec.selector,
                 "namespace": spec.namespace,
+                "container": spec.container,
                 "pattern": spec.pattern,
                 "since_s": spec.since_s,
                 "lines": lines,

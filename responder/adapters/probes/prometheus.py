@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from responder.adapters.prometheus import PrometheusClient, PrometheusError
+from responder.adapters.prometheus import Answer, PrometheusClient, PrometheusError
 from responder.domain.facts import ProbeResult
-from responder.domain.plans import PrometheusProbe
+from responder.domain.plans import ANSWERED_BY, BACKUP, REACHABLE, PrometheusProbe
 
 # Evidence keeps the raw result, capped: a query over many series must not bloat an event.
 _MAX_SERIES_KEPT = 50
@@ -56,32 +56,51 @@ class PrometheusQueryProbe:
         facts: dict[str, Any] = {}
         evidence: dict[str, Any] = {}
         errors = []
+        answered: list[Answer] = []
+        refused = False  # a Prometheus answered, refusing a query: it is not down
         for name, query in spec.queries.items():
             try:
-                data = await self._client.query(query, timeout_s=spec.timeout_s)
+                answer = await self._client.answer(query, timeout_s=spec.timeout_s)
             except PrometheusError as exc:
+                refused = refused or exc.answered
                 errors.append(f"{name}: {exc}")
                 evidence[name] = {"query": query, "error": str(exc)}
                 continue
+            answered.append(answer)
+            data = answer.data
             facts[name] = value_of(data)
             result = data.get("result")
             kept = result[:_MAX_SERIES_KEPT] if isinstance(result, list) else result
-            evidence[name] = {"query": query, "result_type": data.get("resultType"), "result": kept}
+            evidence[name] = {
+                "query": query,
+                "result_type": data.get("resultType"),
+                "result": kept,
+                "answered_by": answer.url,
+            }
         if not facts:
             return ProbeResult(
                 probe="prometheus",
                 ok=False,
                 error="; ".join(errors),
+                # none answered at all: the runbook's "metrics unavailable"
+                facts={} if refused else {REACHABLE: False},
                 evidence=evidence,
                 summary=f"prometheus: {'; '.join(errors)}",
             )
         shown = ", ".join(f"{k}={_short(v)}" for k, v in facts.items())
+        # which Prometheus answered (the first query's; a backup when any came from one):
+        # numbers from a backup are read knowing the first was down
+        backup = any(a.backup for a in answered)
+        facts[ANSWERED_BY] = answered[0].url
+        facts[BACKUP] = backup
         return ProbeResult(
             probe="prometheus",
             ok=True,
             facts=facts,
             evidence=evidence,
-            summary=f"prometheus: {shown}" + (f" (failed: {'; '.join(errors)})" if errors else ""),
+            summary=f"prometheus: {shown}"
+            + (f" (from the backup {answered[0].url})" if backup else "")
+            + (f" (failed: {'; '.join(errors)})" if errors else ""),
         )
 
 

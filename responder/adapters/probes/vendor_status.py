@@ -68,7 +68,8 @@ class StatuspageProbe:
                 connect_timeout_s=spec.timeout_s * CONNECT_SHARE,
             )
         except Unreachable:
-            return _failed(f"cannot reach {url}: unreachable")
+            # the runbook's "can't reach status page": a fact, so triage can say what to do
+            return _failed(f"cannot reach {url}: unreachable", reachable=False)
         except FetchError as exc:
             return _failed(f"{url}: {exc}")
         if answer.status != 200:
@@ -86,8 +87,10 @@ class StatuspageProbe:
         return _result(summary, spec, url, round(time.monotonic() - started, 3))
 
 
-def _failed(error: str) -> ProbeResult:
-    return ProbeResult(probe="vendor_status", ok=False, error=error, summary=f"vendor: {error}")
+def _failed(error: str, **facts: Any) -> ProbeResult:
+    return ProbeResult(
+        probe="vendor_status", ok=False, error=error, facts=facts, summary=f"vendor: {error}"
+    )
 
 
 def _result(summary: _Summary, spec: VendorStatusProbe, url: str, took_s: float) -> ProbeResult:
