@@ -453,7 +453,7 @@ def create_app(
 
     vendor_watch = VendorWatch(
         store=store,
-        probe=vendor_status,
+        probe=probes["vendor_status"],
         chain=chain("vendor_watch"),
         clock=clock,
         interval_s=settings.vendor_watch_interval_s,
