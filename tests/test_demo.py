@@ -54,9 +54,19 @@ def test_demo_replays_every_scenario_and_writes_the_postmortems(tmp_path: Path) 
     assert "vendor: 1 open incident(s)" in shown["unreachable"]
     # the 429's rate limit headers, read at triage, are in the postmortem's action items
     assert "http: HTTP 429, rate limit limit 600, remaining 0" in shown["rate-limited"]
+    # PostHog is watched until it resolves, then, after the quiet period with our error
+    # ratio down, the fallback's revert is shown (dry-run: the patch it would send)
+    vendor = shown["unreachable"]
+    resolved = vendor.index("▶ vendor.resolved")
+    revert = vendor.index("▶ dry-run    revert of set_env on production/posthog-integration")
+    assert resolved < revert < vendor.index("▶ received   Alertmanager webhook, resolved")
+    assert "the vendor's incident is over and, after the quiet period" in vendor[revert:]
+    assert '"$patch": "delete"' in vendor[revert:]
     summary = result.output.rsplit("━" * 88, 1)[1]
     for name, (_, branch, _) in EXPECTED.items():
         assert re.search(rf"^{name}\s+\S+\s+{branch}\s+dry_run: ", summary, flags=re.M), summary
+    assert re.search(r"^unreachable\s.*dry_run revert: set_env", summary, flags=re.M), summary
+    assert "Nothing was changed anywhere" in summary
 
     drafts = sorted(out.glob("inc-*.md"))
     bundles = sorted(out.glob("inc-*.tar.gz"))

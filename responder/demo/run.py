@@ -34,6 +34,10 @@ _TIMEOUT_S = 30.0
 _SHIPPED_VENDOR = "url: https://status.posthog.com"
 _SHIPPED_HEALTH = 'url: "http://{{ integration }}.{{ labels.namespace }}.svc.cluster.local/health"'
 _SHIPPED_API = "url: https://api.posthog.com"
+# the fallback's quiet period after PostHog resolves (the shipped pack's ten minutes): a
+# second, so the demo shows the revert without the wait
+_SHIPPED_QUIET = "revert: vendor_resolved\n        revert_quiet_s: 600"
+_DEMO_QUIET = "revert: vendor_resolved\n        revert_quiet_s: 1"
 
 
 class DemoError(Exception):
@@ -58,13 +62,14 @@ def demo_pack(world_url: str, into: Path) -> Path:
     if shipped is None:
         raise DemoError("the shipped rules/posthog.yaml is not here: set RESPONDER_RULES")
     text = shipped.read_text()
-    for old in (_SHIPPED_VENDOR, _SHIPPED_HEALTH, _SHIPPED_API):
+    for old in (_SHIPPED_VENDOR, _SHIPPED_HEALTH, _SHIPPED_API, _SHIPPED_QUIET):
         if old not in text:
             raise DemoError(f"rules/posthog.yaml no longer says {old!r}: update the demo")
     text = (
         text.replace(_SHIPPED_VENDOR, f"url: {world_url}/vendor")
         .replace(_SHIPPED_HEALTH, f'url: "{world_url}/health"')
         .replace(_SHIPPED_API, f"url: {world_url}/posthog-api")
+        .replace(_SHIPPED_QUIET, _DEMO_QUIET)
     )
     into.mkdir(parents=True, exist_ok=True)
     path = into / "posthog-demo.yaml"
@@ -190,19 +195,12 @@ class Demo:
             echo("▶ triage     " + "\n             ".join(_probe_lines(event)))
         for event in _events(incident, EventKind.INCIDENT_DECIDED, EventKind.INCIDENT_UNDECIDED):
             echo(f"▶ decision   {event['detail']}")
-        for event in _events(incident, "action.", EventKind.INCIDENT_NEEDS_HUMAN):
-            patch = event["data"].get("patch")
-            if event["kind"] == EventKind.ACTION_DRY_RUN and patch is not None:
-                what = event["detail"].split(": would send", 1)[0]
-                echo(f"▶ dry-run    {what}: the exact patch it would send (strategic merge):")
-                echo(_indent(json.dumps(patch, indent=2), "               "))
-            else:
-                echo(f"▶ {event['kind']:<22} {event['detail']}")
+        shown = self._actions(incident, set())
         self._told("Slack root message (from the console notifier; each step above is a reply)")
         self._status_page(app, incident)
         vendor = incident["facts"].get("vendor")
         if isinstance(vendor, dict) and vendor.get("incident"):
-            await self._vendor_resolves(app, http, url, scenario)
+            shown = await self._vendor_resolves(app, http, url, scenario, shown)
 
         resolved = scenario.payload("resolved", started - timedelta(minutes=2), datetime.now(UTC))
         echo("▶ received   Alertmanager webhook, resolved")
@@ -210,6 +208,8 @@ class Demo:
         incident = await self._settled(
             app, http, url, scenario, (EventKind.REPORT_WRITTEN, EventKind.REPORT_FAILED)
         )
+        # what the revert policies did at resolve (a revert, or the undo left for a human)
+        self._actions(incident, shown)
         self._told("and on resolve, the root message edited in place")
         report = _events(incident, "report.")[-1]
         path = str(report["data"].get("postmortem", ""))
@@ -218,7 +218,9 @@ class Demo:
             echo(_indent(_postmortem_head(Path(path)), "             "))
         echo("")
         actions = [
-            f"{e['kind'].removeprefix('action.')}: {e['data'].get('action', '')}"
+            f"{e['kind'].removeprefix('action.')}"
+            + (" revert" if "revert_of" in e["data"] else "")
+            + f": {e['data'].get('action', '')}"
             for e in _events(incident, "action.")
         ]
         self.outcomes.append(
@@ -231,17 +233,50 @@ class Demo:
             )
         )
 
+    def _actions(self, incident: dict[str, Any], shown: set[int]) -> set[int]:
+        """Echo the action events (and calls for a human) not shown yet; those shown now."""
+        events = _events(incident, "action.", EventKind.INCIDENT_NEEDS_HUMAN)
+        for event in (e for e in events if e["seq"] not in shown):
+            patch = event["data"].get("patch")
+            revert = event["data"].get("revert_patch")
+            if event["kind"] == EventKind.ACTION_DRY_RUN and patch is not None:
+                what = event["detail"].split(": would send", 1)[0]
+                self.echo(f"▶ dry-run    {what}: the exact patch it would send (strategic merge):")
+                self.echo(_indent(json.dumps(patch, indent=2), "               "))
+            elif event["kind"] == EventKind.ACTION_DRY_RUN and revert is not None:
+                what = event["detail"].split(": would send", 1)[0]
+                self.echo(f"▶ dry-run    {what}: the exact patch it would send to undo it:")
+                self.echo(_indent(json.dumps(revert, indent=2), "               "))
+            else:
+                self.echo(f"▶ {event['kind']:<22} {event['detail']}")
+        return shown | {e["seq"] for e in events}
+
     async def _vendor_resolves(
-        self, app: web.Application, http: aiohttp.ClientSession, url: str, scenario: Scenario
-    ) -> None:
+        self,
+        app: web.Application,
+        http: aiohttp.ClientSession,
+        url: str,
+        scenario: Scenario,
+        shown: set[int],
+    ) -> set[int]:
         """The runbook's "wait for PostHog to resolve": the watch reads PostHog's status
-        page again until its incident is over, which the demo's stand-in now shows."""
+        page again until its incident is over, which the demo's stand-in now shows; then
+        the fallback's revert policy (``vendor_resolved``) checks, after its quiet period,
+        that our error ratio stayed down, and shows the revert it would send."""
         self.echo("▶ watching   PostHog's status page until its incident is over")
-        self.echo("             (now PostHog resolves it on its status page)")
-        self.world.evidence = scenario.evidence.model_copy(update={"vendor_incident": None})
+        self.echo("             (now PostHog resolves it on its status page, and our calls")
+        self.echo("             to PostHog succeed again)")
+        self.world.evidence = scenario.evidence.model_copy(
+            update={"vendor_incident": None, "error_ratio": 0.0, "errors_by_status_code": {}}
+        )
         incident = await self._settled(app, http, url, scenario, (EventKind.VENDOR_RESOLVED,))
         for event in _events(incident, "vendor."):
             self.echo(f"▶ {event['kind']:<22} {event['detail']}")
+        self.echo("▶ waiting    the fallback's quiet period, then its verify query")
+        incident = await self._settled(
+            app, http, url, scenario, (EventKind.ACTION_DRY_RUN,), revert=True
+        )
+        return self._actions(incident, shown)
 
     async def _post(self, http: aiohttp.ClientSession, url: str, payload: dict[str, Any]) -> Any:
         async with http.post(f"{url}/v1/webhooks/alertmanager", json=payload) as resp:
@@ -257,9 +292,12 @@ class Demo:
         url: str,
         scenario: Scenario,
         kinds: tuple[EventKind, ...],
+        *,
+        revert: bool = False,
     ) -> dict[str, Any]:
-        """The scenario's incident once an event of ``kinds`` is on its timeline and the
-        queue is idle (every follow-up, message and action done)."""
+        """The scenario's incident once an event of ``kinds`` (``revert``: one about a
+        revert) is on its timeline and the queue is idle (every follow-up, message and
+        action done)."""
         queue = app[RUNTIME].queue
         name = scenario.alert.labels["alertname"]
         deadline = asyncio.get_running_loop().time() + _TIMEOUT_S
@@ -271,7 +309,10 @@ class Demo:
             if mine is not None and stats.depth == 0 and stats.pending == 0:
                 async with http.get(f"{url}/v1/incidents/{mine['id']}") as resp:
                     incident: dict[str, Any] = await resp.json()
-                if any(e["kind"] in kinds for e in incident["timeline"]):
+                if any(
+                    e["kind"] in kinds and (not revert or "revert_patch" in e["data"])
+                    for e in incident["timeline"]
+                ):
                     return incident
             await asyncio.sleep(0.1)
         raise DemoError(f"{scenario.name}: no {' or '.join(kinds)} within {_TIMEOUT_S:g}s")

@@ -24,6 +24,12 @@ incident to a human, and reverts the action when the rule says ``revert_if_unhel
 that falls due after the incident resolved or its action was undone is dropped and
 recorded (``action.verify_dropped``), not run.
 
+A dry-run step's revert comes when its policy's would: the undo it would send is recorded
+(``action.dry_run``: "revert of ...: would send <patch>", with ``revert_patch``), once per
+step (the ``revert:<step>`` record, as a real revert), and the cluster is never touched;
+the record keeps its ``dry_run`` verdict and is marked ``reverted`` (its revert was shown,
+so it is not shown again, and nothing says a change was undone).
+
 A guard's refusal that leaves the runbook's step undone (every guard but a human's ack and
 dry-run) calls a human, and so does an incident no branch of the decision tree decided.
 """
@@ -322,7 +328,7 @@ class Mitigator:
         shown for a human to send when they judge it is time (once per step)."""
         if (
             record.revert_when != "never"
-            or record.verdict is not Outcome.APPLIED
+            or record.verdict not in _UNDOABLE
             or not record.reversible
             or record.reverted
             or record.planned is None
@@ -334,12 +340,19 @@ class Mitigator:
         key = f"{incident_id}:revert_due:{record.step}"
         if await self._claim(key) is None:
             return None
+        dry_run = record.verdict is Outcome.DRY_RUN
         result = _Result(
             record,
             EventKind.ACTION_REVERT_DUE,
-            f"{record.action} on {record.target} stays (its rule says revert: never): "
+            (
+                f"{record.action} on {record.target} would stay (dry-run, nothing was "
+                f"changed; its rule says revert: never): {_change(record.before, record.after)}"
+                f"; to undo it a human would send {_short(undo)}"
+            )
+            if dry_run
+            else f"{record.action} on {record.target} stays (its rule says revert: never): "
             f"{_change(record.before, record.after)}; to undo it send {_short(undo)}",
-            data={"revert_patch": undo, "policy": "never"},
+            data={"revert_patch": undo, "policy": "never", "dry_run": dry_run},
         )
 
         async def finish() -> None:
@@ -354,7 +367,7 @@ class Mitigator:
         for record in incident.actions:
             if (
                 record.revert_when != "vendor_resolved"
-                or record.verdict is not Outcome.APPLIED
+                or record.verdict not in _UNDOABLE
                 or record.reverted
                 or record.planned is None
             ):
@@ -405,12 +418,15 @@ class Mitigator:
         record = next((a for a in incident.actions if a.step == step), None)
         if (
             record is None
-            or record.verdict is not Outcome.APPLIED
+            or record.verdict not in _UNDOABLE
             or record.reverted
             or record.planned is None
         ):
             await self._ledger.finish_effect(key, data={"skipped": True})
             return None
+        # a dry-run step's check reads the same query (it says what a live one would have
+        # done), and its outcome is shown, never sent
+        dry_run = record.verdict is Outcome.DRY_RUN
         spec = record.planned.spec.verify
         value, error, in_bounds = None, None, True
         if spec is not None:
@@ -441,11 +457,12 @@ class Mitigator:
             undo = action.undo(record)
         why = error or reading
         human: str | None = None
+        what = f"{record.action} on {record.target}" + (" (dry-run)" if dry_run else "")
         if check < REVERT_CHECKS:
             # on the timeline (the thread), so people see why the change is still there
             quiet_s = getattr(record.planned.spec, "revert_quiet_s", 600.0)
             detail = (
-                f"the revert of {record.action} on {record.target} waits: the vendor's "
+                f"the revert of {what} waits: the vendor's "
                 f"incident is over but {why}; checking again in {quiet_s:g}s "
                 f"({check + 1} of {REVERT_CHECKS})"
             )
@@ -455,6 +472,14 @@ class Mitigator:
                 await schedule()
                 await finish()
 
+        elif dry_run:
+            # nothing is on the cluster to undo: no one is called, the thread says who would be
+            detail = (
+                f"{what} would still be in place: the vendor's incident is over but {why} "
+                f"after {check} quiet periods; a human would be called to undo it"
+                + (f": {_short(undo)}" if undo is not None else "")
+            )
+            then = finish
         else:
             detail = human = (
                 f"{record.action} on {record.target} is still in place: the vendor's incident "
@@ -472,7 +497,8 @@ class Mitigator:
                 "policy": "vendor_resolved",
                 "value": value,
                 "check": check,
-                "last": human is not None,
+                "last": check >= REVERT_CHECKS,
+                "dry_run": dry_run,
             },
         )
         return self._recorded(timer.incident_id, result, then, replace=True)
@@ -811,6 +837,8 @@ class Mitigator:
     async def _revert(
         self, incident_id: str, record: ActionRecord, *, why: str
     ) -> StageResult | None:
+        if record.verdict is Outcome.DRY_RUN:
+            return await self._dry_run_revert(incident_id, record, why=why)
         if (
             record.verdict is not Outcome.APPLIED
             or not record.reversible
@@ -879,6 +907,63 @@ class Mitigator:
 
         return self._recorded(incident_id, result, finish, replace=True)
 
+    async def _dry_run_revert(
+        self, incident_id: str, record: ActionRecord, *, why: str
+    ) -> StageResult | None:
+        """A dry-run step's revert, due by its policy: the undo it would send, recorded
+        (``action.dry_run``) and sent nowhere; once per step, under the same record as a
+        real revert (``revert:<step>``)."""
+        if not record.reversible or record.reverted or record.planned is None:
+            return None
+        action = action_for(record.planned.spec)
+        if not isinstance(action, DeploymentAction):
+            return None
+        step = f"revert:{record.step}"
+        key = f"{incident_id}:{step}"
+        found = await self._claim_with_incident(key, incident_id)
+        if found is None:
+            return None
+        _, incident = found
+        # the guards a live revert would meet before the dry-run one (paused, ack,
+        # allowlist): said, so the dry run tells what a live one would have done
+        verdicts = await self._guard(incident, record.planned, revert=True)
+        refusal = next((v for v in verdicts if not v.ok and v.guard != DRY_RUN), None)
+        # the undo is made from the target as the dry run read it; unread (no cluster),
+        # there is nothing exact to show
+        undo = action.undo(record) if record.before else None
+        what = f"revert of {record.action} on {record.target} ({why})"
+        if undo is None:
+            detail = (
+                f"{what}: would send the undo of its change, not known here: the dry run "
+                "could not read the target before it"
+            )
+        elif refusal is not None:
+            detail = (
+                f"{what}: would not be sent ({refusal.guard}: {refusal.reason}); "
+                f"by hand it would be {_short(undo)}"
+            )
+        else:
+            detail = f"{what}: would send {_short(undo)}"
+        # marked ``reverted`` (its revert was shown) with its verdict still ``dry_run`` and
+        # no ``reverted_state``: nothing was undone on the cluster
+        result = _Result(
+            record.model_copy(update={"reverted": True}),
+            EventKind.ACTION_DRY_RUN,
+            detail,
+            data={
+                "revert_patch": undo,
+                "revert_of": record.step,
+                "why": why,
+                "guard": refusal.guard if refusal is not None else None,
+            },
+        )
+        self._metrics.actions.labels(record.action, "revert_dry_run").inc()
+
+        async def finish() -> None:
+            await self._ledger.finish_effect(key, data={"kind": result.kind, "dry_run": True})
+
+        return self._recorded(incident_id, result, finish, replace=True)
+
     # --------------------------------------------------------------------- write
 
     def _recorded(
@@ -916,6 +1001,10 @@ class Mitigator:
             )
 
         return StageResult(mutators=(mutate,), after_write=(logged, finish))
+
+
+# the steps a revert policy acts on: applied ones, and dry-run ones (their revert shown)
+_UNDOABLE = frozenset({Outcome.APPLIED, Outcome.DRY_RUN})
 
 
 def _short(patch: Any) -> str:

@@ -6,7 +6,7 @@ incident's own ``vendor_status`` probe, as triage planned it) is read again ever
 status is told in the thread (``vendor.status_changed``); when its incident is over,
 ``vendor.resolved`` (vendor, status page URL) is written once, which is what the
 ``revert: vendor_resolved`` actions wait for, and the watch ends. It also ends when our
-incident is resolved and no applied action waits for the vendor any more, or after
+incident is resolved and no applied (or dry-run) action waits for the vendor any more, or after
 ``max_s`` from the incident's opening.
 """
 
@@ -46,9 +46,12 @@ def vendor_probe(incident: Incident) -> VendorStatusProbe | None:
 
 
 def waits_for_vendor(incident: Incident) -> bool:
-    """Whether an action still in place is to be undone when the vendor resolves."""
+    """Whether an action still in place is to be undone when the vendor resolves (a dry-run
+    one too: its revert is shown then, for the dry run's timeline to be whole)."""
     return any(
-        a.revert_when == "vendor_resolved" and a.verdict is Outcome.APPLIED and not a.reverted
+        a.revert_when == "vendor_resolved"
+        and a.verdict in (Outcome.APPLIED, Outcome.DRY_RUN)
+        and not a.reverted
         for a in incident.actions
     )
 
