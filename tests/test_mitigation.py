@@ -225,3 +225,22 @@ async def test_cluster_errors_fail_the_action_and_call_a_human(
         assert action["verdict"] == "failed"
         assert phrase in action["reason"]
         assert phrase in inc["needs_human"]
+
+
+@pytest.mark.parametrize(
+    ("status", "next_step"),
+    [(403, "escalate to a cluster admin"), (401, "re-authenticate")],
+)
+async def test_a_secret_the_responder_may_not_read_is_escalated_as_the_runbook_says(
+    backend_settings, tmp_path, status, next_step
+):
+    """The runbook's error-handling rows: "Secret rotation fails / permission denied:
+    escalate to admin", "kubectl fails / auth expired: re-authenticate"."""
+    async with cluster(tmp_path) as c:
+        c.kube.set_secret(NS, "posthog-secrets", {"api-key": "phc_new"})
+        c.kube.fail("GET", r"/api/v1/namespaces/production/secrets/.*", status, times=None)
+        async with responder(c, backend_settings) as svc:
+            await svc.post_alertmanager(alert("Rotated"))
+            inc = await settled(svc, "Rotated", "action.failed")
+            assert next_step in inc["needs_human"]
+            assert c.patches() == []

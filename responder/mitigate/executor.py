@@ -692,7 +692,7 @@ class Mitigator:
                 base.model_copy(update={"verdict": Outcome.FAILED, "reason": str(exc)}),
                 EventKind.ACTION_FAILED,
                 f"{spec.type} on {target} failed: {exc}",
-                human=f"{spec.type} on {target} failed: {exc}",
+                human=f"{spec.type} on {target} failed: {exc}{_runbook_row(exc)}",
             )
         except patches.TargetProblem as exc:
             result = _Result(
@@ -1005,6 +1005,23 @@ class Mitigator:
 
 # the steps a revert policy acts on: applied ones, and dry-run ones (their revert shown)
 _UNDOABLE = frozenset({Outcome.APPLIED, Outcome.DRY_RUN})
+
+
+def _runbook_row(exc: KubeError) -> str:
+    """The runbook's error-handling row for a cluster refusal, as what the human does next:
+    "kubectl fails / auth expired: re-authenticate", "secret rotation fails / permission
+    denied: escalate to admin"."""
+    if exc.status == 401:
+        return (
+            " (the cluster no longer accepts the responder's credentials: re-authenticate, "
+            "i.e. renew its service account token, then do the step by hand)"
+        )
+    if exc.status == 403:
+        return (
+            " (permission denied: escalate to a cluster admin to grant the responder's "
+            "service account this verb on this resource, or to do the step)"
+        )
+    return ""
 
 
 def _short(patch: Any) -> str:
