@@ -141,6 +141,7 @@ async def test_a_flapping_alert_through_prometheus_and_alertmanager_is_one_quiet
                 slack_token=slack.token,
                 slack_api_url=slack.api_url,
                 slack_channel=CHANNEL,
+                reports_dir=tmp_path / "reports",
             )
         )
         async with (
@@ -186,6 +187,14 @@ async def test_a_flapping_alert_through_prometheus_and_alertmanager_is_one_quiet
             await eventually(steady, timeout_s=QUIET_S + STEP_TIMEOUT_S, what="steady")
             await svc.idle()
 
+            # the postmortem of the last resolve tells the flapping (once) and its end
+            async def reported() -> dict[str, Any] | None:
+                [inc] = await svc.incidents()
+                return inc if kinds(inc).count("report.written") == 2 else None
+
+            await eventually(reported, timeout_s=STEP_TIMEOUT_S, what="the last postmortem")
+            await svc.idle()
+
             # the thread: told the flapping once, and the steady and its resolve
             async def thread() -> list[str] | None:
                 roots = slack.roots(CHANNEL)
@@ -214,6 +223,12 @@ async def test_a_flapping_alert_through_prometheus_and_alertmanager_is_one_quiet
         assert timeline.count("action.applied") == 1, timeline
         assert len(c.patches()) == 1
         assert c.env().get("POSTHOG_FALLBACK") == "true"
+
+        # a postmortem per resolve (the first before it flapped); the last tells it all
+        written = [e for e in inc["timeline"] if e["kind"] == "report.written"]
+        draft = Path(written[-1]["data"]["postmortem"]).read_text()
+        assert draft.count("Flapping:") == 1, draft
+        assert "Steady again:" in draft, draft
 
         # one thread, quiet: one flapping notice, one steady, a resolved line per close
         assert len(slack.roots(CHANNEL)) == 1
