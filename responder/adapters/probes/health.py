@@ -6,9 +6,9 @@ import json
 import time
 from typing import Any
 
-from responder.adapters.http import FetchError, SharedSession, Unreachable, fetch
+from responder.adapters.http import Fetched, FetchError, SharedSession, Unreachable, fetch
 from responder.domain.facts import ProbeResult
-from responder.domain.plans import HealthProbe
+from responder.domain.plans import HealthProbe, HttpProbe
 
 
 def read_path(doc: Any, path: str) -> tuple[bool, Any]:
@@ -31,6 +31,18 @@ def read_path(doc: Any, path: str) -> tuple[bool, Any]:
 CONNECT_SHARE = 0.8
 
 
+async def fetch_probe_url(session: SharedSession, spec: HealthProbe | HttpProbe) -> Fetched:
+    """The probe's URL, fetched as a probe may (``fetch``): within its allowed hosts and
+    redirect rule, its connection within its share of the probe's timeout."""
+    return await fetch(
+        session.get(),
+        spec.url,
+        allow_hosts=spec.allow_hosts,
+        follow_redirects=spec.follow_redirects,
+        connect_timeout_s=spec.timeout_s * CONNECT_SHARE,
+    )
+
+
 class HttpHealthProbe:
     kind = "health"
 
@@ -40,13 +52,7 @@ class HttpHealthProbe:
     async def run(self, spec: HealthProbe) -> ProbeResult:
         started = time.monotonic()
         try:
-            answer = await fetch(
-                self._session.get(),
-                spec.url,
-                allow_hosts=spec.allow_hosts,
-                follow_redirects=spec.follow_redirects,
-                connect_timeout_s=spec.timeout_s * CONNECT_SHARE,
-            )
+            answer = await fetch_probe_url(self._session, spec)
         except Unreachable:
             # Unreachable is an answer: our service is not healthy (the decision tree's "no").
             # Refused, timed out or unknown name: the same words, so the answer tells

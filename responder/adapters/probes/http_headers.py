@@ -14,8 +14,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from responder.adapters.http import FetchError, SharedSession, Unreachable, fetch
-from responder.adapters.probes.health import CONNECT_SHARE
+from responder.adapters.http import FetchError, SharedSession, Unreachable
+from responder.adapters.probes.health import fetch_probe_url
 from responder.domain.facts import ProbeResult
 from responder.domain.plans import HttpProbe
 from responder.render.inert import one_line
@@ -80,13 +80,7 @@ class HttpHeadersProbe:
     async def run(self, spec: HttpProbe) -> ProbeResult:
         started = time.monotonic()
         try:
-            answer = await fetch(
-                self._session.get(),
-                spec.url,
-                allow_hosts=spec.allow_hosts,
-                follow_redirects=spec.follow_redirects,
-                connect_timeout_s=spec.timeout_s * CONNECT_SHARE,
-            )
+            answer = await fetch_probe_url(self._session, spec)
         except Unreachable:
             return _failed(f"cannot reach {spec.url}: unreachable")
         except FetchError as exc:
