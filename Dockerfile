@@ -1,13 +1,16 @@
 # syntax=docker/dockerfile:1
-# responder's image: the package and its pinned dependencies in a virtualenv, the shipped
-# rule packs in /app/rules, run as an unprivileged user (uid 10001).
+# responder's image: the package and its dependencies in a virtualenv, installed from the
+# hashed lock (requirements.lock, `make lock`), the shipped rule packs in /app/rules, run as
+# an unprivileged user (uid 10001).
 #
 #   docker build -t responder .
 #   docker run --rm -p 8080:8080 -e RESPONDER_ALERTMANAGER_TOKEN=... responder
 #
 # Kubernetes: deploy/kubernetes/ (the pods mount their packs from a ConfigMap instead).
 
-ARG PYTHON_IMAGE=python:3.11-slim
+# An exact release, so two builds start from the same Python and Debian: move it on purpose.
+# (Pin the digest as well, python:<tag>@sha256:..., where your registry gives it.)
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 # ---------------------------------------------------------------------------- builder
 FROM ${PYTHON_IMAGE} AS builder
@@ -16,10 +19,15 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 WORKDIR /src
 # pyproject.toml names README.md as the long description, so the build needs it
-COPY pyproject.toml constraints.txt README.md ./
+COPY pyproject.toml requirements.lock README.md ./
 COPY responder/ responder/
-# not editable: the package, its templates and Lua scripts are copied into the venv
-RUN /opt/venv/bin/pip install -c constraints.txt . \
+# Every dependency, the build's setuptools included, from the lock: pinned, each file
+# checked against its hashes, and the install fails if anything is missing from it. Then
+# the package itself, built with those (no index, nothing else downloaded). Not editable:
+# the package, its templates and Lua scripts are copied into the venv.
+RUN /opt/venv/bin/pip install --require-hashes -r requirements.lock \
+ && /opt/venv/bin/pip install --no-deps --no-build-isolation --no-index . \
+ && /opt/venv/bin/pip check \
  && /opt/venv/bin/python -c "from importlib.resources import files; \
 d = files('responder.render') / 'defaults'; \
 assert any(p.name.endswith('.j2') for p in d.iterdir()), 'message templates missing'" \

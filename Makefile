@@ -13,7 +13,7 @@ PIP := $(BIN)/python -m pip
 DEBIAN_PACKAGES := redis-server prometheus prometheus-alertmanager
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run serve test lint system-deps bench clean manifests
+.PHONY: run serve test lint system-deps bench clean manifests lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,16 @@ test: $(VENV)/.installed system-deps lint
 # deploy/kubernetes/configmap-rules.yaml: the rule packs of rules/, byte for byte
 manifests: $(VENV)/.installed
 	$(BIN)/python deploy/rules_configmap.py
+
+# requirements.lock: what the image installs with `pip install --require-hashes`: the
+# runtime dependencies of pyproject.toml at constraints.txt's pins, and the build's own
+# (setuptools, wheel), each with the hashes of every file PyPI has for it. Run it after
+# changing either file; tests/test_deploy.py fails when the lock misses a dependency.
+lock: $(VENV)/.installed
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --generate-hashes \
+	  --allow-unsafe --all-build-deps --strip-extras --no-emit-index-url \
+	  --no-emit-trusted-host --no-emit-find-links -c constraints.txt \
+	  -o requirements.lock pyproject.toml
 
 bench: $(VENV)/.installed system-deps
 	@command -v wrk >/dev/null || { $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \

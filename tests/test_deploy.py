@@ -3,7 +3,8 @@ Prometheus alerts, checked against the schemas and tools that will read them, an
 the code and the rule pack they feed, so that none of them drifts from the others.
 
 Needs ``amtool`` and ``promtool`` (Debian packages prometheus-alertmanager and prometheus,
-which ``make test`` installs); without them these tests fail, they do not skip.
+which ``make test`` installs) and ``kubectl`` (its ``kustomize`` renders the overlays);
+without them these tests fail, they do not skip.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ ALERTS_TEST_YML = ROOT / "deploy" / "prometheus" / "posthog-alerts.test.yml"
 RULES_DIR = ROOT / "rules"
 PACK = RULES_DIR / "posthog.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
+LOCK = ROOT / "requirements.lock"
+OVERLAYS = ROOT / "deploy" / "overlays"
 
 # The Kubernetes version the manifests are written for (kubernetes-validate bundles the
 # schemas of every minor version; strict: unknown fields are errors).
@@ -134,13 +137,15 @@ def mount_of(volume_kind: str, name: str) -> dict[str, Any]:
     return mount  # type: ignore[no-any-return]
 
 
+PROVIDED_BY = {"amtool": "prometheus-alertmanager", "kubectl": "kubectl"}
+
+
 def require(binary: str) -> str:
     path = shutil.which(binary)
     if path is None:
         pytest.fail(
             f"{binary} is not installed: `make test` installs it (Debian package "
-            f"{'prometheus-alertmanager' if binary == 'amtool' else 'prometheus'}), "
-            "or apt-get install it by hand",
+            f"{PROVIDED_BY.get(binary, 'prometheus')}), or apt-get install it by hand",
             pytrace=False,
         )
     return path
@@ -452,6 +457,333 @@ def test_the_pods_configuration_starts_the_service_and_passes_its_probes(
     assert closed.returncode != 0
 
 
+# ------------------------------------------------------------------ kustomize overlays
+
+PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+# Kinds of CRDs (the Prometheus operator's) that kubernetes-validate has no schema for
+OPERATOR_KINDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
+
+
+def kustomize(directory: Path) -> list[dict[str, Any]]:
+    """What ``kubectl apply -k directory`` would send: the rendered objects."""
+    result = run(require("kubectl"), "kustomize", str(directory))
+    assert result.returncode == 0, f"kubectl kustomize {directory}: {result.stderr}"
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def rendered(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    [doc] = [d for d in objects if d["kind"] == kind and d["metadata"]["name"] == name]
+    return doc
+
+
+def pod_specs(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every workload's pod spec, by workload name."""
+    return {
+        d["metadata"]["name"]: d["spec"]["template"]["spec"]
+        for d in objects
+        if d["kind"] in ("Deployment", "StatefulSet", "DaemonSet")
+    }
+
+
+def env_of(objects: list[dict[str, Any]]) -> dict[str, str]:
+    """responder's environment in the rendered objects: its ConfigMap, then its env."""
+    [c] = pod_specs(objects)["responder"]["containers"]
+    env: dict[str, str] = {}
+    for source in c.get("envFrom", []):
+        env.update(rendered(objects, "ConfigMap", source["configMapRef"]["name"])["data"])
+    env.update({v["name"]: v["value"] for v in c.get("env", [])})
+    return env
+
+
+@pytest.mark.parametrize("overlay", ["dev", "production"])
+def test_each_overlay_renders_and_every_object_is_valid_for_kubernetes_strictly(
+    overlay: str,
+) -> None:
+    objects = kustomize(OVERLAYS / overlay)
+    assert {d["kind"] for d in objects} >= {"Deployment", "Service", "ConfigMap", "Role"}
+    for doc in objects:
+        if (doc["apiVersion"], doc["kind"]) in OPERATOR_KINDS:
+            continue  # a CRD: no schema here (its own tests check it)
+        try:
+            kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{overlay}: {doc['kind']} {doc['metadata']['name']}: {exc}", pytrace=False)
+        assert doc["metadata"].get("namespace"), f"{overlay}: {doc['kind']} names no namespace"
+
+
+@pytest.mark.parametrize("overlay", ["dev", "production"])
+def test_every_rendered_container_runs_unprivileged_on_a_read_only_root(overlay: str) -> None:
+    objects = kustomize(OVERLAYS / overlay)
+    specs = pod_specs(objects)
+    assert "responder" in specs
+    for name, spec in specs.items():
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        for c in spec["containers"]:
+            sec = c["securityContext"]
+            assert sec["readOnlyRootFilesystem"] is True, (name, c["name"])
+            assert sec["allowPrivilegeEscalation"] is False, (name, c["name"])
+            assert sec["capabilities"] == {"drop": ["ALL"]}, (name, c["name"])
+            assert (
+                set(c["resources"]["requests"])
+                == set(c["resources"]["limits"])
+                == {"cpu", "memory"}
+            )
+            # whatever it writes goes to a volume: an emptyDir, or a StatefulSet's claim
+            volumes = {v["name"]: v for v in spec.get("volumes", [])}
+            for mount in c.get("volumeMounts", []):
+                if not mount.get("readOnly"):
+                    volume = volumes.get(mount["name"])
+                    assert volume is None or "emptyDir" in volume, (name, mount)
+    # responder writes /tmp and its reports, both emptyDirs
+    [c] = specs["responder"]["containers"]
+    writable = {m["mountPath"] for m in c["volumeMounts"] if not m.get("readOnly")}
+    assert writable == {"/tmp", env_of(objects)["RESPONDER_REPORTS_DIR"]}
+
+
+def test_the_dev_overlay_is_one_namespace_with_its_own_persistent_redis() -> None:
+    objects = kustomize(OVERLAYS / "dev")
+    [namespace] = {d["metadata"]["namespace"] for d in objects}
+    assert namespace not in ("monitoring", "production", "default")
+    binding = rendered(objects, "RoleBinding", "responder")
+    assert [s["namespace"] for s in binding["subjects"]] == [namespace]
+    # the allowlist (so the Role) points into the same namespace
+    allowlist = Settings(action_allowlist=env_of(objects)["RESPONDER_ACTION_ALLOWLIST"])
+    assert {e.split("/")[0] for e in allowlist.action_allowlist} == {namespace}
+    # one replica, and so no disruption budget that would block every drain
+    assert rendered(objects, "Deployment", "responder")["spec"]["replicas"] == 1
+    assert not [d for d in objects if d["kind"] == "PodDisruptionBudget"]
+    # Redis: a StatefulSet keeping the append-only file on its claim
+    redis = rendered(objects, "StatefulSet", "responder-redis")
+    spec = redis["spec"]
+    [c] = spec["template"]["spec"]["containers"]
+    args = c["args"]
+    assert args[args.index("--appendonly") + 1] == "yes"
+    data_dir = args[args.index("--dir") + 1]
+    [claim] = spec["volumeClaimTemplates"]
+    assert claim["spec"]["resources"]["requests"]["storage"]
+    assert {"name": claim["metadata"]["name"], "mountPath": data_dir} in c["volumeMounts"]
+    service = rendered(objects, "Service", spec["serviceName"])
+    assert labels_match(service["spec"]["selector"], spec["template"]["metadata"]["labels"])
+    assert [p["port"] for p in service["spec"]["ports"]] == [6379]
+    # only responder reaches it, and it reaches no one; responder may reach it
+    responder_labels = rendered(objects, "Deployment", "responder")["spec"]["template"]["metadata"][
+        "labels"
+    ]
+    guard = rendered(objects, "NetworkPolicy", "responder-redis")
+    assert labels_match(
+        guard["spec"]["podSelector"]["matchLabels"], spec["template"]["metadata"]["labels"]
+    )
+    [ingress] = guard["spec"]["ingress"]
+    assert [
+        labels_match(p["podSelector"]["matchLabels"], responder_labels) for p in ingress["from"]
+    ] == [True]
+    assert guard["spec"]["egress"] == []
+    assert "Egress" in guard["spec"]["policyTypes"]
+    policy = rendered(objects, "NetworkPolicy", "responder")
+    assert any(
+        "podSelector" in peer
+        and labels_match(peer["podSelector"]["matchLabels"], spec["template"]["metadata"]["labels"])
+        and rule["ports"] == [{"protocol": "TCP", "port": 6379}]
+        for rule in policy["spec"]["egress"]
+        for peer in rule.get("to", [])
+    )
+
+
+def test_the_production_overlay_runs_two_replicas_apart_with_a_budget() -> None:
+    objects = kustomize(OVERLAYS / "production")
+    # the base (deploy/kubernetes, applied alone as before) is all there
+    base = {(d["kind"], d["metadata"]["name"]) for d in kustomize(KUBE)}
+    assert base <= {(d["kind"], d["metadata"]["name"]) for d in objects}
+    dep = rendered(objects, "Deployment", "responder")
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert dep["spec"]["replicas"] == 2
+    pdb = rendered(objects, "PodDisruptionBudget", "responder")
+    assert labels_match(pdb["spec"]["selector"]["matchLabels"], labels)
+    assert pdb["spec"]["minAvailable"] == 1
+    # never two replicas on one node
+    [term] = dep["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert labels_match(term["labelSelector"]["matchLabels"], labels)
+    # its own monitoring: the Component, included
+    kustomization = yaml.safe_load((OVERLAYS / "production" / "kustomization.yaml").read_text())
+    [component] = kustomization["components"]
+    component_file = (OVERLAYS / "production" / component / "kustomization.yaml").resolve()
+    assert component_file == KUBE / "monitoring" / "kustomization.yaml"
+    assert yaml.safe_load(component_file.read_text())["kind"] == "Component"
+    # Redis from the Secret's file, as in the base
+    assert env_of(objects)["RESPONDER_REDIS_URL_FILE"].startswith("/etc/responder/secrets/")
+
+
+def test_the_production_network_policy_calls_only_what_it_needs() -> None:
+    policy = rendered(kustomize(OVERLAYS / "production"), "NetworkPolicy", "responder")
+    assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    ports: set[int] = set()
+    for rule in policy["spec"]["egress"]:
+        assert rule.get("to"), f"egress to anywhere: {rule}"
+        rule_ports = {p["port"] for p in rule.get("ports", [])}
+        ports |= rule_ports
+        for peer in rule["to"]:
+            block = peer.get("ipBlock")
+            if block is None:
+                assert "podSelector" in peer, peer  # pods, never whole namespaces
+                continue
+            assert rule_ports, f"{block}: every port"
+            if block["cidr"] == "0.0.0.0/0":
+                # the Internet's HTTPS, not the cluster's own addresses
+                assert rule_ports == {443}
+                assert sorted(block["except"]) == sorted(PRIVATE_RANGES)
+            else:
+                assert block["cidr"] in PRIVATE_RANGES, block
+    assert ports == {53, 9090, 6379, 26379, 443, 6443}
+
+
+def test_the_sentinel_component_gives_settings_the_service_accepts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """production with `- sentinel`: the sentinels instead of the URL, and the settings
+    the pod gets are valid together (they exclude each other)."""
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                # kustomize takes relative paths only
+                "resources": [os.path.relpath(OVERLAYS / "production", overlay)],
+                "components": [os.path.relpath(OVERLAYS / "production" / "sentinel", overlay)],
+            }
+        )
+    )
+    env = env_of(kustomize(overlay))
+    assert "RESPONDER_REDIS_URL_FILE" not in env
+    for name, value in env.items():
+        if name.endswith("_FILE"):  # the Secret's files, here
+            local = tmp_path / Path(value).name
+            local.write_text("EXAMPLE-value\n")
+            value = str(local)
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert settings.redis_url is None
+    assert len(settings.redis_sentinels) == 3
+    assert settings.redis_sentinel_master
+    assert settings.redis_password is not None
+
+
+# ----------------------------------------------------------------------- the lock
+
+NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==(\S+)", re.MULTILINE)
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def lock_pins(text: str) -> dict[str, tuple[str, list[str]]]:
+    """requirements.lock: each package's pinned version and its sha256 hashes."""
+    pins: dict[str, tuple[str, list[str]]] = {}
+    for entry in re.split(
+        r"\n(?=[A-Za-z0-9])", text.split("\n", 1)[1] if text.startswith("#") else text
+    ):
+        match = NAME.match(entry)
+        if match:
+            hashes = re.findall(r"--hash=sha256:([0-9a-f]{64})", entry)
+            pins[canonical(match.group(1))] = (match.group(3), hashes)
+    return pins
+
+
+def runtime_closure() -> dict[str, str]:
+    """Every distribution the package needs at run time, with the version installed (and
+    tested) here: pyproject.toml's dependencies, and theirs."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    from packaging.requirements import Requirement
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    todo = [Requirement(r) for r in config["project"]["dependencies"]]
+    found: dict[str, str] = {}
+    seen: set[tuple[str, frozenset[str]]] = set()
+    while todo:
+        req = todo.pop()
+        key = (canonical(req.name), frozenset(req.extras))
+        if key in seen or (req.marker is not None and not req.marker.evaluate({"extra": ""})):
+            continue
+        seen.add(key)
+        try:
+            dist = distribution(req.name)
+        except PackageNotFoundError:
+            pytest.fail(f"{req.name} is not installed here", pytrace=False)
+        found[canonical(req.name)] = dist.version
+        # its own requirements, and those of the extras asked for (redis[hiredis])
+        for line in dist.requires or []:
+            sub = Requirement(line)
+            wanted = sub.marker is None or any(
+                sub.marker.evaluate({"extra": e}) for e in ["", *req.extras]
+            )
+            if wanted:
+                sub.marker = None
+                todo.append(sub)
+    return found
+
+
+def missing_from_lock(lock_text: str) -> list[str]:
+    from packaging.requirements import Requirement
+
+    pins = lock_pins(lock_text)
+    problems = []
+    for name, version in sorted(runtime_closure().items()):
+        if name not in pins:
+            problems.append(f"{name}: not in requirements.lock")
+        elif pins[name][0] != version:
+            problems.append(f"{name}: {pins[name][0]} locked, {version} installed and tested")
+        elif not pins[name][1]:
+            problems.append(f"{name}: no hash")
+    # what the image builds the package with (pip install --no-build-isolation)
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    for line in config["build-system"]["requires"]:
+        req = Requirement(line)
+        pinned = pins.get(canonical(req.name))
+        if pinned is None or not req.specifier.contains(pinned[0]) or not pinned[1]:
+            problems.append(f"{req.name}: the build's {line} is not locked with hashes")
+    return problems
+
+
+def test_the_lock_pins_every_runtime_dependency_with_its_hashes() -> None:
+    text = LOCK.read_text()
+    assert "make lock" in text  # how to regenerate it, in its header
+    assert missing_from_lock(text) == [], "run `make lock`"
+    closure = runtime_closure()
+    assert {"aiohttp", "redis", "hiredis", "pydantic-core", "uvloop"} <= set(closure)
+    # and nothing for development only: the image is not the test bench
+    for name in ("pytest", "mypy", "ruff", "pip-tools", "kubernetes-validate"):
+        assert name not in lock_pins(text), name
+    # the lock agrees with the constraints the tests ran on
+    constrained = dict(
+        (canonical(m.group(1)), m.group(3))
+        for m in NAME.finditer((ROOT / "constraints.txt").read_text())
+    )
+    for name, (version, _) in lock_pins(text).items():
+        if name in constrained:
+            assert constrained[name] == version, name
+
+
+def test_the_lock_check_catches_a_missing_dependency_and_a_missing_hash() -> None:
+    text = LOCK.read_text()
+    without_multidict = re.sub(r"\nmultidict==[^\n]*(\n +[^\n]*)*", "", text)
+    assert missing_from_lock(without_multidict) == ["multidict: not in requirements.lock"]
+    unhashed = re.sub(r"(\nyarl==\S+) \\(\n +--hash=[^\n]*)+", r"\1", text)
+    assert missing_from_lock(unhashed) == ["yarl: no hash"]
+    unbuildable = re.sub(r"\nsetuptools==[^\n]*(\n +[^\n]*)*", "", text)
+    [problem] = missing_from_lock(unbuildable)
+    assert problem.startswith("setuptools: the build's")
+
+
 # ------------------------------------------------------------------------- the image
 
 
@@ -473,9 +805,13 @@ def test_the_dockerfile_builds_in_two_stages_and_runs_unprivileged() -> None:
     assert froms[0].endswith(" AS builder")
     args = dict(rest.split("=", 1) for word, rest in steps if word == "ARG" and "=" in rest)
     final = froms[-1].replace("${PYTHON_IMAGE}", args.get("PYTHON_IMAGE", ""))
-    assert final == "python:3.11-slim"
+    # an exact release (a digest may follow), never a moving tag such as 3.11-slim
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-[a-z]+(@sha256:[0-9a-f]{64})?", final), final
     runs = " ".join(rest for word, rest in steps if word == "RUN")
-    assert "pip install -c constraints.txt ." in runs
+    # the dependencies from the hashed lock, then the package alone, downloading nothing
+    assert "pip install --require-hashes -r requirements.lock" in runs
+    assert "pip install --no-deps --no-build-isolation --no-index ." in runs
+    assert any(word == "COPY" and "requirements.lock" in rest.split() for word, rest in steps)
     assert "-e " not in runs  # not editable: the package data goes into the venv
     last_from = max(i for i, (word, _) in enumerate(steps) if word == "FROM")
     final_steps = steps[last_from:]
