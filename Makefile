@@ -55,6 +55,7 @@ test: $(VENV)/.installed system-deps lint
 # deploy/kubernetes/configmap-rules.yaml: the rule packs of rules/, byte for byte
 manifests: $(VENV)/.installed
 	$(BIN)/python deploy/rules_configmap.py
+	$(BIN)/python deploy/rbac.py
 
 bench: $(VENV)/.installed system-deps
 	@command -v wrk >/dev/null || { $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
