@@ -72,7 +72,8 @@ async def test_everything_granted_is_no_finding_and_no_cluster_is_one(tmp_path: 
         await gateway.close()
     # no cluster configured: said once, not once per permission
     nowhere = await check_access(ClusterGateway(None), required_access(ALLOWLIST, SECRETS))
-    assert len(nowhere) == 1 and nowhere[0].access is None
+    assert len(nowhere) == 1
+    assert nowhere[0].access is None
     assert "could not ask the API server" in nowhere[0].problem
     assert "no Kubernetes cluster configured" in nowhere[0].problem
 
