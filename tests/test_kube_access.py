@@ -66,12 +66,27 @@ async def test_check_access_says_which_permissions_are_not_granted(tmp_path: Pat
 
 
 async def test_everything_granted_is_no_finding_and_no_cluster_is_one(tmp_path: Path) -> None:
+    required = required_access(ALLOWLIST, SECRETS)
     async with running_fake_kube() as kube:
         gateway = ClusterGateway(kubeconfig(tmp_path / "kc", kube.url))
-        assert await check_access(gateway, required_access(ALLOWLIST, SECRETS)) == []
+        assert await check_access(gateway, required) == []
         await gateway.close()
+        # credentials refused: every review would be, so it is said once
+        stranger = ClusterGateway(kubeconfig(tmp_path / "kc2", kube.url, token="wrong"))
+        refused = await check_access(stranger, required)
+        await stranger.close()
+    assert [f.problem for f in refused] == [
+        f"could not ask the API server ({len(required.accesses)} unchecked): "
+        "review access (SelfSubjectAccessReview): 401 unauthorized (Unauthorized)"
+    ]
+    # the API server gone (its port closed): said once too
+    gone = ClusterGateway(kubeconfig(tmp_path / "kc", kube.url))
+    unreachable = await check_access(gone, required)
+    await gone.close()
+    assert len(unreachable) == 1
+    assert "API server unreachable" in unreachable[0].problem
     # no cluster configured: said once, not once per permission
-    nowhere = await check_access(ClusterGateway(None), required_access(ALLOWLIST, SECRETS))
+    nowhere = await check_access(ClusterGateway(None), required)
     assert len(nowhere) == 1
     assert nowhere[0].access is None
     assert "could not ask the API server" in nowhere[0].problem

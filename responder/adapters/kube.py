@@ -224,7 +224,7 @@ class KubernetesGateway:
         try:
             doc = await self._json(
                 api.create_self_subject_access_review(body, _preload_content=False),
-                f"review access: {access}",
+                "review access (SelfSubjectAccessReview)",
             )
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise KubeError(f"review access: API server unreachable: {exc}") from None
