@@ -26,6 +26,8 @@ from responder.domain.plans import ActionSpec
 from responder.kube_access import ACTION_CALLS, SecretUse
 from responder.ports import KubeGateway
 from tests.support.fake_kube import running_fake_kube
+from tests.support.mitigation import alert as mitigation_alert
+from tests.support.mitigation import cluster, responder, settled
 from tests.test_probe_pod_logs import kubeconfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -313,3 +315,62 @@ def test_every_action_type_has_its_calls_in_the_one_table() -> None:
     assert {
         k: {(c.group, c.resource, c.verb, c.named_by) for c in v} for k, v in ACTION_CALLS.items()
     } == MAY
+
+
+@pytest.mark.parametrize(
+    ("alert_name", "action", "revert"),
+    [
+        ("SetEnv", "set_env", True),
+        ("UnsetEnv", "unset_env", False),
+        ("Restart", "rollout_restart", False),
+        ("Scale", "scale", True),
+        ("Rotated", "restart_if_secret_rotated", False),
+    ],
+)
+async def test_the_role_rendered_for_one_action_is_what_the_service_uses_for_it(
+    make_settings, tmp_path, alert_name: str, action: str, revert: bool
+) -> None:
+    """Through the service on the fake cluster: an allowlist of one action type, its
+    Role rendered, the action applied (and undone on resolve): every call the service made
+    is granted by that Role, and the Role grants no call it did not make (beyond the
+    pod-log probe's reads of the namespace), and the start-up check finds it all granted."""
+    entry = f"{NS}/posthog-integration/{action}"
+    role_text, _ = render([entry], [SecretUse("posthog-secrets")], ("responder", "monitoring"))
+    (role,) = [d for d in yaml.safe_load_all(role_text) if d]
+    async with cluster(tmp_path) as c:
+        # rotated half an hour ago: after the pods started, so the restart is due
+        c.kube.set_secret(
+            NS,
+            "posthog-secrets",
+            {"api-key": "phc_new"},
+            changed_at=datetime.now(UTC) - timedelta(minutes=30),
+        )
+        async with responder(c, make_settings, action_allowlist=entry) as svc:
+            await svc.post_alertmanager(mitigation_alert(alert_name))
+            await settled(svc, alert_name, "action.applied")
+            if revert:
+                await svc.post_alertmanager(mitigation_alert(alert_name, status="resolved"))
+                await settled(svc, alert_name, "action.reverted")
+            access = (await (await svc.client.get("/v1/automation")).json())["kube_access"]
+        requests = list(c.kube.requests)
+    used: set[tuple[str, str, str]] = set()
+    for request in requests:
+        if request.path == c.kube.access_reviews.PATH:
+            continue
+        target = c.kube.target_of(request.path)
+        assert target is not None, request.path
+        call = (target.group, target.rbac_resource, target.verb(request.method, request.query))
+        assert granted(role["rules"], *call, target.name), f"{action}: not granted: {call}"
+        used.add(call)
+    declared = {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    # the pod-log probe's reads are granted whatever the action (triage may read logs)
+    probe_calls = {(g, r, v) for g, r, v, _ in PROBES}
+    assert declared - probe_calls == used - probe_calls, f"{action}: {declared} != {used}"
+    assert access["missing"] == []
+    assert access["checked"] > 0
