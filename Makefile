@@ -55,6 +55,7 @@ test: $(VENV)/.installed system-deps lint
 # deploy/kubernetes/configmap-rules.yaml: the rule packs of rules/, byte for byte
 manifests: $(VENV)/.installed
 	$(BIN)/python deploy/rules_configmap.py
+	$(BIN)/python deploy/rbac.py
 
 # requirements.lock: what the image installs with `pip install --require-hashes`: the
 # runtime dependencies of pyproject.toml at constraints.txt's pins, and the build's own

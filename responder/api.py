@@ -94,6 +94,24 @@ class AckRequest(BaseModel):
     by: str = Field(min_length=1, max_length=200, description="Who takes the incident.")
 
 
+class KubeAccessFinding(BaseModel):
+    problem: str
+    access: str | None = Field(
+        None,
+        description="The permission, e.g. patch "
+        "deployments.apps web in production; none: the check's own.",
+    )
+
+
+class KubeAccess(BaseModel):
+    """The start-up check of what the allowlist needs of Kubernetes."""
+
+    checked_at: datetime | None = Field(None, description="None: not made (yet), see skipped.")
+    checked: int = Field(description="Permissions asked (SelfSubjectAccessReview).")
+    missing: list[KubeAccessFinding] = Field(description="Not granted, or not asked.")
+    skipped: str | None = None
+
+
 class Automation(BaseModel):
     paused: bool
     paused_by: str | None = None
@@ -105,3 +123,4 @@ class Automation(BaseModel):
     budget_window_s: float
     cooldown_s: float
     dry_run_forced: bool
+    kube_access: KubeAccess

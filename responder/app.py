@@ -44,6 +44,7 @@ from responder.adapters.slack import SlackWebhookSink, SlackWebSink
 from responder.adapters.statuspage import StatuspageSink
 from responder.domain.errors import StoreUnavailableError
 from responder.grouping import AlertGroups
+from responder.kube_access import AccessState, access_report
 from responder.metrics import Metrics
 from responder.mitigate.executor import Mitigator, Policy
 from responder.notify.checks import check_templates
@@ -549,6 +550,7 @@ def create_app(
     if on_start:
         app.cleanup_ctx.append(_store_on_start(on_start))
     app.cleanup_ctx.append(_run_workers)
+    app.cleanup_ctx.append(_check_kube_access)
     if handle_signals:
         app.cleanup_ctx.append(_reload_on_sighup)
     return app
@@ -570,6 +572,41 @@ def _store_on_start(
         yield
 
     return check
+
+
+async def _check_kube_access(app: web.Application) -> AsyncIterator[None]:
+    """Ask the API server, once the app runs, whether each permission the allowlist needs
+    is granted: said in the log, the metric and GET /v1/automation before the first
+    incident needs it. In the background: a slow API server does not hold the start."""
+    runtime, ctx = app[RUNTIME], app[CONTEXT]
+
+    async def check() -> None:
+        try:
+            state = await access_report(
+                runtime.kube,
+                runtime.settings.action_allowlist,
+                runtime.rules(),
+                now=runtime.clock.now(),
+            )
+        except Exception as exc:  # noqa: BLE001 - a check that failed is said, not fatal
+            state = AccessState(skipped=f"the access check failed: {exc}")
+        ctx.kube_access = state
+        runtime.metrics.kube_access_missing.set(len(state.findings))
+        for finding in state.findings:
+            log.warning("kubernetes access missing", problem=finding.problem)
+        if state.skipped:
+            log.info("kubernetes access not checked", reason=state.skipped)
+        elif not state.findings:
+            log.info("kubernetes access granted", permissions=state.checked)
+
+    task = asyncio.create_task(check(), name="kube-access-check")
+    try:
+        yield
+    finally:
+        if not task.done():
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _reload_on_sighup(app: web.Application) -> AsyncIterator[None]:

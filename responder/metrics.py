@@ -215,6 +215,12 @@ class Metrics:
             ["sink"],
             registry=r,
         )
+        self.kube_access_missing = Gauge(
+            "responder_kube_access_missing",
+            "What the action allowlist needs of Kubernetes that the last access check "
+            "(SelfSubjectAccessReview, at start-up) found not granted or could not ask.",
+            registry=r,
+        )
 
     # Labelled children, looked up once: labels() costs a lock and a dict per call, and
     # these are counted on every webhook.

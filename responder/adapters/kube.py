@@ -13,10 +13,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from responder.domain.names import k8s_name_problem, selector_problem
+from responder.kube_access import Access
 from responder.ports import KubeError, PodInfo
 
 # Our name in the objects' managed fields (kubectl uses kubectl-set, kubectl-rollout...).
@@ -199,6 +201,35 @@ class KubernetesGateway:
         parsed = [datetime.fromisoformat(t.replace("Z", "+00:00")) for t in times if t]
         return max(parsed) if parsed else None
 
+    async def review_access(self, access: Access) -> bool:
+        """Whether our identity may do ``access``: a SelfSubjectAccessReview, which every
+        authenticated identity may create (no RBAC of its own to grant)."""
+        _checked("review access", namespace=access.namespace)
+        resource, _, subresource = access.resource.partition("/")
+        attributes = {
+            "namespace": access.namespace,
+            "group": access.group,
+            "resource": resource,
+            "verb": access.verb,
+            **({"subresource": subresource} if subresource else {}),
+            **({"name": access.name} if access.name else {}),
+        }
+        # a dict body, as patch_deployment sends (the client serialises it as it is)
+        body: Any = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": attributes},
+        }
+        api = client.AuthorizationV1Api(self._client())
+        try:
+            doc = await self._json(
+                api.create_self_subject_access_review(body, _preload_content=False),
+                "review access (SelfSubjectAccessReview)",
+            )
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise KubeError(f"review access: API server unreachable: {exc}") from None
+        return doc.get("status", {}).get("allowed") is True
+
     async def close(self) -> None:
         if self._api is not None:
             await self._api.close()
@@ -272,6 +303,9 @@ class ClusterGateway:
 
     async def secret_changed_at(self, *, namespace: str, name: str) -> datetime | None:
         return await (await self._connected()).secret_changed_at(namespace=namespace, name=name)
+
+    async def review_access(self, access: Access) -> bool:
+        return await (await self._connected()).review_access(access)
 
     async def close(self) -> None:
         if self._gateway is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from aiohttp import web
@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from responder.api import ErrorBody
 from responder.grouping import AlertGroups
+from responder.kube_access import AccessState
 from responder.metrics import Metrics
 from responder.ports import Clock, StateStore, WorkQueue
 from responder.report.reports import Reports
@@ -34,6 +35,8 @@ class WebContext:
     consumers_alive: Callable[[], int]
     openapi: dict[str, object]
     reports: Reports
+    # the start-up access check's outcome (app.py fills it in when it is done)
+    kube_access: AccessState = field(default_factory=AccessState)
 
 
 CONTEXT = web.AppKey("context", WebContext)

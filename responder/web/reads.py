@@ -9,7 +9,15 @@ from typing import TypeVar
 
 from aiohttp import web
 
-from responder.api import Automation, IncidentDocument, IncidentList, PackInfo, RulesInForce
+from responder.api import (
+    Automation,
+    IncidentDocument,
+    IncidentList,
+    KubeAccess,
+    KubeAccessFinding,
+    PackInfo,
+    RulesInForce,
+)
 from responder.domain.incident import IncidentStatus
 from responder.domain.severity import Severity
 from responder.ports import IncidentCursor, IncidentView
@@ -202,4 +210,13 @@ async def automation_document(ctx: WebContext) -> Automation:
         budget_window_s=s.action_budget_window_s,
         cooldown_s=s.action_cooldown_s,
         dry_run_forced=s.dry_run,
+        kube_access=KubeAccess(
+            checked_at=ctx.kube_access.checked_at,
+            checked=ctx.kube_access.checked,
+            missing=[
+                KubeAccessFinding(problem=f.problem, access=str(f.access) if f.access else None)
+                for f in ctx.kube_access.findings
+            ],
+            skipped=ctx.kube_access.skipped,
+        ),
     )

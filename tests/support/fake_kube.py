@@ -929,6 +929,7 @@ class FakeKube(LoopbackServer):
         self._logs: dict[tuple[str, str, str], list[tuple[datetime, str]]] = {}
         self._rolled_out: dict[tuple[str, str], Any] = {}  # the last pod template rolled out
         self._revision = 1000
+        self.access_reviews = AccessReviews()  # SelfSubjectAccessReview: see the end
         self._routes = self._build_routes()
 
     # -- lifecycle
@@ -1589,6 +1590,7 @@ class FakeKube(LoopbackServer):
                 {"GET": self._get_scale, "PATCH": self._patch_scale, "PUT": self._put_scale},
                 "scale",
             ),
+            self.access_reviews.route(),
         ]
 
     def target_of(self, path: str) -> Target | None:
@@ -2023,3 +2025,88 @@ async def running_fake_kube(
     """A started ``FakeKube`` (``.url``, the state, the helpers), closed at the end."""
     async with FakeKube(token=token, user=user, anonymous=anonymous, clock=clock) as kube:
         yield kube
+
+
+# ----------------------------------------------------------------- access reviews (RBAC)
+
+
+@dataclass(frozen=True)
+class Denial:
+    """Attributes a review must match to be denied; ``None`` matches any value.
+    ``resource`` as RBAC writes it, with its subresource (``pods/log``): ``deployments``
+    does not cover ``deployments/scale``."""
+
+    namespace: str | None = None
+    group: str | None = None
+    resource: str | None = None
+    verb: str | None = None
+    name: str | None = None
+
+    def matches(self, attributes: Mapping[str, Any]) -> bool:
+        resource = str(attributes.get("resource", ""))
+        if attributes.get("subresource"):
+            resource += f"/{attributes['subresource']}"
+        given = {**attributes, "resource": resource}
+        wanted = {
+            "namespace": self.namespace,
+            "group": self.group,
+            "resource": self.resource,
+            "verb": self.verb,
+            "name": self.name,
+        }
+        return all(v is None or given.get(k, "") == v for k, v in wanted.items())
+
+
+class AccessReviews:
+    """``POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews``: everything is
+    allowed unless a ``deny`` matches the review's ``resourceAttributes`` (how a Role that
+    lacks a rule answers); the reviews asked are kept in ``asked``. 201 with the review and
+    its ``status`` (``allowed``, ``reason``), 400 without ``resourceAttributes``, as the
+    real server."""
+
+    PATH = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+
+    def __init__(self) -> None:
+        self.denials: list[Denial] = []
+        self.asked: list[dict[str, Any]] = []
+
+    def deny(self, **attributes: str) -> Denial:
+        """E.g. ``deny(namespace="prod", resource="deployments/scale", verb="patch")``."""
+        denial = Denial(**attributes)
+        self.denials.append(denial)
+        return denial
+
+    def route(self) -> _Route:
+        return _Route(
+            re.compile(self.PATH),
+            "authorization.k8s.io",
+            "selfsubjectaccessreviews",
+            None,
+            {"POST": self._review},
+        )
+
+    def _review(self, call: _Call) -> web.StreamResponse:
+        body = _json_object(call, "SelfSubjectAccessReview", "authorization.k8s.io/v1")
+        spec = body.get("spec")
+        attributes = spec.get("resourceAttributes") if isinstance(spec, dict) else None
+        if not isinstance(attributes, dict):
+            raise ApiError(
+                400,
+                'SelfSubjectAccessReview.authorization.k8s.io "" is invalid: spec.'
+                'resourceAttributes: Invalid value: "null": exactly one of '
+                "nonResourceAttributes or resourceAttributes must be specified",
+                reason="Invalid",
+            )
+        self.asked.append(copy.deepcopy(attributes))
+        denied = any(d.matches(attributes) for d in self.denials)
+        status: dict[str, Any] = {"allowed": not denied}
+        if not denied:
+            status["reason"] = 'RBAC: allowed by RoleBinding "responder" of Role "responder"'
+        answer = {
+            "kind": "SelfSubjectAccessReview",
+            "apiVersion": "authorization.k8s.io/v1",
+            "metadata": {"creationTimestamp": None},
+            "spec": spec,
+            "status": status,
+        }
+        return web.json_response(answer, status=201)
