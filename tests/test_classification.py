@@ -40,11 +40,14 @@ async def test_each_runbook_case_is_classified_through_the_http_intake(
         classified = inc["timeline"][1]
         assert classified["kind"] == "incident.classified"
         assert classified["data"]["rule"] == EXPECTED[case][2]
+        # a 429 also reads PostHog's rate-limit headers (the limit-increase figures)
+        rate_limit_headers = ["http"] if EXPECTED[case][1] == "rate_limit" else []
         assert [p["spec"]["type"] for p in inc["planned_probes"]] == [
             "vendor_status",
             "health",
             "prometheus",
             "pod_logs",
+            *rate_limit_headers,
         ]
         assert inc["planned_probes"][3]["spec"]["namespace"] == "production"
         assert inc["notify"] == ["slack:#posthog-incidents"]
