@@ -52,9 +52,11 @@ lint: $(VENV)/.installed
 test: $(VENV)/.installed system-deps lint
 	$(BIN)/pytest
 
-# deploy/kubernetes/configmap-rules.yaml: the rule packs of rules/, byte for byte
+# deploy/kubernetes/configmap-rules.yaml: the rule packs of rules/, byte for byte;
+# deploy/kubernetes/monitoring/prometheusrule.yaml: deploy/prometheus/responder-alerts.yml
 manifests: $(VENV)/.installed
 	$(BIN)/python deploy/rules_configmap.py
+	$(BIN)/python deploy/prometheus_rule.py
 
 bench: $(VENV)/.installed system-deps
 	@command -v wrk >/dev/null || { $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
