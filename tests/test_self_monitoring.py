@@ -37,6 +37,7 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "responder.json"
 
 # The failures issue 19 asks responder to alert on about itself, and the alert for each.
 FAILURES = {
+    "no replica scraped": "ResponderAbsent",
     "no consumer loop runs": "ResponderNoConsumers",
     "workers not consuming": "ResponderWorkersNotConsuming",
     "queue lag": "ResponderQueueStale",
