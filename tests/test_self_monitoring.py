@@ -3,8 +3,8 @@ the Prometheus Operator Component that ships them (deploy/kubernetes/monitoring/
 Grafana dashboard (deploy/grafana/responder.json), checked with the tools that read them
 (promtool, kubectl kustomize) and against the /metrics of a running service.
 
-Needs ``promtool`` and ``kubectl`` (which ``make test`` expects); without them these tests
-fail, they do not skip.
+Needs ``promtool``, ``prometheus`` and ``kubectl`` (which ``make test`` expects); without
+them these tests fail, they do not skip.
 """
 
 from __future__ import annotations
@@ -19,13 +19,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from responder.settings import Settings
 from tests.support.mitigation import alert, cluster, responder, settled
+from tests.support.prometheus import running_prometheus
 from tests.support.service import running_service
+from tests.support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES_YML = ROOT / "deploy" / "prometheus" / "responder-alerts.yml"
@@ -385,3 +388,81 @@ def test_the_dashboard_is_grafana_json_with_a_datasource_variable() -> None:
         assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
         assert panel["targets"], panel["title"]
         assert len({t["refId"] for t in panel["targets"]}) == len(panel["targets"])
+
+
+# ------------------------------------------------- a real Prometheus on the real service
+
+
+def grafana_free(expr: str) -> str:
+    """A dashboard query as Grafana sends it to Prometheus, its variables filled in."""
+    return expr.replace("$__rate_interval", "1m")
+
+
+async def test_a_real_prometheus_evaluates_the_rules_and_queries_on_the_services_metrics(
+    make_settings: Callable[..., Settings], redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    """Prometheus scrapes a service on Redis and a fake cluster and evaluates the alert
+    rules: every rule evaluates without error on the service's real series, and the
+    first refusal by a spent budget fires ResponderActionBudgetSpent (its counter was
+    exported at 0 before, so increase() sees it); no other alert fires for the healthy
+    service. Every dashboard query is PromQL Prometheus runs."""
+
+    def on_redis(**values: Any) -> Settings:
+        return make_settings(redis_url=redis_url, redis_prefix=redis_prefix, **values)
+
+    rules_doc = yaml.safe_load(RULES_YML.read_text())
+    async with (
+        cluster(tmp_path) as c,
+        responder(c, on_redis, notify=True, action_budget=1) as svc,
+    ):
+        target = svc.base_url.removeprefix("http://").rstrip("/")
+        async with running_prometheus(
+            [target], job="responder", rules={RULES_YML.name: rules_doc}
+        ) as prom:
+            # the budget counter's 0 is in Prometheus before the refusal
+            await prom.wait_for_samples(
+                'count_over_time(responder_action_refusals_total{guard="budget"}[1m])', 2
+            )
+            await svc.post_alertmanager(alert("Restart"))
+            await settled(svc, "Restart", "action.applied")
+            await svc.post_alertmanager(alert("Scale"))
+            await settled(svc, "Scale", "action.refused")
+
+            async def alerts() -> list[dict[str, Any]]:
+                async with (
+                    aiohttp.ClientSession() as http,
+                    http.get(f"{prom.url}/api/v1/alerts") as resp,
+                ):
+                    return list((await resp.json())["data"]["alerts"])
+
+            async def budget_alert() -> list[dict[str, Any]] | None:
+                found = await alerts()
+                names = {a["labels"]["alertname"] for a in found}
+                return found if "ResponderActionBudgetSpent" in names else None
+
+            firing = await eventually(budget_alert, timeout_s=30, what="the budget alert")
+            assert {a["labels"]["alertname"] for a in firing} == {"ResponderActionBudgetSpent"}
+            [budget] = firing
+            assert budget["state"] == "firing"  # no `for`: at once
+            assert budget["labels"]["severity"] == "warning"
+
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"{prom.url}/api/v1/rules") as resp,
+            ):
+                groups = (await resp.json())["data"]["groups"]
+            evaluated = {r["name"]: r for g in groups for r in g["rules"]}
+            assert set(evaluated) == set(rules())
+            for name, rule in evaluated.items():
+                assert rule["health"] == "ok", (name, rule.get("lastError"))
+
+            for expr in dashboard_expressions():
+                body = await prom.query(grafana_free(expr))
+                assert body["status"] == "success", (expr, body)
+            # and a query of what the traffic made shows it: a signal handled once the
+            # handled count's series is in Prometheus
+            await svc.post_alertmanager(alert("Scale", status="resolved"))
+            await svc.idle()
+            [query] = [e for e in dashboard_expressions() if "processing_seconds_count" in e]
+            handled = await prom.wait_for_samples(grafana_free(query), 1e-9)
+            assert [labels["source"] for labels, _ in handled] == ["alertmanager"]
