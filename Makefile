@@ -52,10 +52,12 @@ lint: $(VENV)/.installed
 test: $(VENV)/.installed system-deps lint
 	$(BIN)/pytest
 
-# deploy/kubernetes/configmap-rules.yaml: the rule packs of rules/, byte for byte
+# deploy/kubernetes/configmap-rules.yaml: the rule packs of rules/, byte for byte;
+# deploy/kubernetes/monitoring/prometheusrule.yaml: deploy/prometheus/responder-alerts.yml
 manifests: $(VENV)/.installed
 	$(BIN)/python deploy/rules_configmap.py
 	$(BIN)/python deploy/rbac.py
+	$(BIN)/python deploy/prometheus_rule.py
 
 # requirements.lock: what the image installs with `pip install --require-hashes`: the
 # runtime dependencies of pyproject.toml at constraints.txt's pins, and the build's own

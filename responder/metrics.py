@@ -13,6 +13,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+# Why the worker sets an entry aside (``responder_dead_lettered_total{reason}``).
+DEAD_LETTER_REASONS = ("failed", "max_deliveries", "unreadable")
+
 
 class Tally:
     """One labelled count of a ``HotCounter``."""
@@ -170,6 +173,13 @@ class Metrics:
             ["action", "verdict"],
             registry=r,
         )
+        self.action_refusals = Counter(
+            "responder_action_refusals_total",
+            "Automatic action steps a guard refused, by guard (paused, acknowledged, "
+            "allowlist, cooldown, budget; responder_actions_total has them by action).",
+            ["guard"],
+            registry=r,
+        )
         self.verifications = Counter(
             "responder_action_verifications_total",
             "Action verifications by outcome (helped, unhelpful, dropped).",
@@ -221,6 +231,20 @@ class Metrics:
             "(SelfSubjectAccessReview, at start-up) found not granted or could not ask.",
             registry=r,
         )
+
+        # The children the self-monitoring alerts watch, at 0 from the start: Prometheus's
+        # increase() cannot count the first event of a series that appears with it, and
+        # these events are rare (deploy/prometheus/responder-alerts.yml).
+        for reason in DEAD_LETTER_REASONS:
+            self.dead_lettered.labels(reason)
+        self.action_refusals.labels("budget")
+
+    def watch_sink(self, sink: str) -> None:
+        """A configured sink's children, at 0 (closed, nothing failed) before its first
+        message, for the same reason."""
+        self.circuit_open.labels(sink).set(0)
+        for outcome in ("sent", "retry", "failed"):
+            self.notifications.labels(sink, outcome)
 
     # Labelled children, looked up once: labels() costs a lock and a dict per call, and
     # these are counted on every webhook.

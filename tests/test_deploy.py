@@ -1083,36 +1083,3 @@ def test_the_classification_check_can_fail() -> None:
     assert (decision.rule, decision.error_type) == ("auth-failures", ErrorType.RATE_LIMIT)
     assert decision.reasons["error_type"] == 'label status_code="429"'
     assert decision.rule != EXPECTED["PostHogRateLimited"][0]
-
-
-SELF_ALERTS_YML = ROOT / "deploy" / "prometheus" / "responder-alerts.yml"
-SELF_ALERTS_TEST_YML = ROOT / "deploy" / "prometheus" / "responder-alerts.test.yml"
-
-
-def test_promtool_accepts_responders_own_alerts_and_their_unit_tests_pass() -> None:
-    check = run(require("promtool"), "check", "rules", str(SELF_ALERTS_YML))
-    assert check.returncode == 0, check.stdout + check.stderr
-    result = run(
-        require("promtool"),
-        "test",
-        "rules",
-        SELF_ALERTS_TEST_YML.name,
-        cwd=SELF_ALERTS_TEST_YML.parent,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS" in result.stdout
-
-
-def test_responders_own_alerts_name_metrics_it_exports() -> None:
-    from prometheus_client import generate_latest
-
-    from responder.metrics import Metrics
-
-    metrics = Metrics()
-    metrics.dead_lettered.labels("failed")  # a labelled family shows once it has a child
-    exported = generate_latest(metrics.registry).decode()
-    rules = yaml.safe_load(SELF_ALERTS_YML.read_text())["groups"][0]["rules"]
-    named = {m for r in rules for m in re.findall(r"responder_[a-z_]+", r["expr"])}
-    assert named, "no metric named"
-    for metric in named:
-        assert re.search(rf"^{metric}[{{ ]", exported, re.M), f"{metric} is not exported"

@@ -710,6 +710,7 @@ class Mitigator:
         return result
 
     def _refused(self, base: ActionRecord, refusal: Verdict) -> _Result:
+        self._metrics.action_refusals.labels(refusal.guard).inc()
         return _Result(
             base.model_copy(update={"verdict": Outcome.REFUSED, "reason": refusal.reason}),
             EventKind.ACTION_REFUSED,

@@ -44,6 +44,8 @@ class Retries:
             name: CircuitBreaker(threshold=policy.breaker_threshold, open_s=policy.breaker_open_s)
             for name in sinks
         }
+        for name in self._breakers:
+            metrics.watch_sink(name)
 
     def circuit_open(self, name: str) -> DeliveryError | None:
         """The error a sink whose circuit is open fails with now, unsent; None when closed."""
