@@ -477,6 +477,9 @@ class PodInfo(Frozen):
     containers: tuple[str, ...]
     started_at: datetime | None = None
     phase: str | None = None
+    # the pod's kubectl.kubernetes.io/default-container annotation: the container whose log
+    # is read when none is named (a mesh sidecar is often the first)
+    default_container: str | None = None
 
 
 class KubeError(Exception):

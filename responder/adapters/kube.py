@@ -17,6 +17,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from responder.domain.names import k8s_name_problem, selector_problem
+from responder.mitigate.patches import DEFAULT_CONTAINER
 from responder.ports import KubeError, PodInfo
 
 # Our name in the objects' managed fields (kubectl uses kubectl-set, kubectl-rollout...).
@@ -85,6 +86,7 @@ class KubernetesGateway:
                 containers=tuple(c.name for c in (p.spec.containers or [])),
                 started_at=p.status.start_time if p.status else None,
                 phase=p.status.phase if p.status else None,
+                default_container=(p.metadata.annotations or {}).get(DEFAULT_CONTAINER),
             )
             for p in pods.items
         ]
