@@ -752,7 +752,10 @@ class Mitigator:
         return _Result(
             record,
             EventKind.ACTION_DRY_RUN,
-            f"{spec.type} on {base.target} (dry-run): would send {_short(patch)}",
+            f"{spec.type} on {base.target} (dry-run): "
+            # what it would change, where the target could be read (which containers)
+            + (f"{_change(plan.before, plan.wanted)}; " if plan.before else "")
+            + f"would send {_short(patch)}",
             data={"patch": patch},
         )
 
