@@ -4,9 +4,12 @@ its store and the fake cluster (the real kubernetes-asyncio client)."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.support.fake_kube import FakeKube
 from tests.support.mitigation import (
@@ -198,3 +201,88 @@ async def test_the_dry_run_patch_names_the_container_it_would_change(backend_set
             assert container_env(c.kube, "linkerd-proxy") == {"LINKERD2_PROXY_LOG": "warn"}
             assert "RATE_LIMIT_MODE" not in container_env(c.kube, "app")
             assert "action.applied" not in kinds(inc)
+
+
+ROTATION_PACK = """
+name: rotation-test
+version: "1"
+defaults:
+  group_by: [alertname, service]
+  dry_run: false
+  probes:
+    - {{type: health, url: "{health}", json_path: .services.posthog.status, timeout_s: 2}}
+rules:
+  - name: classify
+    match: ['service="posthog-integration"']
+    classify: {{severity: P2, error_type: auth}}
+    continue: true
+  - name: rotated-key
+    match: ['alertname="Rotated"']
+    when: ["health.ok == false"]
+    actions:
+      - {{type: restart_if_secret_rotated, namespace: production,
+         deployment: posthog-integration, secret: posthog-secrets}}
+"""
+
+
+def with_secret(app: dict[str, Any], how: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The app container reading the Secret ``how`` (env, envFrom, volume), and the pod
+    volumes that takes."""
+    app = dict(app)
+    if how == "env":
+        ref = {"secretKeyRef": {"name": "posthog-secrets", "key": "api-key"}}
+        app["env"] = [{"name": "POSTHOG_API_KEY", "valueFrom": ref}]
+        return app, []
+    if how == "envFrom":
+        app["envFrom"] = [{"secretRef": {"name": "posthog-secrets"}}]
+        return app, []
+    app["volumeMounts"] = [{"name": "keys", "mountPath": "/etc/posthog", "readOnly": True}]
+    return app, [{"name": "keys", "secret": {"secretName": "posthog-secrets"}}]
+
+
+async def rotation_world(c: Cluster, *, how: str | None, changed: datetime) -> None:
+    """The meshed integration whose app reads the Secret ``how`` (``None``: nothing reads
+    it), started two hours ago; its proxy restarted a minute ago (it crash-looped); the
+    Secret changed at ``changed``."""
+    app, volumes = with_secret(APP, how) if how else (dict(APP), [])
+    c.kube.add_deployment(NS, DEPLOY, containers=[SIDECAR, app], replicas=1, labels=SELECTOR)
+    if volumes:
+        c.kube.edit_deployment(
+            NS, DEPLOY, lambda d: d["spec"]["template"]["spec"].update(volumes=volumes)
+        )
+    for n in range(2):
+        c.kube.remove_pod(NS, f"{DEPLOY}-{n}")
+    now = datetime.now(UTC)
+    pod = f"{DEPLOY}-0"
+    c.kube.add_pod(NS, pod, SELECTOR, [SIDECAR, app], started_at=now - timedelta(hours=2))
+    c.kube.restart_container(NS, pod, "linkerd-proxy", at=now - timedelta(minutes=1))
+    c.kube.set_secret(NS, "posthog-secrets", {"api-key": "phc_new"}, changed_at=changed)
+    c.pack.write_text(ROTATION_PACK.format(health=c.health.health_url))
+
+
+@pytest.mark.parametrize("how", ["env", "envFrom", "volume"])
+async def test_a_rotation_is_judged_by_the_container_that_reads_the_secret(
+    backend_settings, tmp_path, how
+):
+    """The proxy restarted after the rotation, the app (which reads the key) did not: the
+    app holds the old key, so the pods are restarted, whichever way the app reads it."""
+    async with cluster(tmp_path) as c:
+        await rotation_world(c, how=how, changed=datetime.now(UTC) - timedelta(minutes=30))
+        async with responder(c, backend_settings) as svc:
+            await svc.post_alertmanager(alert("Rotated"))
+            inc = await settled(svc, "Rotated", "action.applied")
+            [patch] = c.patches()
+            assert "kubectl.kubernetes.io/restartedAt" in json.dumps(patch.body)
+            assert inc["actions"][0]["verdict"] == "applied"
+
+
+async def test_a_secret_no_container_reads_is_no_reason_to_restart(backend_settings, tmp_path):
+    async with cluster(tmp_path) as c:
+        await rotation_world(c, how=None, changed=datetime.now(UTC) - timedelta(minutes=30))
+        async with responder(c, backend_settings) as svc:
+            await svc.post_alertmanager(alert("Rotated"))
+            inc = await settled(svc, "Rotated", "action.skipped")
+            assert c.patches() == []
+            reason = inc["actions"][0]["reason"]
+            assert "no container of posthog-integration reads the Secret" in reason
+            assert "a human must check the key" in inc["needs_human"]

@@ -61,6 +61,16 @@ def _checked(what: str, *, namespace: str, selector: str | None = None, **names:
         raise KubeError(f"{what}: refused: {problem}")
 
 
+def _container_starts(pod: Any) -> dict[str, datetime]:
+    """When each running container of a pod started (``containerStatuses``)."""
+    statuses = (pod.status.container_statuses if pod.status else None) or []
+    return {
+        s.name: s.state.running.started_at
+        for s in statuses
+        if s.state and s.state.running and s.state.running.started_at
+    }
+
+
 class KubernetesGateway:
     def __init__(self, configuration: client.Configuration) -> None:
         self._configuration = configuration
@@ -87,6 +97,7 @@ class KubernetesGateway:
                 started_at=p.status.start_time if p.status else None,
                 phase=p.status.phase if p.status else None,
                 default_container=(p.metadata.annotations or {}).get(DEFAULT_CONTAINER),
+                container_started_at=_container_starts(p),
             )
             for p in pods.items
         ]

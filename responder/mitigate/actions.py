@@ -342,12 +342,27 @@ class RestartIfSecretRotatedAction(RestartAction[RestartIfSecretRotated]):
         )
 
     async def _secret_rotated(self, kube: KubeGateway) -> tuple[bool, str]:
+        """Judged per container that reads the Secret (env, envFrom, a volume): its pods'
+        containers that started before the change hold the old value; the others (a
+        sidecar) do not matter."""
         spec = self.spec
         deployment = await self.read(kube)
+        users = patches.secret_users(deployment, spec.secret)
+        if not users:
+            return False, (
+                f"no container of {spec.deployment} reads the Secret {spec.secret} "
+                "(env, envFrom or a volume): a restart would not load it"
+            )
         selector = patches.pod_selector(deployment)
         pods = await kube.list_pods(namespace=spec.namespace, selector=selector)
-        starts = [p.started_at for p in pods if p.started_at is not None]
+        starts = [
+            started
+            for p in pods
+            for c in users
+            if (started := p.container_started_at.get(c, p.started_at)) is not None
+        ]
         changed = await kube.secret_changed_at(namespace=spec.namespace, name=spec.secret)
+        which = f"container{'s' if len(users) > 1 else ''} {', '.join(users)}"
         if not starts:
             return False, f"no running pod of {spec.deployment} to compare with"
         oldest = min(starts)
@@ -356,11 +371,11 @@ class RestartIfSecretRotatedAction(RestartAction[RestartIfSecretRotated]):
         if changed > oldest:
             return True, (
                 f"the Secret {spec.secret} changed at {changed:%H:%M:%S}, after the "
-                f"oldest pod started ({oldest:%H:%M:%S}): pods hold the old key"
+                f"oldest pod's {which} started ({oldest:%H:%M:%S}): pods hold the old key"
             )
         return False, (
             f"the Secret {spec.secret} last changed at {changed:%Y-%m-%d %H:%M:%S}, "
-            f"before the oldest pod started ({oldest:%Y-%m-%d %H:%M:%S})"
+            f"before the oldest pod's {which} started ({oldest:%Y-%m-%d %H:%M:%S})"
         )
 
 

@@ -94,6 +94,27 @@ def patched_containers(patch: Mapping[str, Any]) -> list[str]:
     return [str(c.get("name")) for c in spec.get("containers") or []]
 
 
+def secret_users(deployment: Mapping[str, Any], secret: str) -> list[str]:
+    """The containers that read the Secret: an ``env`` ``secretKeyRef``, an ``envFrom``
+    ``secretRef``, or a mounted volume of it (``secret`` or ``projected``)."""
+    pod_spec = deployment.get("spec", {}).get("template", {}).get("spec", {})
+    volumes = set()
+    for volume in pod_spec.get("volumes") or []:
+        sources = [volume.get("secret") or {}] + [
+            s.get("secret") or {} for s in (volume.get("projected") or {}).get("sources") or []
+        ]
+        if any(s.get("secretName", s.get("name")) == secret for s in sources):
+            volumes.add(volume.get("name"))
+    users = []
+    for c in containers(deployment):
+        refs = [((e.get("valueFrom") or {}).get("secretKeyRef") or {}) for e in c.get("env") or []]
+        refs += [(e.get("secretRef") or {}) for e in c.get("envFrom") or []]
+        mounted = {m.get("name") for m in c.get("volumeMounts") or []}
+        if any(r.get("name") == secret for r in refs) or mounted & volumes:
+            users.append(str(c.get("name")))
+    return users
+
+
 def restarted_at(deployment: Mapping[str, Any]) -> str | None:
     value = _template_annotations(deployment).get(RESTARTED_AT)
     return str(value) if value is not None else None
