@@ -4,7 +4,6 @@ its store and the fake cluster (the real kubernetes-asyncio client)."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -240,10 +239,12 @@ def with_secret(app: dict[str, Any], how: str) -> tuple[dict[str, Any], list[dic
     return app, [{"name": "keys", "secret": {"secretName": "posthog-secrets"}}]
 
 
-async def rotation_world(c: Cluster, *, how: str | None, changed: datetime) -> None:
+async def rotation_world(
+    c: Cluster, *, how: str | None, changed: datetime, restarted: str | None = None
+) -> None:
     """The meshed integration whose app reads the Secret ``how`` (``None``: nothing reads
-    it), started two hours ago; its proxy restarted a minute ago (it crash-looped); the
-    Secret changed at ``changed``."""
+    it), its pod started two hours ago; the container ``restarted`` restarted a minute ago
+    (it crash-looped); the Secret changed at ``changed``."""
     app, volumes = with_secret(APP, how) if how else (dict(APP), [])
     c.kube.add_deployment(NS, DEPLOY, containers=[SIDECAR, app], replicas=1, labels=SELECTOR)
     if volumes:
@@ -255,7 +256,8 @@ async def rotation_world(c: Cluster, *, how: str | None, changed: datetime) -> N
     now = datetime.now(UTC)
     pod = f"{DEPLOY}-0"
     c.kube.add_pod(NS, pod, SELECTOR, [SIDECAR, app], started_at=now - timedelta(hours=2))
-    c.kube.restart_container(NS, pod, "linkerd-proxy", at=now - timedelta(minutes=1))
+    if restarted:
+        c.kube.restart_container(NS, pod, restarted, at=now - timedelta(minutes=1))
     c.kube.set_secret(NS, "posthog-secrets", {"api-key": "phc_new"}, changed_at=changed)
     c.pack.write_text(ROTATION_PACK.format(health=c.health.health_url))
 
@@ -264,16 +266,19 @@ async def rotation_world(c: Cluster, *, how: str | None, changed: datetime) -> N
 async def test_a_rotation_is_judged_by_the_container_that_reads_the_secret(
     backend_settings, tmp_path, how
 ):
-    """The proxy restarted after the rotation, the app (which reads the key) did not: the
-    app holds the old key, so the pods are restarted, whichever way the app reads it."""
+    """The pod started before the rotation, but the app (which reads the key, whichever
+    way) restarted after it: it holds the new key, so nothing is restarted and a human
+    checks the key. The pod's start time alone would have restarted it for nothing."""
     async with cluster(tmp_path) as c:
-        await rotation_world(c, how=how, changed=datetime.now(UTC) - timedelta(minutes=30))
+        changed = datetime.now(UTC) - timedelta(minutes=30)
+        await rotation_world(c, how=how, changed=changed, restarted="app")
         async with responder(c, backend_settings) as svc:
             await svc.post_alertmanager(alert("Rotated"))
-            inc = await settled(svc, "Rotated", "action.applied")
-            [patch] = c.patches()
-            assert "kubectl.kubernetes.io/restartedAt" in json.dumps(patch.body)
-            assert inc["actions"][0]["verdict"] == "applied"
+            inc = await settled(svc, "Rotated", "action.skipped")
+            assert c.patches() == []
+            reason = inc["actions"][0]["reason"]
+            assert "before the oldest pod's container app started" in reason
+            assert "a human must check the key" in inc["needs_human"]
 
 
 async def test_a_secret_no_container_reads_is_no_reason_to_restart(backend_settings, tmp_path):
