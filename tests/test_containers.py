@@ -4,6 +4,9 @@ its store and the fake cluster (the real kubernetes-asyncio client)."""
 
 from __future__ import annotations
 
+import io
+import json
+import tarfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -291,3 +294,41 @@ async def test_a_secret_no_container_reads_is_no_reason_to_restart(backend_setti
             reason = inc["actions"][0]["reason"]
             assert "no container of posthog-integration reads the Secret" in reason
             assert "a human must check the key" in inc["needs_human"]
+
+
+def bundle_files(bundle: Path) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(bundle.read_bytes()), mode="r:gz") as tar:
+        return {
+            m.name.split("/", 1)[1]: tar.extractfile(m).read()  # type: ignore[union-attr]
+            for m in tar.getmembers()
+        }
+
+
+async def test_the_evidence_bundle_keeps_each_containers_log_and_says_which(
+    make_settings, tmp_path
+):
+    """Without a default container, triage read each container; the bundle keeps each
+    one's error lines as triage read them and its log now, in files of their own, and
+    ``logs/containers.json`` says which pod and container each file is."""
+    reports = tmp_path / "reports"
+    async with cluster(tmp_path) as c:
+        meshed(c.kube, default=None)
+        write_pack(c, tmp_path)
+        async with responder(c, make_settings, reports_dir=reports) as svc:
+            await svc.post_alertmanager(alert("SetEnv"))
+            await settled(svc, "SetEnv", "action.applied")
+            await svc.post_alertmanager(alert("SetEnv", status="resolved"))
+            inc = await settled(svc, "SetEnv", "report.written")
+
+    [written] = [e for e in inc["timeline"] if e["kind"] == "report.written"]
+    files = bundle_files(Path(written["data"]["evidence"]))
+    logs = f"logs/{NS}/{DEPLOY}-0"
+    assert b"ERROR 429 Too Many Requests (pod 0)" in files[f"{logs}.app.at-triage.log"]
+    assert b"connection reset" in files[f"{logs}.linkerd-proxy.at-triage.log"]
+    assert b"ERROR 429 Too Many Requests (pod 0)" in files[f"{logs}.app.log"]
+    assert b"connection reset" not in files[f"{logs}.app.log"]
+    assert b"connection reset" in files[f"{logs}.linkerd-proxy.log"]
+    read = json.loads(files["logs/containers.json"])
+    assert read[f"{logs}.app.log"] == {"pod": f"{DEPLOY}-0", "container": "app"}
+    assert read[f"{logs}.linkerd-proxy.log"] == {"pod": f"{DEPLOY}-0", "container": "linkerd-proxy"}
+    assert "errors.json" not in files, files.get("errors.json")
