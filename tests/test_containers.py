@@ -140,6 +140,7 @@ async def test_set_env_changes_the_default_container_reads_its_logs_and_reverts_
             # its logs were read (the app's, not the proxy's), and it says which
             probe = pod_logs_probe(inc)
             assert probe["ok"], probe
+            assert "(container app)" in probe["summary"]
             evidence = probe["evidence"]
             assert evidence["errors"] == {}
             assert evidence["containers"] == {f"{DEPLOY}-0": ["app"], f"{DEPLOY}-1": ["app"]}
