@@ -477,6 +477,11 @@ class PodInfo(Frozen):
     containers: tuple[str, ...]
     started_at: datetime | None = None
     phase: str | None = None
+    # the pod's kubectl.kubernetes.io/default-container annotation: the container whose log
+    # is read when none is named (a mesh sidecar is often the first)
+    default_container: str | None = None
+    # when each running container last started (a container restart reads a Secret anew)
+    container_started_at: dict[str, datetime] = Field(default_factory=dict)
 
 
 class KubeError(Exception):

@@ -49,8 +49,8 @@ async def test_set_env_merges_by_name_and_records_before_and_after(backend_setti
             "production/posthog-integration",
             "applied",
         )
-        assert action["before"] == {"container": "app", "env": {"RATE_LIMIT_MODE": None}}
-        assert action["after"] == {"container": "app", "env": {"RATE_LIMIT_MODE": "queue"}}
+        assert action["before"] == {"containers": {"app": {"RATE_LIMIT_MODE": None}}}
+        assert action["after"] == {"containers": {"app": {"RATE_LIMIT_MODE": "queue"}}}
         assert [v["guard"] for v in action["verdicts"]] == [
             "paused",
             "acknowledged",
@@ -73,8 +73,10 @@ async def test_unset_env_removes_one_variable(backend_settings, tmp_path):
         env = only_patch(c).body["spec"]["template"]["spec"]["containers"][0]["env"]
         assert env == [{"name": "POSTHOG_HOST", "$patch": "delete"}]
         assert c.env() == {"LOG_LEVEL": "info"}
-        assert inc["actions"][0]["before"]["env"] == {"POSTHOG_HOST": "https://us.i.posthog.com"}
-        assert inc["actions"][0]["after"]["env"] == {"POSTHOG_HOST": None}
+        assert inc["actions"][0]["before"]["containers"]["app"] == {
+            "POSTHOG_HOST": "https://us.i.posthog.com"
+        }
+        assert inc["actions"][0]["after"]["containers"]["app"] == {"POSTHOG_HOST": None}
 
 
 async def test_rollout_restart_sets_restarted_at(backend_settings, tmp_path):
@@ -194,7 +196,7 @@ async def test_restart_if_secret_rotated(backend_settings, tmp_path, changed_hou
             else:
                 assert c.patches() == []
                 assert action["verdict"] == "skipped"
-                assert "before the oldest pod started" in action["reason"]
+                assert "before the oldest pod's container app started" in action["reason"]
                 assert "a human must check the key" in inc["needs_human"]
                 assert "incident.needs_human" in kinds(inc)
 

@@ -99,7 +99,7 @@ async def test_dry_run_records_the_exact_patch_and_sends_nothing(backend_setting
                 }
             }
         }
-        assert action["before"] == {"container": "app", "env": {"RATE_LIMIT_MODE": None}}
+        assert action["before"] == {"containers": {"app": {"RATE_LIMIT_MODE": None}}}
         assert "the rule or its pack says dry_run" in action["reason"]
 
 

@@ -128,7 +128,7 @@ async def test_a_worker_killed_after_its_patch_is_not_followed_by_a_second_patch
             [action] = inc["actions"]
             assert action["verdict"] == "applied"
             assert "found in place" in action["reason"]
-            assert action["after"] == {"container": "app", "env": {"RATE_LIMIT_MODE": "queue"}}
+            assert action["after"] == {"containers": {"app": {"RATE_LIMIT_MODE": "queue"}}}
 
 
 @pytest.mark.timeout(90)

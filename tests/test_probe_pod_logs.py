@@ -80,7 +80,12 @@ async def test_matching_lines_of_the_selected_pods_within_the_window(kube) -> No
     fake, gateway = kube
     result = await PodLogsReader(gateway, Redactor()).run(spec())
     assert result.ok
-    assert result.facts == {"pods": 2, "pods_with_matches": 1, "matching_lines": 3}
+    assert result.facts == {
+        "pods": 2,
+        "pods_with_matches": 1,
+        "matching_lines": 3,
+        "pods_gone": 0,
+    }
     lines = result.evidence["lines"]
     assert set(lines) == {"posthog-integration-a", "posthog-integration-b"}
     assert lines["posthog-integration-b"] == []
@@ -116,12 +121,16 @@ async def test_forbidden_listing_is_a_failed_probe_that_says_so(kube) -> None:
     assert "403 forbidden" in result.error
 
 
-async def test_a_pod_that_vanished_is_noted_and_the_others_are_read(kube) -> None:
+async def test_a_pod_that_vanished_is_a_fact_and_the_others_are_read(kube) -> None:
     fake, gateway = kube
     fake.fail("GET", r"/api/v1/namespaces/production/pods/posthog-integration-b/log", 404)
     result = await PodLogsReader(gateway, Redactor()).run(spec())
     assert result.ok
-    assert "404 not found" in result.evidence["errors"]["posthog-integration-b"], result
+    # replaced since it was listed (a rollout): said as such, not as a read that failed
+    assert result.evidence["gone"] == ["posthog-integration-b"]
+    assert result.evidence["errors"] == {}
+    assert result.facts["pods_gone"] == 1
+    assert "1 pod(s) gone" in result.summary
     assert result.facts["matching_lines"] == 3
 
 
@@ -129,7 +138,12 @@ async def test_no_pods_is_an_answer_not_a_failure(kube) -> None:
     _, gateway = kube
     result = await PodLogsReader(gateway, Redactor()).run(spec(selector="app=nothing"))
     assert result.ok
-    assert result.facts == {"pods": 0, "pods_with_matches": 0, "matching_lines": 0}
+    assert result.facts == {
+        "pods": 0,
+        "pods_with_matches": 0,
+        "matching_lines": 0,
+        "pods_gone": 0,
+    }
 
 
 async def test_wrong_token_is_unauthorized(tmp_path) -> None:

@@ -299,7 +299,7 @@ async def test_resolve_writes_postmortem_and_bundle_once_and_links_them_in_slack
             files = members(bundle.read_bytes())
             assert {"timeline.json", "signals.json", "facts.json", "actions.json"} <= set(files)
             [action] = json.loads(files["actions.json"])
-            assert action["before"]["env"] != action["after"]["env"]
+            assert action["before"]["containers"] != action["after"]["containers"]
             # the rule's query over the window, from the real Prometheus
             series = json.loads(files["prometheus/error_rate.json"])
             assert series["query"] == QUERY.replace('\\"', '"')

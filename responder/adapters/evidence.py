@@ -17,13 +17,13 @@ from datetime import datetime
 import orjson
 import structlog
 
-from responder.adapters.probes.pod_logs import MAX_PODS, why_not_read
+from responder.adapters.probes.pod_logs import MAX_PODS, containers_to_read, why_not_read
 from responder.adapters.prometheus import PrometheusClient
 from responder.domain.incident import Incident
 from responder.domain.names import k8s_name_problem
 from responder.domain.plans import PodLogsProbe, PrometheusProbe
 from responder.mitigate.guards import namespace_allowed
-from responder.ports import KubeError, KubeGateway, PodInfo
+from responder.ports import KubeError, KubeGateway
 from responder.redaction import Redactor
 from responder.report.bundle import EVIDENCE_WINDOW, ErroringPod
 
@@ -159,20 +159,30 @@ class WindowEvidence:
         kube = self._kube
         since_s = max(1, min(86_400, int((now - start).total_seconds())))
 
-        async def listed(spec: PodLogsProbe) -> list[tuple[PodInfo, str | None]]:
+        async def listed(spec: PodLogsProbe) -> list[ErroringPod]:
             try:
                 pods = await kube.list_pods(namespace=spec.namespace, selector=spec.selector)
             except Exception as exc:  # noqa: BLE001
                 errors.append({"source": f"pods/{spec.namespace}", "error": str(exc)[:300]})
                 return []
-            return [(pod, spec.container) for pod in pods]
+            found = []
+            for pod in pods:
+                # the probe's choice: the named container, the default one, else each
+                chosen = containers_to_read(pod, spec.container)
+                for container in chosen:
+                    several = len(chosen) > 1 and container is not None
+                    key = f"{pod.name}/{container}" if several else pod.name
+                    found.append(ErroringPod(pod.namespace, pod.name, container, (), key))
+            return found
 
-        async def pod_log(pod: PodInfo, container: str | None) -> None:
+        read: dict[str, dict[str, str | None]] = {}
+
+        async def pod_log(pod: ErroringPod) -> None:
             try:
                 text = await kube.read_log(
                     namespace=pod.namespace,
-                    pod=pod.name,
-                    container=container,
+                    pod=pod.pod,
+                    container=pod.container,
                     since_s=since_s,
                     tail_lines=MAX_LOG_LINES,
                 )
@@ -184,14 +194,14 @@ class WindowEvidence:
                     if gone
                     else str(exc)[:300]
                 )
-                errors.append({"source": f"logs/{pod.name}", "error": said})
+                errors.append({"source": f"logs/{pod.key or pod.pod}", "error": said})
                 return
-            files[f"logs/{_name(pod.namespace)}/{_name(pod.name)}.log"] = self._redact(
-                text
-            ).encode()
+            path = f"logs/{_name(pod.namespace)}/{pod.stem}.log"
+            files[path] = self._redact(text).encode()
+            read[path] = {"pod": pod.pod, "container": pod.container}
 
         async def all_logs() -> None:
-            found: dict[tuple[str, str], tuple[PodInfo, str | None]] = {}
+            found: dict[tuple[str, str], ErroringPod] = {}
             if erroring:
                 # the pods that logged the errors at triage, by name: not those a rollout
                 # (ours, to mitigate) put in their place since; one gone since is said
@@ -199,12 +209,11 @@ class WindowEvidence:
                     if namespace_allowed(self._allowlist, e.namespace) and not (
                         k8s_name_problem(e.pod, kind="pod")
                     ):
-                        pod = PodInfo(name=e.pod, namespace=e.namespace, containers=())
-                        found.setdefault((e.namespace, e.pod), (pod, e.container))
+                        found.setdefault((e.namespace, e.key or e.pod), e)
             else:
                 for pods in await asyncio.gather(*(listed(s) for s in specs)):
-                    for pod, container in pods:
-                        found.setdefault((pod.namespace, pod.name), (pod, container))
+                    for pod in pods:
+                        found.setdefault((pod.namespace, pod.key), pod)
             # the pod-logs probe's cap, for the bundle as a whole: a selector that matches
             # a whole fleet must not turn one request into hundreds of reads
             chosen = list(found.values())[:MAX_PODS]
@@ -212,11 +221,14 @@ class WindowEvidence:
                 errors.append(
                     {
                         "source": "kubernetes",
-                        "error": f"{len(found)} pods matched; the logs of the first "
-                        f"{MAX_PODS} were read",
+                        "error": f"{len(found)} pod logs matched; the first {MAX_PODS} were read",
                     }
                 )
-            await asyncio.gather(*(pod_log(pod, container) for pod, container in chosen))
+            await asyncio.gather(*(pod_log(pod) for pod in chosen))
+            # which pod and container each log file is (None: the pod's only one)
+            files["logs/containers.json"] = orjson.dumps(
+                dict(sorted(read.items())), option=orjson.OPT_INDENT_2
+            )
 
         try:
             await asyncio.wait_for(all_logs(), self._timeout_s * 2)

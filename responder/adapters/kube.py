@@ -19,6 +19,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from responder.domain.names import k8s_name_problem, selector_problem
 from responder.kube_access import Access
+from responder.mitigate.patches import DEFAULT_CONTAINER
 from responder.ports import KubeError, PodInfo
 
 # Our name in the objects' managed fields (kubectl uses kubectl-set, kubectl-rollout...).
@@ -62,6 +63,16 @@ def _checked(what: str, *, namespace: str, selector: str | None = None, **names:
         raise KubeError(f"{what}: refused: {problem}")
 
 
+def _container_starts(pod: Any) -> dict[str, datetime]:
+    """When each running container of a pod started (``containerStatuses``)."""
+    statuses = (pod.status.container_statuses if pod.status else None) or []
+    return {
+        s.name: s.state.running.started_at
+        for s in statuses
+        if s.state and s.state.running and s.state.running.started_at
+    }
+
+
 class KubernetesGateway:
     def __init__(self, configuration: client.Configuration) -> None:
         self._configuration = configuration
@@ -87,6 +98,8 @@ class KubernetesGateway:
                 containers=tuple(c.name for c in (p.spec.containers or [])),
                 started_at=p.status.start_time if p.status else None,
                 phase=p.status.phase if p.status else None,
+                default_container=(p.metadata.annotations or {}).get(DEFAULT_CONTAINER),
+                container_started_at=_container_starts(p),
             )
             for p in pods.items
         ]

@@ -200,6 +200,8 @@ class PodLogsProbe(_Probe):
         "pods": "how many pods the selector found",
         "pods_with_matches": "how many of them had matching lines",
         "matching_lines": "how many matching lines were kept",
+        "pods_gone": "how many of the pods listed were gone when their log was read "
+        "(replaced by a rollout: a fact, not a failure)",
         "access": "auth_failed (401: credentials expired) or permission_denied (403) when "
         "the cluster refused us (with error)",
     }
@@ -208,7 +210,11 @@ class PodLogsProbe(_Probe):
     type: Literal["pod_logs"]
     namespace: NonEmpty
     selector: NonEmpty = Field(description="Label selector, e.g. app=posthog-integration")
-    container: str | None = None
+    container: str | None = Field(
+        None,
+        description="Default: the pod's kubectl.kubernetes.io/default-container, else each "
+        "container.",
+    )
     since_s: int = Field(300, ge=1, le=86400)
     pattern: NonEmpty = Field("(?i)error", description="Regular expression a line must contain.")
     tail_lines: int = Field(20, ge=1, le=1000)
@@ -301,14 +307,18 @@ class SetEnv(_RevertibleAction):
     """What ``kubectl set env deployment/D NAME=value`` does."""
 
     type: Literal["set_env"]
-    container: str | None = Field(None, description="Default: the first container.")
+    container: str | None = Field(
+        None,
+        description="Default: the pod template's kubectl.kubernetes.io/default-container, "
+        "else every container (as kubectl set env); never one by position.",
+    )
     env: dict[NonEmpty, str] = Field(min_length=1)
     revert_on_resolve: bool = True
 
 
 class UnsetEnv(_RevertibleAction):
     type: Literal["unset_env"]
-    container: str | None = None
+    container: str | None = Field(None, description="Chosen as set_env's.")
     names: tuple[NonEmpty, ...] = Field(min_length=1)
     revert_on_resolve: bool = False
 

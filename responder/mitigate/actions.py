@@ -206,38 +206,59 @@ class EnvAction(ReversibleAction[EnvSpecT]):
     ) -> Plan:
         values = self.values
         if deployment is None:  # dry-run without a cluster: the patch, unknown before
-            name = self.spec.container or "<first container>"
-            unknown: dict[str, JsonValue] = {"env": dict(values)}
-            return Plan(patches.env_patch(name, values), {}, unknown)
-        name = patches.container_name(deployment, self.spec.container)
-        current: dict[str, JsonValue] = dict(patches.env_values(deployment, name, list(values)))
-        wanted: dict[str, JsonValue] = dict(values)
+            name = self.spec.container or "<the default container, else each container>"
+            unknown: dict[str, JsonValue] = {"containers": {name: dict(values)}}
+            return Plan(patches.env_patch({name: values}), {}, unknown)
+        targets = patches.target_containers(deployment, self.spec.container)
+        current = {n: patches.env_values(deployment, n, list(values)) for n in targets}
+        # only the containers not yet as wanted are patched, so the record (and the dry-run
+        # patch) names the containers that change; all of them when none would
+        changing = [n for n in targets if current[n] != values] or targets
         return Plan(
-            patches.env_patch(name, values),
-            {"container": name, "env": current},
-            {"container": name, "env": wanted},
+            patches.env_patch(dict.fromkeys(changing, values)),
+            {"containers": {n: dict(current[n]) for n in changing}},
+            {"containers": {n: dict(values) for n in changing}},
         )
 
     def found_sent(self, deployment: dict[str, Any], wanted: Mapping[str, JsonValue]) -> bool:
-        env = wanted.get("env")
-        if not isinstance(env, dict):
-            return False
-        name = patches.container_name(deployment, self.spec.container)
-        return patches.env_values(deployment, name, list(env)) == env
+        per_container = env_by_container(wanted)
+        return bool(per_container) and all(
+            patches.env_values(deployment, name, list(env)) == env
+            for name, env in per_container.items()
+        )
 
     async def send(self, patch: dict[str, Any], *, kube: KubeGateway) -> dict[str, JsonValue]:
         result = await self._patch_deployment(patch, kube)
-        name = patches.container_name(result, self.spec.container)
-        return {"container": name, "env": dict(patches.env_values(result, name, list(self.values)))}
+        sent = patch["spec"]["template"]["spec"]["containers"]
+        read: dict[str, JsonValue] = {
+            str(c["name"]): dict(
+                patches.env_values(result, str(c["name"]), [str(e["name"]) for e in c["env"]])
+            )
+            for c in sent
+        }
+        return {"containers": read}
 
     def undo(self, record: ActionRecord) -> dict[str, Any] | None:
-        container = str(record.before.get("container") or record.after.get("container"))
-        before = record.before.get("env")
-        values = {
-            str(k): (None if v is None else str(v))
-            for k, v in (before.items() if isinstance(before, dict) else [])
-        }
-        return patches.env_patch(container, values)
+        before = env_by_container(record.before)
+        if not before:  # recorded before the target was read: nothing known to put back
+            before = {n: dict.fromkeys(env) for n, env in env_by_container(record.after).items()}
+        return patches.env_patch(before)
+
+
+def env_by_container(state: Mapping[str, JsonValue]) -> dict[str, dict[str, str | None]]:
+    """An env action's recorded state, per container: ``{"containers": {name: {var: value}}}``,
+    or the one-container ``{"container": name, "env": {...}}`` records of earlier versions
+    (an incident open across the upgrade is still reverted)."""
+    if "container" in state and isinstance(state.get("env"), dict):
+        raw: Mapping[str, JsonValue] = {str(state["container"]): state["env"]}
+    else:
+        found = state.get("containers")
+        raw = found if isinstance(found, dict) else {}
+    return {
+        str(name): {str(k): (None if v is None else str(v)) for k, v in env.items()}
+        for name, env in raw.items()
+        if isinstance(env, dict)
+    }
 
 
 class SetEnvAction(EnvAction[SetEnv]):
@@ -321,12 +342,27 @@ class RestartIfSecretRotatedAction(RestartAction[RestartIfSecretRotated]):
         )
 
     async def _secret_rotated(self, kube: KubeGateway) -> tuple[bool, str]:
+        """Judged per container that reads the Secret (env, envFrom, a volume): its pods'
+        containers that started before the change hold the old value; the others (a
+        sidecar) do not matter."""
         spec = self.spec
         deployment = await self.read(kube)
+        users = patches.secret_users(deployment, spec.secret)
+        if not users:
+            return False, (
+                f"no container of {spec.deployment} reads the Secret {spec.secret} "
+                "(env, envFrom or a volume): a restart would not load it"
+            )
         selector = patches.pod_selector(deployment)
         pods = await kube.list_pods(namespace=spec.namespace, selector=selector)
-        starts = [p.started_at for p in pods if p.started_at is not None]
+        starts = [
+            started
+            for p in pods
+            for c in users
+            if (started := p.container_started_at.get(c, p.started_at)) is not None
+        ]
         changed = await kube.secret_changed_at(namespace=spec.namespace, name=spec.secret)
+        which = f"container{'s' if len(users) > 1 else ''} {', '.join(users)}"
         if not starts:
             return False, f"no running pod of {spec.deployment} to compare with"
         oldest = min(starts)
@@ -335,11 +371,11 @@ class RestartIfSecretRotatedAction(RestartAction[RestartIfSecretRotated]):
         if changed > oldest:
             return True, (
                 f"the Secret {spec.secret} changed at {changed:%H:%M:%S}, after the "
-                f"oldest pod started ({oldest:%H:%M:%S}): pods hold the old key"
+                f"oldest pod's {which} started ({oldest:%H:%M:%S}): pods hold the old key"
             )
         return False, (
             f"the Secret {spec.secret} last changed at {changed:%Y-%m-%d %H:%M:%S}, "
-            f"before the oldest pod started ({oldest:%Y-%m-%d %H:%M:%S})"
+            f"before the oldest pod's {which} started ({oldest:%Y-%m-%d %H:%M:%S})"
         )
 
 

@@ -65,6 +65,7 @@ from responder.mitigate.actions import (
     DeploymentAction,
     PageHumanAction,
     action_for,
+    env_by_container,
 )
 from responder.mitigate.guards import ACKNOWLEDGED, DRY_RUN, GuardInput, check
 from responder.ports import (
@@ -752,7 +753,10 @@ class Mitigator:
         return _Result(
             record,
             EventKind.ACTION_DRY_RUN,
-            f"{spec.type} on {base.target} (dry-run): would send {_short(patch)}",
+            f"{spec.type} on {base.target} (dry-run): "
+            # what it would change, where the target could be read (which containers)
+            + (f"{_change(plan.before, plan.wanted)}; " if plan.before else "")
+            + f"would send {_short(patch)}",
             data={"patch": patch},
         )
 
@@ -1031,10 +1035,13 @@ def _short(patch: Any) -> str:
 
 
 def _change(before: dict[str, Any], after: dict[str, Any]) -> str:
-    if "env" in after:
-        b, a = before.get("env") or {}, after.get("env") or {}
-        parts = [f"{k}: {b.get(k)!r} → {a.get(k)!r}" for k in a]
-        return ", ".join(parts)
+    if isinstance(after.get("containers"), dict):  # an env action: say which containers
+        b, a = env_by_container(before), env_by_container(after)
+        return "; ".join(
+            f"container {c}: "
+            + ", ".join(f"{k}: {b.get(c, {}).get(k)!r} → {v!r}" for k, v in env.items())
+            for c, env in a.items()
+        )
     keys = sorted(set(before) | set(after))
     return ", ".join(f"{k}: {before.get(k)!r} → {after.get(k)!r}" for k in keys)
 

@@ -15,6 +15,8 @@ from datetime import datetime
 from typing import Any
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+# The container kubectl picks when none is named (logs, exec); ours too (``target_containers``).
+DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"
 
 
 class TargetProblem(ValueError):
@@ -26,16 +28,33 @@ def containers(deployment: Mapping[str, Any]) -> list[dict[str, Any]]:
     return list(spec.get("containers") or [])
 
 
-def container_name(deployment: Mapping[str, Any], wanted: str | None) -> str:
-    """The named container, or the first (what ``kubectl set env`` does without -c)."""
+def _template_annotations(deployment: Mapping[str, Any]) -> Mapping[str, Any]:
+    template = deployment.get("spec", {}).get("template", {})
+    return template.get("metadata", {}).get("annotations") or {}
+
+
+def target_containers(deployment: Mapping[str, Any], wanted: str | None) -> list[str]:
+    """The containers an env action changes: the named one; else the one the pod template's
+    ``default-container`` annotation names (what ``kubectl logs``/``exec`` pick); else every
+    container (what ``kubectl set env`` does without -c). Never one by position: a mesh
+    sidecar is often first."""
     names = [str(c.get("name", "")) for c in containers(deployment)]
     if not names:
         raise TargetProblem("the deployment has no containers")
-    if wanted is None:
-        return names[0]
-    if wanted not in names:
-        raise TargetProblem(f"no container {wanted!r} (containers: {', '.join(names)})")
-    return wanted
+    if wanted is not None:
+        if wanted not in names:
+            raise TargetProblem(f"no container {wanted!r} (containers: {', '.join(names)})")
+        return [wanted]
+    default = _template_annotations(deployment).get(DEFAULT_CONTAINER)
+    if default is not None:
+        if default not in names:
+            # a stale annotation must not turn "the app" into "every container"
+            raise TargetProblem(
+                f"the {DEFAULT_CONTAINER} annotation names {default!r}, not a container "
+                f"(containers: {', '.join(names)}): name the container in the rule"
+            )
+        return [str(default)]
+    return names
 
 
 def env_values(
@@ -55,22 +74,49 @@ def env_values(
     return current
 
 
-def env_patch(container: str, values: Mapping[str, str | None]) -> dict[str, Any]:
-    """Set each name to its value; ``None`` removes the variable."""
-    entries: list[dict[str, Any]] = []
-    for name, value in values.items():
-        if value is None:
-            entries.append({"name": name, "$patch": "delete"})
-        else:
-            entries.append({"name": name, "value": value})
-    return {"spec": {"template": {"spec": {"containers": [{"name": container, "env": entries}]}}}}
+def env_patch(values: Mapping[str, Mapping[str, str | None]]) -> dict[str, Any]:
+    """Per container (by name), set each variable to its value; ``None`` removes it."""
+    patched: list[dict[str, Any]] = []
+    for container, env in values.items():
+        entries: list[dict[str, Any]] = []
+        for name, value in env.items():
+            if value is None:
+                entries.append({"name": name, "$patch": "delete"})
+            else:
+                entries.append({"name": name, "value": value})
+        patched.append({"name": container, "env": entries})
+    return {"spec": {"template": {"spec": {"containers": patched}}}}
+
+
+def patched_containers(patch: Mapping[str, Any]) -> list[str]:
+    """The containers an env patch (ours, or its undo) names."""
+    spec = patch.get("spec", {}).get("template", {}).get("spec", {})
+    return [str(c.get("name")) for c in spec.get("containers") or []]
+
+
+def secret_users(deployment: Mapping[str, Any], secret: str) -> list[str]:
+    """The containers that read the Secret: an ``env`` ``secretKeyRef``, an ``envFrom``
+    ``secretRef``, or a mounted volume of it (``secret`` or ``projected``)."""
+    pod_spec = deployment.get("spec", {}).get("template", {}).get("spec", {})
+    volumes = set()
+    for volume in pod_spec.get("volumes") or []:
+        sources = [volume.get("secret") or {}] + [
+            s.get("secret") or {} for s in (volume.get("projected") or {}).get("sources") or []
+        ]
+        if any(s.get("secretName", s.get("name")) == secret for s in sources):
+            volumes.add(volume.get("name"))
+    users = []
+    for c in containers(deployment):
+        refs = [((e.get("valueFrom") or {}).get("secretKeyRef") or {}) for e in c.get("env") or []]
+        refs += [(e.get("secretRef") or {}) for e in c.get("envFrom") or []]
+        mounted = {m.get("name") for m in c.get("volumeMounts") or []}
+        if any(r.get("name") == secret for r in refs) or mounted & volumes:
+            users.append(str(c.get("name")))
+    return users
 
 
 def restarted_at(deployment: Mapping[str, Any]) -> str | None:
-    annotations = (
-        deployment.get("spec", {}).get("template", {}).get("metadata", {}).get("annotations") or {}
-    )
-    value = annotations.get(RESTARTED_AT)
+    value = _template_annotations(deployment).get(RESTARTED_AT)
     return str(value) if value is not None else None
 
 

@@ -56,12 +56,21 @@ def file_name(text: str) -> str:
 
 @dataclass(frozen=True)
 class ErroringPod:
-    """A pod whose log had matching (error) lines when triage read it: its lines then."""
+    """A pod whose log (of ``container``) had matching (error) lines when triage read it:
+    its lines then."""
 
     namespace: str
     pod: str
     container: str | None
     lines: tuple[str, ...]
+    # the pod-logs probe's key: the pod, or pod/container when it read several of its
+    # containers (each has its own file in the bundle)
+    key: str = ""
+
+    @property
+    def stem(self) -> str:
+        """The name of this log's files in the bundle."""
+        return file_name((self.key or self.pod).replace("/", "."))
 
 
 def erroring_pods(view: IncidentView) -> list[ErroringPod]:
@@ -78,18 +87,34 @@ def erroring_pods(view: IncidentView) -> list[ErroringPod]:
             evidence = probe.get("evidence")
             if not isinstance(evidence, dict) or not isinstance(evidence.get("lines"), dict):
                 continue
-            namespace, container = evidence.get("namespace"), evidence.get("container")
+            namespace = evidence.get("namespace")
             if not isinstance(namespace, str):
                 continue
-            for pod, lines in evidence["lines"].items():  # type: ignore[union-attr]
+            for key, lines in evidence["lines"].items():  # type: ignore[union-attr]
                 if isinstance(lines, list) and lines:
-                    found[(namespace, pod)] = ErroringPod(
+                    pod, container = _pod_and_container(evidence, str(key))
+                    found[(namespace, str(key))] = ErroringPod(
                         namespace=namespace,
                         pod=pod,
-                        container=container if isinstance(container, str) else None,
+                        container=container,
                         lines=tuple(str(line) for line in lines),
+                        key=str(key),
                     )
     return list(found.values())
+
+
+def _pod_and_container(evidence: Mapping[str, Any], key: str) -> tuple[str, str | None]:
+    """Which pod and container a probe's ``lines`` key is: ``pod/container``, or the pod
+    with the container it says it read (``containers``), else the rule's."""
+    if "/" in key:
+        pod, container = key.split("/", 1)
+        return pod, container
+    read = evidence.get("containers")
+    named = read.get(key) if isinstance(read, dict) else None
+    if isinstance(named, list) and len(named) == 1 and isinstance(named[0], str):
+        return key, named[0]
+    rules = evidence.get("container")
+    return key, rules if isinstance(rules, str) else None
 
 
 def incident_files(
@@ -109,7 +134,7 @@ def incident_files(
     }
     # the error lines as triage read them: the pods may be gone by now (our own rollout)
     for pod in erroring_pods(view):
-        path = f"logs/{file_name(pod.namespace)}/{file_name(pod.pod)}.at-triage.log"
+        path = f"logs/{file_name(pod.namespace)}/{pod.stem}.at-triage.log"
         files[path] = ("\n".join(pod.lines) + "\n").encode()
     for name, text in messages.items():
         files[f"messages/{name}.txt"] = text.encode()

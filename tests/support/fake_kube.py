@@ -1166,6 +1166,23 @@ class FakeKube(LoopbackServer):
                 position -= 1
             lines.insert(position, (when, text))
 
+    def restart_container(
+        self, namespace: str, pod: str, container: str, *, at: datetime | None = None
+    ) -> dict[str, Any]:
+        """What the kubelet records when one container of a pod restarts (a sidecar
+        crash-looping, say): its ``restartCount`` up by one and ``state.running.startedAt``
+        the restart time (default now); the pod's ``startTime`` stays."""
+        obj = self._require("pods", namespace, pod)
+        statuses = obj["status"].get("containerStatuses") or []
+        [status] = [s for s in statuses if s["name"] == container] or [None]
+        if status is None:
+            raise KeyError(f"pod {namespace}/{pod} has no running container {container!r}")
+        status["restartCount"] += 1
+        status["containerID"] = f"containerd://{uuid.uuid4().hex}"
+        status["state"] = {"running": {"startedAt": rfc3339(_utc(at) if at else self._now())}}
+        obj["metadata"]["resourceVersion"] = self._next_revision()
+        return copy.deepcopy(obj)
+
     def remove_pod(self, namespace: str, name: str) -> None:
         self._require("pods", namespace, name)
         del self._objects[("pods", namespace, name)]

@@ -140,6 +140,8 @@ def add_integration(kube: FakeKube, *, started: datetime, log_line: str | None =
                 "name": "app",
                 "image": "example/posthog-integration:1.4.2",
                 "env": {"POSTHOG_HOST": "https://us.i.posthog.com", "LOG_LEVEL": "info"},
+                # the API key: what restart_if_secret_rotated judges the app by
+                "envFrom": [{"secretRef": {"name": "posthog-secrets"}}],
             }
         ],
         replicas=2,

@@ -15,7 +15,7 @@ from responder.domain.facts import ProbeResult
 from responder.domain.names import k8s_name_problem, selector_problem
 from responder.domain.plans import PodLogsProbe
 from responder.mitigate.guards import namespace_allowed
-from responder.ports import KubeError, KubeGateway
+from responder.ports import KubeError, KubeGateway, PodInfo
 from responder.redaction import Redactor
 
 # Bounds: how many pods are read, and how many lines are read per pod before filtering.
@@ -78,25 +78,36 @@ class PodLogsReader:
             )
         pattern = re.compile(spec.pattern)
         lines: dict[str, Any] = {}
+        read: dict[str, Any] = {}
         errors: dict[str, Any] = {}
+        gone: list[Any] = []
         statuses: list[int | None] = []
         for pod in pods[:MAX_PODS]:
-            try:
-                text = await self._kube.read_log(
-                    namespace=spec.namespace,
-                    pod=pod.name,
-                    container=spec.container,
-                    since_s=spec.since_s,
-                    tail_lines=_READ_LINES,
-                )
-            except KubeError as exc:
-                errors[pod.name] = str(exc)
-                statuses.append(exc.status)
-                continue
-            matching = [self._redact(line) for line in text.splitlines() if pattern.search(line)]
-            lines[pod.name] = matching[-spec.tail_lines :]
+            chosen = containers_to_read(pod, spec.container)
+            for container in chosen:
+                # one container read: its lines under the pod's name; each of several:
+                # under pod/container (a pod name has no "/")
+                key = pod.name if len(chosen) == 1 else f"{pod.name}/{container}"
+                try:
+                    text = await self._kube.read_log(
+                        namespace=spec.namespace,
+                        pod=pod.name,
+                        container=container,
+                        since_s=spec.since_s,
+                        tail_lines=_READ_LINES,
+                    )
+                except KubeError as exc:
+                    if exc.status == 404:  # replaced since it was listed: a fact, not a fault
+                        gone.append(pod.name)
+                        break
+                    errors[key] = str(exc)
+                    statuses.append(exc.status)
+                    continue
+                matching = [self._redact(ln) for ln in text.splitlines() if pattern.search(ln)]
+                lines[key] = matching[-spec.tail_lines :]
+                read.setdefault(pod.name, []).extend([container] if container else [])
         total = sum(len(v) for v in lines.values())
-        if pods and not lines:
+        if pods and not lines and errors:
             return ProbeResult(
                 probe="pod_logs",
                 ok=False,
@@ -104,22 +115,47 @@ class PodLogsReader:
                 facts=_access(next(iter(statuses), None)),
                 summary="logs: no pod log could be read",
             )
+        with_matches = {key.split("/", 1)[0] for key, found in lines.items() if found}
         return ProbeResult(
             probe="pod_logs",
             ok=True,
             facts={
                 "pods": len(pods),
-                "pods_with_matches": sum(1 for v in lines.values() if v),
+                "pods_with_matches": len(with_matches),
                 "matching_lines": total,
+                "pods_gone": len(gone),
             },
             evidence={
                 "selector": spec.selector,
                 "namespace": spec.namespace,
                 "container": spec.container,
+                "containers": read,
                 "pattern": spec.pattern,
                 "since_s": spec.since_s,
                 "lines": lines,
                 "errors": errors,
+                "gone": gone,
             },
-            summary=f"logs: {total} line(s) matching {spec.pattern!r} in {len(pods)} pod(s)",
+            summary=f"logs: {total} line(s) matching {spec.pattern!r} in {len(pods)} pod(s)"
+            + _read_from(read)
+            + (f"; {len(gone)} pod(s) gone since listed" if gone else ""),
         )
+
+
+def containers_to_read(pod: PodInfo, named: str | None) -> list[str | None]:
+    """The containers of ``pod`` whose log is read: the rule's; else the pod's
+    ``default-container``; else each (the API refuses a multi-container pod's log without
+    one). ``None``: the pod's containers are not known (the API picks its only one)."""
+    if named is not None:
+        return [named]
+    if pod.default_container is not None and pod.default_container in pod.containers:
+        return [pod.default_container]
+    return list(pod.containers) or [None]
+
+
+def _read_from(read: dict[str, Any]) -> str:
+    """Which containers were read, when it is not one for every pod alike."""
+    kinds = {tuple(names) for names in read.values()}
+    if not kinds or kinds == {()}:
+        return ""
+    return " (container " + "; ".join(", ".join(k) for k in sorted(kinds)) + ")"
