@@ -149,7 +149,9 @@ async def test_evidence_reads_the_logs_of_at_most_ten_pods(
             triaged = [n for n in files if n.startswith("logs/") and n.endswith(".at-triage.log")]
             assert len(triaged) == 8
             read_now = [
-                n for n in files if n.startswith("logs/") and not n.endswith(".at-triage.log")
+                n
+                for n in files
+                if n.startswith("logs/") and n.endswith(".log") and not n.endswith(".at-triage.log")
             ]
             assert len(c.kube.requests_to("GET", LOG)) == len(read_now) == 8
             assert not c.kube.requests_to("GET", LIST)  # no listing: the names are known

@@ -225,10 +225,11 @@ class WindowEvidence:
                     }
                 )
             await asyncio.gather(*(pod_log(pod) for pod in chosen))
-            # which pod and container each log file is (None: the pod's only one)
-            files["logs/containers.json"] = orjson.dumps(
-                dict(sorted(read.items())), option=orjson.OPT_INDENT_2
-            )
+            if read:
+                # which pod and container each log file is (None: the pod's only one)
+                files["logs/containers.json"] = orjson.dumps(
+                    dict(sorted(read.items())), option=orjson.OPT_INDENT_2
+                )
 
         try:
             await asyncio.wait_for(all_logs(), self._timeout_s * 2)
