@@ -29,6 +29,15 @@ def _targets(allowlist: list[str]) -> list[tuple[str, str]]:
     return list(found)
 
 
+def _unreachable(why: str) -> Result:
+    return fail(
+        NAME,
+        f"cannot reach the cluster: {why}",
+        "set RESPONDER_KUBECONFIG (or run in a pod with a service account) and check the "
+        "network path to the API server",
+    )
+
+
 async def check(settings: Settings, rules: RuleSet | None) -> list[Result]:
     allowlist = list(settings.action_allowlist)
     if not allowlist:
@@ -53,14 +62,9 @@ async def check(settings: Settings, rules: RuleSet | None) -> list[Result]:
                 if exc.status in (401, 403):
                     results.append(fail(NAME, f"deployment {namespace}/{name}: {exc}", FIX_RBAC))
                     continue
-                return [
-                    *results,
-                    fail(
-                        NAME,
-                        f"cannot reach the cluster: {exc}",
-                        "set RESPONDER_KUBECONFIG (or run in a pod with a service account)",
-                    ),
-                ]
+                return [*results, _unreachable(str(exc))]
+            except Exception as exc:  # noqa: BLE001 - refused, DNS, TLS: said, not raised
+                return [*results, _unreachable(type(exc).__name__)]
             results.append(ok(NAME, f"deployment {namespace}/{name} exists"))
         state = await access_report(gateway, allowlist, rules or RuleSet(), now=datetime.now(UTC))
         if state.skipped:
