@@ -105,7 +105,10 @@ async def test_slack_token_and_channels_ok() -> None:
     line(lines, "ok", "slack", "auth.test: token of responder")
     line(lines, "ok", "slack", "can post in #incidents")
     line(lines, "ok", "slack", "can post in #major")
-    assert fails(lines, "slack") == []
+    # the shipped pack's rules name #posthog-incidents, which this workspace lacks
+    missing = line(lines, "FAIL", "slack", "channel #posthog-incidents not found")
+    assert "fix: create #posthog-incidents" in missing
+    assert len(fails(lines, "slack")) == 1
 
 
 async def test_slack_token_refused() -> None:

@@ -47,7 +47,7 @@ async def run_checks(settings: Settings, *, limit_s: float = 30.0) -> Report:
     tls = outbound_ssl(settings)
     integrations = await asyncio.gather(
         _within("redis", limit_s, redis.check(settings)),
-        _within("slack", limit_s, slack.check(settings, tls=tls)),
+        _within("slack", limit_s, slack.check(settings, rules, tls=tls)),
         _within("statuspage", limit_s, statuspage.check(settings, tls=tls)),
         _within("pagerduty", limit_s, pagerduty.check(settings, tls=tls)),
         _within("prometheus", limit_s, prometheus.check(settings, rules, tls=tls)),

@@ -10,15 +10,23 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from responder.check.result import Result, fail, ok, skip
+from responder.rules.engine import RuleSet
 from responder.settings import Settings
 
 NAME = "slack"
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{8,}$")
 
 
-def configured_channels(settings: Settings) -> list[str]:
-    """The default channel, then those by severity, each once."""
-    return list(dict.fromkeys([settings.slack_channel, *settings.slack_channels.values()]))
+def configured_channels(settings: Settings, rules: RuleSet | None = None) -> list[str]:
+    """The default channel, those by severity, then those the packs' rules name
+    (``slack:<channel>``; a direct message to ``@someone`` is not a channel to join), each
+    once."""
+    named = []
+    for pack in rules.packs if rules is not None else ():
+        for notify in (pack.spec.defaults.notify, *(r.spec.notify for r in pack.rules)):
+            named += [n.removeprefix("slack:") for n in notify if n.startswith("slack:")]
+    every = [settings.slack_channel, *settings.slack_channels.values(), *named]
+    return list(dict.fromkeys(c for c in every if not c.startswith("@")))
 
 
 def _error(exc: Exception) -> str:
@@ -27,7 +35,9 @@ def _error(exc: Exception) -> str:
     return type(exc).__name__
 
 
-async def check(settings: Settings, *, tls: ssl.SSLContext | None = None) -> list[Result]:
+async def check(
+    settings: Settings, rules: RuleSet | None = None, *, tls: ssl.SSLContext | None = None
+) -> list[Result]:
     if settings.slack_token is None:
         if settings.slack_webhook_url is not None:
             return [ok(NAME, "incoming webhook configured (not checked: checking it would post)")]
@@ -62,7 +72,7 @@ async def check(settings: Settings, *, tls: ssl.SSLContext | None = None) -> lis
     bot = str(auth.get("user") or "the bot")
     results = [ok(NAME, f"auth.test: token of {bot} in {auth.get('team')}")]
     ids: dict[str, str] | None = None
-    for channel in configured_channels(settings):
+    for channel in configured_channels(settings, rules):
         if not _CHANNEL_ID.match(channel) and ids is None:
             ids, problem = await _channel_ids(client)
             if problem is not None:
