@@ -253,6 +253,14 @@ async def test_prometheus_urls_and_pack_queries(tmp_path: Path) -> None:
     assert "posthog_requests_total" not in failed
 
 
+async def test_prometheus_password_in_its_url_is_masked() -> None:
+    port = free_port()
+    lines = await check_lines(prometheus_url=f"http://reader:pr0m-pass@127.0.0.1:{port}")
+    assert "pr0m-pass" not in "\n".join(lines)
+    assert f"  RESPONDER_PROMETHEUS_URL=http://reader:****@127.0.0.1:{port}" in lines
+    line(lines, "FAIL", "prometheus", f"http://reader:****@127.0.0.1:{port} unreachable")
+
+
 async def test_prometheus_unset_while_packs_query_it_warns() -> None:
     lines = await check_lines()
     warned = line(lines, "warn", "prometheus", "not configured, but the packs have")

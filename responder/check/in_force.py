@@ -16,7 +16,7 @@ from responder.settings import ENV_PREFIX, Settings
 MASK = "****"
 
 
-def _masked_url(url: str) -> str:
+def masked_url(url: str) -> str:
     """A URL with its password masked, the rest shown (where it points is no secret)."""
     parts = urlsplit(url)
     if parts.password is None:
@@ -30,13 +30,16 @@ def _masked_url(url: str) -> str:
 def _shown(name: str, value: Any) -> Any:
     if isinstance(value, SecretStr):
         # the Redis URL says where the store is: only its password is secret
-        return _masked_url(value.get_secret_value()) if name == "redis_url" else MASK
+        return masked_url(value.get_secret_value()) if name == "redis_url" else MASK
     if isinstance(value, list):
         return [_shown(name, v) for v in value]
     if isinstance(value, dict):
         return {k: _shown(name, v) for k, v in value.items()}
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, str) and "://" in value:
+        # a URL that is not a secret setting can still carry a password (Prometheus's)
+        return ",".join(masked_url(url) for url in value.split(","))
     return value
 
 
@@ -81,7 +84,7 @@ def summary(settings: Settings) -> dict[str, str]:
     return {
         "sinks": sinks(settings),
         "cluster": cluster,
-        "prometheus": ", ".join(settings.prometheus_urls) or "none",
+        "prometheus": ", ".join(masked_url(u) for u in settings.prometheus_urls) or "none",
         "allowlist": ", ".join(allowlist) if allowlist else "empty (no automatic action)",
         "dry-run": "on (actions are only recorded)" if settings.dry_run else "off",
     }

@@ -10,6 +10,8 @@ _WIDTH = 5  # "FAIL " and "skip " line up with "ok   " and "warn "
 
 
 def as_text(report: Report) -> str:
+    """The lines people read; ``report.redact`` has taken every configured secret out of
+    what an outside answer may have echoed."""
     lines = ["settings in force (the others at their defaults; secrets masked):"]
     lines += [f"  {name}={_value(value)}" for name, value in report.settings.items()]
     if not report.settings:
@@ -26,7 +28,7 @@ def as_text(report: Report) -> str:
         f"{failed} failed, {warned} warnings"
         + (": fix the FAIL lines before serving" if failed else "")
     )
-    return "\n".join(lines)
+    return report.redact("\n".join(lines))
 
 
 def _value(value: object) -> str:
@@ -38,12 +40,14 @@ def _value(value: object) -> str:
 
 
 def as_json(report: Report) -> str:
-    return json.dumps(
-        {
-            "ok": not report.failed,
-            "settings": report.settings,
-            "in_force": report.summary,
-            "checks": [r.as_dict() for r in report.results],
-        },
-        indent=2,
+    return report.redact(
+        json.dumps(
+            {
+                "ok": not report.failed,
+                "settings": report.settings,
+                "in_force": report.summary,
+                "checks": [r.as_dict() for r in report.results],
+            },
+            indent=2,
+        )
     )

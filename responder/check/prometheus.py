@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 
+from responder.check.in_force import masked_url
 from responder.check.result import Result, fail, ok, skip, warn
 from responder.domain.plans import PrometheusProbe
 from responder.rules.engine import RuleSet
@@ -72,6 +73,7 @@ async def check(
     async with aiohttp.ClientSession(timeout=timeout) as session:
         for url in urls:
             base = url.rstrip("/")
+            shown = masked_url(url)  # a password in the URL is not printed
             try:
                 status, body = await _get(session, f"{base}/api/v1/query", {"query": "1"}, tls)
                 reachable = status == 200 and body.get("status") == "success"
@@ -79,13 +81,13 @@ async def check(
             except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError) as exc:
                 reachable, why = False, f"unreachable ({type(exc).__name__})"
             if reachable:
-                results.append(ok(NAME, f"{url} answers queries"))
+                results.append(ok(NAME, f"{shown} answers queries"))
                 answering = answering or base
             else:
                 results.append(
                     fail(
                         NAME,
-                        f"{url} {why}",
+                        f"{shown} {why}",
                         "fix RESPONDER_PROMETHEUS_URL (the server's base URL, e.g. "
                         "http://prometheus:9090) or the network path to it",
                     )
@@ -123,7 +125,7 @@ async def _query(
     if missing:
         return fail(
             NAME,
-            f"{label}: no series named {', '.join(missing)} in {base}",
+            f"{label}: no series named {', '.join(missing)} in {masked_url(base)}",
             "fix the metric name in the pack, or scrape the service that exports it",
         )
     return ok(NAME, f"{label} parses and its series exist")

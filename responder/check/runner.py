@@ -5,7 +5,7 @@ templates, Prometheus and Kubernetes checks read them)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +14,7 @@ from responder.check import kubernetes, packs, pagerduty, prometheus, redis, sla
 from responder.check import templates as templates_check
 from responder.check.in_force import settings_in_force, summary
 from responder.check.result import Result, fail
+from responder.redaction import Redactor
 from responder.settings import Settings
 
 
@@ -22,6 +23,9 @@ class Report:
     settings: dict[str, Any]
     summary: dict[str, str]
     results: list[Result] = field(default_factory=list)
+    # what prints the report passes through it: an error an outside service answered
+    # could echo a credential we sent
+    redact: Callable[[str], str] = str
 
     @property
     def failed(self) -> bool:
@@ -42,7 +46,11 @@ async def _within(name: str, limit_s: float, work: Awaitable[list[Result]]) -> l
 
 
 async def run_checks(settings: Settings, *, limit_s: float = 30.0) -> Report:
-    report = Report(settings_in_force(settings), summary(settings))
+    report = Report(
+        settings_in_force(settings),
+        summary(settings),
+        redact=Redactor(settings.secret_values()).known_only,
+    )
     pack_results, rules = packs.check(settings)
     tls = outbound_ssl(settings)
     integrations = await asyncio.gather(
