@@ -110,7 +110,7 @@ async def _channel(client: AsyncWebClient, channel: str, ids: dict[str, str], bo
         NAME,
         f"channel {channel} not found",
         f"create {channel}, or fix RESPONDER_SLACK_CHANNEL / RESPONDER_SLACK_CHANNELS "
-        "(a private channel is found only once the bot is in it)",
+        "(only public channels are found by name: name a private one by its id, C…)",
     )
     if channel_id is None:
         return missing
