@@ -130,6 +130,10 @@ def serve(
         f"store: {store}  workers: {settings.workers}",
         err=True,
     )
+    # what is in force, in the words `responder check` uses
+    from responder.check.in_force import summary_line
+
+    typer.echo(summary_line(settings), err=True)
     loop: asyncio.AbstractEventLoop
     try:
         import uvloop
@@ -623,6 +627,29 @@ def incidents_ack(
     _print_incident_line(inc)
     if inc["status"] == "open":
         typer.echo("the ack is queued: a worker applies it (no worker took it within 5 s)")
+
+
+@cli.command()
+def check(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON document for machines.")
+    ] = False,
+    timeout_s: Annotated[
+        float, typer.Option("--timeout", help="Seconds each integration may take.")
+    ] = 30.0,
+) -> None:
+    """Check the configuration before serving: the settings in force (secrets masked), then
+    Redis, Slack, Statuspage, PagerDuty, Prometheus, Kubernetes, the rule packs and the
+    templates, one line each with the fix when it fails. Exit 1 when any check fails."""
+    # imported here: the checks pull in every client library, and other commands start fast
+    from responder.check.output import as_json as json_report
+    from responder.check.output import as_text
+    from responder.check.runner import run_checks
+
+    settings = load_settings()
+    report = _run(run_checks(settings, limit_s=timeout_s))
+    typer.echo(json_report(report) if as_json else as_text(report))
+    raise typer.Exit(report.exit_code)
 
 
 def main() -> None:

@@ -233,7 +233,9 @@ class FakeSlack(_NotifyFake):
 
     Channels are named without their ``#`` (``"#incidents"`` and ``"incidents"`` are the same
     one) and get a stable id (``C`` + digits) when first used; a name in ``missing_channels``
-    is never created (``channel_not_found``). Messages' ``metadata`` is returned by
+    is never created (``channel_not_found``); a name in ``outside_channels`` exists but the bot
+    is not a member of it (``conversations.info`` says ``is_member: false``; posting is not
+    refused here). Messages' ``metadata`` is returned by
     ``conversations.history``/``replies`` only with ``include_all_metadata``, as Slack does.
     """
 
@@ -247,11 +249,13 @@ class FakeSlack(_NotifyFake):
         token: str = "xoxb-test",
         channels: Iterable[str] = (),
         missing_channels: Iterable[str] = (),
+        outside_channels: Iterable[str] = (),
         host: str = "127.0.0.1",
     ) -> None:
         super().__init__(host=host)
         self.token = token
         self.missing_channels = {self._name(c) for c in missing_channels}
+        self.outside_channels = {self._name(c) for c in outside_channels}
         self.webhook_messages: list[WebhookMessage] = []
         self._channels: dict[str, _Channel] = {}  # by id
         self._ids: dict[str, str] = {}  # name -> id
@@ -668,6 +672,20 @@ class FakeSlack(_NotifyFake):
             "response_metadata": {"next_cursor": f"offset:{offset + len(page)}" if more else ""},
         }
 
+    def _info(self, args: dict[str, Any]) -> dict[str, Any]:
+        # conversations.info: by id only, as Slack (a name is channel_not_found)
+        channel = self._resolve(args.get("channel"), create=False)
+        return {
+            "ok": True,
+            "channel": {
+                "id": channel.id,
+                "name": channel.name,
+                "is_channel": True,
+                "is_archived": False,
+                "is_member": channel.name not in self.outside_channels,
+            },
+        }
+
     def _auth_test(self, _: dict[str, Any]) -> dict[str, Any]:
         return {
             "ok": True,
@@ -692,6 +710,7 @@ class FakeSlack(_NotifyFake):
             "conversations.history": self._history,
             "conversations.replies": self._replies,
             "conversations.list": self._list,
+            "conversations.info": self._info,
             "auth.test": self._auth_test,
         }
         method = methods.get(request.match_info["method"])
@@ -1319,6 +1338,25 @@ class FakePagerDuty(_NotifyFake):
             return self._rest_error(404, "Not Found", 2100)
         return None
 
+    async def _list_users(self, request: web.Request) -> web.Response:
+        # GET /users?query=: the users whose name or email contains the query (every
+        # well-formed email is a user when ``users`` is None, as for From on writes)
+        if request.headers.get("Authorization") != f"Token token={self.api_key}":
+            return self._rest_error(401, "Authentication failed", 2006)
+        accept = request.headers.get("Accept", "").replace(" ", "")
+        if PD_ACCEPT not in accept:
+            return self._rest_error(406, f"Accept must be {PD_ACCEPT}", 2001)
+        query = request.query.get("query", "").lower()
+        if self.users is None:
+            known = [query] if _EMAIL.match(query) else []
+        else:
+            known = sorted(u for u in self.users if query in u.lower())
+        users = [
+            {**self._user(email), "type": "user", "email": email, "name": email.split("@")[0]}
+            for email in known
+        ]
+        return _json(200, {"users": users, "limit": 25, "offset": 0, "more": False})
+
     def _user(self, email: str) -> dict[str, Any]:
         user_id = "PU" + uuid.uuid5(uuid.NAMESPACE_DNS, email).hex[:5].upper()
         return {
@@ -1464,3 +1502,4 @@ class FakePagerDuty(_NotifyFake):
         app.router.add_post("/incidents/{incident_id}/notes", self._add_note)
         app.router.add_get("/incidents/{incident_id}/notes", self._list_notes)
         app.router.add_get("/incidents/{incident_id}", self._get_incident)
+        app.router.add_get("/users", self._list_users)
