@@ -22,7 +22,7 @@ from responder.domain.notification import (
 from responder.domain.severity import SeverityLevel
 from responder.domain.timeline import TimelineEvent
 from responder.domain.watch import next_update_at
-from responder.render.words import facts_text, value_text
+from responder.render.words import facts_text, plural, value_text
 from responder.rules.schema import PublicInfo
 
 ICONS = {"P1": "🔴", "P2": "🟠", "P3": "🟡", "P4": "🔵"}
@@ -47,7 +47,7 @@ def _clock(at: datetime | None) -> str:
 
 def _impact(incident: Incident, level: SeverityLevel) -> str:
     said = incident.annotations.get("impact") or incident.annotations.get("summary")
-    alerts = f"{incident.alerts_firing} of {incident.alerts_total} alerts firing"
+    alerts = f"{incident.alerts_firing} of {plural(incident.alerts_total, 'alert')} firing"
     what = f"{level.definition}" + (f": {said}" if said else "")
     return f"{what} ({alerts})" if incident.alerts_total else what
 
