@@ -65,7 +65,7 @@ def test_demo_replays_every_scenario_and_writes_the_postmortems(tmp_path: Path) 
         assert internal not in public
     assert "vendor: 1 open incident: " in shown["unreachable"]
     # the 429's rate limit headers, read at triage, are in the postmortem's action items
-    assert "http: HTTP 429, rate limit limit 600, remaining 0" in shown["rate-limited"]
+    assert "http: HTTP 429, rate limit: limit 600, remaining 0" in shown["rate-limited"]
     # PostHog is watched until it resolves, then, after the quiet period with our error
     # ratio down, the fallback's revert is shown (dry-run: the patch it would send)
     vendor = shown["unreachable"]
