@@ -13,7 +13,7 @@ PIP := $(BIN)/python -m pip
 DEBIAN_PACKAGES := redis-server prometheus prometheus-alertmanager
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run serve test lint system-deps bench clean manifests lock
+.PHONY: run serve test lint system-deps bench clean manifests lock docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ manifests: $(VENV)/.installed
 	$(BIN)/python deploy/rules_configmap.py
 	$(BIN)/python deploy/rbac.py
 	$(BIN)/python deploy/prometheus_rule.py
+
+# docs/configuration.md: the settings table, rendered from responder/settings.py (run it
+# after changing a setting; tests/test_configuration_doc.py fails while it is stale)
+docs: $(VENV)/.installed
+	$(BIN)/python docs/configuration.py
 
 # requirements.lock: what the image installs with `pip install --require-hashes`: the
 # runtime dependencies of pyproject.toml at constraints.txt's pins, and the build's own

@@ -338,6 +338,9 @@ def demo(
             "upstream-5xx.",
         ),
     ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Each patch as its full JSON.")
+    ] = False,
 ) -> None:
     """Show the product: the service in-process on embedded defaults replays the bundled
     scenarios (PostHog unreachable with a vendor incident, 429, 401 after a key rotation,
@@ -346,7 +349,7 @@ def demo(
 
     logs.configure(level="WARNING", secrets=[])
     try:
-        run(out=out, names=scenario or None, echo=typer.echo)
+        run(out=out, names=scenario or None, echo=typer.echo, verbose=verbose)
     except DemoError as exc:
         fail(str(exc), code=1)
 

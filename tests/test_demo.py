@@ -13,12 +13,24 @@ from typer.testing import CliRunner
 
 from responder.cli import cli
 
-# scenario → (severity, branch, what the patch must say)
+# scenario → (severity, branch, what the patch must say: one line per container)
 EXPECTED = {
-    "unreachable": ("P1", "vendor-incident", '"name": "POSTHOG_FALLBACK"'),
-    "rate-limited": ("P2", "our-integration-rate-limit-spent", '"name": "RATE_LIMIT_MODE"'),
-    "auth-rotated": ("P1", "our-integration-auth", '"kubectl.kubernetes.io/restartedAt"'),
-    "upstream-5xx": ("P2", "our-integration-upstream-5xx", '"name": "POSTHOG_FALLBACK"'),
+    "unreachable": ("P1", "vendor-incident", "container app: env POSTHOG_FALLBACK=true"),
+    "rate-limited": (
+        "P2",
+        "our-integration-rate-limit-spent",
+        "container app: env RATE_LIMIT_MODE=queue",
+    ),
+    "auth-rotated": (
+        "P1",
+        "our-integration-auth",
+        "pod template annotation kubectl.kubernetes.io/restartedAt=",
+    ),
+    "upstream-5xx": (
+        "P2",
+        "our-integration-upstream-5xx",
+        "container app: env POSTHOG_FALLBACK=true",
+    ),
 }
 
 
@@ -38,7 +50,7 @@ def test_demo_replays_every_scenario_and_writes_the_postmortems(tmp_path: Path) 
         text = shown[name]
         assert f"▶ classified {severity} " in text, text
         assert f"Decision tree: {branch}" in text, text
-        assert "the exact patch it would send" in text
+        assert "the patch it would send (strategic merge):" in text
         assert patch in text, text
         assert "*Status:* INVESTIGATING" in text  # the Slack root, posted before triage
         assert "*Status:* RESOLVED" in text  # and edited on resolve
@@ -51,9 +63,9 @@ def test_demo_replays_every_scenario_and_writes_the_postmortems(tmp_path: Path) 
     assert "delays in analytics data" in public
     for internal in ("production", "posthog-integration", "429", "RATE_LIMIT_MODE"):
         assert internal not in public
-    assert "vendor: 1 open incident(s)" in shown["unreachable"]
+    assert "vendor: 1 open incident: " in shown["unreachable"]
     # the 429's rate limit headers, read at triage, are in the postmortem's action items
-    assert "http: HTTP 429, rate limit limit 600, remaining 0" in shown["rate-limited"]
+    assert "http: HTTP 429, rate limit: limit 600, remaining 0" in shown["rate-limited"]
     # PostHog is watched until it resolves, then, after the quiet period with our error
     # ratio down, the fallback's revert is shown (dry-run: the patch it would send)
     vendor = shown["unreachable"]
@@ -61,7 +73,7 @@ def test_demo_replays_every_scenario_and_writes_the_postmortems(tmp_path: Path) 
     revert = vendor.index("▶ dry-run    revert of set_env on production/posthog-integration")
     assert resolved < revert < vendor.index("▶ received   Alertmanager webhook, resolved")
     assert "the vendor's incident is over and, after the quiet period" in vendor[revert:]
-    assert '"$patch": "delete"' in vendor[revert:]
+    assert "container app: env POSTHOG_FALLBACK removed" in vendor[revert:]
     summary = result.output.rsplit("━" * 88, 1)[1]
     for name, (_, branch, _) in EXPECTED.items():
         assert re.search(rf"^{name}\s+\S+\s+{branch}\s+dry_run: ", summary, flags=re.M), summary
@@ -119,3 +131,71 @@ async def test_demo_ignores_the_shells_settings_and_reaches_nothing_real(tmp_pat
         assert result.exit_code == 0, result.output
         assert "*Status:* RESOLVED" in result.output
         assert slack.requests == []
+
+
+def test_demo_triage_lines_print_values_with_each_status_code(tmp_path: Path) -> None:
+    """What triage found reads as values: the health status with its HTTP code (not the
+    JSON path and a Python repr), every status code that erred, even a lone one, and
+    counts in the right number."""
+    result = CliRunner().invoke(
+        cli, ["demo", "-o", str(tmp_path), "-s", "unreachable", "-s", "upstream-5xx"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "health: down (HTTP 503)\n" in result.output
+    assert "errors_by_status_code=(0: 41.5)" in result.output  # one code: still named
+    assert "errors_by_status_code=(500: 12.2, 503: 2.3)" in result.output
+    assert "vendor: 1 open incident: Elevated error rates" in result.output
+    assert "{" not in "".join(ln for ln in result.output.splitlines() if "prometheus:" in ln)
+
+
+def test_demo_patch_is_one_line_per_container_and_the_json_on_verbose(tmp_path: Path) -> None:
+    short = CliRunner().invoke(cli, ["demo", "-o", str(tmp_path), "-s", "upstream-5xx"])
+    assert short.exit_code == 0, short.output
+    lines = short.output.splitlines()
+    at = lines.index(next(ln for ln in lines if ln.startswith("▶ dry-run    set_env ")))
+    assert lines[at + 1].strip() == "container app: env POSTHOG_FALLBACK=true"
+    assert lines[at + 2].startswith("▶ ")  # one line, then the next step
+    assert '"containers"' not in short.output
+
+    verbose = CliRunner().invoke(
+        cli, ["demo", "-o", str(tmp_path), "-s", "upstream-5xx", "--verbose"]
+    )
+    assert verbose.exit_code == 0, verbose.output
+    assert '"containers": [' in verbose.output
+    assert '"name": "POSTHOG_FALLBACK",' in verbose.output
+    assert '"$patch": "delete"' in verbose.output  # the revert's patch, whole
+
+
+def test_demo_says_why_the_branch_whether_the_secret_rotated_the_page_and_the_end(
+    tmp_path: Path,
+) -> None:
+    """The 401 after a key rotation: the facts that chose the branch with the values read,
+    that the Secret was rotated (so the restart helps), the page the on-call gets, the
+    status page's text on resolve, and how long it lasted."""
+    result = CliRunner().invoke(cli, ["demo", "-o", str(tmp_path), "-s", "auth-rotated"])
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "             because " in text
+    assert "vendor.incident == false (was no)" in text
+    assert "incident.error_type == auth (was auth)" in text
+    assert "▶ secret     rotated: the API key's Secret changed after the oldest pod" in text
+    assert re.search(
+        r"^▶ pagerduty  the on-call is paged \(critical\): P1 PostHog rejects our credentials",
+        text,
+        flags=re.M,
+    ), text
+    on_resolve = text.split("▶ status page on resolve", 1)[1].split("▶ lasted", 1)[0]
+    assert "has been resolved" in on_resolve
+    assert re.search(r"^▶ lasted     2m 00s by the alert", text, flags=re.M), text
+
+
+def test_demo_reports_hold_this_run_only(tmp_path: Path) -> None:
+    out = tmp_path / "demo-reports"
+    mine = out / "notes.txt"  # not the demo's: stays
+    out.mkdir()
+    mine.write_text("keep")
+    for _ in range(2):
+        result = CliRunner().invoke(cli, ["demo", "-o", str(out), "-s", "rate-limited"])
+        assert result.exit_code == 0, result.output
+    assert len(list(out.glob("inc-*.md"))) == len(list(out.glob("inc-*.tar.gz"))) == 1
+    assert mine.read_text() == "keep"

@@ -328,3 +328,31 @@ def test_the_console_flushes_on_a_new_loop_when_the_last_one_closed_before_flush
 
     asyncio.run(later())
     assert flushed == ["[] \n[] b\n"]
+
+
+def test_the_pagerduty_summary_note_prints_fact_values_not_python_dicts() -> None:
+    """The summary note's facts: each namespace as ``name=value`` pairs, every status code
+    of ``errors_by_status_code`` with its rate; no ``{'...': ...}`` reaches the on-call."""
+    renderer = build_renderer(Settings(), lambda: RULES)
+    incident = sample_incidents()[0].model_copy(
+        update={
+            "facts": {
+                "health": {"status": "down", "status_code": 503, "ok": False},
+                "prometheus": {"error_ratio": 0.3512, "errors_by_status_code": {"500": 12.2}},
+            }
+        }
+    )
+    note = renderer.internal(PAGERDUTY_NOTE, incident, NOW, note="summary")
+    assert "\n- health: status=down, status_code=503, ok=no\n" in note, note
+    assert "\n- prometheus: error_ratio=0.351, errors_by_status_code=(500: 12.2)\n" in note, note
+    assert "{" not in note, note
+    assert "'" not in note, note
+
+
+def test_the_root_message_counts_alerts_in_the_right_number() -> None:
+    renderer = build_renderer(Settings(), lambda: RULES)
+    incident = sample_incidents()[0]
+    one = incident.model_copy(update={"alerts_firing": 1, "alerts_total": 1})
+    three = incident.model_copy(update={"alerts_firing": 2, "alerts_total": 3})
+    assert "(1 of 1 alert firing)" in renderer.internal(SLACK_ROOT, one, NOW)
+    assert "(2 of 3 alerts firing)" in renderer.internal(SLACK_ROOT, three, NOW)

@@ -45,7 +45,7 @@ async def test_rate_limit_headers_are_facts_and_other_headers_are_not_kept(sessi
     }
     assert "set-cookie" not in str(result.evidence).lower()
     assert result.summary == (
-        "http: HTTP 429, rate limit limit 600, remaining 0, reset 30, Retry-After 30 s"
+        "http: HTTP 429, rate limit: limit 600, remaining 0, reset 30, Retry-After 30 s"
     )
 
 

@@ -114,6 +114,12 @@ def test_span_reads_like_the_runbook() -> None:
     assert span(3 * 3600 + 5 * 60) == "3 hours 5 minutes"
 
 
+def test_span_says_one_of_a_unit_in_the_singular() -> None:
+    assert span(1) == "1 second"
+    assert span(61) == "1 minute"
+    assert span(3600 + 60) == "1 hour 1 minute"
+
+
 def test_postmortem_fills_the_runbook_template_from_the_timeline() -> None:
     done = incident(
         status=IncidentStatus.RESOLVED,
@@ -122,7 +128,7 @@ def test_postmortem_fills_the_runbook_template_from_the_timeline() -> None:
         resolved_at=T0 + timedelta(minutes=185),
     )
     pm = postmortem_of(done)
-    assert pm.time_to_acknowledge == "1 hours 32 minutes"
+    assert pm.time_to_acknowledge == "1 hour 32 minutes"
     assert pm.time_to_mitigate == "3 minutes"
     assert pm.time_to_resolve == "3 hours 5 minutes"
     text = render_postmortem(Templates([DEFAULTS]), pm)
@@ -153,7 +159,7 @@ def test_postmortem_fills_the_runbook_template_from_the_timeline() -> None:
     assert "A human was needed (set_env did not help)" in joined
     assert "Triage could not read `logs` (403 Forbidden)" in joined
     # acknowledged after 92 minutes, P2's response time is one hour
-    assert "Acknowledged after 1 hours 32 minutes, beyond the P2 response time" in joined
+    assert "Acknowledged after 1 hour 32 minutes, beyond the P2 response time" in joined
     assert all(i.endswith(" - Owner - Due date") for i in items)
 
 

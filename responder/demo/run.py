@@ -26,7 +26,14 @@ from responder.app import RUNTIME, Overrides, create_app
 from responder.demo.world import DemoCluster, EvidenceServer, Scenario, load_scenarios
 from responder.domain.incident import Incident
 from responder.domain.timeline import EventKind
-from responder.notify.planners import STATUSPAGE_BODY, STATUSPAGE_NAME, StatuspagePlanner
+from responder.notify.planners import (
+    PAGERDUTY_SEVERITY,
+    PAGERDUTY_SUMMARY,
+    STATUSPAGE_BODY,
+    STATUSPAGE_NAME,
+    StatuspagePlanner,
+)
+from responder.render.words import value_text
 from responder.settings import ENV_PREFIX, ConfigError, Settings, default_rules_paths
 
 Echo = Callable[[str], None]
@@ -99,9 +106,10 @@ def _events(incident: dict[str, Any], *prefixes: str) -> list[dict[str, Any]]:
 
 
 class Demo:
-    def __init__(self, *, out: Path, echo: Echo) -> None:
+    def __init__(self, *, out: Path, echo: Echo, verbose: bool = False) -> None:
         self.out = out
         self.echo = echo
+        self.verbose = verbose  # the whole JSON of each patch, not one line per container
         self.world = EvidenceServer()
         self.cluster = DemoCluster()
         self.console = io.StringIO()
@@ -117,6 +125,7 @@ class Demo:
                     f"unknown scenario {', '.join(unknown)}: pick from {', '.join(sorted(known))}"
                 )
             scenarios = [s for s in scenarios if s.name in names]
+        _clear_previous_run(self.out)
         await self.world.start()
         try:
             pack = demo_pack(self.world.url, self.out / ".demo")
@@ -195,7 +204,12 @@ class Demo:
             echo("▶ triage     " + "\n             ".join(_probe_lines(event)))
         for event in _events(incident, EventKind.INCIDENT_DECIDED, EventKind.INCIDENT_UNDECIDED):
             echo(f"▶ decision   {event['detail']}")
+            why = _why(event)
+            if why:
+                echo(f"             because {why}")
         shown = self._actions(incident, set())
+        self._secret(incident)
+        self._page(app, incident)
         self._told("Slack root message (from the console notifier; each step above is a reply)")
         self._status_page(app, incident)
         vendor = incident["facts"].get("vendor")
@@ -211,6 +225,8 @@ class Demo:
         # what the revert policies did at resolve (a revert, or the undo left for a human)
         self._actions(incident, shown)
         self._told("and on resolve, the root message edited in place")
+        self._status_page(app, incident, resolved=True)
+        echo(f"▶ lasted     {_lasted(incident)}")
         report = _events(incident, "report.")[-1]
         path = str(report["data"].get("postmortem", ""))
         echo(f"▶ postmortem {path or report['detail']}")
@@ -241,15 +257,54 @@ class Demo:
             revert = event["data"].get("revert_patch")
             if event["kind"] == EventKind.ACTION_DRY_RUN and patch is not None:
                 what = event["detail"].split(": would send", 1)[0]
-                self.echo(f"▶ dry-run    {what}: the exact patch it would send (strategic merge):")
-                self.echo(_indent(json.dumps(patch, indent=2), "               "))
+                self.echo(f"▶ dry-run    {what}: the patch it would send (strategic merge):")
+                self._patch(patch)
             elif event["kind"] == EventKind.ACTION_DRY_RUN and revert is not None:
                 what = event["detail"].split(": would send", 1)[0]
-                self.echo(f"▶ dry-run    {what}: the exact patch it would send to undo it:")
-                self.echo(_indent(json.dumps(revert, indent=2), "               "))
+                self.echo(f"▶ dry-run    {what}: the patch it would send to undo it:")
+                self._patch(revert)
             else:
                 self.echo(f"▶ {event['kind']:<22} {event['detail']}")
         return shown | {e["seq"] for e in events}
+
+    def _patch(self, patch: dict[str, Any]) -> None:
+        if self.verbose:
+            self.echo(_indent(json.dumps(patch, indent=2), "               "))
+            return
+        for line in patch_lines(patch):
+            self.echo(f"               {line}")
+
+    def _secret(self, incident: dict[str, Any]) -> None:
+        """Whether the key's Secret was rotated: what ``restart_if_secret_rotated``
+        compared (the Secret's change time against the oldest pod's start)."""
+        planned = [
+            e
+            for e in _events(incident, "action.")
+            if e["data"].get("action") == "restart_if_secret_rotated"
+        ]
+        if not planned:
+            return
+        restarted = any(e["kind"] in _RESTART_PLANNED for e in planned)
+        if restarted:
+            self.echo("▶ secret     rotated: the API key's Secret changed after the oldest pod")
+            self.echo(
+                "             started, so the pods hold the old key: a restart loads the new one"
+            )
+        else:
+            self.echo("▶ secret     not rotated: the Secret did not change after the pods started,")
+            self.echo("             so a restart would not help: a human checks the key")
+
+    def _page(self, app: web.Application, incident: dict[str, Any]) -> None:
+        """The page a paging rule sends the on-call (the demo has no PagerDuty: what the
+        Events API trigger would carry)."""
+        if not incident.get("page"):
+            self.echo("▶ pagerduty  no page: the rule does not page the on-call")
+            return
+        runtime = app[RUNTIME]
+        current = _incident(incident)
+        summary = runtime.renderer.internal(PAGERDUTY_SUMMARY, current, datetime.now(UTC))
+        severity = PAGERDUTY_SEVERITY.get(str(incident["severity"]), "error")
+        self.echo(f"▶ pagerduty  the on-call is paged ({severity}): {summary.strip()}")
 
     async def _vendor_resolves(
         self,
@@ -330,29 +385,117 @@ class Demo:
             self.echo(f"▶ {heading}:")
             self.echo(_indent(text, "   "))
 
-    def _status_page(self, app: web.Application, incident: dict[str, Any]) -> None:
+    def _status_page(
+        self, app: web.Application, incident: dict[str, Any], *, resolved: bool = False
+    ) -> None:
         runtime = app[RUNTIME]
-        current = Incident.model_validate(
-            {k: v for k, v in incident.items() if k not in ("alerts", "timeline")}
-        )
+        current = _incident(incident)
         if not StatuspagePlanner(renderer=runtime.renderer).engaged(current):
-            self.echo("▶ status page: nothing public for a P3/P4 incident")
+            if not resolved:
+                self.echo("▶ status page: nothing public for a P3/P4 incident")
             return
         now = datetime.now(UTC)
         name = runtime.renderer.public(STATUSPAGE_NAME, current, now).strip()
         body = runtime.renderer.public(STATUSPAGE_BODY, current, now).strip()
-        self.echo("▶ status page (public: only the service, the impact, the status and times):")
+        if resolved:
+            self.echo("▶ status page on resolve (the public incident closed with):")
+        else:
+            self.echo("▶ status page (public: only the service, the impact, the status and times):")
         self.echo(_indent(f"{name}\n{body}", "   "))
 
     def _summary(self) -> None:
         if not self.outcomes:
             return
         self.echo("━" * 88)
-        self.echo(f"{'scenario':<14} {'sev':<4} {'branch':<30} actions")
+        self.echo(f"{'scenario':<14} {'sev':<4} {'branch':<33} actions")
         for o in self.outcomes:
-            self.echo(f"{o.scenario:<14} {o.severity:<4} {o.branch:<30} {o.actions}")
+            self.echo(f"{o.scenario:<14} {o.severity:<4} {o.branch:<33} {o.actions}")
         self.echo(f"\nPostmortem drafts and evidence bundles: {self.out}/")
         self.echo("Nothing was changed anywhere: every action was a dry-run.")
+
+
+# what a restart_if_secret_rotated that restarts leaves (a skip is action.skipped)
+_RESTART_PLANNED = (EventKind.ACTION_DRY_RUN, EventKind.ACTION_APPLIED)
+# the files a demo run writes in its output directory
+_RUN_FILES = ("inc-*.md", "inc-*.tar.gz")
+
+
+def _clear_previous_run(out: Path) -> None:
+    """The output directory shows this run only: the postmortems and bundles an earlier
+    demo wrote there go (nothing else in the directory is touched)."""
+    if not out.is_dir():
+        return
+    for pattern in _RUN_FILES:
+        for old in out.glob(pattern):
+            old.unlink()
+
+
+def _incident(doc: dict[str, Any]) -> Incident:
+    return Incident.model_validate(
+        {k: v for k, v in doc.items() if k not in ("alerts", "timeline")}
+    )
+
+
+def _why(event: dict[str, Any]) -> str:
+    """The facts that decided the branch: each condition of its path with the value read."""
+    facts = event["data"].get("facts")
+    if not isinstance(facts, dict) or not facts:
+        return ""
+    return "; ".join(f"{cond} (was {value_text(value)})" for cond, value in facts.items())
+
+
+def _lasted(incident: dict[str, Any]) -> str:
+    """How long it lasted: by the alert (its first ``startsAt`` to its last ``endsAt``,
+    two minutes before the demo sent it, as a real alert fires before it is told), and
+    how long responder had the incident open."""
+    opened = datetime.fromisoformat(str(incident["opened_at"]))
+    resolved = datetime.fromisoformat(str(incident.get("resolved_at") or incident["opened_at"]))
+    open_s = (resolved - opened).total_seconds()
+    alerts = incident.get("alerts") or []
+    starts = [datetime.fromisoformat(a["starts_at"]) for a in alerts if a.get("starts_at")]
+    ends = [datetime.fromisoformat(a["ends_at"]) for a in alerts if a.get("ends_at")]
+    held = f"open in responder {open_s:.1f} s"
+    if not starts or not ends:
+        return held
+    fired = int((max(ends) - min(starts)).total_seconds())
+    return f"{fired // 60}m {fired % 60:02d}s by the alert (startsAt to endsAt); {held}"
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def patch_lines(patch: dict[str, Any]) -> list[str]:
+    """A Deployment patch as one line per change: per container its env set or removed,
+    the pod template's annotations, the replicas; anything else as compact JSON."""
+    spec = _mapping(patch.get("spec"))
+    template = _mapping(spec.get("template"))
+    lines: list[str] = []
+    for container in _mapping(template.get("spec")).get("containers") or []:
+        changes = [
+            f"{e['name']} removed"
+            if e.get("$patch") == "delete"
+            else f"{e['name']}={e.get('value')}"
+            for e in container.get("env") or []
+        ]
+        rest = {k: v for k, v in container.items() if k not in ("name", "env")}
+        if rest:
+            changes.append(json.dumps(rest, separators=(",", ":")))
+        lines.append(f"container {container.get('name')}: env {', '.join(changes)}")
+    for key, value in _mapping(_mapping(template.get("metadata")).get("annotations")).items():
+        lines.append(f"pod template annotation {key}={value}")
+    if "replicas" in spec:
+        lines.append(f"replicas: {spec['replicas']}")
+    read = (
+        set(patch) <= {"spec"}
+        and set(spec) <= {"template", "replicas"}
+        and set(template) <= {"spec", "metadata"}
+        and set(_mapping(template.get("spec"))) <= {"containers"}
+        and set(_mapping(template.get("metadata"))) <= {"annotations"}
+    )
+    if not lines or not read:  # a patch of another shape: all of it, on one line
+        lines.append(json.dumps(patch, separators=(",", ":")))
+    return lines
 
 
 def _probe_lines(event: dict[str, Any]) -> list[str]:
@@ -367,8 +510,8 @@ def _postmortem_head(path: Path) -> str:
     return "\n".join(keep) + "\n   …"
 
 
-def run(*, out: Path, names: list[str] | None, echo: Echo) -> list[Outcome]:
+def run(*, out: Path, names: list[str] | None, echo: Echo, verbose: bool = False) -> list[Outcome]:
     try:
-        return asyncio.run(Demo(out=out, echo=echo).run(names))
+        return asyncio.run(Demo(out=out, echo=echo, verbose=verbose).run(names))
     except ConfigError as exc:
         raise DemoError(str(exc)) from None

@@ -22,6 +22,7 @@ from responder.domain.notification import (
 from responder.domain.severity import SeverityLevel
 from responder.domain.timeline import TimelineEvent
 from responder.domain.watch import next_update_at
+from responder.render.words import facts_text, plural, value_text
 from responder.rules.schema import PublicInfo
 
 ICONS = {"P1": "🔴", "P2": "🟠", "P3": "🟡", "P4": "🔵"}
@@ -46,7 +47,7 @@ def _clock(at: datetime | None) -> str:
 
 def _impact(incident: Incident, level: SeverityLevel) -> str:
     said = incident.annotations.get("impact") or incident.annotations.get("summary")
-    alerts = f"{incident.alerts_firing} of {incident.alerts_total} alerts firing"
+    alerts = f"{incident.alerts_firing} of {plural(incident.alerts_total, 'alert')} firing"
     what = f"{level.definition}" + (f": {said}" if said else "")
     return f"{what} ({alerts})" if incident.alerts_total else what
 
@@ -124,6 +125,12 @@ def internal_context(
         or commander
         or "unassigned: whoever acknowledges the page takes it",
         "facts": incident.facts,
+        # each namespace's facts as text (``status=down, status_code=503``): a template
+        # that prints ``facts`` itself would show Python dicts
+        "fact_lines": {
+            space: facts_text(values) if isinstance(values, dict) else value_text(values)
+            for space, values in incident.facts.items()
+        },
         "actions": [
             a.model_dump(
                 mode="json",

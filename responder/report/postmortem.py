@@ -19,6 +19,7 @@ from responder.domain.severity import ErrorType
 from responder.domain.timeline import EventKind, TimelineEvent
 from responder.render.samples import SAMPLE_NOW, sample_events, sample_incidents
 from responder.render.templates import TemplateProblem, Templates
+from responder.render.words import plural
 
 POSTMORTEM_TEMPLATE = "postmortem.md.j2"
 POSTMORTEM_MAX_CHARS = 500_000
@@ -98,10 +99,10 @@ def span(seconds: float) -> str:
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     if not hours and not minutes:
-        return f"{secs} seconds"
+        return plural(secs, "second")
     if not hours:
-        return f"{minutes} minutes"
-    return f"{hours} hours {minutes} minutes"
+        return plural(minutes, "minute")
+    return f"{plural(hours, 'hour')} {plural(minutes, 'minute')}"
 
 
 def _since(start: datetime, end: datetime | None) -> str | None:

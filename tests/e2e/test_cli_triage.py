@@ -136,7 +136,7 @@ async def test_triage_prints_each_probe_the_branch_and_exits_by_health(tmp_path:
         assert "error_ratio=0.2" in vendor.lines[2]
         # the 429 rule's rate limit headers: a line of their own
         assert vendor.lines[4].split()[:2] == ["http", "degraded"]
-        assert "rate limit limit 600, remaining 0" in vendor.lines[4]
+        assert "rate limit: limit 600, remaining 0" in vendor.lines[4]
         assert "branch: vendor-incident (pack posthog); would do: set_env" in vendor.lines[5]
         assert vendor.lines[-1].startswith("health: degraded (P2, rate_limit)")
 

@@ -9,6 +9,7 @@ from typing import Any
 from responder.adapters.http import Fetched, FetchError, SharedSession, Unreachable, fetch
 from responder.domain.facts import ProbeResult
 from responder.domain.plans import HealthProbe, HttpProbe
+from responder.render.words import value_text
 
 
 def read_path(doc: Any, path: str) -> tuple[bool, Any]:
@@ -104,6 +105,8 @@ class HttpHealthProbe:
                 "reachable": True,
             },
             evidence={"url": spec.url, "json_path": spec.json_path},
-            summary=f"health: {status} ({spec.json_path} = {value!r}, HTTP {status_code}, "
-            f"{latency_ms:g} ms)",
+            # the value read only when it says more than the status it gave
+            summary=f"health: {status} ("
+            + (f"{spec.json_path} = {value_text(value)}, " if text != status else "")
+            + f"HTTP {status_code})",
         )

@@ -98,7 +98,7 @@ class HttpHeadersProbe:
                 "took_s": round(time.monotonic() - started, 3),
             },
             summary=f"http: HTTP {answer.status}"
-            + (f", rate limit {said}" if said else ", no rate limit headers"),
+            + (f", rate limit: {said}" if said else ", no rate limit headers"),
         )
 
 

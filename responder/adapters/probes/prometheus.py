@@ -8,6 +8,7 @@ from typing import Any
 from responder.adapters.prometheus import Answer, PrometheusClient, PrometheusError
 from responder.domain.facts import ProbeResult
 from responder.domain.plans import ANSWERED_BY, BACKUP, REACHABLE, PrometheusProbe
+from responder.render.words import value_text
 
 # Evidence keeps the raw result, capped: a query over many series must not bloat an event.
 _MAX_SERIES_KEPT = 50
@@ -55,6 +56,7 @@ class PrometheusQueryProbe:
             )
         facts: dict[str, Any] = {}
         evidence: dict[str, Any] = {}
+        shown_values: dict[str, Any] = {}  # what the summary prints of each fact
         errors = []
         answered: list[Answer] = []
         refused = False  # a Prometheus answered, refusing a query: it is not down
@@ -69,6 +71,7 @@ class PrometheusQueryProbe:
             answered.append(answer)
             data = answer.data
             facts[name] = value_of(data)
+            shown_values[name] = _shown(data, facts[name])
             result = data.get("result")
             kept = result[:_MAX_SERIES_KEPT] if isinstance(result, list) else result
             evidence[name] = {
@@ -87,7 +90,7 @@ class PrometheusQueryProbe:
                 evidence=evidence,
                 summary=f"prometheus: {'; '.join(errors)}",
             )
-        shown = ", ".join(f"{k}={_short(v)}" for k, v in facts.items())
+        shown = ", ".join(f"{k}={value_text(v)}" for k, v in shown_values.items())
         # which Prometheus answered (the first query's; a backup when any came from one):
         # numbers from a backup are read knowing the first was down
         backup = any(a.backup for a in answered)
@@ -104,9 +107,14 @@ class PrometheusQueryProbe:
         )
 
 
-def _short(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {_short(v)}" for k, v in value.items()) + "}"
-    return "no data" if value is None else str(value)
+def _shown(data: dict[str, Any], fact: Any) -> Any:
+    """What the summary prints of a query's answer: the fact, but a lone series that has
+    labels (``sum by (status_code)`` with one code erroring) with its labels, so the line
+    says which code, as it does for several."""
+    result = data.get("result")
+    if isinstance(fact, dict) or not isinstance(result, list) or len(result) != 1:
+        return fact
+    labels = result[0].get("metric") or {}
+    if not labels:
+        return fact
+    return {",".join(str(v) for _, v in sorted(labels.items())): fact}

@@ -11,6 +11,7 @@ from responder.adapters.http import FetchError, SharedSession, Unreachable, fetc
 from responder.adapters.probes.health import CONNECT_SHARE
 from responder.domain.facts import ProbeResult
 from responder.domain.plans import VendorStatusProbe
+from responder.render.words import plural
 
 _OUTAGE = ("partial_outage", "major_outage")
 
@@ -117,7 +118,9 @@ def _result(summary: _Summary, spec: VendorStatusProbe, url: str, took_s: float)
         "components_affected": [{"name": c.name, "status": c.status} for c in affected],
     }
     if incidents:
-        text = f"vendor: {len(incidents)} open incident(s): " + "; ".join(i.name for i in incidents)
+        text = f"vendor: {plural(len(incidents), 'open incident')}: " + "; ".join(
+            i.name for i in incidents
+        )
     elif affected:
         text = "vendor: " + ", ".join(f"{c.name} {c.status}" for c in affected)
     else:
