@@ -57,7 +57,7 @@ def test_demo_replays_every_scenario_and_writes_the_postmortems(tmp_path: Path) 
         # the triage facts come from the bundled evidence, through the real probes
         assert "health: " in text
         assert "prometheus: errors_per_second=" in text
-        assert "line(s) matching" in text
+        assert "lines matching" in text
     # P1 and P2 open a public status page incident; it says nothing internal
     public = shown["rate-limited"].split("▶ status page", 1)[1].split("▶ received", 1)[0]
     assert "delays in analytics data" in public

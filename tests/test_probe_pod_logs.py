@@ -130,7 +130,7 @@ async def test_a_pod_that_vanished_is_a_fact_and_the_others_are_read(kube) -> No
     assert result.evidence["gone"] == ["posthog-integration-b"]
     assert result.evidence["errors"] == {}
     assert result.facts["pods_gone"] == 1
-    assert "1 pod(s) gone" in result.summary
+    assert "1 pod gone" in result.summary
     assert result.facts["matching_lines"] == 3
 
 

@@ -11,6 +11,7 @@ import asyncio
 import io
 import json
 import os
+import re
 import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -256,11 +257,11 @@ class Demo:
             patch = event["data"].get("patch")
             revert = event["data"].get("revert_patch")
             if event["kind"] == EventKind.ACTION_DRY_RUN and patch is not None:
-                what = event["detail"].split(": would send", 1)[0]
+                what = _dry_run_what(event["detail"])
                 self.echo(f"▶ dry-run    {what}: the patch it would send (strategic merge):")
                 self._patch(patch)
             elif event["kind"] == EventKind.ACTION_DRY_RUN and revert is not None:
-                what = event["detail"].split(": would send", 1)[0]
+                what = _dry_run_what(event["detail"])
                 self.echo(f"▶ dry-run    {what}: the patch it would send to undo it:")
                 self._patch(revert)
             else:
@@ -496,6 +497,12 @@ def patch_lines(patch: dict[str, Any]) -> list[str]:
     if not lines or not read:  # a patch of another shape: all of it, on one line
         lines.append(json.dumps(patch, separators=(",", ":")))
     return lines
+
+
+def _dry_run_what(detail: str) -> str:
+    """What a dry-run event is of (``set_env on ns/name``, ``revert of ... (why)``), without
+    the change and the patch the lines below it show."""
+    return re.split(r" \(dry-run\)|[:;] would send", detail, maxsplit=1)[0]
 
 
 def _probe_lines(event: dict[str, Any]) -> list[str]:

@@ -17,6 +17,7 @@ from responder.domain.plans import PodLogsProbe
 from responder.mitigate.guards import namespace_allowed
 from responder.ports import KubeError, KubeGateway, PodInfo
 from responder.redaction import Redactor
+from responder.render.words import plural
 
 # Bounds: how many pods are read, and how many lines are read per pod before filtering.
 MAX_PODS = 10  # also the evidence bundle's cap (adapters/evidence.py)
@@ -136,9 +137,10 @@ class PodLogsReader:
                 "errors": errors,
                 "gone": gone,
             },
-            summary=f"logs: {total} line(s) matching {spec.pattern!r} in {len(pods)} pod(s)"
+            summary=f"logs: {plural(total, 'line')} matching {spec.pattern!r} in "
+            f"{plural(len(pods), 'pod')}"
             + _read_from(read)
-            + (f"; {len(gone)} pod(s) gone since listed" if gone else ""),
+            + (f"; {plural(len(gone), 'pod')} gone since listed" if gone else ""),
         )
 
 
