@@ -652,6 +652,8 @@ def triage(
 
     settings = load_settings()
     logs.configure(level="ERROR", secrets=settings.secret_values())
+    if not pack.is_file():
+        fail(f"{pack}: no such file", code=2)
     labels = _pairs(label, "label")
     if not labels:
         fail("give the alert's labels: --label service=<name> [--label k=v ...]", code=2)

@@ -25,6 +25,10 @@ PathsArg = Annotated[
 def _paths(paths: list[Path] | None) -> list[Path]:
     from responder.settings import default_rules_paths
 
+    for path in paths or []:
+        if not path.exists():  # one line, not the loader's "no such file" and "cannot read"
+            typer.echo(f"error: {path}: no such file or directory", err=True)
+            raise typer.Exit(1)
     return list(paths) if paths else default_rules_paths()
 
 
