@@ -157,7 +157,11 @@ def serve(
     from responder.settings import ConfigError
 
     settings = load_settings(host=host, port=port)
-    logs.configure(level=settings.log_level, secrets=settings.secret_values())
+    logs.configure(
+        level=settings.log_level,
+        secrets=settings.secret_values(),
+        redis_address=settings.redis_address() if settings.uses_redis else None,
+    )
     try:
         settings.check_bind(settings.host)
     except ConfigError as exc:
