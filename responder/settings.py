@@ -721,6 +721,8 @@ class Settings(BaseSettings):
             raise ValueError(f"templates_dir: no such directory: {self.templates_dir}")
         if self.ca_file is not None and not self.ca_file.is_file():
             raise ValueError(f"ca_file: no such file: {self.ca_file}")
+        if self.kubeconfig is not None and not self.kubeconfig.is_file():
+            raise ValueError(f"{env_name('kubeconfig')}: no such file: {self.kubeconfig}")
         return self
 
     @field_validator("group_by")

@@ -154,8 +154,21 @@ def test_a_missing_triage_pack_is_one_line(tmp_path: Path) -> None:
             "error: invalid settings: RESPONDER_TEMPLATES_DIR: no such directory: "
             "/nonexistent/templates",
         ),
+        (
+            {"RESPONDER_KUBECONFIG": "/nonexistent/kubeconfig"},
+            "error: invalid settings: RESPONDER_KUBECONFIG: no such file: /nonexistent/kubeconfig",
+        ),
     ],
-    ids=["did-you-mean", "redis-scheme", "log-level", "channel-map", "pair", "span", "dir"],
+    ids=[
+        "did-you-mean",
+        "redis-scheme",
+        "log-level",
+        "channel-map",
+        "pair",
+        "span",
+        "dir",
+        "kubeconfig",
+    ],
 )
 def test_a_wrong_setting_is_one_line_naming_the_variable(
     env: dict[str, str], expected: str
