@@ -7,34 +7,27 @@ Errors are one line on standard error, starting with ``error:``, and a non-zero 
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import gc
 import json
 import sys
-import urllib.parse
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
-import aiohttp
 import typer
-from aiohttp import web
-from pydantic import ValidationError
 
-from responder import logs
-from responder.adapters.http import SharedSession
-from responder.adapters.kube import ClusterGateway
-from responder.app import RUNTIME, build_probes, build_prometheus, create_app
-from responder.cli_render import RenderProblem, render_incident
 from responder.cli_rules import rules_cli
-from responder.ingest.pagerduty import sign
-from responder.redaction import Redactor
-from responder.render.templates import TemplateProblem
-from responder.rules.loader import RuleLoadError, load_rules
-from responder.settings import ENV_PREFIX, ConfigError, Settings
-from responder.triage.quick import NothingToProbe, QuickTriage, quick_triage
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from responder.settings import Settings
+    from responder.triage.quick import QuickTriage
+
+# Every command but `serve` starts in well under 300 ms (bench/cli_startup.py): this module
+# imports typer and the standard library only, and each command imports what it needs
+# (aiohttp, pydantic and the settings, the app) when it runs.
+ENV_PREFIX = "RESPONDER_"  # as responder.settings.ENV_PREFIX, without importing pydantic
 
 T = TypeVar("T")
 
@@ -42,7 +35,6 @@ cli = typer.Typer(
     name="responder",
     help="Automated first responder for production alerts.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 incidents_cli = typer.Typer(help="Read incidents from a running service.", no_args_is_help=True)
@@ -71,20 +63,62 @@ def fail(message: str, *, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"responder {version('responder')}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _main(
+    _: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Automated first responder for production alerts."""
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment (and RESPONDER_CONFIG), or a one-line error."""
+    from pydantic import ValidationError
+
+    from responder.settings import ConfigError, Settings, explain
+
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        name = str(first["loc"][0]) if first["loc"] else "settings"
-        fail(f"invalid setting {ENV_PREFIX}{name.upper()}: {first['msg']}", code=2)
+        fail(explain(exc), code=2)
     except ConfigError as exc:
         fail(str(exc), code=2)
 
 
+def writable(path: Path) -> Path:
+    """``path`` whose directory exists, else a one-line usage error: checked before any
+    work, so a long download or a demo run does not end in a traceback."""
+    parent = path.parent
+    if not parent.is_dir():
+        fail(f"{path}: no such directory: {parent}", code=2)
+    return path
+
+
+def _write(path: Path, data: bytes) -> None:
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror}")
+
+
 def build_app(settings: Settings, *, handle_signals: bool = False) -> web.Application:
     """The app, or every problem of the rule packs and exit 2."""
+    from responder.app import create_app
+    from responder.rules.loader import RuleLoadError
+    from responder.settings import ConfigError
+
     try:
         return create_app(settings, handle_signals=handle_signals)
     except RuleLoadError as exc:
@@ -99,6 +133,8 @@ def build_app(settings: Settings, *, handle_signals: bool = False) -> web.Applic
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
+    import asyncio
+
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
@@ -112,8 +148,20 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Bind port (RESPONDER_PORT).")] = None,
 ) -> None:
     """Run the service: webhook intake, workers and the HTTP API."""
+    import asyncio
+    import gc
+
+    from aiohttp import web
+
+    from responder import logs
+    from responder.settings import ConfigError
+
     settings = load_settings(host=host, port=port)
-    logs.configure(level=settings.log_level, secrets=settings.secret_values())
+    logs.configure(
+        level=settings.log_level,
+        secrets=settings.secret_values(),
+        redis_address=settings.redis_address() if settings.uses_redis else None,
+    )
     try:
         settings.check_bind(settings.host)
     except ConfigError as exc:
@@ -187,6 +235,10 @@ def _read_payload(path: Path) -> _Payload:
 
 
 def _headers_for(payload: _Payload, settings: Settings) -> dict[str, str]:
+    import base64
+
+    from responder.ingest.pagerduty import sign
+
     headers = {"Content-Type": "application/json"}
     if payload.route.endswith("alertmanager"):
         if settings.alertmanager_token is not None:
@@ -202,6 +254,8 @@ def _headers_for(payload: _Payload, settings: Settings) -> dict[str, str]:
 
 
 async def _post_all(base_url: str, payloads: list[_Payload], settings: Settings) -> int:
+    import aiohttp
+
     failures = 0
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         for p in payloads:
@@ -218,15 +272,24 @@ async def _post_all(base_url: str, payloads: list[_Payload], settings: Settings)
 
 
 async def _replay_in_process(payloads: list[_Payload], settings: Settings, wait_s: float) -> int:
+    import asyncio
+
+    from aiohttp import web
+
+    from responder.app import RUNTIME
+
     app = build_app(settings.model_copy(update={"host": "127.0.0.1", "port": 0}))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     try:
+        runtime = app[RUNTIME]
+        # the store is asked once before anything is posted: down, the answer is one line
+        # naming it, not a 503 per payload and a traceback
+        await runtime.queue.stats()
         port = runner.addresses[0][1]
         failures = await _post_all(f"http://127.0.0.1:{port}", payloads, settings)
-        runtime = app[RUNTIME]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         while loop.time() < deadline:
@@ -262,13 +325,25 @@ def replay(
     ] = 10.0,
 ) -> None:
     """Post saved Alertmanager or PagerDuty payloads, signed and authenticated as configured."""
+    from responder import logs
+
     settings = load_settings()
     payloads = [_read_payload(f) for f in files]
     if url:
         failures = _run(_post_all(url, payloads, settings))
     else:
-        logs.configure(level="WARNING", secrets=settings.secret_values())
-        failures = _run(_replay_in_process(payloads, settings, wait_s))
+        from responder.domain.errors import StoreUnavailableError
+
+        # errors only: an unreachable store is this command's one error line, not a
+        # warning from every loop that met it too
+        logs.configure(level="ERROR", secrets=settings.secret_values())
+        try:
+            failures = _run(_replay_in_process(payloads, settings, wait_s))
+        except StoreUnavailableError:
+            fail(
+                f"cannot reach Redis at {settings.redis_address()}: nothing was replayed "
+                f"(start it, or unset {ENV_PREFIX}REDIS_URL for the embedded store)"
+            )
     if failures:
         fail(f"{failures} of {len(payloads)} payloads were not accepted")
 
@@ -276,28 +351,53 @@ def replay(
 # --------------------------------------------------------------------------------- incidents
 
 
-async def _get_json(url: str, token: str | None = None) -> Any:
-    return await _call("GET", url, token=token)
+def _request(
+    method: str, url: str, *, body: Any = None, token: str | None = None, timeout: float
+) -> tuple[int, bytes]:
+    """One call to the service's API: (status, body), or a one-line error when it cannot be
+    reached. The standard library's client: these commands make one or a few calls, and
+    aiohttp alone would take half the 300 ms a command may take to start."""
+    import urllib.error
+    import urllib.request
 
-
-async def _call(method: str, url: str, *, body: Any = None, token: str | None = None) -> Any:
+    if not url.startswith(("http://", "https://")):
+        fail(f"{url}: not an http:// or https:// URL (--url)", code=2)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
-        try:
-            async with session.request(method, url, json=body, headers=headers) as resp:
-                body = await resp.json(content_type=None)
-                if resp.status not in (200, 202):  # 202: accepted, applied later
-                    detail = (
-                        body.get("detail") or body.get("error")
-                        if isinstance(body, dict)
-                        else str(body)
-                    )
-                    fail(f"{resp.status} from {url}: {detail}")
-                return body
-        except aiohttp.ClientError as exc:
-            fail(f"cannot reach {url}: {exc} (is `responder serve` running?)")
-        except ValueError:
-            fail(f"{url} did not answer JSON")
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    # the scheme is checked above: no file:// or custom scheme reaches urllib
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)  # noqa: S310
+    # no proxy from the environment: the service's URL is reached as given
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        why = getattr(reason, "strerror", None) or str(reason)
+        fail(f"cannot reach {url}: {why} (is `responder serve` running?)")
+
+
+def _get_json(url: str, token: str | None = None) -> Any:
+    return _call("GET", url, token=token)
+
+
+def _call(method: str, url: str, *, body: Any = None, token: str | None = None) -> Any:
+    status, raw = _request(method, url, body=body, token=token, timeout=15)
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        if status not in (200, 202):
+            fail(f"{status} from {url}: {raw[:200].decode(errors='replace')}")
+        fail(f"{url} did not answer JSON")
+    if status not in (200, 202):  # 202: accepted, applied later
+        detail = doc.get("detail") or doc.get("error") if isinstance(doc, dict) else str(doc)
+        fail(f"{status} from {url}: {detail}")
+    return doc
 
 
 def _print_incident_line(inc: dict[str, Any]) -> None:
@@ -307,21 +407,15 @@ def _print_incident_line(inc: dict[str, Any]) -> None:
     )
 
 
-async def _get_bytes(url: str, token: str | None = None) -> bytes:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+def _get_bytes(url: str, token: str | None = None) -> bytes:
+    status, body = _request("GET", url, token=token, timeout=120)
+    if status != 200:
         try:
-            async with session.get(url, headers=headers) as resp:
-                body = await resp.read()
-                if resp.status != 200:
-                    try:
-                        detail = json.loads(body).get("detail")
-                    except ValueError:
-                        detail = body[:200].decode(errors="replace")
-                    fail(f"{resp.status} from {url}: {detail}")
-                return body
-        except aiohttp.ClientError as exc:
-            fail(f"cannot reach {url}: {exc} (is `responder serve` running?)")
+            detail = json.loads(body).get("detail")
+        except (ValueError, AttributeError):
+            detail = body[:200].decode(errors="replace")
+        fail(f"{status} from {url}: {detail}")
+    return body
 
 
 @cli.command()
@@ -345,8 +439,10 @@ def demo(
     """Show the product: the service in-process on embedded defaults replays the bundled
     scenarios (PostHog unreachable with a vendor incident, 429, 401 after a key rotation,
     5xx), each firing then resolved, with bundled evidence; actions are dry-run."""
+    from responder import logs
     from responder.demo.run import DemoError, run
 
+    writable(out)
     logs.configure(level="WARNING", secrets=[])
     try:
         run(out=out, names=scenario or None, echo=typer.echo, verbose=verbose)
@@ -364,11 +460,13 @@ def postmortem(
     token: ReadToken = None,
 ) -> None:
     """The postmortem draft of an incident (markdown), from a running service."""
-    text = _run(_get_bytes(url.rstrip("/") + f"/v1/incidents/{incident_id}/postmortem", token))
+    if output is not None:
+        writable(output)
+    text = _get_bytes(url.rstrip("/") + f"/v1/incidents/{incident_id}/postmortem", token)
     if output is None:
         typer.echo(text.decode())
         return
-    output.write_bytes(text)
+    _write(output, text)
     typer.echo(f"wrote {output}")
 
 
@@ -381,20 +479,23 @@ def evidence(
 ) -> None:
     """The evidence bundle of an incident: timeline, signals, facts, actions, messages,
     pod logs and Prometheus ranges of its window, with a sha256 manifest, redacted."""
-    bundle = _run(_get_bytes(url.rstrip("/") + f"/v1/incidents/{incident_id}/evidence", token))
-    output.write_bytes(bundle)
+    writable(output)
+    bundle = _get_bytes(url.rstrip("/") + f"/v1/incidents/{incident_id}/evidence", token)
+    _write(output, bundle)
     typer.echo(f"wrote {output} ({len(bundle)} bytes)")
 
 
-async def _list_pages(
+def _list_pages(
     base: str, query: dict[str, str], *, follow: bool, token: str | None
 ) -> dict[str, Any]:
     """One page of ``GET /v1/incidents``, or with ``follow`` every page, in one document."""
-    doc = await _get_json(base + "?" + urllib.parse.urlencode(query), token)
+    import urllib.parse
+
+    doc = _get_json(base + "?" + urllib.parse.urlencode(query), token)
     incidents = list(doc["incidents"])
     while follow and doc.get("next_cursor"):
         cursor = {"cursor": doc["next_cursor"]}
-        doc = await _get_json(base + "?" + urllib.parse.urlencode(query | cursor), token)
+        doc = _get_json(base + "?" + urllib.parse.urlencode(query | cursor), token)
         incidents += doc["incidents"]
     return {"incidents": incidents, "next_cursor": doc.get("next_cursor")}
 
@@ -427,7 +528,7 @@ def incidents_list(
     for name, value in (("status", status), ("severity", severity), ("since", since)):
         if value:
             query[name] = value
-    doc = _run(_list_pages(url.rstrip("/") + "/v1/incidents", query, follow=every, token=token))
+    doc = _list_pages(url.rstrip("/") + "/v1/incidents", query, follow=every, token=token)
     if as_json:
         typer.echo(json.dumps(doc, indent=2))
         return
@@ -445,7 +546,7 @@ def incidents_show(
     token: ReadToken = None,
 ) -> None:
     """Show one incident with its alerts and timeline."""
-    inc = _run(_get_json(url.rstrip("/") + f"/v1/incidents/{incident_id}", token))
+    inc = _get_json(url.rstrip("/") + f"/v1/incidents/{incident_id}", token)
     if as_json:
         typer.echo(json.dumps(inc, indent=2))
         return
@@ -477,8 +578,13 @@ def render(
 ) -> None:
     """Preview a message template (the shipped one or RESPONDER_TEMPLATES_DIR's) on an
     incident of a running service."""
+    from responder.cli_render import RenderProblem, render_incident
+    from responder.render.templates import TemplateProblem
+    from responder.rules.loader import RuleLoadError
+    from responder.settings import ConfigError
+
     settings = load_settings()
-    document = _run(_get_json(url.rstrip("/") + f"/v1/incidents/{incident_id}", token))
+    document = _get_json(url.rstrip("/") + f"/v1/incidents/{incident_id}", token)
     try:
         typer.echo(render_incident(settings, template, document, event=event, note=note))
     except RuleLoadError as exc:
@@ -490,6 +596,13 @@ def render(
 async def _quick_triage(
     settings: Settings, pack: Path, labels: dict[str, str], annotations: dict[str, str]
 ) -> QuickTriage:
+    from responder.adapters.http import SharedSession
+    from responder.adapters.kube import ClusterGateway
+    from responder.app import build_probes, build_prometheus
+    from responder.redaction import Redactor
+    from responder.rules.loader import RuleLoadError, load_rules
+    from responder.triage.quick import NothingToProbe, quick_triage
+
     try:
         rules = load_rules([pack])
     except RuleLoadError as exc:
@@ -546,8 +659,12 @@ def triage(
     """The one-line health check: run the pack's quick triage now for the labels given,
     print one line per probe and the branch it would take. Opens no incident, needs no
     Redis, changes nothing. Exit 0 healthy, 1 degraded, 2 down or error."""
+    from responder import logs
+
     settings = load_settings()
     logs.configure(level="ERROR", secrets=settings.secret_values())
+    if not pack.is_file():
+        fail(f"{pack}: no such file", code=2)
     labels = _pairs(label, "label")
     if not labels:
         fail("give the alert's labels: --label service=<name> [--label k=v ...]", code=2)
@@ -593,13 +710,11 @@ def pause(
     token: AdminToken = None,
 ) -> None:
     """Stop every automatic action, on every replica, until `responder resume`."""
-    doc = _run(
-        _call(
-            "POST",
-            url.rstrip("/") + "/v1/admin/pause",
-            body={"by": by, "reason": reason},
-            token=_admin(token),
-        )
+    doc = _call(
+        "POST",
+        url.rstrip("/") + "/v1/admin/pause",
+        body={"by": by, "reason": reason},
+        token=_admin(token),
     )
     _print_automation(doc)
 
@@ -607,7 +722,7 @@ def pause(
 @cli.command()
 def resume(url: UrlOption = DEFAULT_URL, token: AdminToken = None) -> None:
     """Let automatic actions run again."""
-    doc = _run(_call("POST", url.rstrip("/") + "/v1/admin/resume", body={}, token=_admin(token)))
+    doc = _call("POST", url.rstrip("/") + "/v1/admin/resume", body={}, token=_admin(token))
     _print_automation(doc)
 
 
@@ -619,13 +734,11 @@ def incidents_ack(
     token: AdminToken = None,
 ) -> None:
     """Take an incident: from now on the automation only reports on it."""
-    inc = _run(
-        _call(
-            "POST",
-            url.rstrip("/") + f"/v1/incidents/{incident_id}/ack",
-            body={"by": by},
-            token=_admin(token),
-        )
+    inc = _call(
+        "POST",
+        url.rstrip("/") + f"/v1/incidents/{incident_id}/ack",
+        body={"by": by},
+        token=_admin(token),
     )
     _print_incident_line(inc)
     if inc["status"] == "open":

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import yaml
 
-from responder.rules.engine import AlertInput, Evaluation, RuleSet
-from responder.rules.facts import FactsError, expand
-from responder.rules.loader import RuleLoadError, load_rules, pack_files
-from responder.rules.testing import find_test_files, run_file
-from responder.settings import default_rules_paths
+if TYPE_CHECKING:
+    from responder.rules.engine import Evaluation, RuleSet
+
+# `responder` builds this group at every start: the rule engine (pydantic, jinja2) is
+# imported by the commands that use it, so the other commands start fast (cli.py).
 
 rules_cli = typer.Typer(help="Check, test and explain rule packs.", no_args_is_help=True)
 
@@ -24,10 +23,18 @@ PathsArg = Annotated[
 
 
 def _paths(paths: list[Path] | None) -> list[Path]:
+    from responder.settings import default_rules_paths
+
+    for path in paths or []:
+        if not path.exists():  # one line, not the loader's "no such file" and "cannot read"
+            typer.echo(f"error: {path}: no such file or directory", err=True)
+            raise typer.Exit(1)
     return list(paths) if paths else default_rules_paths()
 
 
 def _load(paths: list[Path] | None) -> RuleSet:
+    from responder.rules.loader import RuleLoadError, load_rules
+
     try:
         return load_rules(_paths(paths))
     except RuleLoadError as exc:
@@ -39,6 +46,8 @@ def _load(paths: list[Path] | None) -> RuleSet:
 @rules_cli.command("lint")
 def lint(paths: PathsArg = None) -> None:
     """Validate packs: exit 0 when all load, 1 with every problem (file:line: rule: ...)."""
+    from responder.rules.loader import pack_files
+
     files = pack_files(_paths(paths))
     if not files:
         typer.echo("error: no rule pack files found", err=True)
@@ -58,6 +67,9 @@ def run_rule_tests(
     ] = None,
 ) -> None:
     """Run rule unit tests; print a diff for each failure; exit 1 if any fails."""
+    from responder.rules.testing import find_test_files, run_file
+    from responder.settings import default_rules_paths
+
     if not paths:
         paths = [p / "tests" for p in default_rules_paths()]
     files = find_test_files(paths)
@@ -80,6 +92,10 @@ def run_rule_tests(
 
 
 def _read_facts(path: Path | None) -> dict[str, Any] | None:
+    import yaml
+
+    from responder.rules.facts import FactsError, expand
+
     if path is None:
         return None
     try:
@@ -161,6 +177,8 @@ def explain(
 ) -> None:
     """Which rules were tried for each alert of a payload, which matchers and conditions
     passed or failed, and the decision."""
+    from responder.rules.engine import AlertInput
+
     try:
         doc = json.loads(payload.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

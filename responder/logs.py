@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable, MutableMapping
+import time
+from collections.abc import Callable, Iterable, MutableMapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -17,7 +18,7 @@ from structlog._config import BoundLoggerLazyProxy
 
 from responder.redaction import REDACTED, Redactor
 
-__all__ = ["REDACTED", "SecretRedactor", "configure", "reset"]
+__all__ = ["REDACTED", "SecretRedactor", "StoreWarnings", "configure", "reset"]
 
 
 class SecretRedactor:
@@ -56,7 +57,59 @@ def _request_id(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapp
     return event
 
 
-def configure(*, level: str, secrets: Iterable[str], stream: Any = None) -> None:
+# Events logged when a loop meets Redis unreachable: each loop retries on its own cadence
+# (the timers every half second), so while Redis is down they would fill the log.
+STORE_UNREACHABLE = "store unreachable"
+
+
+class StoreWarnings:
+    """A structlog processor for the "store unreachable" warnings: each names where Redis
+    is (``redis``, host:port: never the URL, which may carry a password), and one event
+    repeated is written with a growing gap (1 s, 2 s, 4 s... at most ``cap_s``), the next
+    line saying how many were left out (``repeated``). Quiet for ``cap_s``: the outage is
+    over, and the next one starts at 1 s again."""
+
+    def __init__(
+        self,
+        address: str | None,
+        *,
+        cap_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._address = address
+        self._cap_s = cap_s
+        self._clock = clock
+        # event -> (when it was last written, the gap before the next, lines left out)
+        self._seen: dict[str, tuple[float, float, int]] = {}
+
+    def __call__(
+        self, logger: Any, method: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        name = event.get("event")
+        if not isinstance(name, str) or not name.startswith(STORE_UNREACHABLE):
+            return event
+        if self._address is not None:
+            event.setdefault("redis", self._address)
+        now = self._clock()
+        last = self._seen.get(name)
+        if last is not None:
+            written, gap, left_out = last
+            if now - written < gap:
+                self._seen[name] = (written, gap, left_out + 1)
+                raise structlog.DropEvent
+            if now - written < gap + self._cap_s:  # still the same outage
+                if left_out:
+                    event["repeated"] = left_out
+                self._seen[name] = (now, min(gap * 2, self._cap_s), 0)
+                return event
+        self._seen[name] = (now, 1.0, 0)
+        return event
+
+
+def configure(
+    *, level: str, secrets: Iterable[str], stream: Any = None, redis_address: str | None = None
+) -> None:
+    """``redis_address``: where Redis is (no password), named by the store warnings."""
     redactor = SecretRedactor(secrets)
     out = stream if stream is not None else sys.stderr
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
@@ -66,9 +119,11 @@ def configure(*, level: str, secrets: Iterable[str], stream: Any = None) -> None
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    store_warnings = StoreWarnings(redis_address)
     structlog.configure(
         processors=[
             *shared,
+            store_warnings,
             structlog.processors.format_exc_info,
             redactor,
             structlog.processors.JSONRenderer(),

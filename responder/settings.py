@@ -8,13 +8,24 @@ the YAML file named by ``RESPONDER_CONFIG``, then the defaults below. Secrets ar
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+import yaml
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -39,8 +50,77 @@ _CREDENTIALS = (
 )
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+# RESPONDER_* variables that are not settings: the CLI's --url and --token options read
+# RESPONDER_URL (the read and admin tokens are settings too), and RESPONDER_CONFIG names
+# the YAML file.
+_NOT_SETTINGS = frozenset({"URL", "CONFIG"})
+
+
 class ConfigError(ValueError):
     """The configuration cannot work; the message says what to change."""
+
+
+def env_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def unknown_variables(environ: Mapping[str, str]) -> str | None:
+    """The first ``RESPONDER_*`` variable that names no setting, with a did-you-mean: a
+    typo (``RESPONDER_WOKERS``) would otherwise leave the default in force, silently."""
+    fields = {name.upper() for name in Settings.model_fields}
+    known = fields | {f"{name}_FILE" for name in fields} | _NOT_SETTINGS
+    for variable in sorted(environ):
+        if not variable.startswith(ENV_PREFIX):
+            continue
+        name = variable.removeprefix(ENV_PREFIX)
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
+        hint = f"; did you mean {ENV_PREFIX}{close[0]}?" if close else ""
+        return f"unknown variable {variable}: no such setting{hint}"
+    return None
+
+
+def explain(exc: ValidationError) -> str:
+    """The first problem of a ``ValidationError`` as one line that names the variable
+    (``RESPONDER_PORT``), or for a check spanning settings, every variable it names."""
+    first = exc.errors(include_url=False)[0]
+    message = str(first["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if first["loc"]:
+        field = str(first["loc"][0])
+        if first["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(field, list(Settings.model_fields), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            return f"unknown setting {field} (in {ENV_PREFIX}CONFIG){hint}"
+        return f"invalid setting {env_name(field)}: {message}"
+    # names with an underscore only: "triage" or "rules" in a sentence are words
+    fields = "|".join(sorted((f for f in Settings.model_fields if "_" in f), key=len)[::-1])
+    named = re.sub(rf"\b({fields})\b", lambda m: env_name(m.group(1)), message)
+    return f"invalid settings: {named}"
+
+
+def _read_config_file(path: str) -> None:
+    """A malformed or non-mapping ``RESPONDER_CONFIG`` as a one-line ``ConfigError``: the
+    YAML source would raise a parser traceback, or a ``TypeError`` for a list."""
+    what = f"{ENV_PREFIX}CONFIG={path}"
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot read it: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what}: not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(f"{what}: {where}{problem}") from None
+    if doc is not None and not isinstance(doc, dict):
+        raise ConfigError(
+            f"{what}: a {type(doc).__name__} at the top; write a mapping of setting: value"
+        )
 
 
 def _split_commas(value: object) -> object:
@@ -466,6 +546,41 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
 
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"{value!r} is not a log level: use {', '.join(LOG_LEVELS)}")
+        return level
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        # the URL may carry a password: the error names the scheme only
+        if value is None:
+            return None
+        parts = urlsplit(value.get_secret_value())
+        if parts.scheme not in REDIS_SCHEMES:
+            shown = f"the scheme {parts.scheme}://" if parts.scheme else "no scheme"
+            raise ValueError(
+                f"not a Redis URL ({shown}): write redis://[:password@]host:6379/0, "
+                "rediss:// for TLS or unix:///path/redis.sock"
+            )
+        if parts.scheme != "unix" and not parts.hostname:
+            raise ValueError("no host: write redis://[:password@]host:6379/0")
+        return value
+
+    @field_validator("slack_api_url", "statuspage_api_url", "public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value
+
     @field_validator(*_CREDENTIALS)
     @classmethod
     def _credential_not_empty(cls, value: object, info: ValidationInfo) -> object:
@@ -606,6 +721,8 @@ class Settings(BaseSettings):
             raise ValueError(f"templates_dir: no such directory: {self.templates_dir}")
         if self.ca_file is not None and not self.ca_file.is_file():
             raise ValueError(f"ca_file: no such file: {self.ca_file}")
+        if self.kubeconfig is not None and not self.kubeconfig.is_file():
+            raise ValueError(f"{env_name('kubeconfig')}: no such file: {self.kubeconfig}")
         return self
 
     @field_validator("group_by")
@@ -685,6 +802,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        unknown = unknown_variables(os.environ)
+        if unknown:
+            raise ConfigError(unknown)
         sources: list[PydanticBaseSettingsSource] = [
             init_settings,
             env_settings,
@@ -694,6 +814,7 @@ class Settings(BaseSettings):
         if config_file:
             if not Path(config_file).is_file():
                 raise ConfigError(f"{ENV_PREFIX}CONFIG: no such file: {config_file}")
+            _read_config_file(config_file)
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
         return tuple(sources)
 
@@ -714,6 +835,18 @@ class Settings(BaseSettings):
             "P3": self.update_interval_p3_s,
             "P4": self.update_interval_p4_s,
         }
+
+    def redis_address(self) -> str:
+        """Where Redis is, for messages: host:port (or the socket, or the sentinels), never
+        the password the URL may carry."""
+        if self.redis_sentinels:
+            return f"{self.redis_sentinel_master} via sentinels {', '.join(self.redis_sentinels)}"
+        if self.redis_url is None:
+            return "the embedded store"
+        parts = urlsplit(self.redis_url.get_secret_value())
+        if parts.scheme == "unix":
+            return parts.path
+        return f"{parts.hostname}:{parts.port or 6379}"
 
     def sentinel_addresses(self) -> list[tuple[str, int]]:
         return [parse_host_port(entry) for entry in self.redis_sentinels]

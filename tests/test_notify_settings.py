@@ -68,7 +68,7 @@ def test_an_http_events_url_is_one_line_naming_the_variable_and_exit_2() -> None
     assert result.exit_code == 2
     assert result.stderr.strip() == (
         "error: invalid setting RESPONDER_PAGERDUTY_EVENTS_URL: "
-        "Value error, the PagerDuty client accepts https:// URLs only"
+        "the PagerDuty client accepts https:// URLs only"
     )
 
 
@@ -226,5 +226,5 @@ def test_secrets_from_the_environment_never_show_in_error_messages(monkeypatch) 
     assert_no_secret(str(caught.value))
     result = CliRunner().invoke(cli, ["serve"])
     assert result.exit_code == 2
-    assert result.stderr.startswith("error: invalid setting ")
+    assert result.stderr.startswith("error: invalid setting")
     assert_no_secret(result.output)
