@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from responder.check.runner import Report
+from responder.render.words import plural
 
 _WIDTH = 5  # "FAIL " and "skip " line up with "ok   " and "warn "
 
@@ -25,7 +26,7 @@ def as_text(report: Report) -> str:
     failed = sum(r.status == "FAIL" for r in report.results)
     warned = sum(r.status == "warn" for r in report.results)
     lines.append(
-        f"{failed} failed, {warned} warnings"
+        f"{failed} failed, {plural(warned, 'warning')}"
         + (": fix the FAIL lines before serving" if failed else "")
     )
     return report.redact("\n".join(lines))
