@@ -59,7 +59,7 @@ from responder.notify.planners import (
 )
 from responder.notify.recap import Recap
 from responder.openapi import build_openapi
-from responder.pipeline import FlapWatch, Pipeline
+from responder.pipeline import Pipeline
 from responder.ports import Clock, KubeGateway, Notifier, Probe, StateStore, WorkQueue
 from responder.redaction import Redactor
 from responder.render.templates import Templates
@@ -72,6 +72,7 @@ from responder.rules.registry import RuleRegistry
 from responder.settings import ConfigError, Settings
 from responder.triage.stage import TriageStage
 from responder.watch.chain import TimerChain, WatchKind
+from responder.watch.flapping import FlapWatch
 from responder.watch.response import AckDeadline
 from responder.watch.updates import UpdateReminders
 from responder.watch.vendor import VendorWatch

@@ -22,7 +22,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Protocol
 
 import structlog
@@ -45,7 +45,6 @@ from responder.domain.incident import (
     open_storm,
     recent_fires,
     reopen_flapping,
-    settle_flapping,
 )
 from responder.domain.notification import PAGE_KEY_PREFIX
 from responder.domain.severity import SeverityLevel
@@ -63,7 +62,6 @@ from responder.keyed_locks import KeyedLocks
 from responder.metrics import Metrics
 from responder.ports import (
     Clock,
-    DurableTimers,
     IncidentMutator,
     IncidentState,
     MutationItem,
@@ -152,62 +150,6 @@ class _FollowUp:
 
     signals: list[int] = field(default_factory=list)
     changes: list[IncidentChange] = field(default_factory=list)
-
-
-class FlapWatch:
-    """The quiet period of a flapping incident: each flap schedules a ``flap_quiet`` timer
-    for when the incident would have been quiet long enough; the timer of the last flap
-    finds it so, and the incident is steady again (resolved if no alert fires). A stage
-    and a timer handler; it writes nothing itself."""
-
-    reads_store = False
-
-    def __init__(
-        self,
-        *,
-        store: Store,
-        timers: DurableTimers,
-        clock: Clock,
-        rules: Callable[[], RuleSet] = RuleSet,
-    ) -> None:
-        self._store = store
-        self._timers = timers
-        self._clock = clock
-        self._rules = rules
-
-    async def __call__(self, change: IncidentChange) -> StageResult | None:
-        incident = change.incident
-        if incident.flapping_since is None:
-            return None
-        quiet_s = self._rules().flapping(incident.pack).quiet_s
-        for event in change.events:
-            if event.kind is EventKind.INCIDENT_FLAPPING:
-                # a timer per flap (bounded by the flaps): only the last one finds it quiet
-                due = event.at + timedelta(seconds=quiet_s)
-                await self._timers.schedule(
-                    TimerSignal(
-                        kind="flap_quiet",
-                        incident_id=incident.id,
-                        step=f"flap{event.seq}",
-                        due_at=due,
-                        received_at=self._clock.now(),
-                    )
-                )
-        return None
-
-    async def settle(self, timer: TimerSignal) -> StageResult | None:
-        view = await self._store.get_incident(timer.incident_id)
-        if view is None or view.incident.flapping_since is None:
-            return None
-        quiet_s = self._rules().flapping(view.incident.pack).quiet_s
-        now = self._clock.now()
-
-        def mutate(state: IncidentState) -> IncidentChange | None:
-            if state.incident is None:
-                return None
-            return settle_flapping(state.incident, now, quiet_s=quiet_s)
-
-        return StageResult(mutators=(mutate,))
 
 
 class Pipeline:
