@@ -1,13 +1,14 @@
 """One class per action type, over its typed spec: what that action does to its target.
 
-The executor (``executor.py``) owns what every action shares: the step claimed once, the
-guards, the lock, the record. What differs by action type is here, found by the spec's
-type in ``ACTIONS`` (``action_for``): the target it changes; the patch it plans, with the
-touched state before and the state wanted after; whether the target already is as wanted;
-whether a patch a dead worker sent is found on the target; what it reads back after
-sending; the patch that undoes it (``None``: it cannot be undone) and when (``revert_when``);
-the exact change it makes (``change``), which its cooldown is kept by. A new action type is a
-spec in ``responder.domain.plans`` and a class here; a spec without one fails at import.
+The executor (``executor.py``, with ``step.py`` and ``reverts.py``) owns what every action
+shares: the step claimed once, the guards, the lock, the record. What differs by action
+type is here, found by the spec's type in ``ACTIONS`` (``action_for``): the target it
+changes; the patch it plans, with the touched state before and the state wanted after;
+whether the target already is as wanted; whether a patch a dead worker sent is found on
+the target; what it reads back after sending; the patch that undoes it (``None``: it
+cannot be undone) and when (``revert_when``); the exact change it makes (``change``),
+which its cooldown is kept by. A new action type is a spec in ``responder.domain.plans``
+and a class here; a spec without one fails at import.
 
 The patches themselves are built by pure functions (``patches.py``); the target is read and
 changed through the ``KubeGateway`` port only.
