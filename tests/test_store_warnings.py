@@ -45,8 +45,9 @@ def test_serve_with_redis_down_names_the_address_and_backs_off() -> None:
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     deadline = time.monotonic() + 60
-    # the timers loop retries every half second: four lines written take at least 1+2+4 s
-    while time.monotonic() < deadline and sum(w["event"] == TIMERS for w in warnings) < 4:
+    # the timers loop retries every half second: three lines written take at least 1+2 s
+    # (the backoff's whole schedule is tested with a controlled clock below)
+    while time.monotonic() < deadline and sum(w["event"] == TIMERS for w in warnings) < 3:
         time.sleep(0.2)
     proc.terminate()
     proc.wait(timeout=30)
@@ -57,10 +58,10 @@ def test_serve_with_redis_down_names_the_address_and_backs_off() -> None:
     assert store, raw
     assert {w["redis"] for w in store} == {f"127.0.0.1:{port}"}
     timers = [w for w in store if w["event"] == TIMERS]
-    assert len(timers) >= 4, raw
+    assert len(timers) >= 3, raw
     # every line after the first says how many it stands for, and the gaps grow
     assert all(w.get("repeated", 0) >= 1 for w in timers[1:])
-    assert sum(w["repeated"] for w in timers[1:]) >= 3
+    assert sum(w["repeated"] for w in timers[1:]) >= 2
 
 
 class FakeClock:
