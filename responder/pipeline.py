@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Protocol
 
 import structlog
+from pydantic import JsonValue
 
 from responder.domain.decision import Decision
 from responder.domain.errors import RetryLaterError, StoreUnavailableError
@@ -38,13 +39,16 @@ from responder.domain.incident import (
     classify,
     collect_into_storm,
     combine,
+    decide_approval,
     new_incident_id,
     note_fire,
     open_from_pagerduty,
     open_incident,
     open_storm,
+    pause_automation,
     recent_fires,
     reopen_flapping,
+    resume_automation,
 )
 from responder.domain.notification import PAGE_KEY_PREFIX
 from responder.domain.severity import SeverityLevel
@@ -52,6 +56,7 @@ from responder.domain.signal import (
     AckSignal,
     AlertSignal,
     AlertStatus,
+    HumanSignal,
     PagerDutySignal,
     QueuedSignal,
     TimerSignal,
@@ -302,12 +307,17 @@ class Pipeline:
             await slices.tick()
             if isinstance(signal, TimerSignal):
                 continue
-            if isinstance(signal, AckSignal):
+            if isinstance(signal, AckSignal | HumanSignal):
                 placed = order(index)
+                mutator = (
+                    _ack_mutator(signal, now)
+                    if isinstance(signal, AckSignal)
+                    else _human_mutator(signal, now)
+                )
                 items.append(
                     MutationItem(
                         lookups=(IncidentLookup(kind="id", key=signal.incident_id),),
-                        mutators=(_ack_mutator(signal, now),),
+                        mutators=(mutator,),
                         order_key=placed.key if placed else None,
                         seqs=(placed.seq,) if placed else (),
                         skip_gap=placed.skip_gap if placed else False,
@@ -724,6 +734,47 @@ def _ack_mutator(signal: AckSignal, now: datetime) -> IncidentMutator:
             return None
         return acknowledge(
             state.incident, by=signal.by, at=signal.received_at, now=now, via="through the API"
+        )
+
+    return mutate
+
+
+def _human_mutator(signal: HumanSignal, now: datetime) -> IncidentMutator:
+    """A person's press (Slack) or request (API), applied to the incident as it is when
+    its turn comes: a second press or a replica's redelivery finds it done."""
+    via = "in Slack" if signal.via == "slack" else "through the API"
+    extra: dict[str, JsonValue] = {"via": signal.via}
+    if signal.user_id is not None:
+        extra["user_id"] = signal.user_id
+
+    def mutate(state: IncidentState) -> IncidentChange | None:
+        incident = state.incident
+        if incident is None:
+            return None
+        if signal.act == "acknowledge":
+            return acknowledge(
+                incident,
+                by=signal.by,
+                at=signal.received_at,
+                now=now,
+                via=via,
+                commander=True,
+                **extra,
+            )
+        if signal.act == "pause":
+            return pause_automation(incident, by=signal.by, now=now, via=via, **extra)
+        if signal.act == "resume":
+            return resume_automation(incident, by=signal.by, now=now, via=via, **extra)
+        if signal.step is None:
+            return None
+        return decide_approval(
+            incident,
+            signal.step,
+            approve=signal.act == "approve",
+            by=signal.by,
+            now=now,
+            via=signal.via,
+            **({"user_id": signal.user_id} if signal.user_id is not None else {}),
         )
 
     return mutate

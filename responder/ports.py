@@ -173,6 +173,16 @@ class IncidentView(Frozen):
     processed_seq: int = 0
 
 
+class IncidentGraphs(Protocol):
+    """The error-rate graph of an incident's window (the Prometheus range data the
+    evidence collects), with the alert, each action and the resolve marked."""
+
+    async def svg(self, view: IncidentView) -> str | None:
+        """The graph as one self-contained ``<svg>`` element, or ``None`` when there is no
+        data (no Prometheus, no query, nothing in the window)."""
+        ...
+
+
 # A cursor is short; anything much longer is not one.
 _MAX_CURSOR_CHARS = 400
 

@@ -73,6 +73,25 @@ class IncidentLookup:
     key: str
 
 
+ApprovalState = Literal["requested", "approved", "rejected", "expired"]
+
+
+class Approval(Frozen):
+    """A step of the plan a rule says needs a person's yes (``approval: required``): what
+    it would change, until when it waits, and who decided."""
+
+    step: str
+    action: str  # the action's type
+    target: str
+    change: str  # the exact change, as the timeline tells it (its dry-run patch)
+    state: ApprovalState = "requested"
+    requested_at: datetime
+    expires_at: datetime
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    via: str | None = None  # "slack", "api", or None when it expired
+
+
 class Incident(Frozen):
     id: str
     status: IncidentStatus = IncidentStatus.OPEN
@@ -108,6 +127,12 @@ class Incident(Frozen):
     # the incident commander once PagerDuty says who has the incident (its assignee, or
     # who acknowledged it there): the root message names them
     commander: str | None = None
+    # a person paused the automation of this incident (Slack's "Pause automation"): its
+    # steps are refused by the pause guard as a global pause would, until resumed
+    paused_by: str | None = None
+    paused_at: datetime | None = None
+    # the steps that wait (or waited) for a person's approval, one per step
+    approvals: tuple[Approval, ...] = ()
     # when it opened and when an alert of it that had resolved fired again, the latest
     # few, carried over from the incident of its group resolved just before: what tells
     # it flaps
@@ -426,16 +451,152 @@ def record_report(
 
 
 def acknowledge(
-    incident: Incident, *, by: str, at: datetime, now: datetime, via: str, **data: JsonValue
+    incident: Incident,
+    *,
+    by: str,
+    at: datetime,
+    now: datetime,
+    via: str,
+    commander: bool = False,
+    **data: JsonValue,
 ) -> IncidentChange | None:
-    """A human took the incident: from now on the automation only reports."""
+    """A human took the incident: from now on the automation only reports. ``commander``:
+    who acknowledged it becomes the incident commander (an ack from Slack's button, as
+    PagerDuty names who acknowledged there)."""
     if incident.status is not IncidentStatus.OPEN:
         return None
     changes = _Changes(incident, now)
     changes.add(EventKind.INCIDENT_ACKNOWLEDGED, f"Acknowledged by {by} {via}", by=by, **data)
-    return changes.done(
-        incident, update={"status": IncidentStatus.ACKED, "acked_at": at, "acked_by": by}
+    update: dict[str, object] = {"status": IncidentStatus.ACKED, "acked_at": at, "acked_by": by}
+    if commander:
+        update["commander"] = by
+    return changes.done(incident, update=update)
+
+
+def pause_automation(
+    incident: Incident, *, by: str, now: datetime, via: str, **data: JsonValue
+) -> IncidentChange | None:
+    """A person paused this incident's automation: its steps are refused from now on (the
+    pause guard), until resumed. Pausing a paused or resolved incident changes nothing."""
+    if not incident.is_active or incident.paused_by is not None:
+        return None
+    changes = _Changes(incident, now)
+    changes.add(
+        EventKind.AUTOMATION_PAUSED,
+        f"Automation paused for this incident by {by} {via}",
+        by=by,
+        **data,
     )
+    return changes.done(incident, update={"paused_by": by, "paused_at": changes.now})
+
+
+def resume_automation(
+    incident: Incident, *, by: str, now: datetime, via: str, **data: JsonValue
+) -> IncidentChange | None:
+    """The pause lifted: the automation acts again on what comes next."""
+    if not incident.is_active or incident.paused_by is None:
+        return None
+    changes = _Changes(incident, now)
+    changes.add(
+        EventKind.AUTOMATION_RESUMED,
+        f"Automation resumed for this incident by {by} {via}",
+        by=by,
+        paused_by=incident.paused_by,
+        **data,
+    )
+    return changes.done(incident, update={"paused_by": None, "paused_at": None})
+
+
+def approval_of(incident: Incident, step: str) -> Approval | None:
+    return next((a for a in incident.approvals if a.step == step), None)
+
+
+def _with_approval(incident: Incident, approval: Approval) -> tuple[Approval, ...]:
+    kept = tuple(a for a in incident.approvals if a.step != approval.step)
+    return (*kept, approval)
+
+
+def request_approval(
+    incident: Incident, approval: Approval, now: datetime, **data: JsonValue
+) -> IncidentChange | None:
+    """A step waits for a person's approval (once per step: asking again changes nothing)."""
+    if not incident.is_active or approval_of(incident, approval.step) is not None:
+        return None
+    changes = _Changes(incident, now)
+    changes.add(
+        EventKind.ACTION_APPROVAL_REQUESTED,
+        f"Approval needed for {approval.action} on {approval.target}: {approval.change} "
+        f"(expires {approval.expires_at:%H:%M:%S} UTC)",
+        step=approval.step,
+        action=approval.action,
+        target=approval.target,
+        change=approval.change,
+        expires_at=approval.expires_at.isoformat(),
+        **data,
+    )
+    return changes.done(incident, update={"approvals": _with_approval(incident, approval)})
+
+
+def decide_approval(
+    incident: Incident,
+    step: str,
+    *,
+    approve: bool,
+    by: str,
+    now: datetime,
+    via: str,
+    **data: JsonValue,
+) -> IncidentChange | None:
+    """A person's yes or no to a step waiting for approval: the first answer counts (two
+    people pressing at once: the one applied first), later ones change nothing, as does an
+    answer after the step expired or the incident resolved."""
+    approval = approval_of(incident, step)
+    if not incident.is_active or approval is None or approval.state != "requested":
+        return None
+    changes = _Changes(incident, now)
+    verb = "approved" if approve else "rejected"
+    changes.add(
+        EventKind.ACTION_APPROVED if approve else EventKind.ACTION_REJECTED,
+        f"{approval.action} on {approval.target} {verb} by {by} {_VIA.get(via, via)}",
+        step=step,
+        action=approval.action,
+        target=approval.target,
+        by=by,
+        via=via,
+        **data,
+    )
+    decided = approval.model_copy(
+        update={
+            "state": "approved" if approve else "rejected",
+            "decided_by": by,
+            "decided_at": changes.now,
+            "via": via,
+        }
+    )
+    return changes.done(incident, update={"approvals": _with_approval(incident, decided)})
+
+
+def expire_approval(incident: Incident, step: str, now: datetime) -> IncidentChange | None:
+    """Nobody answered before the deadline: the step does not run (a human is called by
+    the stage that records this)."""
+    approval = approval_of(incident, step)
+    if approval is None or approval.state != "requested" or now < approval.expires_at:
+        return None
+    changes = _Changes(incident, now)
+    changes.add(
+        EventKind.ACTION_APPROVAL_EXPIRED,
+        f"No one approved {approval.action} on {approval.target} by "
+        f"{approval.expires_at:%H:%M:%S} UTC: it does not run",
+        step=step,
+        action=approval.action,
+        target=approval.target,
+    )
+    expired = approval.model_copy(update={"state": "expired", "decided_at": changes.now})
+    return changes.done(incident, update={"approvals": _with_approval(incident, expired)})
+
+
+# how the timeline says where a person's answer came from
+_VIA = {"slack": "in Slack", "api": "through the API"}
 
 
 def new_incident_id(now: datetime) -> str:

@@ -259,7 +259,54 @@ class AckSignal(Frozen):
         )
 
 
-QueuedSignal = AlertSignal | PagerDutySignal | TimerSignal | AckSignal
+# What a person can do to one incident from Slack's buttons (or the admin API): take it,
+# pause or resume its automation, approve or reject a step waiting for approval.
+HumanAct = Literal["acknowledge", "pause", "resume", "approve", "reject"]
+
+
+class HumanSignal(Frozen):
+    """A person pressed a button of an incident's Slack messages (or asked the admin API):
+    queued under the incident's own order key like ``AckSignal``, applied once by a worker
+    (the transitions are idempotent: a second press, a replay or a second replica changes
+    nothing), and followed up like every event. ``step`` names the step an approval is for.
+    ``by`` is the person as shown on the timeline; ``user_id`` their Slack id, when the
+    press came from Slack."""
+
+    source: Literal["human"] = "human"
+    incident_id: str
+    act: HumanAct
+    step: str | None = None
+    by: str
+    user_id: str | None = None
+    via: Literal["slack", "api"]
+    request_id: str
+    received_at: datetime
+
+    @property
+    def dedupe_key(self) -> str:
+        return f"human:{self.act}:{self.incident_id}:{self.request_id}"
+
+    @property
+    def dedupe_status(self) -> str:
+        return self.act
+
+    @property
+    def order_ms(self) -> int:
+        return int(self.received_at.timestamp() * 1000)
+
+    def observation(self) -> Observation:
+        """Under the incident's own order key: presses take effect in the order they came
+        (an approval and a pause pressed together are applied one after the other)."""
+        return Observation(
+            self.dedupe_key,
+            self.dedupe_status,
+            self.order_ms,
+            to_json(self),
+            f"incident:{self.incident_id}",
+        )
+
+
+QueuedSignal = AlertSignal | PagerDutySignal | TimerSignal | AckSignal | HumanSignal
 Signal = Annotated[QueuedSignal, Field(discriminator="source")]
 SIGNAL_ADAPTER: TypeAdapter[QueuedSignal] = TypeAdapter(Signal)
 

@@ -58,6 +58,14 @@ class EventKind(StrEnum):
     # the revert policy and the misfires of late verifications
     ACTION_VERIFY_DROPPED = "action.verify_dropped"  # due after resolve or revert: not run
     ACTION_REVERT_DUE = "action.revert_due"  # left in place by its policy: the undo, for a human
+    # humans in the loop: a step a rule says needs a person's approval (``approval:``)
+    ACTION_APPROVAL_REQUESTED = "action.approval_requested"  # the plan, waiting for a yes or no
+    ACTION_APPROVED = "action.approved"  # a person approved it: it runs through the guards
+    ACTION_REJECTED = "action.rejected"  # a person said no: it does not run
+    ACTION_APPROVAL_EXPIRED = "action.approval_expired"  # nobody answered in time: a human paged
+    # a person paused (or resumed) the automation of this one incident
+    AUTOMATION_PAUSED = "automation.paused"
+    AUTOMATION_RESUMED = "automation.resumed"
 
     # Notifications: what a sink (Slack, status page, PagerDuty) did; ``data["sink"]``
     NOTIFICATION_POSTED = "notification.posted"  # posted or updated (refs kept on the incident)

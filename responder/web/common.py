@@ -14,7 +14,7 @@ from responder.api import ErrorBody
 from responder.grouping import AlertGroups
 from responder.kube_access import AccessState
 from responder.metrics import Metrics
-from responder.ports import Clock, StateStore, WorkQueue
+from responder.ports import Clock, IncidentGraphs, StateStore, WorkQueue
 from responder.report.reports import Reports
 from responder.rules.registry import RuleRegistry
 from responder.settings import Settings
@@ -37,6 +37,8 @@ class WebContext:
     reports: Reports
     # the start-up access check's outcome (app.py fills it in when it is done)
     kube_access: AccessState = field(default_factory=AccessState)
+    # the incident page's error-rate graph (None: the page shows none)
+    graphs: IncidentGraphs | None = None
 
 
 CONTEXT = web.AppKey("context", WebContext)
