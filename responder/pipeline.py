@@ -742,8 +742,7 @@ def _ack_mutator(signal: AckSignal, now: datetime) -> IncidentMutator:
 def _human_mutator(signal: HumanSignal, now: datetime) -> IncidentMutator:
     """A person's press (Slack) or request (API), applied to the incident as it is when
     its turn comes: a second press or a replica's redelivery finds it done."""
-    via = "in Slack" if signal.via == "slack" else "through the API"
-    extra: dict[str, JsonValue] = {"via": signal.via}
+    extra: dict[str, JsonValue] = {}
     if signal.user_id is not None:
         extra["user_id"] = signal.user_id
 
@@ -757,14 +756,15 @@ def _human_mutator(signal: HumanSignal, now: datetime) -> IncidentMutator:
                 by=signal.by,
                 at=signal.received_at,
                 now=now,
-                via=via,
+                via="in Slack" if signal.via == "slack" else "through the API",
                 commander=True,
+                source=signal.via,
                 **extra,
             )
         if signal.act == "pause":
-            return pause_automation(incident, by=signal.by, now=now, via=via, **extra)
+            return pause_automation(incident, by=signal.by, now=now, via=signal.via, **extra)
         if signal.act == "resume":
-            return resume_automation(incident, by=signal.by, now=now, via=via, **extra)
+            return resume_automation(incident, by=signal.by, now=now, via=signal.via, **extra)
         if signal.step is None:
             return None
         return decide_approval(
@@ -774,7 +774,7 @@ def _human_mutator(signal: HumanSignal, now: datetime) -> IncidentMutator:
             by=signal.by,
             now=now,
             via=signal.via,
-            **({"user_id": signal.user_id} if signal.user_id is not None else {}),
+            **extra,
         )
 
     return mutate

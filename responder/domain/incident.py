@@ -458,14 +458,18 @@ def acknowledge(
     now: datetime,
     via: str,
     commander: bool = False,
+    source: str | None = None,
     **data: JsonValue,
 ) -> IncidentChange | None:
-    """A human took the incident: from now on the automation only reports. ``commander``:
-    who acknowledged it becomes the incident commander (an ack from Slack's button, as
-    PagerDuty names who acknowledged there)."""
+    """A human took the incident: from now on the automation only reports. ``via`` says
+    where, in words; ``source`` ("slack", "api"), when given, is recorded as the event's
+    ``via``. ``commander``: who acknowledged it becomes the incident commander (an ack
+    from Slack's button, as PagerDuty names who acknowledged there)."""
     if incident.status is not IncidentStatus.OPEN:
         return None
     changes = _Changes(incident, now)
+    if source is not None:
+        data["via"] = source
     changes.add(EventKind.INCIDENT_ACKNOWLEDGED, f"Acknowledged by {by} {via}", by=by, **data)
     update: dict[str, object] = {"status": IncidentStatus.ACKED, "acked_at": at, "acked_by": by}
     if commander:
@@ -477,14 +481,16 @@ def pause_automation(
     incident: Incident, *, by: str, now: datetime, via: str, **data: JsonValue
 ) -> IncidentChange | None:
     """A person paused this incident's automation: its steps are refused from now on (the
-    pause guard), until resumed. Pausing a paused or resolved incident changes nothing."""
+    pause guard), until resumed. Pausing a paused or resolved incident changes nothing.
+    ``via``: where the person pressed it ("slack", "api"), recorded as such."""
     if not incident.is_active or incident.paused_by is not None:
         return None
     changes = _Changes(incident, now)
     changes.add(
         EventKind.AUTOMATION_PAUSED,
-        f"Automation paused for this incident by {by} {via}",
+        f"Automation paused for this incident by {by} {_VIA.get(via, via)}",
         by=by,
+        via=via,
         **data,
     )
     return changes.done(incident, update={"paused_by": by, "paused_at": changes.now})
@@ -499,8 +505,9 @@ def resume_automation(
     changes = _Changes(incident, now)
     changes.add(
         EventKind.AUTOMATION_RESUMED,
-        f"Automation resumed for this incident by {by} {via}",
+        f"Automation resumed for this incident by {by} {_VIA.get(via, via)}",
         by=by,
+        via=via,
         paused_by=incident.paused_by,
         **data,
     )
