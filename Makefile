@@ -50,7 +50,7 @@ lint: $(VENV)/.installed
 	$(BIN)/lint-imports
 
 test: $(VENV)/.installed system-deps lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 # deploy/kubernetes/configmap-rules.yaml: the rule packs of rules/, byte for byte;
 # deploy/kubernetes/monitoring/prometheusrule.yaml: deploy/prometheus/responder-alerts.yml
