@@ -4,8 +4,9 @@ like the message templates' and with autoescape on, over the templates shipped i
 
 Everything an incident holds may come from an alert, so every value a page prints is
 escaped where it is printed: a label can show as ``<b>`` but never become an element.
-The one value marked safe is the error-rate graph, an ``<svg>`` of our own rendering
-whose labels its renderer escaped (``graph``).
+The one value printed as it is (``| safe`` in ``incident.html.j2``) is the error-rate
+graph, an ``<svg>`` of our own rendering whose labels its renderer escaped
+(``ports.IncidentGraphs``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Any
 
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
-from markupsafe import Markup
 
 from responder.render.templates import TemplateProblem
 from responder.render.words import value_text
@@ -65,9 +65,3 @@ class HtmlPages:
 
     def render(self, name: str, **context: Any) -> str:
         return str(self._templates[name].render(**context))
-
-
-def graph(svg: str) -> Markup:
-    """The error-rate graph as markup the page prints as it is: our own ``<svg>``,
-    whose text its renderer escaped (``ports.IncidentGraphs``)."""
-    return Markup(svg)  # noqa: S704 - our own rendering, escaped by its renderer

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from responder.render.html import HtmlPages, graph
+from responder.render.html import HtmlPages
 from responder.render.templates import TemplateProblem
 from responder.settings import ASCII_WHITESPACE
 from responder.web.auth import PAGE_COOKIE, login_token_ok, page_cookie, read_access
@@ -150,7 +150,7 @@ async def incident(request: web.Request) -> web.Response:
         "incident.html.j2",
         s=sections(view, messages=messages),
         messages_problem=messages_problem,
-        graph=graph(svg) if svg else None,
+        graph=svg or None,
         no_graph=no_graph,
         postmortem_url=f"/v1/incidents/{incident_id}/postmortem",
         evidence_url=f"/v1/incidents/{incident_id}/evidence",
