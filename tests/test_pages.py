@@ -6,12 +6,22 @@ from __future__ import annotations
 import copy
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from html import unescape
 from typing import Any
 
 import pytest
 
-from responder.ports import IncidentView
+from responder.domain.incident import (
+    Approval,
+    IncidentChange,
+    IncidentLookup,
+    combine,
+    decide_approval,
+    pause_automation,
+    request_approval,
+)
+from responder.ports import IncidentState, IncidentView, MutationItem
 from responder.web.auth import PAGE_COOKIE, page_cookie
 from responder.web.common import CONTEXT
 from tests.support.mitigation import alert, cluster, responder, settled
@@ -247,27 +257,59 @@ async def test_the_list_pages_newest_first_with_a_link_to_older(service: Service
 
 
 class FixedGraph:
-    """A stand-in for the ``IncidentGraphs`` port: one fixed ``<svg>``."""
+    """A stand-in for the ``IncidentGraphs`` port: one fixed ``<svg>``, none, or a
+    failure."""
+
+    def __init__(self, svg: str | None = None, *, fails: bool = False) -> None:
+        self.svg_text, self.fails = svg, fails
 
     async def svg(self, view: IncidentView) -> str | None:
-        return '<svg xmlns="http://www.w3.org/2000/svg" id="fixed-graph"><rect/></svg>'
+        if self.fails:
+            raise ConnectionError("prometheus unreachable")
+        return self.svg_text
+
+
+SVG = '<svg xmlns="http://www.w3.org/2000/svg" id="fixed-graph"><rect/></svg>'
 
 
 async def test_the_graph_is_shown_when_there_is_one_else_a_line_says_why(
-    service: Service,
+    make_settings: Any,
 ) -> None:
+    # a Prometheus nothing listens on: triage is off, only the graph's port would ask it
+    settings = make_settings(workers=1, prometheus_url="http://127.0.0.1:9")
+    async with running_service(settings) as svc:
+        await svc.post_alertmanager(hostile_alert())
+        await svc.idle()
+        [inc] = await svc.incidents()
+        path = f"/incidents/{inc['id']}"
+        app = svc.client.app
+        assert app is not None
+        cases = [
+            (None, "no Prometheus is configured"),  # not wired (no graphs port)
+            (FixedGraph(), "Prometheus has no data for this incident"),
+            (FixedGraph(fails=True), "it could not be drawn"),
+        ]
+        for graphs, line in cases:
+            app[CONTEXT].graphs = graphs
+            resp = await svc.client.get(path)
+            assert resp.status == 200
+            html = await resp.text()
+            assert line in html
+            assert "<svg" not in html
+        app[CONTEXT].graphs = FixedGraph(SVG)
+        html = await (await svc.client.get(path)).text()
+        assert re.search(r'<figure class="graph">\s*<svg [^>]*id="fixed-graph"', html)
+
+
+async def test_without_prometheus_no_graph_is_asked_for(service: Service) -> None:
     await service.post_alertmanager(hostile_alert())
     await service.idle()
     [inc] = await service.incidents()
-    path = f"/incidents/{inc['id']}"
-    html = await (await service.client.get(path)).text()
-    assert "no Prometheus is configured" in html
-    assert "<svg" not in html
     app = service.client.app
     assert app is not None
-    app[CONTEXT].graphs = FixedGraph()
-    html = await (await service.client.get(path)).text()
-    assert re.search(r'<figure class="graph"><svg [^>]*id="fixed-graph"', html)
+    app[CONTEXT].graphs = FixedGraph(fails=True)
+    html = await (await service.client.get(f"/incidents/{inc['id']}")).text()
+    assert "no Prometheus is configured (RESPONDER_PROMETHEUS_URL)" in html
 
 
 async def test_the_incident_page_shows_actions_before_and_after_and_the_revert(
@@ -289,3 +331,42 @@ async def test_the_incident_page_shows_actions_before_and_after_and_the_revert(
         assert "health.ok</code></td><td>no" in html  # a triage fact
         assert "action.reverted" in html
         assert "Undone</dt><dd>reverted" in html
+
+
+async def test_the_incident_page_shows_approvals_and_who_paused_it(service: Service) -> None:
+    await service.post_alertmanager(hostile_alert())
+    await service.idle()
+    [inc] = await service.incidents()
+    now = datetime.now(UTC)
+    asked = Approval(
+        step="scale-up#0",
+        action="scale",
+        target="production/web",
+        change="replicas 2 → 4",
+        requested_at=now,
+        expires_at=now + timedelta(minutes=10),
+    )
+
+    def people(state: IncidentState) -> IncidentChange | None:
+        # what a person does in Slack, through the domain's own transitions
+        assert state.incident is not None
+        requested = request_approval(state.incident, asked, now)
+        assert requested is not None
+        rejected = decide_approval(
+            requested.incident, asked.step, approve=False, by="<i>alice</i>", now=now, via="slack"
+        )
+        assert rejected is not None
+        paused = pause_automation(rejected.incident, by="bob", now=now, via="in Slack")
+        return combine(combine(requested, rejected), paused)
+
+    store = service.runtime.store
+    await store.mutate_incidents(
+        [MutationItem(lookups=(IncidentLookup(kind="id", key=inc["id"]),), mutators=(people,))]
+    )
+    html = await (await service.client.get(f"/incidents/{inc['id']}")).text()
+    approvals = html.split("<h2>Approvals</h2>", 1)[1].split("<h2>", 1)[0]
+    assert "scale-up#0 (scale on production/web)" in approvals
+    assert "<code>replicas 2 → 4</code>" in approvals
+    assert "<td>rejected</td>" in approvals
+    assert "&lt;i&gt;alice&lt;/i&gt; via slack" in approvals
+    assert "Automation</dt><dd>paused by bob at " in html

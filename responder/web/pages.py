@@ -14,8 +14,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
+import structlog
 from aiohttp import web
 
+from responder.ports import IncidentGraphs, IncidentView
 from responder.render.html import HtmlPages
 from responder.render.templates import TemplateProblem
 from responder.settings import ASCII_WHITESPACE
@@ -23,6 +25,8 @@ from responder.web.auth import PAGE_COOKIE, login_token_ok, page_cookie, read_ac
 from responder.web.common import CONTEXT, ApiError
 from responder.web.page_model import next_page_query, sections
 from responder.web.reads import incident_view, read_incident_page
+
+log = structlog.get_logger("responder.web")
 
 PAGES = web.AppKey("pages", HtmlPages)
 LOGIN_PATH = "/incidents/login"
@@ -139,11 +143,7 @@ async def incident(request: web.Request) -> web.Response:
         messages_problem = None
     except TemplateProblem as exc:  # a broken template override: the page still shows
         messages, messages_problem = {}, str(exc)
-    svg = await ctx.graphs.svg(view) if ctx.graphs is not None else None
-    if ctx.graphs is None:
-        no_graph = "No error-rate graph: no Prometheus is configured (RESPONDER_PROMETHEUS_URL)."
-    else:
-        no_graph = "No error-rate graph: Prometheus has no data for this incident's window."
+    svg, no_graph = await _graph(ctx.graphs, view, prometheus=bool(ctx.settings.prometheus_url))
     incident_id = view.incident.id
     return _html(
         request,
@@ -156,6 +156,23 @@ async def incident(request: web.Request) -> web.Response:
         evidence_url=f"/v1/incidents/{incident_id}/evidence",
         list_url=LIST_PATH,
     )
+
+
+async def _graph(
+    graphs: IncidentGraphs | None, view: IncidentView, *, prometheus: bool
+) -> tuple[str | None, str]:
+    """The error-rate graph, or none and the line that says why. A graph that cannot be
+    drawn (Prometheus down) is said on the page, which shows all the rest."""
+    if graphs is None or not prometheus:
+        return None, "No error-rate graph: no Prometheus is configured (RESPONDER_PROMETHEUS_URL)."
+    try:
+        svg = await graphs.svg(view)
+    except Exception as exc:  # noqa: BLE001 - the page is read in an incident: it shows
+        log.warning("error-rate graph failed", incident_id=view.incident.id, error=str(exc))
+        return None, "No error-rate graph: it could not be drawn (see the service's log)."
+    if not svg:
+        return None, "No error-rate graph: Prometheus has no data for this incident's window."
+    return svg, ""
 
 
 async def login_form(request: web.Request) -> web.Response:
