@@ -253,6 +253,11 @@ async def test_a_person_reads_the_list_and_the_incident_after_logging_in(
     answer = await page.context.request.get(world.url + href)
     assert answer.status == 200
     assert (await answer.text()).startswith("## Incident: ")
+    href = await page.get_attribute("a:text('Evidence bundle (.tar.gz)')", "href")
+    assert href == f"/v1/incidents/{inc['id']}/evidence"
+    bundle = await page.context.request.get(world.url + href)
+    assert bundle.status == 200
+    assert bundle.headers["content-type"] == "application/gzip"
 
 
 async def test_the_pages_fit_a_phone_without_scrolling_sideways(
