@@ -4,13 +4,14 @@
 #   make serve  the service itself on embedded defaults, on 127.0.0.1:8080
 #   make test   everything CI runs: lint, types, import contracts and the whole test suite
 # Both create .venv on first use; `make test` also installs the Debian packages the tests
-# start (redis-server, prometheus, prometheus-alertmanager) when they are missing.
+# start (redis-server, prometheus, prometheus-alertmanager, and chromium for the browser
+# test of the incident pages) when they are missing.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
-DEBIAN_PACKAGES := redis-server prometheus prometheus-alertmanager
+DEBIAN_PACKAGES := redis-server prometheus prometheus-alertmanager chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run serve test lint system-deps bench clean manifests lock docs
@@ -36,6 +37,7 @@ system-deps:
 	command -v prometheus-alertmanager >/dev/null || missing="$$missing prometheus-alertmanager"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v amtool >/dev/null || missing="$$missing prometheus-alertmanager"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	missing=$$(printf '%s\n' $$missing | sort -u | xargs); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages: $$missing"; \

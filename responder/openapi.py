@@ -87,6 +87,10 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(c): _json(ErrorBody, meaning[c]) for c in codes}
 
 
+_HTML: dict[str, Any] = {"content": {"text/html": {"schema": {"type": "string"}}}}
+_HTML_PAGE: dict[str, Any] = {"description": "The page.", **_HTML}
+
+
 def build_openapi(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
     models: list[type[BaseModel]] = [
         AlertmanagerWebhook,
@@ -242,6 +246,60 @@ def build_openapi(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
                     **_errors(401, 403, 404, 503),
                 },
             }
+        },
+        # the incident pages for people (web/pages.py): HTML, behind the read rule; the
+        # login form's cookie reads as the read token does
+        "/incidents": {
+            "get": {
+                "summary": "The incident list page (HTML), newest first, a page at a time",
+                "security": _READ,
+                "responses": {
+                    "200": _HTML_PAGE,
+                    "401": {"description": "The login form (HTML).", **_HTML},
+                    "400": {"description": "A bad query (HTML).", **_HTML},
+                },
+            }
+        },
+        "/incidents/{incident_id}": {
+            "get": {
+                "summary": "The incident page (HTML): branch and why, facts, actions, "
+                "approvals, messages, timeline",
+                "security": _READ,
+                "parameters": [_INCIDENT_ID],
+                "responses": {
+                    "200": _HTML_PAGE,
+                    "401": {"description": "The login form (HTML).", **_HTML},
+                    "404": {"description": "No such incident (HTML).", **_HTML},
+                },
+            }
+        },
+        "/incidents/login": {
+            "get": {
+                "summary": "The login form of the incident pages (HTML)",
+                "responses": {"200": _HTML_PAGE},
+            },
+            "post": {
+                "summary": "Log in with the read (or admin) token: sets the login cookie",
+                "requestBody": {
+                    "content": {
+                        "application/x-www-form-urlencoded": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "token": {"type": "string"},
+                                    "next": {"type": "string"},
+                                },
+                                "required": ["token"],
+                            }
+                        }
+                    }
+                },
+                "responses": {
+                    "303": {"description": "Logged in: to the page asked for (a local path)."},
+                    "401": {"description": "Wrong token: the form again (HTML).", **_HTML},
+                    "415": _json(ErrorBody, "Not a form (application/x-www-form-urlencoded)."),
+                },
+            },
         },
         "/v1/rules": {
             "get": {

@@ -89,6 +89,12 @@ class Reports:
         # a postmortem is shared widely: the same redaction as the bundle
         return self._redact(render_postmortem(self._templates, self.postmortem(view, now)))
 
+    def messages(self, view: IncidentView, now: datetime) -> dict[str, str]:
+        """The messages people got (the Slack root and thread, the status page) as the
+        evidence bundle keeps them, redacted as it is: for the incident page."""
+        messages = self._recap.messages(view, now)
+        return {where: self._redact(text) for where, text in messages.items()}
+
     async def bundle(self, view: IncidentView, now: datetime) -> bytes:
         """A bundle built now: the window's outside evidence collected, then packed in a
         thread."""

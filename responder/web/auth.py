@@ -1,16 +1,19 @@
 """Who may call what: the intake's credentials (Alertmanager's bearer token or basic auth),
-the read token and the admin token, each compared in constant time."""
+the read token and the admin token, each compared in constant time; the incident pages'
+login cookie, which reads as the read token does."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
+from typing import Literal
 
 from aiohttp import web
 from pydantic import SecretStr
 
 from responder.settings import ASCII_WHITESPACE, Settings
-from responder.web.common import ApiError
+from responder.web.common import CONTEXT, ApiError
 
 
 def unauthorized(detail: str, challenge: str) -> ApiError:
@@ -92,13 +95,79 @@ def check_admin(request: web.Request, settings: Settings) -> None:
         raise ApiError(403, "forbidden", "wrong admin token", outcome="forbidden")
 
 
-def check_read(request: web.Request, settings: Settings) -> None:
-    """The read API: the read or the admin token, unless reads are open (no read token, and
-    a loopback bind or RESPONDER_ALLOW_UNAUTHENTICATED_READS)."""
+# The incident pages' login (``web/pages.py``): a browser cannot send a bearer header from
+# a link, so the login form sets this cookie. It holds an expiry and an HMAC of it keyed
+# with the token presented, never the token itself: a copied cookie opens the read routes
+# until it expires, and stops working once that token is rotated.
+PAGE_COOKIE = "responder_read"
+PAGE_LOGIN_TTL_S = 12 * 3600
+_COOKIE_PURPOSE = b"responder incident pages v1:"
+
+ReadAccess = Literal["open", "granted", "missing", "wrong", "off"]
+
+
+def _read_tokens(settings: Settings) -> list[SecretStr]:
+    return [t for t in (settings.read_token, settings.admin_token) if t is not None]
+
+
+def _cookie_mac(token: bytes, expires_s: int) -> str:
+    return hmac.new(token, _COOKIE_PURPOSE + str(expires_s).encode(), hashlib.sha256).hexdigest()
+
+
+def page_cookie(token: str, *, now_s: float) -> tuple[str, int]:
+    """The login cookie's value for a token found right (``login_token_ok``), and its
+    lifetime in seconds."""
+    expires_s = int(now_s) + PAGE_LOGIN_TTL_S
+    presented = token.strip(ASCII_WHITESPACE).encode("utf-8", "surrogateescape")
+    return f"{expires_s}.{_cookie_mac(presented, expires_s)}", PAGE_LOGIN_TTL_S
+
+
+def _cookie_ok(value: str, accepted: list[SecretStr], now_s: float) -> bool:
+    expires, _, mac = value.partition(".")
+    if not (expires.isascii() and expires.isdigit() and len(expires) <= 12) or not mac.isascii():
+        return False
+    expires_s = int(expires)
+    ok = False
+    for secret in accepted:  # no early exit: the time does not tell which one matched
+        wanted = _cookie_mac(secret.get_secret_value().encode(), expires_s)
+        ok |= hmac.compare_digest(mac.encode(), wanted.encode())
+    return ok and now_s < expires_s
+
+
+def login_token_ok(presented: str, settings: Settings) -> bool:
+    """The login form's token: the read or the admin token, compared in constant time."""
+    token = presented.strip(ASCII_WHITESPACE).encode("utf-8", "surrogateescape")
+    accepted = _read_tokens(settings)
+    return bool(token) and bool(accepted) and _one_matches(token, accepted)
+
+
+def read_access(request: web.Request, settings: Settings, *, now_s: float) -> ReadAccess:
+    """Whether ``request`` may read: ``open`` (reads need no token here), ``granted`` (the
+    read or admin bearer token; for a GET, the login cookie too), ``missing`` (no
+    credentials), ``wrong`` (credentials that are not right, or a cookie that expired),
+    ``off`` (reads need a token here and none is configured)."""
     if not settings.reads_need_token(settings.host):
-        return
-    accepted = [t for t in (settings.read_token, settings.admin_token) if t is not None]
+        return "open"
+    accepted = _read_tokens(settings)
     if not accepted:
+        return "off"
+    token = _bearer(request)
+    if token is not None:
+        return "granted" if _one_matches(token, accepted) else "wrong"
+    cookie = request.cookies.get(PAGE_COOKIE)
+    # the cookie reads only: it is sent by the browser on its own, so it never stands in
+    # for a header on a request that changes something
+    if cookie is None or request.method not in ("GET", "HEAD"):
+        return "missing"
+    return "granted" if _cookie_ok(cookie, accepted, now_s) else "wrong"
+
+
+def check_read(request: web.Request, settings: Settings) -> None:
+    """The read API: the read or the admin token (or, for a GET, the incident pages'
+    login cookie), unless reads are open (no read token, and a loopback bind or
+    RESPONDER_ALLOW_UNAUTHENTICATED_READS)."""
+    access = read_access(request, settings, now_s=request.app[CONTEXT].clock.now().timestamp())
+    if access == "off":
         raise ApiError(
             403,
             "forbidden",
@@ -106,8 +175,7 @@ def check_read(request: web.Request, settings: Settings) -> None:
             "RESPONDER_ALLOW_UNAUTHENTICATED_READS=true on a trusted network)",
             outcome="forbidden",
         )
-    token = _bearer(request)
-    if token is None:
+    if access == "missing":
         raise unauthorized("send the read (or admin) bearer token", 'Bearer realm="responder"')
-    if not _one_matches(token, accepted):
+    if access == "wrong":
         raise ApiError(403, "forbidden", "wrong token", outcome="forbidden")

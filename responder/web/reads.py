@@ -20,7 +20,7 @@ from responder.api import (
 )
 from responder.domain.incident import IncidentStatus
 from responder.domain.severity import Severity
-from responder.ports import IncidentCursor, IncidentView
+from responder.ports import IncidentCursor, IncidentPage, IncidentView
 from responder.rules.registry import RuleRegistry
 from responder.web.auth import check_read
 from responder.web.common import (
@@ -88,13 +88,15 @@ def _query_since(request: web.Request) -> datetime | None:
         ) from None
 
 
-async def list_incidents(request: web.Request) -> web.StreamResponse:
-    """One page of incidents, newest first; ``next_cursor`` leads to the next one."""
+async def read_incident_page(request: web.Request, *, default_limit: int = 100) -> IncidentPage:
+    """The page of incidents the query asks for (``status``, ``severity``, ``since``,
+    ``limit``, ``cursor``), read from the store: the read API's list and the incident
+    list page read the same way; a bad query is a 400 naming its parameter."""
     ctx = request.app[CONTEXT]
     status = _query_members(request, "status", IncidentStatus)
     severity = _query_members(request, "severity", Severity)
     since = _query_since(request)
-    raw_limit = _query_value(request, "limit") or "100"
+    raw_limit = _query_value(request, "limit") or str(default_limit)
     limit = int(raw_limit) if raw_limit.isascii() and raw_limit.isdigit() else -1
     if not 1 <= limit <= 1000:
         raise ApiError(
@@ -112,9 +114,14 @@ async def list_incidents(request: web.Request) -> web.StreamResponse:
                 "cursor must be a next_cursor this API answered",
                 field="cursor",
             ) from None
-    page = await ctx.store.list_incidents(
+    return await ctx.store.list_incidents(
         status=status, severity=severity, since=since, after=after, limit=limit
     )
+
+
+async def list_incidents(request: web.Request) -> web.StreamResponse:
+    """One page of incidents, newest first; ``next_cursor`` leads to the next one."""
+    page = await read_incident_page(request)
     return json_response(
         IncidentList(
             incidents=[IncidentDocument.of(v) for v in page.incidents],
@@ -123,7 +130,7 @@ async def list_incidents(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def _incident_view(request: web.Request) -> IncidentView:
+async def incident_view(request: web.Request) -> IncidentView:
     """The incident the path names; 404 when there is none."""
     incident_id = path_incident_id(request)
     view = await request.app[CONTEXT].store.get_incident(incident_id)
@@ -133,13 +140,13 @@ async def _incident_view(request: web.Request) -> IncidentView:
 
 
 async def get_incident(request: web.Request) -> web.StreamResponse:
-    return json_response(IncidentDocument.of(await _incident_view(request)))
+    return json_response(IncidentDocument.of(await incident_view(request)))
 
 
 async def get_postmortem(request: web.Request) -> web.StreamResponse:
     """The postmortem draft (markdown; JSON of its fields with ``?format=json``)."""
     ctx = request.app[CONTEXT]
-    view = await _incident_view(request)
+    view = await incident_view(request)
     now = ctx.clock.now()
     if request.query.get("format") == "json":
         return json_response(ctx.reports.postmortem(view, now))
@@ -153,7 +160,7 @@ async def get_evidence(request: web.Request) -> web.StreamResponse:
     file; else one built at most once a minute per incident version, a few at a time
     (``Reports.evidence``), so many readers cost one round of outside calls."""
     ctx = request.app[CONTEXT]
-    view = await _incident_view(request)
+    view = await incident_view(request)
     incident_id = view.incident.id
     found = await ctx.reports.evidence(view, ctx.clock.now())
     headers = {"Content-Disposition": f'attachment; filename="{incident_id}-evidence.tar.gz"'}

@@ -8,6 +8,7 @@ from responder.metrics import Metrics
 from responder.web.admin import ack_incident, pause, reload_rules, resume
 from responder.web.intake import alertmanager_webhook, counted_webhook, pagerduty_webhook
 from responder.web.ops import healthz, metrics_handler, openapi, readyz
+from responder.web.pages import add_page_routes
 from responder.web.reads import (
     automation,
     get_evidence,
@@ -31,6 +32,8 @@ def add_routes(app: web.Application, metrics: Metrics) -> None:
     app.router.add_get("/v1/incidents/{incident_id}/postmortem", reader(get_postmortem))
     app.router.add_get("/v1/incidents/{incident_id}/evidence", reader(get_evidence))
     app.router.add_get("/v1/rules", reader(list_rules))
+    # the incident pages for people: the read API's rule, and its login form (pages.py)
+    add_page_routes(app)
     # the admin routes check the admin token first thing in the handler (check_admin)
     app.router.add_post("/v1/admin/reload", reload_rules)
     app.router.add_get("/v1/automation", reader(automation))
