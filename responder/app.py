@@ -248,6 +248,7 @@ def build_channels(
             default_channel=settings.slack_channel,
             threads=threads,
             edits=threads,
+            uploads=threads,  # the bot (Web API) may; an incoming webhook cannot
         )
 
     if settings.slack_token is not None:
