@@ -368,7 +368,10 @@ async def test_resolve_writes_postmortem_and_bundle_once_and_links_them_in_slack
             resp = await a.client.get(f"/v1/incidents/{inc['id']}/postmortem")
             assert resp.status == 200
             assert resp.content_type == "text/markdown"
-            assert "## Incident: " in await resp.text()
+            served = await resp.text()
+            assert "## Incident: " in served
+            # no image beside a served draft: it says where the graph is
+            assert "The error-rate graph is in the evidence bundle (`graph.svg`)" in served
             fields = await (
                 await a.client.get(f"/v1/incidents/{inc['id']}/postmortem?format=json")
             ).json()

@@ -5,9 +5,12 @@ escaped; an SVG for the page and the postmortem, a PNG for Slack."""
 from __future__ import annotations
 
 import io
+import json
 import re
+import tarfile
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -16,7 +19,11 @@ from responder.domain.decision import PlannedAction, PlannedProbe
 from responder.domain.incident import Incident, IncidentStatus
 from responder.domain.plans import PrometheusProbe, SetEnv
 from responder.domain.timeline import TimelineEvent
+from responder.notify.planners import Renderer
+from responder.notify.recap import Recap
 from responder.ports import IncidentView
+from responder.redaction import Redactor
+from responder.render.templates import Templates
 from responder.report.graph import (
     error_rate_graph,
     graph_from_files,
@@ -24,8 +31,11 @@ from responder.report.graph import (
     graph_query,
     graph_svg,
 )
+from responder.report.reports import Reports
+from responder.rules.engine import RuleSet
 
 T0 = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)
+DEFAULTS = Path(__file__).resolve().parents[1] / "responder" / "render" / "defaults"
 START = T0 - timedelta(minutes=30)
 END = T0 + timedelta(minutes=60)
 STEP_S = 60.0
@@ -178,3 +188,56 @@ def test_png_decodes_and_has_the_width_asked() -> None:
     assert image.width == 800
     assert 300 < image.height < 800
     assert png == graph_png(graph, width_px=800)  # the same bytes each time
+
+
+class RecordedWindow:
+    """The ``WindowCollector`` port answering as the evidence collector did: the range
+    answer of the rules' query, filed as the bundle files it."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+
+    async def collect(
+        self, incident: Incident, now: datetime, *, pods: Any = ()
+    ) -> dict[str, bytes]:
+        return dict(self.files)
+
+
+def reports_with(files: dict[str, bytes]) -> Reports:
+    templates = Templates([DEFAULTS])
+    return Reports(
+        templates=templates,
+        recap=Recap(renderer=Renderer(templates=templates)),
+        rules=RuleSet,
+        redact=Redactor(),
+        collector=RecordedWindow(files),
+    )
+
+
+def ranged(data: dict[str, Any]) -> dict[str, bytes]:
+    body = {"query": RATIO, "start": START.isoformat(), "end": END.isoformat(), "step_s": STEP_S}
+    return {"prometheus/error_ratio.json": json.dumps({**body, "data": data}).encode()}
+
+
+async def test_the_draft_and_the_bundle_show_the_graph_of_the_bundles_own_ranges() -> None:
+    now = END
+    written = await reports_with(ranged(matrix(*samples(range(0, 90))))).report(
+        view(), now, stem="inc-1-3"
+    )
+    assert written.graph is not None
+    assert "](inc-1-3.svg)" in written.draft
+    with tarfile.open(fileobj=io.BytesIO(written.bundle), mode="r:gz") as tar:
+        inside = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
+    assert inside["inc-1/graph.svg"] == graph_svg(written.graph).encode()
+    assert b"](graph.svg)" in inside["inc-1/postmortem.md"]
+
+
+async def test_a_window_without_samples_has_no_graph_and_the_draft_says_so() -> None:
+    written = await reports_with(ranged({"resultType": "matrix", "result": []})).report(
+        view(), END, stem="inc-1-3"
+    )
+    assert written.graph is None
+    assert "No error-rate graph: Prometheus had no data for it in the window." in written.draft
+    assert ".svg" not in written.draft
+    with tarfile.open(fileobj=io.BytesIO(written.bundle), mode="r:gz") as tar:
+        assert "inc-1/graph.svg" not in tar.getnames()

@@ -102,7 +102,7 @@ def _metadata(message: Outbound, *, key: str | None = None) -> dict[str, Any]:
 
 
 # a bot that may not upload files: its graph is a link instead (asking again is no use)
-_NO_UPLOADS = frozenset({"missing_scope", "not_allowed_token_type", "no_permission"})
+_NO_UPLOADS = frozenset({"missing_scope", "not_allowed_token_type"})
 
 
 def _has_upload(found: Mapping[str, Any], message: Outbound) -> bool:
