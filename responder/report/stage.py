@@ -33,7 +33,7 @@ from responder.ports import (
     Store,
 )
 from responder.report.bundle import EVIDENCE_WINDOW, report_stem
-from responder.report.graph import graph_png, graph_svg
+from responder.report.graph import graph_png, graph_query, graph_svg
 from responder.report.reports import Reports, WrittenReport
 
 log = structlog.get_logger("responder.report")
@@ -170,11 +170,11 @@ class ReportStage:
             else str(draft)
         )
         data["link"] = link
-        return (
-            EventKind.REPORT_WRITTEN,
-            f"Postmortem draft: {link} (evidence bundle: {evidence.name})",
-            data,
-        )
+        detail = f"Postmortem draft: {link} (evidence bundle: {evidence.name})"
+        if report.graph is None and graph_query(view.incident) is not None:
+            # the thread, where the graph would have gone, says why it did not
+            detail += f". {report.graph_note}"
+        return EventKind.REPORT_WRITTEN, detail, data
 
     async def window_ended(self, timer: TimerSignal) -> StageResult | None:
         """The ``evidence`` timer: the window after a resolve has passed, so the bundle
