@@ -26,6 +26,7 @@ from responder.adapters.clock import SystemClock
 from responder.adapters.console import ConsoleSink
 from responder.adapters.durability import IntakeDurability
 from responder.adapters.evidence import WindowEvidence
+from responder.adapters.graphs import PrometheusGraphs
 from responder.adapters.http import SharedSession
 from responder.adapters.kube import ClusterGateway
 from responder.adapters.memory import MemoryQueue, MemoryStore
@@ -60,7 +61,15 @@ from responder.notify.planners import (
 from responder.notify.recap import Recap
 from responder.openapi import build_openapi
 from responder.pipeline import Pipeline
-from responder.ports import Clock, KubeGateway, Notifier, Probe, StateStore, WorkQueue
+from responder.ports import (
+    Clock,
+    IncidentGraphs,
+    KubeGateway,
+    Notifier,
+    Probe,
+    StateStore,
+    WorkQueue,
+)
 from responder.redaction import Redactor
 from responder.render.templates import Templates
 from responder.report.bundle_cache import BundleCache
@@ -239,6 +248,7 @@ def build_channels(
             default_channel=settings.slack_channel,
             threads=threads,
             edits=threads,
+            uploads=threads,  # the bot (Web API) may; an incoming webhook cannot
         )
 
     if settings.slack_token is not None:
@@ -313,6 +323,19 @@ def build_channels(
 
 def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
+
+
+def build_graphs(
+    prometheus: PrometheusClient | None,
+    *,
+    clock: Clock,
+    rules: Callable[[], RuleSet],
+    redact: Redactor,
+) -> IncidentGraphs | None:
+    """The incident page's error-rate graph: none without a Prometheus to ask."""
+    if prometheus is None:
+        return None
+    return PrometheusGraphs(prometheus=prometheus, clock=clock, rules=rules, redact=redact)
 
 
 def build_prometheus(settings: Settings, http: SharedSession) -> PrometheusClient | None:
@@ -430,6 +453,7 @@ def create_app(
         # served evidence: the file written at resolve, else one cached build per version
         directory=settings.reports_dir,
         cache=BundleCache(monotonic=clock.monotonic),
+        public_url=settings.public_url,
     )
     reporter = ReportStage(
         store=store,
@@ -545,6 +569,7 @@ def create_app(
         consumers_alive=lambda: worker.consumers_alive,
         openapi=build_openapi(),
         reports=reports,
+        graphs=build_graphs(prometheus, clock=clock, rules=rules, redact=redact),
     )
     app[RUNTIME] = runtime
     add_routes(app, metrics)

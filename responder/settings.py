@@ -388,7 +388,8 @@ class Settings(BaseSettings):
         None,
         description="Slack bot token (xoxb-…, scope chat:write; channels:history, and "
         "channels:read for channels given by name, let it find a message it may have posted "
-        "before a crash). Set: root message per incident, "
+        "before a crash; files:write lets it put the error-rate graph in the thread on "
+        "resolve, else the thread links the incident page). Set: root message per incident, "
         "thread replies, edits.",
     )
     slack_api_url: str = Field("https://slack.com/api/", description="Slack Web API base URL.")

@@ -102,6 +102,12 @@ async def test_the_bundle_keeps_the_logs_of_the_pods_that_logged_the_errors(
 
     [written] = [e for e in inc["timeline"] if e["kind"] == "report.written"]
     files = bundle_files(Path(written["data"]["evidence"]))
+    # no Prometheus to ask: no graph, and the thread's line and the draft say so
+    no_graph = "No error-rate graph: Prometheus could not be asked"
+    assert no_graph in written["detail"]
+    assert no_graph in Path(written["data"]["postmortem"]).read_text()
+    assert "graph.svg" not in files
+    assert "graph" not in written["data"]
     at_triage = files[f"logs/{NS}/{DEPLOY}-0.at-triage.log"].decode()
     assert "ERROR posthog 429 Too Many Requests" in at_triage
     # the pod that logged no error at triage, and the pod of the rollout, are not read

@@ -8,8 +8,10 @@ import asyncio
 import hashlib
 import io
 import json
+import math
 import re
 import tarfile
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from responder.report.bundle import incident_files, pack
 from responder.report.postmortem import build_postmortem, render_postmortem, span
 from tests.support.fake_notify import FakeSlack
 from tests.support.mitigation import DEPLOY, NS, alert, cluster, responder, settled
-from tests.support.prometheus import ControlledExporter, running_prometheus
+from tests.support.prometheus import ControlledExporter, Prometheus, running_prometheus
 from tests.support.waiting import eventually
 
 T0 = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)
@@ -238,6 +240,16 @@ def with_evidence_probes(pack_path: Path) -> None:
     )
 
 
+async def until_a_step_has_data(prom: Prometheus, inc: dict[str, Any]) -> None:
+    """Wait until one step of the incident window's range query (every 15 s from 30
+    minutes before it opened) falls after Prometheus has the rule's rate: a young
+    Prometheus has nothing before, and the graph needs one sample."""
+    await prom.wait_for_samples(QUERY.replace('\\"', '"'), 0)
+    start = datetime.fromisoformat(inc["opened_at"]).timestamp() - 1800
+    step = start + 15 * math.ceil((time.time() - start) / 15)
+    await asyncio.sleep(max(0.0, step - time.time()) + 0.5)
+
+
 def members(blob: bytes) -> dict[str, bytes]:
     with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
         return {
@@ -282,6 +294,7 @@ async def test_resolve_writes_postmortem_and_bundle_once_and_links_them_in_slack
         ):
             await a.post_alertmanager(alert("SetEnv"))
             inc = await settled(a, "SetEnv", "action.applied")
+            await until_a_step_has_data(prom, inc)
             resolved = alert("SetEnv", status="resolved")
             # both replicas get the resolve (Alertmanager HA pair): one report
             await asyncio.gather(a.post_alertmanager(resolved), b.post_alertmanager(resolved))
@@ -294,13 +307,25 @@ async def test_resolve_writes_postmortem_and_bundle_once_and_links_them_in_slack
             draft = Path(written[0]["data"]["postmortem"])
             bundle = Path(written[0]["data"]["evidence"])
             assert draft.parent == reports
-            assert sorted(p.name for p in reports.iterdir()) == sorted([draft.name, bundle.name])
+            # the draft, the bundle, and the error-rate graph beside the draft (SVG; PNG
+            # for Slack), drawn from the bundle's range data
+            stem = draft.name.removesuffix(".md")
+            assert sorted(p.name for p in reports.iterdir()) == sorted(
+                [draft.name, bundle.name, f"{stem}.svg", f"{stem}.png"]
+            )
+            assert written[0]["data"]["graph"] == str(reports / f"{stem}.svg")
+            svg = (reports / f"{stem}.svg").read_text()
+            assert svg.startswith("<svg ")
+            assert 'class="series"' in svg
+            assert "applied: set_env on" in svg
+            assert "resolved" in svg
 
             text = draft.read_text()
             assert "## Incident: " in text
             assert "Action applied: " in text  # the env patch, with its time
             assert "Action reverted: " in text  # the revert on resolve is in the draft
             assert "**Severity:** P2" in text
+            assert f"]({stem}.svg)" in text  # the graph beside it, as GitHub shows it
 
             files = members(bundle.read_bytes())
             assert {"timeline.json", "signals.json", "facts.json", "actions.json"} <= set(files)
@@ -316,6 +341,8 @@ async def test_resolve_writes_postmortem_and_bundle_once_and_links_them_in_slack
             for name, data in files.items():
                 assert secret.encode() not in data, name
             assert "messages/slack.txt" in files
+            assert files["graph.svg"] == svg.encode()
+            assert b"](graph.svg)" in files["postmortem.md"]
 
             # the Slack thread links the draft
             [root] = slack.roots("#posthog-incidents")
@@ -325,13 +352,26 @@ async def test_resolve_writes_postmortem_and_bundle_once_and_links_them_in_slack
                 return any(str(draft) in r.text for r in replies)
 
             await eventually(linked, what="postmortem link in the thread")
+
+            # and shows the graph, once for the two replicas, as a PNG
+            async def shown() -> bool:
+                return bool(slack.uploads("#posthog-incidents", root.ts))
+
+            await eventually(shown, what="graph in the thread")
+            [graph] = slack.uploads("#posthog-incidents", root.ts)
+            assert graph.data == (reports / f"{stem}.png").read_bytes()
+            assert graph.data is not None
+            assert graph.data.startswith(b"\x89PNG\r\n\x1a\n")
             assert done["status"] == "resolved"
 
             # the API serves the draft, its fields, and a fresh bundle
             resp = await a.client.get(f"/v1/incidents/{inc['id']}/postmortem")
             assert resp.status == 200
             assert resp.content_type == "text/markdown"
-            assert "## Incident: " in await resp.text()
+            served = await resp.text()
+            assert "## Incident: " in served
+            # no image beside a served draft: it says where the graph is
+            assert "The error-rate graph is in the evidence bundle (`graph.svg`)" in served
             fields = await (
                 await a.client.get(f"/v1/incidents/{inc['id']}/postmortem?format=json")
             ).json()

@@ -13,6 +13,7 @@ import asyncio
 import re
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import orjson
 import structlog
@@ -37,6 +38,30 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 def _name(text: str) -> str:
     return _SAFE.sub("_", text).strip("_")[:80] or "query"
+
+
+def incident_window(incident: Incident, now: datetime) -> tuple[datetime, datetime, float]:
+    """The incident's evidence window (30 minutes before it opened to 30 minutes after it
+    resolved, or now) and the range queries' step over it (at least 15 s, at most
+    ``MAX_POINTS`` points): what the bundle collects, and the graph of it shows."""
+    start = incident.opened_at - WINDOW
+    end = min(now, (incident.resolved_at or now) + WINDOW)
+    return start, end, max(15.0, (end - start).total_seconds() / MAX_POINTS)
+
+
+async def window_range(
+    client: PrometheusClient,
+    query: str,
+    *,
+    start: datetime,
+    end: datetime,
+    step_s: float,
+    timeout_s: float,
+) -> dict[str, Any]:
+    """One range query over the window: its answer's ``data``."""
+    return await client.query_range(
+        query, start=start.timestamp(), end=end.timestamp(), step_s=step_s, timeout_s=timeout_s
+    )
 
 
 def rule_queries(incident: Incident) -> dict[str, str]:
@@ -75,12 +100,11 @@ class WindowEvidence:
     async def collect(
         self, incident: Incident, now: datetime, *, pods: Sequence[ErroringPod] = ()
     ) -> dict[str, bytes]:
-        start = incident.opened_at - WINDOW
-        end = min(now, (incident.resolved_at or now) + WINDOW)
+        start, end, step = incident_window(incident, now)
         files: dict[str, bytes] = {}
         errors: list[dict[str, str]] = []
         await asyncio.gather(
-            self._ranges(incident, start, end, files, errors),
+            self._ranges(incident, start, end, step, files, errors),
             self._logs(incident, start, now, files, errors, pods),
         )
         files["window.json"] = orjson.dumps(
@@ -95,6 +119,7 @@ class WindowEvidence:
         incident: Incident,
         start: datetime,
         end: datetime,
+        step: float,
         files: dict[str, bytes],
         errors: list[dict[str, str]],
     ) -> None:
@@ -104,17 +129,12 @@ class WindowEvidence:
         if self._prometheus is None:
             errors.append({"source": "prometheus", "error": "RESPONDER_PROMETHEUS_URL is unset"})
             return
-        step = max(15.0, (end - start).total_seconds() / MAX_POINTS)
         client = self._prometheus
 
         async def one(name: str, query: str) -> None:
             try:
-                data = await client.query_range(
-                    query,
-                    start=start.timestamp(),
-                    end=end.timestamp(),
-                    step_s=step,
-                    timeout_s=self._timeout_s,
+                data = await window_range(
+                    client, query, start=start, end=end, step_s=step, timeout_s=self._timeout_s
                 )
             except Exception as exc:  # noqa: BLE001 - a gap in the bundle, said so
                 errors.append({"source": f"prometheus/{name}", "error": str(exc)[:300]})

@@ -7,13 +7,15 @@ Retry-After, and keeps the thread in order while it waits.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Collection, Mapping
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from pydantic import JsonValue
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
@@ -99,6 +101,19 @@ def _metadata(message: Outbound, *, key: str | None = None) -> dict[str, Any]:
     return {"event_type": METADATA_EVENT, "event_payload": payload}
 
 
+# a bot that may not upload files: its graph is a link instead (asking again is no use)
+_NO_UPLOADS = frozenset({"missing_scope", "not_allowed_token_type"})
+
+
+def _has_upload(found: Mapping[str, Any], message: Outbound) -> bool:
+    """Whether a message of the thread is the upload ``message`` made: Slack keeps no
+    metadata on a file's message, so its file name (unique per upload) tells it."""
+    if message.op != "upload":
+        return False
+    name = message.fields.get("filename")
+    return any(isinstance(f, dict) and f.get("name") == name for f in found.get("files") or [])
+
+
 def _root_key(update_key: str) -> str:
     # an edit keeps the root's own key in the metadata it rewrites (the planner's step of
     # a root is "root": SlackPlanner)
@@ -123,6 +138,8 @@ class SlackWebSink:
         self._channel_ids: dict[str, str] = {}  # name → id, for find_sent
 
     async def send(self, message: Outbound, refs: Mapping[str, JsonValue]) -> dict[str, JsonValue]:
+        if message.op == "upload":
+            return await self._upload_graph(message, refs)
         channel = str(refs.get("channel") or message.fields.get("channel") or "")
         root_ts = refs.get("ts")
         method = "chat.update" if message.op == "update" else "chat.postMessage"
@@ -205,7 +222,7 @@ class SlackWebSink:
                     )
                 for found in response.get("messages") or []:
                     payload = (found.get("metadata") or {}).get("event_payload") or {}
-                    if payload.get("key") == key:
+                    if payload.get("key") == key or _has_upload(found, message):
                         if message.marks == "root":
                             return {"channel": channel, "ts": str(found["ts"])}
                         return {}
@@ -216,6 +233,84 @@ class SlackWebSink:
             raise _api_error("find message", exc) from None
         # more pages than we read since the first try: cannot tell, so it is sent again
         return None
+
+    async def _upload_graph(
+        self, message: Outbound, refs: Mapping[str, JsonValue]
+    ) -> dict[str, JsonValue]:
+        """The error-rate graph's PNG (written by the report stage) into the thread, with
+        ``files_upload_v2``. A bot without ``files:write`` (or a token that may not upload)
+        gets a thread line linking to the incident page instead, once: asking again would
+        be refused the same way."""
+        channel, root_ts = str(refs.get("channel") or ""), refs.get("ts")
+        if not channel or not root_ts:
+            return {}  # the root was never posted (refused): no thread to put it in
+        path = Path(str(message.fields.get("file") or ""))
+        try:
+            if path.suffix != ".png":
+                raise OSError("not a graph's PNG")
+            data = await asyncio.to_thread(path.read_bytes)
+        except OSError:
+            # another replica's reports directory, or removed since: the link is left
+            return await self._graph_link(message, channel, str(root_ts), why=None)
+        try:
+            await self._client.files_upload_v2(
+                channel=channel,
+                thread_ts=str(root_ts),
+                file=data,
+                filename=str(message.fields.get("filename") or path.name),
+                title=message.title,
+                alt_txt=str(message.fields.get("alt") or message.title),
+            )
+        except SlackApiError as exc:
+            error = (
+                str(exc.response.get("error", "")) if isinstance(exc.response.data, dict) else ""
+            )
+            if error in _NO_UPLOADS:
+                return await self._graph_link(message, channel, str(root_ts), why=error)
+            raise _api_error("files.upload", exc) from None
+        except SlackRequestError as exc:  # the upload URL refused the bytes
+            raise DeliveryError(f"files.upload: {exc}", retryable=True) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise DeliveryError(
+                f"files.upload: {type(exc).__name__}: {exc}",
+                retryable=True,
+                uncertain=maybe_sent(exc),
+            ) from None
+        return {}
+
+    async def _graph_link(
+        self, message: Outbound, channel: str, root_ts: str, *, why: str | None
+    ) -> dict[str, JsonValue]:
+        page = str(message.fields.get("page") or "")
+        where = (
+            f"<{page}|on the incident page>"
+            if page.startswith(("https://", "http://")) and not any(c in page for c in "<>| \n")
+            else "beside the postmortem draft"
+            + (" (the `.svg`)" if message.fields.get("draft_graph") else "")
+        )
+        reason = (
+            " (the bot cannot upload files here: it needs Slack's `files:write` scope)"
+            if why
+            else ""
+        )
+        try:
+            await self._client.chat_postMessage(
+                channel=channel,
+                thread_ts=root_ts,
+                text=f"Error-rate graph of the incident's window: {where}{reason}",
+                metadata=_metadata(message),
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except SlackApiError as exc:
+            raise _api_error("chat.postMessage", exc) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise DeliveryError(
+                f"chat.postMessage: {type(exc).__name__}: {exc}",
+                retryable=True,
+                uncertain=maybe_sent(exc),
+            ) from None
+        return {}
 
     async def find_open(self, message: Outbound, *, group: str, since: float) -> list[OpenThread]:
         if message.marks != "root":

@@ -418,7 +418,7 @@ class Demo:
 # what a restart_if_secret_rotated that restarts leaves (a skip is action.skipped)
 _RESTART_PLANNED = (EventKind.ACTION_DRY_RUN, EventKind.ACTION_APPLIED)
 # the files a demo run writes in its output directory
-_RUN_FILES = ("inc-*.md", "inc-*.tar.gz")
+_RUN_FILES = ("inc-*.md", "inc-*.tar.gz", "inc-*.svg", "inc-*.png")  # draft, bundle, graph
 
 
 def _clear_previous_run(out: Path) -> None:

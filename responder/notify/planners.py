@@ -179,6 +179,8 @@ class SlackPlanner:
     channels: Mapping[str, str] = field(default_factory=dict)
     default_channel: str = "#incidents"
     every_event: bool = False  # the console: every event, as a line
+    # the bot may upload files into the thread (the Web API): the error-rate graph
+    uploads: bool = False
 
     def channel_for(self, incident: Incident) -> str:
         by_severity = self.channels.get(incident.severity.value if incident.severity else "")
@@ -228,6 +230,35 @@ class SlackPlanner:
             return f"{at.hour:02d}:{at.minute:02d}:{at.second:02d} {event.kind:<22} {event.detail}"
         return self.renderer.internal(SLACK_EVENT, incident, now, event=event)
 
+    def graph_upload(self, incident: Incident, event: TimelineEvent) -> Outbound | None:
+        """The error-rate graph into the thread, once per resolve, under the report's line:
+        the PNG the report stage drew beside the draft from the bundle's range data (the
+        sink reads that file: no second query; the rewrite at the window's end is not
+        shown again). Only where the bot can upload (the Web API), and only when there is
+        a graph (the report's line says why there is none)."""
+        if not (self.uploads and self.threads) or event.kind is not EventKind.REPORT_WRITTEN:
+            return None
+        png, seq = event.data.get("graph_png"), event.data.get("resolved_seq")
+        if event.data.get("window_complete") or not isinstance(png, str) or type(seq) is not int:
+            return None
+        page = event.data.get("page")
+        return Outbound(
+            sink=self.sink,
+            step=f"graph{seq}",
+            op="upload",
+            title=f"Error rate of {incident.id} over its window",
+            fields={
+                "channel": self.channel_for(incident),
+                "file": png,
+                # unique per upload, as its step: what finds it in the thread again
+                "filename": f"{incident.id}-{seq}-error-rate.png",
+                "alt": "Error rate over the incident's window, with the alert, each action "
+                "and the resolve marked",
+                "page": page if isinstance(page, str) else None,
+                "draft_graph": event.data.get("graph"),
+            },
+        )
+
     def plan(
         self,
         incident: Incident,
@@ -268,6 +299,9 @@ class SlackPlanner:
                     fields={"channel": self.channel_for(incident)},
                 )
             )
+            graph = self.graph_upload(incident, event)
+            if graph is not None:
+                out.append(graph)
         # a reminder that an update is due moves the root's "Next update" on with it
         reminded = self.edits and any(e.kind is EventKind.UPDATE_DUE for e in events)
         if shown != wanted or reminded:

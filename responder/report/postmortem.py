@@ -91,6 +91,10 @@ class Postmortem(Frozen):
     time_to_mitigate: str | None
     time_to_resolve: str | None
     action_items: tuple[str, ...]
+    # the error-rate graph (``report/graph.py``): where the image is, relative to the
+    # draft (``<stem>.svg`` beside it, ``graph.svg`` in the bundle), or what to say instead
+    graph: str | None = None
+    graph_note: str = ""
 
 
 def span(seconds: float) -> str:

@@ -33,20 +33,29 @@ from responder.ports import (
     Store,
 )
 from responder.report.bundle import EVIDENCE_WINDOW, report_stem
-from responder.report.reports import Reports
+from responder.report.graph import graph_png, graph_query, graph_svg
+from responder.report.reports import Reports, WrittenReport
 
 log = structlog.get_logger("responder.report")
 
 
-def _write(directory: Path, stem: str, postmortem: str, bundle: bytes) -> tuple[Path, Path]:
+def _write(directory: Path, stem: str, report: WrittenReport) -> dict[str, Path]:
+    """The files of one report, each written whole: the draft, the bundle, and the graph
+    beside the draft (the SVG it shows; the PNG for Slack's thread, drawn here, off the
+    event loop, from the same data)."""
     directory.mkdir(parents=True, exist_ok=True)
-    draft = directory / f"{stem}.md"
-    evidence = directory / f"{stem}.tar.gz"
-    for path, data in ((draft, postmortem.encode()), (evidence, bundle)):
+    files = {
+        "postmortem": (directory / f"{stem}.md", report.draft.encode()),
+        "evidence": (directory / f"{stem}.tar.gz", report.bundle),
+    }
+    if report.graph is not None:
+        files["graph"] = (directory / f"{stem}.svg", graph_svg(report.graph).encode())
+        files["graph_png"] = (directory / f"{stem}.png", graph_png(report.graph))
+    for path, data in files.values():
         partial = path.with_name(path.name + ".partial")
         partial.write_bytes(data)
         partial.replace(path)  # readers never see half a file
-    return draft, evidence
+    return {name: path for name, (path, _) in files.items()}
 
 
 class ReportStage:
@@ -139,9 +148,8 @@ class ReportStage:
         try:
             if stem is None:
                 raise ValueError("the incident id cannot name a file")
-            text = self._reports.postmortem_text(view, now)
-            bundle = await self._reports.bundle(view, now)
-            draft, evidence = await asyncio.to_thread(_write, directory, stem, text, bundle)
+            report = await self._reports.report(view, now, stem=stem)
+            written = await asyncio.to_thread(_write, directory, stem, report)
         except Exception as exc:  # noqa: BLE001 - said on the timeline, never retried forever
             log.warning("report not written", error=str(exc))
             return (
@@ -149,18 +157,24 @@ class ReportStage:
                 f"Postmortem draft and evidence bundle not written: {exc}"[:500],
                 data,
             )
-        data |= {"postmortem": str(draft), "evidence": str(evidence)}
+        draft, evidence = written["postmortem"], written["evidence"]
+        data |= {name: str(path) for name, path in written.items()}
+        if report.graph is None:
+            data["graph_note"] = report.graph_note
+        if self._public_url:
+            # where the graph is shown when the Slack bot may not upload it
+            data["page"] = f"{self._public_url}/incidents/{incident_id}"
         link = (
             f"{self._public_url}/v1/incidents/{incident_id}/postmortem"
             if self._public_url
             else str(draft)
         )
         data["link"] = link
-        return (
-            EventKind.REPORT_WRITTEN,
-            f"Postmortem draft: {link} (evidence bundle: {evidence.name})",
-            data,
-        )
+        detail = f"Postmortem draft: {link} (evidence bundle: {evidence.name})"
+        if report.graph is None and graph_query(view.incident) is not None:
+            # the thread, where the graph would have gone, says why it did not
+            detail += f". {report.graph_note}"
+        return EventKind.REPORT_WRITTEN, detail, data
 
     async def window_ended(self, timer: TimerSignal) -> StageResult | None:
         """The ``evidence`` timer: the window after a resolve has passed, so the bundle

@@ -184,10 +184,26 @@ class SlackMessage:
     reply_broadcast: bool = False
     edits: list[SlackEdit] = field(default_factory=list)  # earlier versions, oldest first
     args: dict[str, Any] = field(default_factory=dict)  # everything the client sent
+    files: list[dict[str, Any]] | None = None  # a file share's files, as Slack lists them
 
     @property
     def is_reply(self) -> bool:
         return self.thread_ts is not None
+
+
+@dataclass
+class SlackFile:
+    """A file uploaded through ``files.getUploadURLExternal``, the upload URL and
+    ``files.completeUploadExternal``."""
+
+    id: str
+    name: str
+    length: int
+    alt_txt: str | None
+    data: bytes | None = None  # None until the bytes reached the upload URL
+    title: str | None = None
+    channel: str | None = None  # where it was shared (None: not yet, or private)
+    thread_ts: str | None = None
 
 
 @dataclass
@@ -257,6 +273,10 @@ class FakeSlack(_NotifyFake):
         self.missing_channels = {self._name(c) for c in missing_channels}
         self.outside_channels = {self._name(c) for c in outside_channels}
         self.webhook_messages: list[WebhookMessage] = []
+        # files by id; ``files_write``: the token has the files:write scope (False: the
+        # upload methods answer missing_scope, as Slack does)
+        self.files: dict[str, SlackFile] = {}
+        self.files_write = True
         self._channels: dict[str, _Channel] = {}  # by id
         self._ids: dict[str, str] = {}  # name -> id
         self._last_ts_us = 0
@@ -469,6 +489,10 @@ class FakeSlack(_NotifyFake):
                 shown["latest_reply"] = replies[-1].ts
         if with_metadata and message.metadata is not None:
             shown["metadata"] = message.metadata
+        if message.files:
+            shown["files"] = message.files
+            shown["upload"] = True
+            shown["display_as_bot"] = False
         return shown
 
     @staticmethod
@@ -712,6 +736,7 @@ class FakeSlack(_NotifyFake):
             "conversations.list": self._list,
             "conversations.info": self._info,
             "auth.test": self._auth_test,
+            **self._file_methods(),
         }
         method = methods.get(request.match_info["method"])
         if method is None:
@@ -720,6 +745,106 @@ class FakeSlack(_NotifyFake):
             return _json(200, method(args))
         except _SlackError as e:
             return _json(200, {"ok": False, "error": e.error})
+
+    # -- files (the upload flow files_upload_v2 drives)
+
+    def _file_methods(self) -> dict[str, Any]:
+        return {
+            "files.getUploadURLExternal": self._upload_url,
+            "files.completeUploadExternal": self._complete_upload,
+        }
+
+    def _upload_url(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not self.files_write:
+            raise _SlackError("missing_scope")
+        name, length = args.get("filename"), args.get("length")
+        if not isinstance(name, str) or not name:
+            raise _SlackError("invalid_arguments")
+        try:
+            size = int(length)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise _SlackError("invalid_arguments") from None
+        file_id = "F" + "".join(
+            secrets.choice(string.ascii_uppercase + string.digits) for _ in range(10)
+        )
+        alt = args.get("alt_txt")
+        self.files[file_id] = SlackFile(file_id, name, size, alt if isinstance(alt, str) else None)
+        return {"ok": True, "upload_url": f"{self.url}/upload/v1/{file_id}", "file_id": file_id}
+
+    async def _upload_bytes(self, request: web.Request) -> web.Response:
+        # the upload URL answers in plain text, as files.slack.com does
+        found = self.files.get(request.match_info["file_id"])
+        data = await request.read()
+        if found is None:
+            return _text(404, "file not found", "text/plain")
+        if len(data) != found.length:
+            return _text(400, "length mismatch", "text/plain")
+        found.data = data
+        return _text(200, f"OK - {len(data)}", "text/plain")
+
+    def _complete_upload(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not self.files_write:
+            raise _SlackError("missing_scope")
+        listed = self._json_arg(args, "files")
+        if not isinstance(listed, list) or not listed:
+            raise _SlackError("invalid_arguments")
+        chosen: list[SlackFile] = []
+        for item in listed:
+            found = self.files.get(item.get("id")) if isinstance(item, dict) else None
+            if found is None or found.data is None:
+                raise _SlackError("file_not_found")  # unknown, or its bytes never came
+            found.title = item.get("title") or found.name
+            chosen.append(found)
+        shown = [self._file_object(f) for f in chosen]
+        channel_arg = args.get("channel_id")
+        if channel_arg:
+            channel = self._resolve(channel_arg, create=False)
+            thread_ts = args.get("thread_ts") or None
+            if thread_ts is not None:
+                parent = next((m for m in channel.messages if m.ts == str(thread_ts)), None)
+                if parent is None:
+                    raise _SlackError("thread_not_found")
+                thread_ts = parent.thread_ts or parent.ts
+            for f in chosen:
+                f.channel, f.thread_ts = channel.id, thread_ts
+            # the files' message in the channel (or thread), as Slack posts it for the bot
+            channel.messages.append(
+                SlackMessage(
+                    channel=channel.id,
+                    ts=self._next_ts(),
+                    text=str(args.get("initial_comment") or ""),
+                    thread_ts=thread_ts,
+                    files=[self._file_object(f) for f in chosen],
+                    args=dict(args),
+                )
+            )
+        return {"ok": True, "files": shown}
+
+    @staticmethod
+    def _file_object(f: SlackFile) -> dict[str, Any]:
+        mimetype = (
+            "image/png" if f.data and f.data.startswith(b"\x89PNG") else "application/octet-stream"
+        )
+        return {
+            "id": f.id,
+            "name": f.name,
+            "title": f.title or f.name,
+            "mimetype": mimetype,
+            "filetype": "png" if mimetype == "image/png" else "binary",
+            "size": f.length,
+            "alt_txt": f.alt_txt,
+            "user": FakeSlack.bot_user_id,
+            "is_external": False,
+        }
+
+    def uploads(self, channel: str, thread_ts: str | None = None) -> list[SlackFile]:
+        """The files shared in a channel (name or id), or in one thread of it."""
+        channel_id = self._channel(channel).id
+        return [
+            f
+            for f in self.files.values()
+            if f.channel == channel_id and (thread_ts is None or f.thread_ts == thread_ts)
+        ]
 
     async def _webhook(self, request: web.Request) -> web.Response:
         body = request[RECORDED].body
@@ -740,6 +865,7 @@ class FakeSlack(_NotifyFake):
     def _routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/api/{method}", self._web_api)
         app.router.add_post("/hooks/{rest:.+}", self._webhook)
+        app.router.add_post("/upload/v1/{file_id}", self._upload_bytes)
 
 
 # --------------------------------------------------------------------------- statuspage
