@@ -28,6 +28,7 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from tests.support.mitigation import alert, cluster
 from tests.support.procs import ServeProcess, serve_process
+from tests.support.prometheus import ControlledExporter, running_prometheus
 from tests.support.service import example
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
@@ -46,6 +47,12 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 READ_TOKEN = "browser-read-token-1"
+# the error ratio the page draws: the action's verify query (the pack has no triage query)
+# (no label matcher: the test pack writes the query inside a double-quoted YAML string)
+RATIO = "posthog_error_ratio"
+# a range step of the incident window (40 minutes: 15 s steps) must fall after the first
+# sample, or the window holds no point yet
+STEP_S = 15.0
 EVIL = '<b id="injected">bold</b><img src=x onerror="document.title=1">'
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -109,8 +116,16 @@ def artifacts() -> Path:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     tmp = tmp_path_factory.mktemp("browser")
-    async with cluster(tmp / "cluster") as c:
+    async with (
+        ControlledExporter() as exporter,
+        running_prometheus([exporter]) as prom,
+        cluster(tmp / "cluster", verify_query=RATIO) as c,
+    ):
+        exporter.set_gauge("posthog_error_ratio", {"service": "posthog-integration"}, 0.01)
+        await prom.wait_for_samples(RATIO, 0.01)
+        first_sample = time.monotonic()
         env = {
+            "RESPONDER_PROMETHEUS_URL": prom.url,
             "RESPONDER_RULES": str(c.pack),
             "RESPONDER_TRIAGE": "true",
             "RESPONDER_KUBECONFIG": str(c.kubeconfig),
@@ -134,6 +149,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
             incident = await _incident_with(served.url, "SetEnv", "report.written")
             await asyncio.to_thread(_call, hook, body=_hostile_alert())
             hostile = await _incident_with(served.url, "Hostile", "incident.unclassified")
+            await asyncio.sleep(max(0.0, first_sample + STEP_S - time.monotonic()))
             yield World(served, env, incident, hostile)
         finally:
             await asyncio.to_thread(starting.__exit__, None, None, None)
@@ -241,10 +257,16 @@ async def test_a_person_reads_the_list_and_the_incident_after_logging_in(
     assert "incident.resolved" in timeline
     why = await page.inner_text("body")
     assert "health.ok == false" in why  # the condition that chose the branch
-    if world.env.get("RESPONDER_PROMETHEUS_URL"):
-        assert await page.locator("figure.graph svg").is_visible()
-    else:
-        assert "no Prometheus is configured" in await page.locator(".no-graph").inner_text()
+    # the error-rate graph of the window, drawn from the real Prometheus: its line, and
+    # the alert, the action and the resolve marked (listed under the plot)
+    graph = page.locator("figure.graph svg")
+    assert await graph.is_visible()
+    assert (await graph.bounding_box() or {}).get("width", 0) > 300
+    assert await graph.locator(".series").count() >= 1
+    marks = await graph.locator("text").all_text_contents()
+    assert any("alert" in t.lower() for t in marks), marks
+    assert any("set_env" in t for t in marks), marks
+    assert any("resolve" in t.lower() for t in marks), marks
     assert await fits_the_width(page)
     await page.screenshot(path=f"{shots}-incident.png", full_page=True)
     # the postmortem link works with the login cookie alone (no bearer header)
