@@ -742,8 +742,9 @@ def _ack_mutator(signal: AckSignal, now: datetime) -> IncidentMutator:
 def _human_mutator(signal: HumanSignal, now: datetime) -> IncidentMutator:
     """A person's press (Slack) or request (API), applied to the incident as it is when
     its turn comes: a second press or a replica's redelivery finds it done."""
-    via = "in Slack" if signal.via == "slack" else "through the API"
-    extra: dict[str, JsonValue] = {"via": signal.via}
+    # the transitions say "in Slack" or "through the API" and keep ``via`` in the data
+    via = signal.via
+    extra: dict[str, JsonValue] = {}
     if signal.user_id is not None:
         extra["user_id"] = signal.user_id
 

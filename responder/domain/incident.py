@@ -466,7 +466,8 @@ def acknowledge(
     if incident.status is not IncidentStatus.OPEN:
         return None
     changes = _Changes(incident, now)
-    changes.add(EventKind.INCIDENT_ACKNOWLEDGED, f"Acknowledged by {by} {via}", by=by, **data)
+    words, data = _via(via, data)
+    changes.add(EventKind.INCIDENT_ACKNOWLEDGED, f"Acknowledged by {by} {words}", by=by, **data)
     update: dict[str, object] = {"status": IncidentStatus.ACKED, "acked_at": at, "acked_by": by}
     if commander:
         update["commander"] = by
@@ -481,9 +482,10 @@ def pause_automation(
     if not incident.is_active or incident.paused_by is not None:
         return None
     changes = _Changes(incident, now)
+    words, data = _via(via, data)
     changes.add(
         EventKind.AUTOMATION_PAUSED,
-        f"Automation paused for this incident by {by} {via}",
+        f"Automation paused for this incident by {by} {words}",
         by=by,
         **data,
     )
@@ -497,9 +499,10 @@ def resume_automation(
     if not incident.is_active or incident.paused_by is None:
         return None
     changes = _Changes(incident, now)
+    words, data = _via(via, data)
     changes.add(
         EventKind.AUTOMATION_RESUMED,
-        f"Automation resumed for this incident by {by} {via}",
+        f"Automation resumed for this incident by {by} {words}",
         by=by,
         paused_by=incident.paused_by,
         **data,
@@ -597,6 +600,15 @@ def expire_approval(incident: Incident, step: str, now: datetime) -> IncidentCha
 
 # how the timeline says where a person's answer came from
 _VIA = {"slack": "in Slack", "api": "through the API"}
+
+
+def _via(via: str, data: dict[str, JsonValue]) -> tuple[str, dict[str, JsonValue]]:
+    """How a person's act came, in words for the detail; a channel we know by name
+    (``slack``, ``api``) is kept in the event's data too, as ``decide_approval`` keeps it.
+    Other words (``in PagerDuty``) are only said."""
+    if via in _VIA:
+        return _VIA[via], {**data, "via": via}
+    return via, data
 
 
 def new_incident_id(now: datetime) -> str:
