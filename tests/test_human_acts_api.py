@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 from responder.domain.incident import Approval, request_approval
 from responder.ports import IncidentState, mutate_incident
@@ -21,7 +22,8 @@ from tests.support.service import EXAMPLES, Service, example, running_service, s
 
 LIMITED = "alertmanager/posthog-rate-limited-429-firing.json"
 ADMIN = {"Authorization": "Bearer admin-token"}
-STEP = "restart-posthog"
+STEP = "rate_limit#0:rollout_restart"  # as the mitigation stage names steps
+QUOTED = quote(STEP, safe="")
 
 
 def kinds(inc: dict[str, Any]) -> list[str]:
@@ -97,12 +99,12 @@ async def test_approve_and_reject_a_waiting_step_and_409_when_none_waits(
     )
     async with running_service(settings) as svc:
         inc_id = await open_incident(svc)
-        nothing = await act(svc, inc_id, f"approvals/{STEP}/approve")
+        nothing = await act(svc, inc_id, f"approvals/{QUOTED}/approve")
         assert nothing.status == 409
         assert "waits for no approval" in (await nothing.json())["detail"]
         await waiting_approval(svc, inc_id)
         await waiting_approval(svc, inc_id, "scale-up")
-        approved = await act(svc, inc_id, f"approvals/{STEP}/approve")
+        approved = await act(svc, inc_id, f"approvals/{QUOTED}/approve")
         assert approved.status == 200, await approved.text()
         [approval] = [a for a in (await approved.json())["approvals"] if a["step"] == STEP]
         assert (approval["state"], approval["decided_by"], approval["via"]) == (
@@ -110,10 +112,10 @@ async def test_approve_and_reject_a_waiting_step_and_409_when_none_waits(
             "Jane Doe",
             "api",
         )
-        late = await act(svc, inc_id, f"approvals/{STEP}/reject", by="John")
+        late = await act(svc, inc_id, f"approvals/{QUOTED}/reject", by="John")
         assert late.status == 409
         assert "already approved by Jane Doe at " in (await late.json())["detail"]
-        same = await act(svc, inc_id, f"approvals/{STEP}/approve", by="John")
+        same = await act(svc, inc_id, f"approvals/{QUOTED}/approve", by="John")
         assert same.status == 200  # what was asked is what stands
         rejected = await act(svc, inc_id, "approvals/scale-up/reject")
         assert rejected.status == 200

@@ -31,7 +31,7 @@ NEW_SECRET = "e1f2a3b4c5d6e7f8091a2b3c4d5e6f70"
 ROUTE = "/v1/slack/interactions"
 JANE, JOHN, MALLORY = "U0000000001", "U0000000002", "U0000000666"
 ONCALL_GROUP = "S0000000042"
-STEP = "restart-posthog"
+STEP = "rate_limit#0:rollout_restart"  # as the mitigation stage names steps
 
 
 async def metric(svc: Service, name: str, **labels: str) -> float | None:
@@ -324,6 +324,33 @@ async def test_an_approval_pressed_twice_is_decided_once_and_the_second_told_so(
         inc = await slack.incident()
         assert kinds(inc).count("action.approved") == 1
         assert "action.rejected" not in kinds(inc)
+
+
+async def test_without_a_bot_token_presses_are_verified_and_queued_but_groups_cannot_grant(
+    make_settings: Callable[..., Settings], redis_url: str, redis_prefix: str
+) -> None:
+    """Incoming-webhook mode: messages carry no buttons, but a press that comes anyway is
+    taken like any; a group grant cannot be checked (no token to ask Slack with), and
+    nobody can be told privately."""
+    settings = make_settings(
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        slack_signing_secrets=OLD_SECRET,
+        slack_pause_by=ONCALL_GROUP,
+    )
+    clock = ShiftableClock()
+    async with running_service(settings, Overrides(clock=clock)) as svc:
+        await svc.post_alertmanager(started_now(example(LIMITED))[0])
+        await svc.idle()
+        [inc] = await svc.incidents()
+        slack = Slack(svc, FakeSlack(), clock)  # never started: nothing may call it
+        resp = await slack.press(action_id="incident.pause", incident=inc["id"])
+        assert resp.status == 200
+        assert await outcome(svc, "refused") == 1
+        resp = await slack.press(action_id="incident.acknowledge", incident=inc["id"])
+        assert resp.status == 200
+        inc = await slack.incident()
+        assert (inc["status"], inc["acked_by"], inc["paused_by"]) == ("acked", "jane", None)
 
 
 # --------------------------------------------------------------------------- payloads

@@ -45,7 +45,9 @@ _ACT_WORDS: dict[HumanAct, str] = {
 # Members of a user group are asked of Slack at most this often (a press waits for them).
 GROUP_MEMBERS_TTL_S = 60.0
 _INCIDENT_ID = re.compile(r"inc-[0-9a-f]{18}", re.ASCII)
-_STEP = re.compile(r"[A-Za-z0-9_.:@/-]{1,200}", re.ASCII)
+# A step as the mitigation stage names it (``<branch>#<index>:<action type>``): printable,
+# one line, bounded; it is only looked up among the incident's approvals, never a key.
+_STEP = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
 
 
 class InvalidPress(ValueError):
