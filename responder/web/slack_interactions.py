@@ -122,16 +122,20 @@ async def slack_interactions(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CONTEXT]
     counted = ctx.metrics.slack_interactions
     try:
-        response = await _interaction(ctx, request)
+        outcome = await _interaction(ctx, request)
     except ApiError as exc:
         counted.labels(exc.outcome).inc()
         log.info("slack interaction refused", outcome=exc.outcome, detail=exc.body.detail)
         raise
-    counted.labels(response[1]).inc()
-    return response[0]
+    counted.labels(outcome).inc()
+    # Slack shows the press as done on any 200; what happened is on the message, or told
+    # to the presser alone
+    return web.Response(status=200)
 
 
-async def _interaction(ctx: WebContext, request: web.Request) -> tuple[web.Response, str]:
+async def _interaction(ctx: WebContext, request: web.Request) -> str:
+    """What became of a press that is answered 200 (``accepted``, ``refused``); the other
+    outcomes are raised as their ``ApiError``."""
     access = ctx.slack
     if access is None or not ctx.settings.slack_signing_secrets:
         raise _refused(
@@ -157,7 +161,7 @@ async def _interaction(ctx: WebContext, request: web.Request) -> tuple[web.Respo
             reason=verdict.reason,
         )
         _later(ctx, _tell(ctx, press, verdict.reason))
-        return web.Response(status=200), "refused"
+        return "refused"
     decided = None
     if press.act in ("approve", "reject") and press.step is not None:
         # told at once, though harmless to queue: the first answer stands
@@ -188,4 +192,4 @@ async def _interaction(ctx: WebContext, request: web.Request) -> tuple[web.Respo
     )
     if decided is not None:
         _later(ctx, _tell(ctx, press, decided))
-    return web.Response(status=200), "accepted"
+    return "accepted"
