@@ -5,6 +5,7 @@ the answer waits for it (200), or says it is queued (202)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -14,9 +15,11 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
+from responder.app import Overrides
 from responder.domain.incident import Approval, request_approval
 from responder.ports import IncidentState, mutate_incident
 from responder.settings import Settings
+from tests.support.clock import ShiftableClock
 from tests.support.procs import env_without_responder, serve_process
 from tests.support.service import EXAMPLES, Service, example, running_service, started_now
 
@@ -24,6 +27,16 @@ LIMITED = "alertmanager/posthog-rate-limited-429-firing.json"
 ADMIN = {"Authorization": "Bearer admin-token"}
 STEP = "rate_limit#0:rollout_restart"  # as the mitigation stage names steps
 QUOTED = quote(STEP, safe="")
+
+
+class SteppingClock(ShiftableClock):
+    """Its waits move it forward at once: a wait for a worker that never comes is counted,
+    not sat through."""
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.advance(seconds)
+        await asyncio.sleep(0)
 
 
 def kinds(inc: dict[str, Any]) -> list[str]:
@@ -139,10 +152,12 @@ async def test_an_intake_only_replica_answers_202_and_a_worker_applies_the_act_l
     base = dict(redis_url=redis_url, redis_prefix=redis_prefix, admin_token="admin-token")
     async with running_service(make_settings(**base)) as worker:
         inc_id = await open_incident(worker)
-    async with running_service(make_settings(workers=0, **base)) as intake:
+    clock = SteppingClock()
+    async with running_service(make_settings(workers=0, **base), Overrides(clock=clock)) as intake:
         queued = await act(intake, inc_id, "pause")
         assert queued.status == 202, await queued.text()
         assert (await queued.json())["paused_by"] is None
+        assert round(sum(clock.sleeps), 6) >= 5.0  # it waited its 5 s (its clock) for a worker
     async with running_service(make_settings(**base)) as worker:
         await worker.idle()
         [inc] = await worker.incidents()
