@@ -94,6 +94,15 @@ class AckRequest(BaseModel):
     by: str = Field(min_length=1, max_length=200, description="Who takes the incident.")
 
 
+class HumanActRequest(BaseModel):
+    """Who pauses or resumes an incident's automation, or approves or rejects one of its
+    steps, through the API (as Slack's buttons do)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    by: str = Field(min_length=1, max_length=200, description="Who acts, as the timeline says.")
+
+
 class KubeAccessFinding(BaseModel):
     problem: str
     access: str | None = Field(

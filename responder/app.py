@@ -42,9 +42,11 @@ from responder.adapters.redis_keys import RedisKeys
 from responder.adapters.redis_queue import RedisQueue
 from responder.adapters.redis_store import RedisStore
 from responder.adapters.slack import SlackWebhookSink, SlackWebSink
+from responder.adapters.slack_people import SlackWebPeople
 from responder.adapters.statuspage import StatuspageSink
 from responder.domain.errors import StoreUnavailableError
 from responder.grouping import AlertGroups
+from responder.ingest.slack import SlackAccess
 from responder.kube_access import AccessState, access_report
 from responder.metrics import Metrics
 from responder.mitigate.executor import Mitigator, Policy
@@ -570,9 +572,11 @@ def create_app(
         openapi=build_openapi(),
         reports=reports,
         graphs=build_graphs(prometheus, clock=clock, rules=rules, redact=redact),
+        slack=slack_access(settings, clock),
     )
     app[RUNTIME] = runtime
     add_routes(app, metrics)
+    app.cleanup_ctx.append(_finish_background)
     if on_start:
         app.cleanup_ctx.append(_store_on_start(on_start))
     app.cleanup_ctx.append(_run_workers)
@@ -580,6 +584,35 @@ def create_app(
     if handle_signals:
         app.cleanup_ctx.append(_reload_on_sighup)
     return app
+
+
+def slack_access(settings: Settings, clock: Clock) -> SlackAccess | None:
+    """Who may press the incident messages' buttons; None without a signing secret (the
+    route is off). Group members and ephemerals need the bot token."""
+    if not settings.slack_signing_secrets:
+        return None
+    people = None
+    if settings.slack_token is not None:
+        people = SlackWebPeople(
+            token=settings.slack_token.get_secret_value(),
+            base_url=settings.slack_api_url,
+            # a press waits for a group's members: well within Slack's 3 s
+            timeout_s=2.0,
+            ssl_context=outbound_ssl(settings),
+        )
+    return SlackAccess.of(settings, people=people, clock=clock)
+
+
+async def _finish_background(app: web.Application) -> AsyncIterator[None]:
+    """What requests left to do after their answer (ephemerals) is let finish, briefly."""
+    yield
+    ctx = app[CONTEXT]
+    if ctx.background:
+        _, pending = await asyncio.wait(set(ctx.background), timeout=_STOP_GRACE_S)
+        for task in pending:
+            task.cancel()
+    if ctx.slack is not None and ctx.slack.people is not None:
+        await ctx.slack.people.close()
 
 
 def _store_on_start(

@@ -387,6 +387,13 @@ def _get_json(url: str, token: str | None = None) -> Any:
 
 
 def _call(method: str, url: str, *, body: Any = None, token: str | None = None) -> Any:
+    return _call_status(method, url, body=body, token=token)[1]
+
+
+def _call_status(
+    method: str, url: str, *, body: Any = None, token: str | None = None
+) -> tuple[int, Any]:
+    """``_call``, with the status it answered (200 applied, 202 queued)."""
     status, raw = _request(method, url, body=body, token=token, timeout=15)
     try:
         doc = json.loads(raw)
@@ -397,7 +404,7 @@ def _call(method: str, url: str, *, body: Any = None, token: str | None = None) 
     if status not in (200, 202):  # 202: accepted, applied later
         detail = doc.get("detail") or doc.get("error") if isinstance(doc, dict) else str(doc)
         fail(f"{status} from {url}: {detail}")
-    return doc
+    return status, doc
 
 
 def _print_incident_line(inc: dict[str, Any]) -> None:
@@ -743,6 +750,77 @@ def incidents_ack(
     _print_incident_line(inc)
     if inc["status"] == "open":
         typer.echo("the ack is queued: a worker applies it (no worker took it within 5 s)")
+
+
+def _incident_act(
+    incident_id: str, path: str, *, by: str, url: str, token: str | None, done: str
+) -> None:
+    """One act on an incident through the admin API; says whether a worker applied it."""
+    import urllib.parse
+
+    status, inc = _call_status(
+        "POST",
+        url.rstrip("/") + f"/v1/incidents/{urllib.parse.quote(incident_id, safe='')}/{path}",
+        body={"by": by},
+        token=_admin(token),
+    )
+    _print_incident_line(inc)
+    if status == 202:
+        typer.echo("queued: a worker applies it (no worker took it within 5 s)")
+    else:
+        typer.echo(done)
+
+
+@incidents_cli.command("pause")
+def incidents_pause(
+    incident_id: Annotated[str, typer.Argument(help="Incident id (inc-...).")],
+    by: Annotated[str, typer.Option(help="Who pauses it.")],
+    url: UrlOption = DEFAULT_URL,
+    token: AdminToken = None,
+) -> None:
+    """Pause this incident's automatic actions (others' go on), until `incidents resume`."""
+    _incident_act(incident_id, "pause", by=by, url=url, token=token, done="automation paused")
+
+
+@incidents_cli.command("resume")
+def incidents_resume(
+    incident_id: Annotated[str, typer.Argument(help="Incident id (inc-...).")],
+    by: Annotated[str, typer.Option(help="Who resumes it.")],
+    url: UrlOption = DEFAULT_URL,
+    token: AdminToken = None,
+) -> None:
+    """Let this incident's automatic actions run again."""
+    _incident_act(incident_id, "resume", by=by, url=url, token=token, done="automation resumed")
+
+
+@incidents_cli.command("approve")
+def incidents_approve(
+    incident_id: Annotated[str, typer.Argument(help="Incident id (inc-...).")],
+    step: Annotated[str, typer.Argument(help="The step waiting for approval.")],
+    by: Annotated[str, typer.Option(help="Who approves it.")],
+    url: UrlOption = DEFAULT_URL,
+    token: AdminToken = None,
+) -> None:
+    """Approve a step waiting for a person's yes: the automation may carry it out."""
+    import urllib.parse
+
+    path = f"approvals/{urllib.parse.quote(step, safe='')}/approve"
+    _incident_act(incident_id, path, by=by, url=url, token=token, done=f"{step} approved")
+
+
+@incidents_cli.command("reject")
+def incidents_reject(
+    incident_id: Annotated[str, typer.Argument(help="Incident id (inc-...).")],
+    step: Annotated[str, typer.Argument(help="The step waiting for approval.")],
+    by: Annotated[str, typer.Option(help="Who rejects it.")],
+    url: UrlOption = DEFAULT_URL,
+    token: AdminToken = None,
+) -> None:
+    """Reject a step waiting for approval: it does not run."""
+    import urllib.parse
+
+    path = f"approvals/{urllib.parse.quote(step, safe='')}/reject"
+    _incident_act(incident_id, path, by=by, url=url, token=token, done=f"{step} rejected")
 
 
 @cli.command()

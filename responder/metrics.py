@@ -13,6 +13,17 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+# What became of a request to POST /v1/slack/interactions
+# (``responder_slack_interactions_total{outcome}``).
+SLACK_INTERACTION_OUTCOMES = (
+    "accepted",
+    "forged",
+    "stale",
+    "replayed",
+    "refused",
+    "invalid",
+    "unconfigured",
+)
 # Why the worker sets an entry aside (``responder_dead_lettered_total{reason}``).
 DEAD_LETTER_REASONS = ("failed", "max_deliveries", "unreadable")
 
@@ -232,12 +243,26 @@ class Metrics:
             registry=r,
         )
 
+        self.slack_interactions = Counter(
+            "responder_slack_interactions_total",
+            "Requests to the Slack interactions route by outcome: accepted (queued), forged "
+            "(no or a wrong signature), stale (signed more than 5 minutes off our clock), "
+            "replayed (a signed request seen before), refused (the presser is not granted "
+            "the act), invalid (not a press of our buttons), unconfigured (no signing "
+            "secret).",
+            ["outcome"],
+            registry=r,
+        )
+
         # The children the self-monitoring alerts watch, at 0 from the start: Prometheus's
         # increase() cannot count the first event of a series that appears with it, and
         # these events are rare (deploy/prometheus/responder-alerts.yml).
         for reason in DEAD_LETTER_REASONS:
             self.dead_lettered.labels(reason)
         self.action_refusals.labels("budget")
+        # a forged or replayed press is worth an alert from its first one
+        for outcome in SLACK_INTERACTION_OUTCOMES:
+            self.slack_interactions.labels(outcome)
 
     def watch_sink(self, sink: str) -> None:
         """A configured sink's children, at 0 (closed, nothing failed) before its first

@@ -18,6 +18,7 @@ from responder.api import (
     Automation,
     ErrorBody,
     Health,
+    HumanActRequest,
     IncidentDocument,
     IncidentList,
     IntakeResult,
@@ -81,6 +82,8 @@ def _errors(*codes: int) -> dict[str, Any]:
         "connection is closed.",
         413: "Body larger than RESPONDER_MAX_BODY_BYTES (RESPONDER_PAGERDUTY_MAX_BODY_BYTES "
         "for PagerDuty).",
+        409: "The incident cannot take it: resolved, or no approval waits for that step "
+        "(or it was decided otherwise); `detail` says which.",
         415: "Content-Type is not JSON.",
         503: "The store is unreachable; nothing was queued. Retry after Retry-After seconds.",
     }
@@ -89,6 +92,40 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 _HTML: dict[str, Any] = {"content": {"text/html": {"schema": {"type": "string"}}}}
 _HTML_PAGE: dict[str, Any] = {"description": "The page.", **_HTML}
+
+
+def _human_acts() -> dict[str, Any]:
+    """The admin API's acts on one incident, as Slack's buttons do them."""
+    acts = {
+        "/v1/incidents/{incident_id}/pause": "Pause this incident's automatic actions",
+        "/v1/incidents/{incident_id}/resume": "Let this incident's automatic actions run again",
+        "/v1/incidents/{incident_id}/approvals/{step}/approve": "Approve a step waiting for it",
+        "/v1/incidents/{incident_id}/approvals/{step}/reject": "Reject a step waiting for it",
+    }
+    step = {"name": "step", "in": "path", "required": True, "schema": {"type": "string"}}
+    return {
+        path: {
+            "post": {
+                "summary": summary,
+                "security": [{"bearer": []}],
+                "parameters": [_INCIDENT_ID, *([step] if "{step}" in path else [])],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(HumanActRequest)}},
+                },
+                "responses": {
+                    "200": _json(IncidentDocument, "The incident, with the act applied."),
+                    "202": _json(
+                        IncidentDocument,
+                        "Queued (durably) but no worker applied it within 5 s: the incident "
+                        "as it still is; a worker applies it.",
+                    ),
+                    **_errors(400, 401, 403, 404, 409),
+                },
+            }
+        }
+        for path, summary in acts.items()
+    }
 
 
 def build_openapi(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -106,6 +143,7 @@ def build_openapi(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
         Automation,
         PauseRequest,
         AckRequest,
+        HumanActRequest,
         Postmortem,
     ]
     _, schema = models_json_schema(
@@ -364,6 +402,40 @@ def build_openapi(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
                         "the incident as it still is; a worker applies it.",
                     ),
                     **_errors(400, 401, 403, 404),
+                },
+            }
+        },
+        **_human_acts(),
+        "/v1/slack/interactions": {
+            "post": {
+                "summary": "A press of an incident message's button, as Slack sends it",
+                "description": "Slack's interactivity request: application/x-www-form-urlencoded "
+                "with a `payload` field holding a `block_actions` interaction. Signed with "
+                "one of RESPONDER_SLACK_SIGNING_SECRETS (X-Slack-Signature v0, its "
+                "X-Slack-Request-Timestamp within 5 minutes), taken once across replicas. "
+                "A presser not granted the act (RESPONDER_SLACK_*_BY) is told so in an "
+                "ephemeral message, and nothing is queued.",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/x-www-form-urlencoded": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["payload"],
+                                "properties": {"payload": {"type": "string"}},
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {"description": "Queued, or refused with an ephemeral; empty body."},
+                    "400": _json(ErrorBody, "Not a press of one of responder's buttons."),
+                    "401": _json(
+                        ErrorBody, "No signature, one that matches no secret, or out of time."
+                    ),
+                    "404": _json(ErrorBody, "No signing secret configured: the route is off."),
+                    "409": _json(ErrorBody, "This signed request was taken before (a replay)."),
+                    **_errors(413, 503),
                 },
             }
         },

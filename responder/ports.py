@@ -392,6 +392,13 @@ class Store(Protocol):
         other server, once across replicas."""
         ...
 
+    async def remember_once(self, key: str, *, ttl_s: float) -> bool:
+        """Whether ``key`` is seen here for the first time (across every process using
+        the store) within ``ttl_s``: the first call says ``True`` and is remembered that
+        long, every later one ``False``. How a signed request is taken once (a Slack
+        interaction replayed to another replica is refused)."""
+        ...
+
     async def list_incidents(
         self,
         *,
@@ -708,6 +715,27 @@ class ActionLedger(
     Protocol,
 ):
     """Every role of the action ledger, as both store adapters keep it."""
+
+
+class SlackLookupError(Exception):
+    """Slack could not say who is in a user group (an error, a timeout, no scope): the
+    press that needed it is refused, with this as the reason."""
+
+
+class SlackPeople(Protocol):
+    """What the Slack interactions need of Slack's Web API (with the bot token): who is in
+    a user group, and a word to one person only."""
+
+    async def group_members(self, group_id: str) -> frozenset[str]:
+        """The user ids of the group's members. Raises ``SlackLookupError``."""
+        ...
+
+    async def tell_privately(self, *, channel: str, user: str, text: str) -> None:
+        """An ephemeral message (``chat.postEphemeral``): only ``user`` sees it, in
+        ``channel``. Raises ``SlackLookupError`` when Slack refused it."""
+        ...
+
+    async def close(self) -> None: ...
 
 
 class Notifier(Protocol):

@@ -50,6 +50,9 @@ _CREDENTIALS = (
 )
 
 
+# Who a Slack grant names: a user (U…, or W… in an Enterprise Grid) or a user group (S…).
+_SLACK_GRANTEE = re.compile(r"[UWS][A-Z0-9]{2,20}", re.ASCII)
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 # RESPONDER_* variables that are not settings: the CLI's --url and --token options read
@@ -399,6 +402,30 @@ class Settings(BaseSettings):
         "only, in the webhook's channel; no threads and no edits. Ignored when "
         "slack_token is set.",
     )
+    slack_signing_secrets: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated signing secrets of the Slack app (Basic Information, "
+        "Signing Secret); several during a rotation. Set: POST /v1/slack/interactions "
+        "takes the presses of the incident messages' buttons (they exist with a bot token "
+        "only); unset: that route answers 404.",
+    )
+    slack_acknowledge_by: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["*"],
+        description="Who may press Acknowledge: comma-separated Slack user ids (U…, W…) or "
+        "user-group ids (S…, members looked up with the bot token, scope usergroups:read), "
+        "or * for anyone who sees the message. Empty: nobody.",
+    )
+    slack_pause_by: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["*"],
+        description="Who may press Pause automation and Resume automation (of one "
+        "incident): user ids, user-group ids or *, as slack_acknowledge_by.",
+    )
+    slack_approve_by: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Who may press Approve and Reject of a step waiting for approval: user "
+        "ids, user-group ids or *, as slack_acknowledge_by. Empty by default: an approval "
+        "changes production, so who may give it is granted explicitly.",
+    )
     slack_channel: str = Field(
         "#incidents",
         description="Channel for incidents whose rules name none (a rule's slack:<channel> "
@@ -597,7 +624,7 @@ class Settings(BaseSettings):
                 return SecretStr(stripped) if isinstance(value, SecretStr) else stripped
         return value
 
-    @field_validator("pagerduty_webhook_secrets", mode="before")
+    @field_validator("pagerduty_webhook_secrets", "slack_signing_secrets", mode="before")
     @classmethod
     def _webhook_secrets(cls, value: object) -> object:
         """Comma-separated; an empty entry (or an empty value) is refused, not dropped."""
@@ -631,6 +658,25 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return _split_commas(value)
+
+    @field_validator("slack_acknowledge_by", "slack_pause_by", "slack_approve_by", mode="before")
+    @classmethod
+    def _slack_grants(cls, value: object) -> object:
+        """Comma-separated Slack ids, or * alone; an empty value grants nobody."""
+        parts = _split_commas(value)
+        if not isinstance(parts, list):
+            return value
+        for part in parts:
+            if not isinstance(part, str):
+                continue
+            if part == "*" and len(parts) > 1:
+                raise ValueError("* already grants everyone: write * alone, or list ids")
+            if part != "*" and _SLACK_GRANTEE.fullmatch(part) is None:
+                raise ValueError(
+                    f"{part!r} is not a Slack user id (U…, W…) or user-group id (S…): copy "
+                    "it from the profile's or the group's menu, or write * for anyone"
+                )
+        return parts
 
     @field_validator("slack_channels", "statuspage_component_status", mode="before")
     @classmethod
@@ -872,6 +918,7 @@ class Settings(BaseSettings):
             if s is not None
         ]
         values += [s.get_secret_value() for s in self.pagerduty_webhook_secrets]
+        values += [s.get_secret_value() for s in self.slack_signing_secrets]
         if self.redis_url is not None:
             password = urlsplit(self.redis_url.get_secret_value()).password
             if password:

@@ -231,6 +231,8 @@ class MemoryStore:
     _alerts: dict[str, dict[str, IncidentAlert]] = field(default_factory=dict)
     _effects: dict[str, _Effect] = field(default_factory=dict)
     _paused: Pause | None = None
+    # requests already taken (remember_once), by when they are forgotten (monotonic s)
+    _once: dict[str, float] = field(default_factory=dict)
     _cooldowns: dict[str, datetime] = field(default_factory=dict)
     _budget: list[tuple[datetime, str]] = field(default_factory=list)
     _locks: dict[str, tuple[str, float]] = field(default_factory=dict)
@@ -555,6 +557,16 @@ class MemoryStore:
 
     async def save_delivery_state(self, incident_id: str, sink: str, state: DeliveryState) -> None:
         self._deliveries[(incident_id, sink)] = state
+
+    async def remember_once(self, key: str, *, ttl_s: float) -> bool:
+        now = self.clock.monotonic()
+        if len(self._once) > 10_000:  # forget the expired ones now and then, not each call
+            self._once = {k: until for k, until in self._once.items() if until > now}
+        until = self._once.get(key)
+        if until is not None and until > now:
+            return False
+        self._once[key] = now + ttl_s
+        return True
 
     async def paused(self) -> Pause | None:
         return self._paused

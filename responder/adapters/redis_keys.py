@@ -141,6 +141,13 @@ class RedisKeys:
         write; deleted once the thread is closed with no incident attached."""
         return f"{self.base}:shared:{key}"
 
+    def once(self, key: str) -> str:
+        """String, expiring after the TTL its caller gives: a request already taken
+        (``Store.remember_once``; a Slack interaction, by a digest of its signature, kept
+        past the 5 minutes its timestamp is accepted). Hashed: keys hold any characters."""
+        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+        return f"{self.base}:once:{digest}"
+
     @property
     def paused(self) -> str:
         """String (JSON: by, reason, at) while automation is paused. No TTL."""

@@ -726,6 +726,13 @@ class RedisStore:
                 self._ledger, keys, [*args, to_stored_json(state)], confirm="save_delivery_state"
             )
 
+    async def remember_once(self, key: str, *, ttl_s: float) -> bool:
+        async with unavailable_as_store_error("remember_once"):
+            first = await self._redis.set(
+                self._keys.once(key), b"1", nx=True, px=max(1, int(ttl_s * 1000))
+            )
+        return bool(first)
+
     async def paused(self) -> Pause | None:
         async with unavailable_as_store_error("paused"):
             raw = await self._redis.get(self._keys.paused)

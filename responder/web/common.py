@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from responder.api import ErrorBody
 from responder.grouping import AlertGroups
+from responder.ingest.slack import SlackAccess
 from responder.kube_access import AccessState
 from responder.metrics import Metrics
 from responder.ports import Clock, IncidentGraphs, StateStore, WorkQueue
@@ -39,6 +41,10 @@ class WebContext:
     kube_access: AccessState = field(default_factory=AccessState)
     # the incident page's error-rate graph (None: the page shows none)
     graphs: IncidentGraphs | None = None
+    # who may press the incident messages' buttons (None: no Slack signing secret)
+    slack: SlackAccess | None = None
+    # what a request left to do after its answer (a Slack ephemeral): awaited at shutdown
+    background: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 CONTEXT = web.AppKey("context", WebContext)

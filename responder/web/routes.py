@@ -5,7 +5,16 @@ from __future__ import annotations
 from aiohttp import web
 
 from responder.metrics import Metrics
-from responder.web.admin import ack_incident, pause, reload_rules, resume
+from responder.web.admin import (
+    ack_incident,
+    approve_step,
+    pause,
+    pause_incident,
+    reject_step,
+    reload_rules,
+    resume,
+    resume_incident,
+)
 from responder.web.intake import alertmanager_webhook, counted_webhook, pagerduty_webhook
 from responder.web.ops import healthz, metrics_handler, openapi, readyz
 from responder.web.pages import add_page_routes
@@ -18,6 +27,7 @@ from responder.web.reads import (
     list_rules,
     reader,
 )
+from responder.web.slack_interactions import slack_interactions
 
 
 def add_routes(app: web.Application, metrics: Metrics) -> None:
@@ -40,6 +50,12 @@ def add_routes(app: web.Application, metrics: Metrics) -> None:
     app.router.add_post("/v1/admin/pause", pause)
     app.router.add_post("/v1/admin/resume", resume)
     app.router.add_post("/v1/incidents/{incident_id}/ack", ack_incident)
+    app.router.add_post("/v1/incidents/{incident_id}/pause", pause_incident)
+    app.router.add_post("/v1/incidents/{incident_id}/resume", resume_incident)
+    app.router.add_post("/v1/incidents/{incident_id}/approvals/{step}/approve", approve_step)
+    app.router.add_post("/v1/incidents/{incident_id}/approvals/{step}/reject", reject_step)
+    # Slack's signature is checked in the handler, and every outcome counted there
+    app.router.add_post("/v1/slack/interactions", slack_interactions)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler(metrics))

@@ -207,6 +207,16 @@ class SlackFile:
 
 
 @dataclass
+class SlackEphemeral:
+    """A ``chat.postEphemeral``: a message only ``user`` sees, in ``channel`` (an id)."""
+
+    channel: str
+    user: str
+    text: str
+    message_ts: str
+
+
+@dataclass
 class WebhookMessage:
     path: str  # /hooks/...
     text: str | None
@@ -244,8 +254,9 @@ def _ts_value(ts: Any) -> Decimal | None:
 
 class FakeSlack(_NotifyFake):
     """Slack's Web API under ``/api/`` (``chat.postMessage``, ``chat.update``,
-    ``conversations.replies``, ``conversations.history``, ``auth.test``) and incoming webhooks
-    under ``/hooks/``.
+    ``conversations.replies``, ``conversations.history``, ``auth.test``,
+    ``chat.postEphemeral``: kept in ``ephemerals``; ``usergroups.users.list``: the groups
+    ``add_usergroup`` made, else ``no_such_subteam``) and incoming webhooks under ``/hooks/``.
 
     Channels are named without their ``#`` (``"#incidents"`` and ``"incidents"`` are the same
     one) and get a stable id (``C`` + digits) when first used; a name in ``missing_channels``
@@ -280,6 +291,7 @@ class FakeSlack(_NotifyFake):
         self._channels: dict[str, _Channel] = {}  # by id
         self._ids: dict[str, str] = {}  # name -> id
         self._last_ts_us = 0
+        self._init_people()
         for name in channels:
             self.add_channel(name)
 
@@ -721,6 +733,43 @@ class FakeSlack(_NotifyFake):
             "bot_id": self.bot_id,
         }
 
+    # -- people: user groups and ephemeral messages (the interactions route's calls)
+
+    def _init_people(self) -> None:
+        self.ephemerals: list[SlackEphemeral] = []
+        self._usergroups: dict[str, list[str]] = {}  # id -> member user ids
+
+    def add_usergroup(self, group_id: str, members: Iterable[str]) -> None:
+        """A user group (``S…``) and its members' user ids (replacing any before)."""
+        self._usergroups[group_id] = list(members)
+
+    def _people_methods(self) -> dict[str, Any]:
+        return {
+            "chat.postEphemeral": self._post_ephemeral,
+            "usergroups.users.list": self._usergroup_users,
+        }
+
+    def _post_ephemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        # as Slack: the channel by id (or a name Slack resolves), a user id, some content
+        channel = self._resolve(args.get("channel"), create=False)
+        user = args.get("user")
+        if not isinstance(user, str) or not user:
+            raise _SlackError("user_not_found")
+        text = args.get("text")
+        if not text and not args.get("blocks") and not args.get("attachments"):
+            raise _SlackError("no_text")
+        ts = self._next_ts()
+        self.ephemerals.append(SlackEphemeral(channel.id, user, str(text or ""), ts))
+        return {"ok": True, "message_ts": ts}
+
+    def _usergroup_users(self, args: dict[str, Any]) -> dict[str, Any]:
+        group = args.get("usergroup")
+        if not isinstance(group, str) or not group:
+            raise _SlackError("invalid_arguments")
+        if group not in self._usergroups:
+            raise _SlackError("no_such_subteam")
+        return {"ok": True, "users": list(self._usergroups[group])}
+
     async def _web_api(self, request: web.Request) -> web.Response:
         recorded: RecordedRequest = request[RECORDED]
         if recorded.body is not None and not isinstance(recorded.body, dict):
@@ -737,6 +786,7 @@ class FakeSlack(_NotifyFake):
             "conversations.info": self._info,
             "auth.test": self._auth_test,
             **self._file_methods(),
+            **self._people_methods(),
         }
         method = methods.get(request.match_info["method"])
         if method is None:
