@@ -233,12 +233,22 @@ def build_channels(
     channels: list[Channel] = []
 
     def slack_planner(*, threads: bool) -> SlackPlanner:
+        # buttons need both ways: the Web API to post them, Slack's signed presses to take
+        buttons = threads and bool(settings.slack_signing_secrets)
+        why = (
+            "an incoming webhook cannot take button presses (no RESPONDER_SLACK_TOKEN)"
+            if not threads
+            else "interactivity is not configured (no RESPONDER_SLACK_SIGNING_SECRETS)"
+        )
         return SlackPlanner(
             renderer=renderer,
             channels=settings.slack_channels,
             default_channel=settings.slack_channel,
             threads=threads,
             edits=threads,
+            buttons=buttons,
+            no_buttons=None if buttons else why,
+            public_url=settings.public_url,
         )
 
     if settings.slack_token is not None:

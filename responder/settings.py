@@ -392,6 +392,14 @@ class Settings(BaseSettings):
         "thread replies, edits.",
     )
     slack_api_url: str = Field("https://slack.com/api/", description="Slack Web API base URL.")
+    slack_signing_secrets: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated signing secrets of the Slack app (several during a "
+        "rotation): set, with slack_token, Slack's button presses are taken "
+        "(POST /v1/slack/interactions) and the messages carry buttons (Acknowledge, Pause "
+        "automation, Approve, Reject); unset: no buttons, the messages say how to answer "
+        "otherwise.",
+    )
     slack_webhook_url: SecretStr | None = Field(
         None,
         description="Slack incoming-webhook URL, for teams without a bot token: messages "
@@ -596,7 +604,7 @@ class Settings(BaseSettings):
                 return SecretStr(stripped) if isinstance(value, SecretStr) else stripped
         return value
 
-    @field_validator("pagerduty_webhook_secrets", mode="before")
+    @field_validator("pagerduty_webhook_secrets", "slack_signing_secrets", mode="before")
     @classmethod
     def _webhook_secrets(cls, value: object) -> object:
         """Comma-separated; an empty entry (or an empty value) is refused, not dropped."""
@@ -871,6 +879,7 @@ class Settings(BaseSettings):
             if s is not None
         ]
         values += [s.get_secret_value() for s in self.pagerduty_webhook_secrets]
+        values += [s.get_secret_value() for s in self.slack_signing_secrets]
         if self.redis_url is not None:
             password = urlsplit(self.redis_url.get_secret_value()).password
             if password:

@@ -29,6 +29,11 @@ NOT_KINDS = {
     "incident.assigned": "a PagerDuty webhook event type",
     "incident.reassigned": "a PagerDuty webhook event type",
     "incident.delegated": "a PagerDuty webhook event type",
+    "incident.acknowledge": "a Slack button's action id",
+    "incident.pause": "a Slack button's action id",
+    "incident.resume": "a Slack button's action id",
+    "action.approve": "a Slack button's action id",
+    "action.reject": "a Slack button's action id",
 }
 # Where a string equal to a kind's value is not that kind: PagerDuty's webhook event
 # types "incident.acknowledged" and "incident.resolved" share our kinds' names.
