@@ -220,12 +220,15 @@ def button_value(incident_id: str, step: str | None = None) -> str:
     ``\\u`` escapes, so the cleaning of what leaves for Slack (``CleanSink``) cannot change
     the value, and the press names the step exactly."""
     value = {"incident": incident_id} if step is None else {"incident": incident_id, "step": step}
-    return json.dumps(value, separators=(",", ":"))
+    text = json.dumps(value, separators=(",", ":"))
+    # and Slack's three as escapes too: the same JSON, inert wherever it is shown or logged
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
 
 
 def _plain(text: str, limit: int) -> dict[str, JsonValue]:
-    # plain_text: Slack parses no markup, mention or link in it
-    text = one_line(text)
+    # plain_text: Slack parses no markup, mention or link in it; escaped all the same, as
+    # everywhere we print outside text (a client that decodes entities shows it as it was)
+    text = mrkdwn_escape(one_line(text))
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return {"type": "plain_text", "text": text}
