@@ -324,3 +324,33 @@ async def test_slack_refuses_a_button_value_longer_than_2000_characters() -> Non
         finally:
             if web.session is not None:
                 await web.session.close()
+
+
+async def test_a_root_marked_lost_loses_its_buttons() -> None:
+    """A root whose incident the store lost is marked so: its buttons would act on an
+    incident that is gone, so they go with the mark."""
+    async with FakeSlack() as slack:
+        sink = SlackWebSink(
+            token=slack.token, base_url=slack.api_url, timeout_s=5, ssl_context=None
+        )
+        web = AsyncWebClient(token=slack.token, base_url=slack.api_url, retry_handlers=[])
+        try:
+            channel = slack.channel_id(CHANNEL)
+            key = "inc-1:notify:slack:root"
+            section = {"type": "section", "text": {"type": "mrkdwn", "text": "root"}}
+            buttons = {"type": "actions", "elements": approval_buttons("inc-1", None, STEP)}
+            root = await web.chat_postMessage(
+                channel=channel,
+                text="root",
+                blocks=[section, buttons],
+                metadata={"event_type": METADATA_EVENT, "event_payload": {"key": key}},
+            )
+            [thread] = await sink.open_threads([channel], since=0)
+            await sink.mark_lost(thread, "the record of this incident was lost")
+            marked = slack.message(CHANNEL, root["ts"])
+            assert [b["type"] for b in marked.blocks or []] == ["section", "context"]
+            assert "was lost" in context_of(marked.blocks)
+        finally:
+            await sink.close()
+            if web.session is not None:
+                await web.session.close()

@@ -291,7 +291,8 @@ class SlackWebSink:
             return
         payload = {**thread.shown, "status": "LOST"}
         text = f"{thread.shown.get('text') or ''}\n:warning: {note}"
-        blocks = list(thread.shown.get("blocks") or [])
+        # its buttons go: they would act on an incident the store no longer holds
+        blocks = [b for b in thread.shown.get("blocks") or [] if b.get("type") != "actions"]
         blocks.append(
             {"type": "context", "elements": [{"type": "mrkdwn", "text": f":warning: {note}"}]}
         )
