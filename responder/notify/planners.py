@@ -291,7 +291,7 @@ def approval_buttons(
     incident_id: str, approval: Approval | None, step: str
 ) -> list[dict[str, JsonValue]]:
     """Approve (with a dialog naming the change and its target) and Reject; none when the
-    step's name makes a value longer than a button carries (said by ``_too_long``)."""
+    step's name makes a value longer than a button carries (the request says so)."""
     value = button_value(incident_id, step)
     if len(value) > BUTTON_VALUE_MAX:
         return []
@@ -529,7 +529,7 @@ class SlackPlanner:
                 ref = approval_ref(step)
                 approval = approval_of(incident, step)
                 if approval is None or not isinstance(state.refs.get(ref), dict):
-                    continue  # never sent with buttons (or sent already settled)
+                    continue  # not kept: sent already settled, or by a webhook
                 text = self.renderer.internal(
                     SLACK_EVENT, incident, now, event=_request_event(approval, event.seq)
                 )
