@@ -244,6 +244,13 @@ def build_channels(
     channels: list[Channel] = []
 
     def slack_planner(*, threads: bool) -> SlackPlanner:
+        # buttons need both ways: the Web API to post them, Slack's signed presses to take
+        buttons = threads and bool(settings.slack_signing_secrets)
+        why = (
+            "an incoming webhook cannot take button presses (no RESPONDER_SLACK_TOKEN)"
+            if not threads
+            else "interactivity is not configured (no RESPONDER_SLACK_SIGNING_SECRETS)"
+        )
         return SlackPlanner(
             renderer=renderer,
             channels=settings.slack_channels,
@@ -251,6 +258,9 @@ def build_channels(
             threads=threads,
             edits=threads,
             uploads=threads,  # the bot (Web API) may; an incoming webhook cannot
+            buttons=buttons,
+            no_buttons=None if buttons else why,
+            public_url=settings.public_url,
         )
 
     if settings.slack_token is not None:

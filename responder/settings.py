@@ -406,8 +406,9 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated signing secrets of the Slack app (Basic Information, "
         "Signing Secret); several during a rotation. Set: POST /v1/slack/interactions "
-        "takes the presses of the incident messages' buttons (they exist with a bot token "
-        "only); unset: that route answers 404.",
+        "takes the presses of the incident messages' buttons, which the messages carry "
+        "with a bot token only (Acknowledge, Pause automation, Approve, Reject); unset: "
+        "no buttons (the messages say how to answer otherwise) and that route answers 404.",
     )
     slack_acknowledge_by: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["*"],

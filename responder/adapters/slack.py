@@ -1,6 +1,10 @@
 """Slack sinks, through slack-sdk: the Web API (root message, thread replies, edits) with
 a bot token, or an incoming webhook (messages only: no threads, no edits).
 
+A reply the planner will edit later (an approval request, once decided) names a ref in
+``fields["keeps"]``: the sink answers its ts (and its key) under that name, and an edit
+naming it in ``fields["edits"]`` changes that reply instead of the root.
+
 The clients retry nothing themselves: the delivery layer retries with backoff, honouring
 Retry-After, and keeps the thread in order while it waits.
 """
@@ -114,6 +118,15 @@ def _has_upload(found: Mapping[str, Any], message: Outbound) -> bool:
     return any(isinstance(f, dict) and f.get("name") == name for f in found.get("files") or [])
 
 
+def _kept(message: Outbound, ts: str) -> dict[str, JsonValue]:
+    """A reply the planner edits later (``fields["keeps"]``): its ts and key under that
+    name; any other: nothing to keep."""
+    name = message.fields.get("keeps")
+    if not isinstance(name, str) or not name:
+        return {}
+    return {name: {"ts": ts, "key": str(message.fields["key"])}}
+
+
 def _root_key(update_key: str) -> str:
     # an edit keeps the root's own key in the metadata it rewrites (the planner's step of
     # a root is "root": SlackPlanner)
@@ -144,6 +157,9 @@ class SlackWebSink:
         root_ts = refs.get("ts")
         method = "chat.update" if message.op == "update" else "chat.postMessage"
         try:
+            if message.op == "update" and message.fields.get("edits"):
+                await self._edit_reply(message, refs, channel)
+                return {}
             if message.op == "update":
                 if not root_ts:
                     return {}  # the root was never posted (refused): nothing to edit
@@ -175,7 +191,27 @@ class SlackWebSink:
             ) from None
         if message.marks == "root":
             return {"channel": str(response["channel"]), "ts": str(response["ts"])}
-        return {}
+        return _kept(message, str(response["ts"]))
+
+    async def _edit_reply(
+        self, message: Outbound, refs: Mapping[str, JsonValue], channel: str
+    ) -> None:
+        """The edit of a reply kept under ``fields["edits"]``; its metadata keeps the
+        reply's own key (a lookup of that reply still finds it, and it never reads as a
+        root). Nothing to edit when the reply was never posted (refused)."""
+        kept = refs.get(str(message.fields["edits"]))
+        if not isinstance(kept, dict) or not kept.get("ts"):
+            return
+        await self._client.chat_update(
+            channel=channel,
+            ts=str(kept["ts"]),
+            text=message.text,
+            blocks=message.blocks,
+            metadata={
+                "event_type": METADATA_EVENT,
+                "event_payload": {"key": str(kept.get("key") or message.fields["key"])},
+            },
+        )
 
     async def find_sent(
         self, message: Outbound, refs: Mapping[str, JsonValue]
@@ -225,7 +261,7 @@ class SlackWebSink:
                     if payload.get("key") == key or _has_upload(found, message):
                         if message.marks == "root":
                             return {"channel": channel, "ts": str(found["ts"])}
-                        return {}
+                        return _kept(message, str(found["ts"]))
                 cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
                 if not cursor or not response.get("has_more", True):
                     return None
@@ -350,7 +386,8 @@ class SlackWebSink:
             return
         payload = {**thread.shown, "status": "LOST"}
         text = f"{thread.shown.get('text') or ''}\n:warning: {note}"
-        blocks = list(thread.shown.get("blocks") or [])
+        # its buttons go: they would act on an incident the store no longer holds
+        blocks = [b for b in thread.shown.get("blocks") or [] if b.get("type") != "actions"]
         blocks.append(
             {"type": "context", "elements": [{"type": "mrkdwn", "text": f":warning: {note}"}]}
         )

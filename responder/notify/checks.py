@@ -25,6 +25,7 @@ _NOTE_FOR = {
     EventKind.ACTION_APPLIED: "action",
     EventKind.ACTION_REFUSED: "action",
     EventKind.INCIDENT_ACKNOWLEDGED: "handoff",
+    EventKind.ACTION_APPROVAL_REQUESTED: "approval",
 }
 
 

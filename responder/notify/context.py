@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import JsonValue
 
-from responder.domain.incident import Incident
+from responder.domain.incident import Incident, approval_of
 from responder.domain.notification import (
     comms_status,
     current_action,
@@ -69,6 +69,32 @@ def _next_update(
     return f"{when} in this thread; respond by {due:%H:%M} UTC ({level.response_time})"
 
 
+# how a person's answer is said by where it came from (the event's ``via``)
+_VIA = {"slack": " in Slack", "api": " through the API"}
+
+
+def _paused(incident: Incident) -> dict[str, str] | None:
+    if incident.paused_by is None:
+        return None
+    at = incident.paused_at
+    return {"by": incident.paused_by, "at": f"{at:%H:%M} UTC" if at is not None else ""}
+
+
+def _approval(incident: Incident, event: TimelineEvent | None) -> dict[str, Any] | None:
+    """The approval an event is about, as it stands now (its deadline as people read it)."""
+    step = event.data.get("step") if event is not None else None
+    approval = approval_of(incident, step) if isinstance(step, str) else None
+    if approval is None:
+        return None
+    return {
+        **approval.model_dump(
+            mode="json", include={"step", "action", "target", "change", "state", "decided_by"}
+        ),
+        "expires": f"{approval.expires_at:%H:%M} UTC",
+        "via": _VIA.get(approval.via or "", ""),
+    }
+
+
 def internal_context(
     incident: Incident,
     *,
@@ -107,6 +133,8 @@ def internal_context(
                 "needs_human",
                 "pagerduty_incident_id",
                 "pagerduty_url",
+                "commander",
+                "paused_by",
             },
         ),
         "severity": incident.severity.value if incident.severity else "P?",
@@ -140,6 +168,12 @@ def internal_context(
         ],
         "duration": duration(incident.opened_at, end),
         "event": event.model_dump(mode="json") if event is not None else None,
+        # a person paused this incident's automation: who, since when
+        "paused": _paused(incident),
+        # the step waiting for (or given) a person's approval the event is about
+        "approval": _approval(incident, event),
+        # where the person of the event answered: " in Slack", " through the API", or ""
+        "via": _VIA.get(str(event.data.get("via", "")), "") if event is not None else "",
         "note": note,
         "now": _clock(now),
     }

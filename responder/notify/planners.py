@@ -3,9 +3,12 @@ messages that sink must get, in order. Pure: no I/O, the same input plans the sa
 which is what makes a redelivery find its messages already sent.
 
 - Slack: one root message (the runbook's internal template), one thread reply per event
-  worth telling, and an edit of the root when the status, the severity or the commander
-  changes. Incoming-webhook mode has neither threads nor edits: replies and status changes
-  are messages of their own.
+  worth telling, and an edit of the root when the status, the severity, the commander or
+  the pause changes. With interactivity (a bot token and Slack's signing secret), the root
+  carries the buttons its state calls for (Acknowledge, Pause or Resume automation) and an
+  approval request Approve and Reject, edited away once the step is decided; without,
+  the messages say why there are none and how to answer otherwise. Incoming-webhook mode
+  has neither threads nor edits: replies and status changes are messages of their own.
 - Status page: an incident for the severities configured (or a rule naming
   ``statuspage``), from the external template; updated on status and severity changes,
   resolved with its components operational.
@@ -18,14 +21,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from pydantic import JsonValue
 
-from responder.domain.incident import Incident
+from responder.domain.incident import Approval, Incident, IncidentStatus, approval_of
 from responder.domain.notification import (
     DeliveryState,
     Outbound,
@@ -36,7 +41,8 @@ from responder.domain.notification import (
 from responder.domain.severity import Severity
 from responder.domain.timeline import EventKind, TimelineEvent
 from responder.notify.context import internal_context, public_context
-from responder.render.templates import Templates
+from responder.render.inert import one_line
+from responder.render.templates import Templates, mrkdwn_escape
 from responder.rules.engine import RuleSet
 
 SLACK_ROOT = "slack_root.mrkdwn.j2"
@@ -79,7 +85,19 @@ SLACK_REPLY_KINDS = frozenset(
         # flapping: the notice (not each flap, see ``tells``) and the end of it
         EventKind.INCIDENT_FLAPPING,
         EventKind.INCIDENT_STEADY,
+        # humans in the loop: a step waiting for a person's yes, the answer (or none), and
+        # a person pausing or resuming this incident's automation
+        EventKind.ACTION_APPROVAL_REQUESTED,
+        EventKind.ACTION_APPROVED,
+        EventKind.ACTION_REJECTED,
+        EventKind.ACTION_APPROVAL_EXPIRED,
+        EventKind.AUTOMATION_PAUSED,
+        EventKind.AUTOMATION_RESUMED,
     }
+)
+# What ends an approval request: its message loses its buttons and says the outcome.
+_APPROVAL_ENDS = frozenset(
+    {EventKind.ACTION_APPROVED, EventKind.ACTION_REJECTED, EventKind.ACTION_APPROVAL_EXPIRED}
 )
 # Action events kept off the thread and PagerDuty notes: a verification dropped because the
 # incident resolved (or its action was undone) would land below the postmortem, for nothing.
@@ -90,6 +108,24 @@ _NOTIFICATION_TROUBLE = frozenset({EventKind.NOTIFICATION_DELAYED, EventKind.NOT
 
 SECTION_MAX = 3000  # Block Kit section text limit
 TEXT_MAX = 39_000  # chat.postMessage text limit is 40,000
+# Block Kit's limits on a button: what it carries back (its value), its label, the texts of
+# its confirm dialog
+BUTTON_VALUE_MAX = 2000
+BUTTON_TEXT_MAX = 75
+CONFIRM_TITLE_MAX = 100
+CONFIRM_TEXT_MAX = 300
+CONFIRM_BUTTON_MAX = 30
+# The exact change an approval request shows, cut beyond this (visibly): a person reads it
+# before saying yes, and Slack refuses a message whose blocks are too large
+PATCH_MAX = 2500
+
+# The buttons' action ids, what the interactions endpoint (POST /v1/slack/interactions)
+# reads a press by; their value is ``button_value``'s JSON.
+ACK_BUTTON = "incident.acknowledge"
+PAUSE_BUTTON = "incident.pause"
+RESUME_BUTTON = "incident.resume"
+APPROVE_BUTTON = "action.approve"
+REJECT_BUTTON = "action.reject"
 
 PAGERDUTY_SEVERITY = {"P1": "critical", "P2": "error", "P3": "warning", "P4": "info"}
 STATUSPAGE_IMPACT = {"P1": "critical", "P2": "major", "P3": "minor", "P4": "minor"}
@@ -159,18 +195,189 @@ def _section(text: str) -> dict[str, JsonValue]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
-def _safe_link(url: str | None, label: str) -> str:
+def _safe_link(url: str | None, label: str, *, schemes: tuple[str, ...] = ("https://",)) -> str:
     """A link built by us, from a URL we trust the shape of; nothing else becomes one."""
-    if not url or not url.startswith("https://") or any(c in url for c in "<>| \n"):
+    if not url or not url.startswith(schemes) or any(c in url for c in "<>| \n"):
         return ""
     return f"<{url}|{label}>"
+
+
+def _context(text: str) -> dict[str, JsonValue]:
+    if len(text) > SECTION_MAX:
+        text = text[: SECTION_MAX - 1] + "…"
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+
+
+def _shown(value: str) -> str:
+    """A value from a rule or an alert (a step, a person's name) inside mrkdwn of ours:
+    one line, no mention, no link."""
+    return mrkdwn_escape(one_line(value))
+
+
+def button_value(incident_id: str, step: str | None = None) -> str:
+    """What a button carries back when pressed: compact JSON naming the incident, and the
+    step an approval is for. ASCII-escaped: a step's control or bidi characters travel as
+    ``\\u`` escapes, so the cleaning of what leaves for Slack (``CleanSink``) cannot change
+    the value, and the press names the step exactly."""
+    value = {"incident": incident_id} if step is None else {"incident": incident_id, "step": step}
+    text = json.dumps(value, separators=(",", ":"))
+    # and Slack's three as escapes too: the same JSON, inert wherever it is shown or logged
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def _plain(text: str, limit: int) -> dict[str, JsonValue]:
+    # plain_text: Slack parses no markup, mention or link in it; escaped all the same, as
+    # everywhere we print outside text (a client that decodes entities shows it as it was)
+    text = mrkdwn_escape(one_line(text))
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return {"type": "plain_text", "text": text}
+
+
+def _button(
+    action_id: str,
+    label: str,
+    value: str,
+    *,
+    style: str | None = None,
+    confirm: dict[str, JsonValue] | None = None,
+) -> dict[str, JsonValue]:
+    button: dict[str, JsonValue] = {
+        "type": "button",
+        "action_id": action_id,
+        "text": _plain(label, BUTTON_TEXT_MAX),
+        "value": value,
+    }
+    if style is not None:
+        button["style"] = style
+    if confirm is not None:
+        button["confirm"] = confirm
+    return button
+
+
+def _confirm(*, title: str, text: str, yes: str) -> dict[str, JsonValue]:
+    """Block Kit's confirm dialog: the press goes only once the person says yes to it."""
+    return {
+        "title": _plain(title, CONFIRM_TITLE_MAX),
+        "text": _plain(text, CONFIRM_TEXT_MAX),
+        "confirm": _plain(yes, CONFIRM_BUTTON_MAX),
+        "deny": _plain("Cancel", CONFIRM_BUTTON_MAX),
+    }
+
+
+def root_buttons(incident: Incident) -> list[dict[str, JsonValue]]:
+    """The buttons the root shows in the incident's state: Acknowledge until someone has
+    it, Pause automation or Resume automation; none once resolved."""
+    if not incident.is_active:
+        return []
+    value = button_value(incident.id)
+    buttons: list[dict[str, JsonValue]] = []
+    if incident.status is IncidentStatus.OPEN:
+        buttons.append(_button(ACK_BUTTON, "Acknowledge", value))
+    if incident.paused_by is None:
+        pause = _confirm(
+            title="Pause automation?",
+            text=f"No automatic action on incident {incident.id} until someone resumes it. "
+            "Alerts, triage and messages go on.",
+            yes="Pause",
+        )
+        buttons.append(_button(PAUSE_BUTTON, "Pause automation", value, confirm=pause))
+    else:
+        buttons.append(_button(RESUME_BUTTON, "Resume automation", value))
+    return buttons
+
+
+def approval_buttons(
+    incident_id: str, approval: Approval | None, step: str
+) -> list[dict[str, JsonValue]]:
+    """Approve (with a dialog naming the change and its target) and Reject; none when the
+    step's name makes a value longer than a button carries (the request says so)."""
+    value = button_value(incident_id, step)
+    if len(value) > BUTTON_VALUE_MAX:
+        return []
+    what = f"{approval.action} on {approval.target}" if approval else step
+    confirm = _confirm(
+        title="Approve this change?",
+        text=f"Apply {what}? It runs at once, through the usual guards.",
+        yes="Approve",
+    )
+    return [
+        _button(APPROVE_BUTTON, "Approve", value, style="primary", confirm=confirm),
+        _button(REJECT_BUTTON, "Reject", value, style="danger"),
+    ]
+
+
+def approval_ref(step: str) -> str:
+    """Under which name the delivery state keeps an approval request's message (its ts),
+    to edit it once decided: a digest, as a step's name is a rule's."""
+    return "approval:" + hashlib.sha256(step.encode()).hexdigest()[:16]
+
+
+def _patch_text(data: Mapping[str, JsonValue]) -> str:
+    """The exact change as a person checks it: the patch (JSON as Kubernetes gets it),
+    else the change's words; cut visibly beyond ``PATCH_MAX``."""
+    patch = data.get("patch")
+    if isinstance(patch, dict | list):
+        text = json.dumps(patch, indent=2, ensure_ascii=False)
+    elif isinstance(patch, str) and patch:
+        text = patch
+    else:
+        text = str(data.get("change") or "")
+    if len(text) > PATCH_MAX:
+        more = len(text) - PATCH_MAX
+        text = f"{text[:PATCH_MAX]}\n… ({more} more characters: the whole patch is on the timeline)"
+    return text or "(no change recorded)"
+
+
+def _code_block(text: str) -> dict[str, JsonValue]:
+    # rich text, preformatted: Slack reads its text as it is (no markup, mention or link),
+    # so a patch with backticks cannot close the block and write mrkdwn of its own
+    return {
+        "type": "rich_text",
+        "elements": [
+            {"type": "rich_text_preformatted", "elements": [{"type": "text", "text": text}]}
+        ],
+    }
+
+
+def _outcome(approval: Approval | None, incident: Incident) -> str:
+    """One line: how an approval request ended (or that it no longer waits)."""
+    if approval is None:
+        return ":grey_question: This request is no longer on the incident."
+    by = _shown(approval.decided_by or "")
+    via = {"slack": " in Slack", "api": " through the API"}.get(approval.via or "", "")
+    at = f" at {approval.decided_at:%H:%M} UTC" if approval.decided_at else ""
+    if approval.state == "approved":
+        return f":white_check_mark: *Approved* by {by}{via}{at}."
+    if approval.state == "rejected":
+        return f":no_entry_sign: *Rejected* by {by}{via}{at}: it does not run."
+    if approval.state == "expired":
+        return (
+            f":hourglass: *Nobody approved* by {approval.expires_at:%H:%M} UTC: it does not "
+            "run; the on-call is paged."
+        )
+    if not incident.is_active:
+        return ":large_green_circle: No answer needed any more: the incident resolved."
+    return ""
+
+
+def _answer_without_buttons(incident_id: str, step: str) -> str:
+    """How to answer an approval request where there is no button to press."""
+    command = _shown(f"responder incidents approve {incident_id} {shlex.quote(step)}")
+    path = _shown(f"/v1/incidents/{incident_id}/approvals/{quote(step, safe='')}/approve")
+    return (
+        f"To answer: `{command}` (or `reject`), or `POST {path}` (or `/reject`) with the "
+        "admin token."
+    )
 
 
 @dataclass
 class SlackPlanner:
     """``threads``/``edits``: what the Slack mode can do (the Web API both, an incoming
     webhook neither). ``channels``: by severity; else the rule's ``slack:`` target; else
-    ``default_channel``."""
+    ``default_channel``. ``buttons``: the messages carry buttons (the Web API, and Slack's
+    signed presses taken); else ``no_buttons`` says why not where they would be (``None``:
+    nothing said, the console). ``public_url``: the incident page is linked from there."""
 
     renderer: Renderer
     sink: str = "slack"
@@ -181,6 +388,9 @@ class SlackPlanner:
     every_event: bool = False  # the console: every event, as a line
     # the bot may upload files into the thread (the Web API): the error-rate graph
     uploads: bool = False
+    buttons: bool = False
+    no_buttons: str | None = None
+    public_url: str | None = None
 
     def channel_for(self, incident: Incident) -> str:
         by_severity = self.channels.get(incident.severity.value if incident.severity else "")
@@ -196,7 +406,25 @@ class SlackPlanner:
             "acked_by": incident.acked_by,
             # only once named: roots shown before the commander existed stay as they are
             **({"commander": incident.commander} if incident.commander else {}),
+            # the same: who paused it (its line, and Resume in place of Pause)
+            **({"paused_by": incident.paused_by} if incident.paused_by else {}),
         }
+
+    def incident_page(self, incident: Incident) -> str:
+        """A link to the incident's page (``public_url`` is the operator's, the id ours)."""
+        if not self.public_url:
+            return ""
+        url = f"{self.public_url.rstrip('/')}/incidents/{incident.id}"
+        return _safe_link(url, "Incident page", schemes=("https://", "http://"))
+
+    def root_controls(self, incident: Incident) -> tuple[list[dict[str, JsonValue]], str]:
+        """The root's buttons for the incident's state, as an actions block; or, without
+        buttons, the line that says why (none once resolved: nothing to press any more)."""
+        if not incident.is_active:
+            return [], ""
+        if self.buttons:
+            return [{"type": "actions", "elements": list(root_buttons(incident))}], ""
+        return [], f"No buttons: {self.no_buttons}" if self.no_buttons else ""
 
     def root(self, incident: Incident, now: datetime) -> tuple[str, list[dict[str, JsonValue]]]:
         text = self.renderer.internal(SLACK_ROOT, incident, now)
@@ -205,8 +433,15 @@ class SlackPlanner:
         link = _safe_link(incident.pagerduty_url, "PagerDuty")
         if link:
             context += f" · {link}"
+        page = self.incident_page(incident)
+        if page:
+            context += f" · {page}"
+        controls, why_none = self.root_controls(incident)
+        if why_none:
+            context += f" · {why_none}"
         blocks: list[dict[str, JsonValue]] = [
             _section(text),
+            *controls,
             {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
         ]
         return text[:TEXT_MAX], blocks
@@ -227,7 +462,11 @@ class SlackPlanner:
             # the time as %H:%M:%S would print it, at a third of strftime's cost (the
             # console gets a line for every event of an alert storm)
             at = event.at
-            return f"{at.hour:02d}:{at.minute:02d}:{at.second:02d} {event.kind:<22} {event.detail}"
+            line = f"{at.hour:02d}:{at.minute:02d}:{at.second:02d} {event.kind:<22} {event.detail}"
+            if event.kind is EventKind.ACTION_APPROVAL_REQUESTED:
+                step = shlex.quote(str(event.data.get("step", "")))
+                line += f" (answer: responder incidents approve {incident.id} {step}, or reject)"
+            return line
         return self.renderer.internal(SLACK_EVENT, incident, now, event=event)
 
     def graph_upload(self, incident: Incident, event: TimelineEvent) -> Outbound | None:
@@ -259,6 +498,87 @@ class SlackPlanner:
             },
         )
 
+    def approval_request(
+        self, incident: Incident, event: TimelineEvent
+    ) -> tuple[list[dict[str, JsonValue]], bool]:
+        """What goes under an approval request's text: the exact change, then Approve and
+        Reject (or how to answer without them, or the outcome if it is already decided);
+        and whether its message is to be edited once decided (the sink can, and it asks
+        for an answer)."""
+        step = str(event.data.get("step", ""))
+        approval = approval_of(incident, step)
+        blocks = [_code_block(_patch_text(event.data))]
+        waiting = incident.is_active and approval is not None and approval.state == "requested"
+        if not waiting:
+            # decided before its message went out (a delivery that waited): said at once
+            blocks.append(_context(_outcome(approval, incident)))
+            return blocks, False
+        buttons = approval_buttons(incident.id, approval, step) if self.buttons else []
+        page = self.incident_page(incident)
+        if buttons:
+            blocks.append({"type": "actions", "elements": list(buttons)})
+            if page:
+                blocks.append(_context(page))
+        else:
+            if self.buttons:  # on, but this step's name does not fit in a button
+                why = (
+                    "the Approve and Reject buttons are left off: this step's name is too "
+                    f"long for a Slack button ({len(step)} characters)"
+                )
+            else:
+                why = self.no_buttons or ""
+            said = [
+                f"No buttons: {why}." if why else "",
+                _answer_without_buttons(incident.id, step),
+            ]
+            if page:
+                said.append(page)
+            blocks.append(_context(" ".join(p for p in said if p)))
+        return blocks, self.threads and self.edits
+
+    def approvals_settled(
+        self,
+        incident: Incident,
+        events: Sequence[TimelineEvent],
+        state: DeliveryState,
+        now: datetime,
+    ) -> list[Outbound]:
+        """Edits of the approval requests sent with buttons (or the way to answer) that
+        the events end: decided, expired, or the incident resolved before anyone answered.
+        The message says the outcome and keeps no button; the thread tells the answer too."""
+        if self.every_event or not (self.threads and self.edits):
+            return []
+        out: list[Outbound] = []
+        for event in events:
+            if event.kind in _APPROVAL_ENDS:
+                steps = [str(event.data.get("step", ""))]
+            elif event.kind is EventKind.INCIDENT_RESOLVED:
+                steps = [a.step for a in incident.approvals if a.state == "requested"]
+            else:
+                continue
+            for n, step in enumerate(steps):
+                ref = approval_ref(step)
+                approval = approval_of(incident, step)
+                if approval is None or not isinstance(state.refs.get(ref), dict):
+                    continue  # not kept: sent already settled, or by a webhook
+                text = self.renderer.internal(
+                    SLACK_EVENT, incident, now, event=_request_event(approval, event.seq)
+                )
+                outcome = _outcome(approval, incident)
+                out.append(
+                    Outbound(
+                        sink=self.sink,
+                        step=f"settle{event.seq}.{n}",
+                        op="update",
+                        text=f"{text}\n{outcome}"[:TEXT_MAX],
+                        # the request's words and the outcome: its patch stays on the
+                        # timeline (the approval keeps the change's words, not the patch)
+                        blocks=[_section(text), _context(outcome)],
+                        fields={"channel": self.channel_for(incident), "edits": ref},
+                    )
+                )
+        return out
+
     def plan(
         self,
         incident: Incident,
@@ -288,20 +608,29 @@ class SlackPlanner:
             if not self.tells(event):
                 continue
             text = self.reply(incident, event, now)
+            blocks = [] if self.every_event else [_section(text)]
+            # where it goes when the root was refused (no thread to reply in)
+            fields: dict[str, JsonValue] = {"channel": self.channel_for(incident)}
+            if event.kind is EventKind.ACTION_APPROVAL_REQUESTED and not self.every_event:
+                more, edited_later = self.approval_request(incident, event)
+                blocks += more
+                if edited_later:
+                    # the sink keeps its ts under this name, for the edit once decided
+                    fields["keeps"] = approval_ref(str(event.data.get("step", "")))
             out.append(
                 Outbound(
                     sink=self.sink,
                     step=f"e{event.seq}",
                     op="reply" if self.threads else "post",
                     text=text[:TEXT_MAX],
-                    blocks=[] if self.every_event else [_section(text)],
-                    # where it goes when the root was refused (no thread to reply in)
-                    fields={"channel": self.channel_for(incident)},
+                    blocks=blocks,
+                    fields=fields,
                 )
             )
             graph = self.graph_upload(incident, event)
             if graph is not None:
                 out.append(graph)
+        out.extend(self.approvals_settled(incident, events, state, now))
         # a reminder that an update is due moves the root's "Next update" on with it
         reminded = self.edits and any(e.kind is EventKind.UPDATE_DUE for e in events)
         if shown != wanted or reminded:
@@ -413,11 +742,34 @@ class StatuspagePlanner:
         ]
 
 
-# Events that make a note on the linked PagerDuty incident, and which note.
+def _request_event(approval: Approval, seq: int) -> TimelineEvent:
+    """An approval request's event as its message told it, made again from the approval
+    (the planner of the edit has the incident, not the request's event)."""
+    return TimelineEvent(
+        seq=seq,
+        at=approval.requested_at,
+        kind=EventKind.ACTION_APPROVAL_REQUESTED,
+        detail=f"Approval needed for {approval.action} on {approval.target}: {approval.change}",
+        data={
+            "step": approval.step,
+            "action": approval.action,
+            "target": approval.target,
+            "change": approval.change,
+            "expires_at": approval.expires_at.isoformat(),
+        },
+    )
+
+
+# Events that make a note on the linked PagerDuty incident, and which note. The other
+# ``action.*`` events make an "action" note (an approval's answer or expiry among them:
+# their words say who decided, and where).
 _PAGERDUTY_NOTES = {
     EventKind.TRIAGE_COMPLETED: "triage",
     EventKind.INCIDENT_ACKNOWLEDGED: "handoff",
     EventKind.PAGERDUTY_LINKED: "summary",
+    EventKind.ACTION_APPROVAL_REQUESTED: "approval",
+    EventKind.AUTOMATION_PAUSED: "action",
+    EventKind.AUTOMATION_RESUMED: "action",
 }
 
 

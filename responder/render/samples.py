@@ -8,11 +8,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from responder.domain.action import ActionRecord, Outcome
-from responder.domain.incident import Incident, IncidentStatus
+from responder.domain.incident import Approval, Incident, IncidentStatus
 from responder.domain.severity import ErrorType, Severity
 from responder.domain.timeline import EventKind, TimelineEvent
 
 _T0 = datetime(2026, 1, 1, 3, 0, tzinfo=UTC)
+_APPROVAL_STEP = "our-integration-rate-limit#1:scale"
 SAMPLE_NOW = _T0 + timedelta(minutes=10)  # when the samples are rendered
 
 
@@ -41,6 +42,14 @@ def sample_incidents() -> list[Incident]:
         reason="applied",
         at=_T0 + timedelta(minutes=1),
     )
+    approval = Approval(
+        step=_APPROVAL_STEP,
+        action="scale",
+        target="production/posthog-integration",
+        change="scale replicas=4",
+        requested_at=_T0 + timedelta(minutes=2),
+        expires_at=_T0 + timedelta(minutes=17),
+    )
     mitigating = opened.model_copy(
         update={
             "branch": "our-integration-rate-limit",
@@ -48,6 +57,9 @@ def sample_incidents() -> list[Incident]:
             "triaged_at": _T0 + timedelta(seconds=30),
             "actions": (action,),
             "pagerduty_incident_id": "PSAMPLE",
+            "paused_by": "Jane Doe",
+            "paused_at": _T0 + timedelta(minutes=3),
+            "approvals": (approval,),
         }
     )
     acked = mitigating.model_copy(
@@ -67,6 +79,13 @@ def sample_incidents() -> list[Incident]:
 def sample_events() -> list[TimelineEvent]:
     at = _T0 + timedelta(minutes=1)
     probe = {"probe": "vendor_status", "ok": True, "summary": "no incident", "error": None}
+    approval: dict[str, object] = {
+        "step": _APPROVAL_STEP,
+        "action": "scale",
+        "target": "production/posthog-integration",
+        "change": "scale replicas=4",
+    }
+    expires = (_T0 + timedelta(minutes=17)).isoformat()
     kinds: list[tuple[EventKind, dict[str, object]]] = [
         (EventKind.INCIDENT_OPENED, {}),
         (EventKind.TRIAGE_COMPLETED, {"probes": [probe]}),
@@ -80,6 +99,12 @@ def sample_events() -> list[TimelineEvent]:
             {"action": "set_env", "target": "production/x", "verdict": "refused"},
         ),
         (EventKind.INCIDENT_NEEDS_HUMAN, {"reason": "set_env did not help"}),
+        (EventKind.ACTION_APPROVAL_REQUESTED, {**approval, "expires_at": expires}),
+        (EventKind.ACTION_APPROVED, {**approval, "by": "Jane Doe", "via": "slack"}),
+        (EventKind.ACTION_REJECTED, {**approval, "by": "Jane Doe", "via": "api"}),
+        (EventKind.ACTION_APPROVAL_EXPIRED, {**approval}),
+        (EventKind.AUTOMATION_PAUSED, {"by": "Jane Doe", "via": "slack"}),
+        (EventKind.AUTOMATION_RESUMED, {"by": "Jane Doe", "via": "slack"}),
         (EventKind.INCIDENT_ACKNOWLEDGED, {"by": "Jane Doe"}),
         (EventKind.INCIDENT_RESOLVED, {}),
         (EventKind.NOTIFICATION_DELAYED, {"sink": "statuspage"}),

@@ -245,6 +245,53 @@ MAX_TEXT = 40_000
 MAX_BLOCKS = 50
 
 
+# Block Kit's limits on an actions block and its buttons, as Slack checks them (a payload
+# beyond one is refused with ``invalid_blocks``)
+MAX_ACTION_ELEMENTS = 25
+_BUTTON_LIMITS = {"text": 75, "action_id": 255, "value": 2000, "url": 3000}
+_CONFIRM_LIMITS = {"title": 100, "text": 300, "confirm": 30, "deny": 30}
+
+
+def _text_object(value: Any, limit: int, *, plain: bool) -> bool:
+    if not isinstance(value, dict) or not isinstance(value.get("text"), str):
+        return False
+    kinds = ("plain_text",) if plain else ("plain_text", "mrkdwn")
+    return value.get("type") in kinds and 0 < len(value["text"]) <= limit
+
+
+def _check_actions(block: dict[str, Any]) -> None:
+    """An actions block: 1 to 25 interactive elements with distinct action ids; a button's
+    label plain text, its value, action id and url within their limits, its style primary
+    or danger, its confirm dialog complete (title, text, confirm, deny) and within its own."""
+    elements = block.get("elements")
+    if not isinstance(elements, list) or not 0 < len(elements) <= MAX_ACTION_ELEMENTS:
+        raise _SlackError("invalid_blocks")
+    ids = [e.get("action_id") for e in elements if isinstance(e, dict) and e.get("action_id")]
+    if len(ids) != len(set(ids)):
+        raise _SlackError("invalid_blocks")
+    for element in elements:
+        if not isinstance(element, dict) or element.get("type") != "button":
+            continue
+        if not _text_object(element.get("text"), _BUTTON_LIMITS["text"], plain=True):
+            raise _SlackError("invalid_blocks")
+        for name in ("action_id", "value", "url"):
+            if name in element and not (
+                isinstance(element[name], str) and len(element[name]) <= _BUTTON_LIMITS[name]
+            ):
+                raise _SlackError("invalid_blocks")
+        if element.get("style", "primary") not in ("primary", "danger"):
+            raise _SlackError("invalid_blocks")
+        confirm = element.get("confirm")
+        if confirm is not None and not (
+            isinstance(confirm, dict)
+            and all(
+                _text_object(confirm.get(name), limit, plain=name != "text")
+                for name, limit in _CONFIRM_LIMITS.items()
+            )
+        ):
+            raise _SlackError("invalid_blocks")
+
+
 def _ts_value(ts: Any) -> Decimal | None:
     try:
         return Decimal(str(ts))
@@ -539,6 +586,8 @@ class FakeSlack(_NotifyFake):
                     raise _SlackError("invalid_blocks")
                 if block["type"] == "section" and len(inner_text) > 3000:
                     raise _SlackError("invalid_blocks")
+                if block["type"] == "actions":
+                    _check_actions(block)
         if attachments is not None and not isinstance(attachments, list):
             raise _SlackError("invalid_attachments")
         if not text and not blocks and not attachments:
