@@ -743,7 +743,8 @@ def _human_mutator(signal: HumanSignal, now: datetime) -> IncidentMutator:
     """A person's press (Slack) or request (API), applied to the incident as it is when
     its turn comes: a second press or a replica's redelivery finds it done."""
     via = "in Slack" if signal.via == "slack" else "through the API"
-    extra: dict[str, JsonValue] = {"via": signal.via}
+    # the channel under its own name: ``via`` is the transitions' words for it ("in Slack")
+    extra: dict[str, JsonValue] = {"channel": signal.via}
     if signal.user_id is not None:
         extra["user_id"] = signal.user_id
 
