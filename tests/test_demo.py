@@ -181,7 +181,9 @@ def test_demo_patch_is_one_line_per_container_and_the_json_on_verbose(tmp_path: 
     lines = short.output.splitlines()
     at = lines.index(next(ln for ln in lines if ln.startswith("▶ dry-run    set_env ")))
     assert lines[at + 1].strip() == "container app: env POSTHOG_FALLBACK=true"
-    assert lines[at + 2].startswith("▶ ")  # one line, then the next step
+    # one line, who approved it (the 5xx fallback waits for a person), then the next step
+    assert lines[at + 2].strip() == "approved by Dana Oncall"
+    assert lines[at + 3].startswith("▶ ")
     assert '"containers"' not in short.output
 
     verbose = CliRunner().invoke(
