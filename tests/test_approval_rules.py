@@ -30,16 +30,14 @@ def test_every_cluster_action_takes_approval_none_by_default() -> None:
         type="restart_if_secret_rotated", secret="s", approval="when_unsure", **TARGET
     )
     assert unsure.approval == "when_unsure"
+    # page_human changes nothing in the cluster: nothing to approve
+    with pytest.raises(ValidationError, match="approval"):
+        PageHuman.model_validate({"type": "page_human", "reason": "r", "approval": "required"})
 
 
 def test_when_unsure_is_refused_on_an_action_without_its_own_check() -> None:
     with pytest.raises(ValidationError, match="when_unsure needs an action that checks"):
         SetEnv(type="set_env", env={"A": "1"}, approval="when_unsure", **TARGET)
-
-
-def test_page_human_takes_no_approval() -> None:
-    with pytest.raises(ValidationError, match="approval"):
-        PageHuman.model_validate({"type": "page_human", "reason": "r", "approval": "required"})
 
 
 def test_a_pack_with_when_unsure_on_set_env_fails_with_its_file_and_line(tmp_path: Path) -> None:
@@ -103,7 +101,7 @@ def expired_story(*, acked: bool = False):  # type: ignore[no-untyped-def]
     return story, story.then(expire_approval(story.incident, approval.step, at(912)))
 
 
-def test_an_expired_approval_pages_the_on_call_once() -> None:
+def test_an_expired_approval_pages_the_on_call_unless_someone_has_the_incident() -> None:
     pd = PagerDutyPlanner(renderer=RENDERER)
     story, events = expired_story()
     [page] = pd.plan(story.incident, events, DeliveryState(), at(913))
@@ -113,9 +111,6 @@ def test_an_expired_approval_pages_the_on_call_once() -> None:
     # already paged (by the rule's page): a re-page under its own key
     [repage] = pd.plan(story.incident, events, DeliveryState(refs={"triggered": True}), at(913))
     assert str(repage.marks).startswith("repage")
-
-
-def test_an_expired_approval_pages_no_one_once_someone_has_the_incident() -> None:
-    pd = PagerDutyPlanner(renderer=RENDERER)
+    # once someone has taken the incident, they decide: no page
     story, events = expired_story(acked=True)
     assert pd.plan(story.incident, events, DeliveryState(), at(913)) == []

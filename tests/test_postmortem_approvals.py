@@ -96,6 +96,9 @@ def test_the_postmortem_tells_each_approval_and_what_then_ran() -> None:
     assert "rejected by Sam Second" in section
     assert any("was rejected" in item for item in pm.action_items)
     assert any("No one answered the approval" in item for item in pm.action_items)
+    # and without approvals, no such section
+    plain = render_postmortem(Templates([DEFAULTS]), postmortem_of(incident()))
+    assert "### Approvals" not in plain
 
 
 def test_an_approval_that_lapsed_at_resolve_is_not_shown_waiting() -> None:
@@ -107,9 +110,3 @@ def test_an_approval_that_lapsed_at_resolve_is_not_shown_waiting() -> None:
     )
     assert not any("No one answered the approval" in item for item in pm.action_items)
     assert "waiting" not in render_postmortem(Templates([DEFAULTS]), pm)
-
-
-def test_a_postmortem_without_approvals_has_no_approvals_section() -> None:
-    assert "### Approvals" not in render_postmortem(
-        Templates([DEFAULTS]), postmortem_of(incident())
-    )
