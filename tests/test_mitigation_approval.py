@@ -18,8 +18,10 @@ from responder.app import Overrides
 from responder.domain.signal import HumanAct, HumanSignal
 from responder.settings import Settings
 from tests.support.clock import ShiftableClock
+from tests.support.fake_notify import FakePagerDuty
 from tests.support.mitigation import DEPLOY, NS, Cluster, alert, cluster, kinds, responder, settled
 from tests.support.service import Service
+from tests.test_notify_pagerduty import actions_of, pd_settings, triggered
 
 PACK = """
 name: approval-test
@@ -222,18 +224,27 @@ async def test_a_rejected_step_sends_nothing_and_calls_no_one(on_redis, tmp_path
         assert "action.approved" not in kinds(inc)
 
 
-async def test_an_unanswered_approval_expires_and_calls_a_human(on_redis, tmp_path: Path) -> None:
+async def test_an_unanswered_approval_expires_calls_a_human_and_pages_the_on_call(
+    on_redis, tmp_path: Path
+) -> None:
     clock = ShiftableClock()
     async with (
+        FakePagerDuty() as pd,
         cluster(tmp_path) as c,
-        responder(with_pack(c), on_redis, Overrides(clock=clock)) as svc,
+        responder(
+            with_pack(c), on_redis, Overrides(clock=clock), notify=True, **pd_settings(pd)
+        ) as svc,
     ):
         await svc.post_alertmanager(alert("Fallback"))
         inc = await settled(svc, "Fallback", "action.approval_requested")
+        assert actions_of(pd, "trigger") == []  # the rule does not page by itself
         clock.advance(601)  # the rule's approval_timeout_s passes
         inc = await settled(svc, "Fallback", "action.approval_expired")
         assert "no one approved set_env on production/posthog-integration" in inc["needs_human"]
         assert [a["state"] for a in inc["approvals"]] == ["expired"]
+        [page] = await triggered(pd)
+        assert page["payload"]["summary"].startswith("[approval expired] ")
+        assert page["dedup_key"] == f"responder-{inc['id']}"
         # an approval after the deadline is no answer any more: nothing is sent
         await human(svc, inc["id"], "approve", "Dana Oncall", STEP)
         await svc.idle()
