@@ -423,6 +423,7 @@ def create_app(
             # a step's holder is presumed dead once its signal could be claimed by another
             lease_s=settings.visibility_timeout_s,
             force_dry_run=settings.dry_run,
+            approval_timeout_s=settings.approval_timeout_s,
         ),
         verify=PrometheusVerify(prometheus) if prometheus is not None else None,
         owner=worker_name,
@@ -528,6 +529,7 @@ def create_app(
             "verify": mitigator.verify,
             "deliver": deliveries.deliver,
             "revert_check": mitigator.revert_check,
+            "approval_expiry": mitigator.approval_expired,
             "vendor_watch": vendor_watch.round,
             "update_due": update_reminders.round,
             "ack_due": ack_deadline.round,

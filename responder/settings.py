@@ -332,6 +332,14 @@ class Settings(BaseSettings):
     action_lock_ttl_s: float = Field(
         120.0, gt=0, description="How long a per-target lock holds if its holder dies."
     )
+    approval_timeout_s: float = Field(
+        900.0,
+        gt=0,
+        description="How long a step a rule says needs approval (`approval: required`, "
+        "`when_unsure`) waits for a person's yes before it expires and the on-call is paged, "
+        "unless the action says its own approval_timeout_s. 15 minutes: within the runbook's "
+        "P1 response time, long enough to reach someone in Slack.",
+    )
     prometheus_url: str | None = Field(
         None,
         description="Prometheus base URL for triage and verification queries; or several, "

@@ -74,9 +74,29 @@ def test_demo_replays_every_scenario_and_writes_the_postmortems(tmp_path: Path) 
     assert resolved < revert < vendor.index("▶ received   Alertmanager webhook, resolved")
     assert "the vendor's incident is over and, after the quiet period" in vendor[revert:]
     assert "container app: env POSTHOG_FALLBACK removed" in vendor[revert:]
+    # the 5xx fallback waits for a person's approval (nothing on PostHog's status page):
+    # the request shows the exact patch, the demo approves it as a named person, and the
+    # step then runs (dry-run) saying who approved it
+    upstream = shown["upstream-5xx"]
+    asked = upstream.index(
+        "▶ approval   set_env on production/posthog-integration waits for a person's yes: "
+        "the patch it would send (strategic merge):\n"
+        "               container app: env POSTHOG_FALLBACK=true"
+    )
+    approving = upstream.index("▶ approving  Dana Oncall approves it")
+    approved = upstream.index(
+        "▶ action.approved        set_env on production/posthog-integration approved by "
+        "Dana Oncall through the API"
+    )
+    ran = upstream.index("▶ dry-run    set_env on production/posthog-integration: the patch")
+    assert asked < approving < approved < ran
+    assert "approved by Dana Oncall" in upstream[ran:]
     summary = result.output.rsplit("━" * 88, 1)[1]
     for name, (_, branch, _) in EXPECTED.items():
-        assert re.search(rf"^{name}\s+\S+\s+{branch}\s+dry_run: ", summary, flags=re.M), summary
+        first = "approval_requested: set_env, approved: set_env, " if name == "upstream-5xx" else ""
+        assert re.search(rf"^{name}\s+\S+\s+{branch}\s+{first}dry_run: ", summary, flags=re.M), (
+            summary
+        )
     assert re.search(r"^unreachable\s.*dry_run revert: set_env", summary, flags=re.M), summary
     assert "Nothing was changed anywhere" in summary
 
@@ -85,6 +105,13 @@ def test_demo_replays_every_scenario_and_writes_the_postmortems(tmp_path: Path) 
     assert len(drafts) == len(bundles) == len(EXPECTED)
     for draft in drafts:
         assert draft.read_text().startswith("## Incident: PostHog integration: ")
+    # the 5xx postmortem says who approved the fallback and what then ran
+    assert any(
+        "### Approvals\n- set_env on production/posthog-integration (asked " in draft.read_text()
+        and "approved by Dana Oncall through the API" in draft.read_text()
+        and "then dry_run at" in draft.read_text()
+        for draft in drafts
+    )
     # the 429's rate limit figures, read at triage, are in its postmortem's action items
     assert any(
         "Request a limit increase from the vendor: limit 600, remaining 0, reset 30, "
@@ -154,7 +181,9 @@ def test_demo_patch_is_one_line_per_container_and_the_json_on_verbose(tmp_path: 
     lines = short.output.splitlines()
     at = lines.index(next(ln for ln in lines if ln.startswith("▶ dry-run    set_env ")))
     assert lines[at + 1].strip() == "container app: env POSTHOG_FALLBACK=true"
-    assert lines[at + 2].startswith("▶ ")  # one line, then the next step
+    # one line, who approved it (the 5xx fallback waits for a person), then the next step
+    assert lines[at + 2].strip() == "approved by Dana Oncall"
+    assert lines[at + 3].startswith("▶ ")
     assert '"containers"' not in short.output
 
     verbose = CliRunner().invoke(

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import secrets
 import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from aiohttp import web
 from responder.app import RUNTIME, Overrides, create_app
 from responder.demo.world import DemoCluster, EvidenceServer, Scenario, load_scenarios
 from responder.domain.incident import Incident
+from responder.domain.signal import HumanSignal
 from responder.domain.timeline import EventKind
 from responder.notify.planners import (
     PAGERDUTY_SEVERITY,
@@ -46,6 +48,9 @@ _SHIPPED_API = "url: https://api.posthog.com"
 # second, so the demo shows the revert without the wait
 _SHIPPED_QUIET = "revert: vendor_resolved\n        revert_quiet_s: 600"
 _DEMO_QUIET = "revert: vendor_resolved\n        revert_quiet_s: 1"
+# who approves a step waiting for approval in the demo (as Slack's button or the admin
+# API would name them)
+_DEMO_APPROVER = "Dana Oncall"
 
 
 class DemoError(Exception):
@@ -209,6 +214,9 @@ class Demo:
             if why:
                 echo(f"             because {why}")
         shown = self._actions(incident, set())
+        for approval in incident.get("approvals") or []:
+            if approval.get("state") == "requested":
+                shown = await self._approve(app, http, url, scenario, incident, approval, shown)
         self._secret(incident)
         self._page(app, incident)
         self._told("Slack root message (from the console notifier; each step above is a reply)")
@@ -256,10 +264,25 @@ class Demo:
         for event in (e for e in events if e["seq"] not in shown):
             patch = event["data"].get("patch")
             revert = event["data"].get("revert_patch")
-            if event["kind"] == EventKind.ACTION_DRY_RUN and patch is not None:
+            if event["kind"] == EventKind.ACTION_APPROVAL_REQUESTED and patch is not None:
+                data = event["data"]
+                self.echo(
+                    f"▶ approval   {data.get('action')} on {data.get('target')} waits for a "
+                    "person's yes: the patch it would send (strategic merge):"
+                )
+                self._patch(patch)
+                if data.get("why"):
+                    self.echo(f"             asked because {data['why']}")
+                expires = str(data.get("expires_at", ""))[11:19]
+                self.echo(
+                    f"             unanswered by {expires} UTC: it expires, the on-call is paged"
+                )
+            elif event["kind"] == EventKind.ACTION_DRY_RUN and patch is not None:
                 what = _dry_run_what(event["detail"])
                 self.echo(f"▶ dry-run    {what}: the patch it would send (strategic merge):")
                 self._patch(patch)
+                if event["data"].get("approved_by"):
+                    self.echo(f"             approved by {event['data']['approved_by']}")
             elif event["kind"] == EventKind.ACTION_DRY_RUN and revert is not None:
                 what = _dry_run_what(event["detail"])
                 self.echo(f"▶ dry-run    {what}: the patch it would send to undo it:")
@@ -267,6 +290,34 @@ class Demo:
             else:
                 self.echo(f"▶ {event['kind']:<22} {event['detail']}")
         return shown | {e["seq"] for e in events}
+
+    async def _approve(
+        self,
+        app: web.Application,
+        http: aiohttp.ClientSession,
+        url: str,
+        scenario: Scenario,
+        incident: dict[str, Any],
+        approval: dict[str, Any],
+        shown: set[int],
+    ) -> set[int]:
+        """A person approves the step waiting for approval: the demo queues their answer as
+        Slack's button and the admin API do (a ``HumanSignal``), then shows what ran."""
+        runtime = app[RUNTIME]
+        step = str(approval["step"])
+        self.echo(f"▶ approving  {_DEMO_APPROVER} approves it (the demo presses the button)")
+        signal = HumanSignal(
+            incident_id=str(incident["id"]),
+            act="approve",
+            step=step,
+            by=_DEMO_APPROVER,
+            via="api",
+            request_id=secrets.token_hex(8),
+            received_at=runtime.clock.now(),
+        )
+        await runtime.store.observe([signal.observation()])
+        incident = await self._settled(app, http, url, scenario, _STEP_RAN, step=step)
+        return self._actions(incident, shown)
 
     def _patch(self, patch: dict[str, Any]) -> None:
         if self.verbose:
@@ -350,10 +401,11 @@ class Demo:
         kinds: tuple[EventKind, ...],
         *,
         revert: bool = False,
+        step: str | None = None,
     ) -> dict[str, Any]:
         """The scenario's incident once an event of ``kinds`` (``revert``: one about a
-        revert) is on its timeline and the queue is idle (every follow-up, message and
-        action done)."""
+        revert; ``step``: one of that step) is on its timeline and the queue is idle (every
+        follow-up, message and action done)."""
         queue = app[RUNTIME].queue
         name = scenario.alert.labels["alertname"]
         deadline = asyncio.get_running_loop().time() + _TIMEOUT_S
@@ -366,7 +418,9 @@ class Demo:
                 async with http.get(f"{url}/v1/incidents/{mine['id']}") as resp:
                     incident: dict[str, Any] = await resp.json()
                 if any(
-                    e["kind"] in kinds and (not revert or "revert_patch" in e["data"])
+                    e["kind"] in kinds
+                    and (not revert or "revert_patch" in e["data"])
+                    and (step is None or e["data"].get("step") == step)
                     for e in incident["timeline"]
                 ):
                     return incident
@@ -415,6 +469,14 @@ class Demo:
         self.echo("Nothing was changed anywhere: every action was a dry-run.")
 
 
+# what an approved step leaves once it ran (or a guard stopped it)
+_STEP_RAN = (
+    EventKind.ACTION_DRY_RUN,
+    EventKind.ACTION_APPLIED,
+    EventKind.ACTION_IN_PLACE,
+    EventKind.ACTION_REFUSED,
+    EventKind.ACTION_FAILED,
+)
 # what a restart_if_secret_rotated that restarts leaves (a skip is action.skipped)
 _RESTART_PLANNED = (EventKind.ACTION_DRY_RUN, EventKind.ACTION_APPLIED)
 # the files a demo run writes in its output directory

@@ -222,6 +222,9 @@ class DemoCluster:
                                     {"name": "POSTHOG_HOST", "value": "https://us.i.posthog.com"},
                                     {"name": "LOG_LEVEL", "value": "info"},
                                 ],
+                                # the API key, as the shipped pack's auth branch reads it:
+                                # what restart_if_secret_rotated judges the pods by
+                                "envFrom": [{"secretRef": {"name": "posthog-secrets"}}],
                             }
                         ]
                     },

@@ -55,6 +55,10 @@ class ActionRecord(Frozen):
     reverted_state: dict[str, JsonValue] | None = None
     verdicts: tuple[Verdict, ...] = ()
     planned: PlannedAction | None = None  # what the rule asked for (verification, revert)
+    # the person who approved this step (a rule's ``approval:``), and through what
+    # ("slack", "api"); None: it ran on the rule's and the allowlist's pre-approval alone
+    approved_by: str | None = None
+    approved_via: str | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -602,6 +602,31 @@ def expire_approval(incident: Incident, step: str, now: datetime) -> IncidentCha
     return changes.done(incident, update={"approvals": _with_approval(incident, expired)})
 
 
+def lapse_approvals(incident: Incident, now: datetime) -> IncidentChange | None:
+    """The incident resolved while steps still waited for a person's approval: they will
+    not run (an answer after resolve changes nothing), and each is marked so, once, so
+    that neither the incident page nor the postmortem shows it as still waiting. No human
+    is called: the incident is over."""
+    waiting = [a for a in incident.approvals if a.state == "requested"]
+    if incident.is_active or not waiting:
+        return None
+    changes = _Changes(incident, now)
+    approvals = incident.approvals
+    for approval in waiting:
+        changes.add(
+            EventKind.ACTION_APPROVAL_EXPIRED,
+            f"The approval asked for {approval.action} on {approval.target} lapsed: the "
+            "incident resolved before anyone answered; it does not run",
+            step=approval.step,
+            action=approval.action,
+            target=approval.target,
+            lapsed=True,
+        )
+        lapsed = approval.model_copy(update={"state": "expired", "decided_at": changes.now})
+        approvals = tuple(lapsed if a.step == approval.step else a for a in approvals)
+    return changes.done(incident, update={"approvals": approvals})
+
+
 # how the timeline says where a person's answer came from
 _VIA = {"slack": "in Slack", "api": "through the API"}
 

@@ -251,9 +251,44 @@ class _Action(Frozen):
     revert_if_unhelpful: bool = False
 
 
+# Whether a step waits for a person's yes before it runs: ``none`` (the pre-approval of
+# the rule and the allowlist is enough), ``required`` (always), ``when_unsure`` (only when
+# the action's own precondition check cannot confirm the step would help: allowed only on
+# an action that has one, ``PRECONDITION``).
+ApprovalMode = Literal["none", "required", "when_unsure"]
+
+
 class _DeploymentAction(_Action):
+    # whether the action checks its own precondition on the target before it goes ahead
+    # (``restart_if_secret_rotated``): what ``approval: when_unsure`` asks about
+    PRECONDITION: ClassVar[bool] = False
+
     namespace: NonEmpty
     deployment: NonEmpty
+    approval: ApprovalMode = Field(
+        "none",
+        description="none: runs when the guards agree; required: waits for a person's "
+        "approval (Slack or the admin API) first; when_unsure: only when the action's own "
+        "check cannot confirm it would help (restart_if_secret_rotated: the Secret not "
+        "visibly rotated after the pods started).",
+    )
+    approval_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        le=86400,
+        description="How long an approval waits before it expires and a human is paged. "
+        "Default: RESPONDER_APPROVAL_TIMEOUT_S.",
+    )
+
+    @model_validator(mode="after")
+    def _unsure_needs_a_check(self) -> _DeploymentAction:
+        if self.approval == "when_unsure" and not self.PRECONDITION:
+            raise ValueError(
+                f"approval: when_unsure needs an action that checks its own precondition "
+                f"(restart_if_secret_rotated); {getattr(self, 'type', '?')} has none: say "
+                "`required` or `none`"
+            )
+        return self
 
 
 # When an applied, reversible action is undone: when the incident resolves; when the
@@ -347,6 +382,8 @@ class Scale(_RevertibleAction):
 
 class RestartIfSecretRotated(_DeploymentAction):
     """Restart only when the Secret changed after the oldest running pod started."""
+
+    PRECONDITION: ClassVar[bool] = True
 
     type: Literal["restart_if_secret_rotated"]
     secret: NonEmpty

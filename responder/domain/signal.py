@@ -166,7 +166,8 @@ class TimerSignal(Frozen):
     round of the incident's one chain, see ``responder.watch``), the end of a flapping
     incident's quiet period (``flap_quiet``), and the evidence bundle written again once
     its window (30 minutes after resolve) has passed (``evidence``: ``step`` is
-    ``report:<resolve seq>``)."""
+    ``report:<resolve seq>``), and the deadline of a step waiting for a person's approval
+    (``approval_expiry``: ``step`` is the action's step)."""
 
     source: Literal["timer"] = "timer"
     kind: Literal[
@@ -179,6 +180,7 @@ class TimerSignal(Frozen):
         "ack_due",
         "flap_quiet",
         "evidence",
+        "approval_expiry",
     ]
     incident_id: str
     step: str

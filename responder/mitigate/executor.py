@@ -33,12 +33,13 @@ from pydantic import JsonValue
 
 from responder.domain.action import ActionRecord, Outcome, Verdict
 from responder.domain.decision import PlannedAction
-from responder.domain.incident import Incident, IncidentChange, hand_over
+from responder.domain.incident import Approval, Incident, IncidentChange, approval_of, hand_over
 from responder.domain.signal import TimerSignal
 from responder.domain.timeline import EventKind
 from responder.metrics import Metrics
 from responder.mitigate import patches
 from responder.mitigate.actions import DeploymentAction, PageHumanAction, action_for
+from responder.mitigate.approvals import Approvals, approval_mode
 from responder.mitigate.guards import ACKNOWLEDGED, DRY_RUN
 from responder.mitigate.reverts import Reverts
 from responder.mitigate.step import (
@@ -101,8 +102,11 @@ class Mitigator:
             owner=owner,
         )
         self._reverts = Reverts(self._kit)
+        self._approvals = Approvals(self._kit)
         # the timer handler of a quiet period after the vendor's incident ended
         self.revert_check = self._reverts.revert_check
+        # the timer handler of a step's approval deadline
+        self.approval_expired = self._approvals.expired
 
     # ------------------------------------------------------------------------- stage
 
@@ -117,8 +121,12 @@ class Mitigator:
                 results.append(self._undecided(change))
             if EventKind.INCIDENT_DECIDED in kinds:
                 for index, planned in enumerate(incident.planned_actions):
-                    step = await self._step(incident.id, step_of(incident, index, planned), planned)
+                    step = await self._planned(incident, step_of(incident, index, planned), planned)
                     results.extend([step] if step else [])
+            for event in change.events:
+                if event.kind is EventKind.ACTION_APPROVED:
+                    approved = await self._approved(incident, str(event.data.get("step")))
+                    results.extend([approved] if approved else [])
             for record, why in self._reverts.wanted(change).values():
                 revert = await self._reverts.revert(incident.id, record, why=why)
                 results.extend([revert] if revert else [])
@@ -126,6 +134,8 @@ class Mitigator:
                 for record in incident.actions:
                     due = await self._reverts.revert_due(incident.id, record)
                     results.extend([due] if due else [])
+                lapsed = self._approvals.lapsed(change)
+                results.extend([lapsed] if lapsed else [])
             for event in change.events:
                 if event.kind is EventKind.VENDOR_RESOLVED:
                     results.extend(self._reverts.checks_after_vendor(incident, event.seq))
@@ -222,8 +232,42 @@ class Mitigator:
 
         return StageResult(mutators=(mutate,))
 
+    async def _planned(
+        self, incident: Incident, step: str, planned: PlannedAction
+    ) -> StageResult | None:
+        """A step of the plan decided: carried out, or offered for approval first."""
+        if approval_mode(planned) == "none":
+            return await self._step(incident.id, step, planned)
+
+        async def run() -> StageResult | None:
+            return await self._step(incident.id, step, planned)
+
+        return await self._approvals.ask(incident.id, step, planned, run=run)
+
+    async def _approved(self, incident: Incident, step: str) -> StageResult | None:
+        """A person approved ``step``: it runs now, once, through every guard but the ack."""
+        approval = approval_of(incident, step)
+        if approval is None or approval.state != "approved":
+            return None
+        planned = next(
+            (
+                p
+                for index, p in enumerate(incident.planned_actions)
+                if step_of(incident, index, p) == step
+            ),
+            None,
+        )
+        if planned is None:  # not a step of this incident's plan: nothing to run
+            return None
+        return await self._step(incident.id, step, planned, approval=approval)
+
     async def _step(
-        self, incident_id: str, step: str, planned: PlannedAction
+        self,
+        incident_id: str,
+        step: str,
+        planned: PlannedAction,
+        *,
+        approval: Approval | None = None,
     ) -> StageResult | None:
         key = f"{incident_id}:{step}"
         found = await self._kit.claim_with_incident(key, incident_id)
@@ -235,8 +279,15 @@ class Mitigator:
             await self._kit.ledger.finish_effect(key, data={"verdict": existing.verdict.value})
             return None
         result = await self._execute(
-            incident, step, planned, key=key, noted=claim.data if claim.status == "recover" else {}
+            incident,
+            step,
+            planned,
+            key=key,
+            noted=claim.data if claim.status == "recover" else {},
+            approval=approval,
         )
+        if approval is not None:
+            result.data["approved_by"] = approval.decided_by
         self._kit.metrics.actions.labels(planned.spec.type, result.record.verdict.value).inc()
 
         async def finish() -> None:
@@ -272,12 +323,14 @@ class Mitigator:
         *,
         key: str,
         noted: dict[str, JsonValue],
+        approval: Approval | None = None,
     ) -> StepResult:
         spec = planned.spec
         action = action_for(spec)
         namespace, deployment = action.namespace, action.deployment
         target = f"{namespace}/{deployment}" if deployment else incident.id
-        verdicts = await self._kit.guard(incident, planned)
+        approved_by = approval.decided_by if approval is not None else None
+        verdicts = await self._kit.guard(incident, planned, approved_by=approved_by)
         refusal = next((v for v in verdicts if not v.ok), None)
         base = ActionRecord(
             step=step,
@@ -292,6 +345,8 @@ class Mitigator:
             reversible=action.reversible,
             verdicts=tuple(verdicts),
             planned=planned,
+            approved_by=approved_by,
+            approved_via=approval.via if approval is not None else None,
         )
         if isinstance(action, PageHumanAction):
             if refusal is not None:
@@ -340,7 +395,9 @@ class Mitigator:
         locked = Verdict(guard="lock", ok=True, reason=f"holds the lock of {lock}")
         base = base.model_copy(update={"verdicts": (*verdicts, locked)})
         try:
-            result = await self._apply(base, action, key=key, noted=noted)
+            result = await self._apply(
+                base, action, key=key, noted=noted, approved=approval is not None
+            )
         except KubeError as exc:
             result = StepResult(
                 base.model_copy(update={"verdict": Outcome.FAILED, "reason": str(exc)}),
@@ -418,10 +475,13 @@ class Mitigator:
         *,
         key: str,
         noted: dict[str, JsonValue],
+        approved: bool = False,
     ) -> StepResult:
         spec = action.spec
         target = base.target
-        skip = await action.skip(self._kit.kube)
+        # an approved step runs as the person saw it offered: its own precondition check
+        # (a Secret not visibly rotated) is what they were asked to overrule
+        skip = None if approved else await action.skip(self._kit.kube)
         if skip is not None:
             return StepResult(
                 base.model_copy(update={"verdict": Outcome.SKIPPED, "reason": skip.reason}),

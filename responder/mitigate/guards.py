@@ -1,6 +1,8 @@
 """Guards: may an automatic action go ahead? Pure functions, each with its reason.
 
-In order: automation not paused; the incident not acknowledged by a human; the
+In order: automation not paused (for every incident, or for this one by a person); the
+incident not acknowledged by a human (unless a person approved the step: then it is their
+decision, not the automation's); the
 (namespace, deployment, action) on the allowlist; not in dry-run; the target out of its
 cooldown for the same change; the action budget not spent. (The per-target lock is taken
 by the executor, the last guard.) The first guard that says no decides; every verdict is recorded.
@@ -37,6 +39,10 @@ class GuardInput:
     now: datetime
     changes_cluster: bool = True
     change: str = ""  # the exact change (``Action.change``), which the cooldown is kept by
+    # who paused this incident's automation (``Incident.paused_by``)
+    incident_paused_by: str | None = None
+    # who approved this step (``approval:``): the ack guard lets it through
+    approved_by: str | None = None
 
     @property
     def target(self) -> str:
@@ -78,6 +84,23 @@ def target_problem(namespace: str, deployment: str) -> str | None:
     )
 
 
+def allowlist_verdict(
+    allowlist: tuple[str, ...], namespace: str, deployment: str, action: str
+) -> tuple[str, bool, str]:
+    """The allowlist guard's answer (guard, ok, reason): also what a step that needs
+    approval must pass before a person is asked (a target it refuses is not offered)."""
+    invalid = target_problem(namespace, deployment)
+    on_list = invalid is None and allowed(allowlist, namespace, deployment, action)
+    target = f"{namespace}/{deployment}"
+    if invalid is not None:
+        reason = f"the target is refused: {invalid}"
+    elif on_list:
+        reason = f"{target}/{action} is on the allowlist"
+    else:
+        reason = f"{target}/{action} is not on the allowlist (RESPONDER_ACTION_ALLOWLIST)"
+    return "allowlist", on_list, reason
+
+
 def check(g: GuardInput) -> list[Verdict]:
     """The verdicts up to the first refusal (or all of them, each ok)."""
     verdicts: list[Verdict] = []
@@ -86,35 +109,28 @@ def check(g: GuardInput) -> list[Verdict]:
         verdicts.append(Verdict(guard=guard, ok=ok, reason=reason))
         return ok
 
-    if not say(
-        "paused",
-        g.paused is None,
-        "automation is running"
-        if g.paused is None
-        else f"automation is paused by {g.paused.by}: {g.paused.reason}",
-    ):
+    if g.paused is not None:
+        pause = f"automation is paused by {g.paused.by}: {g.paused.reason}"
+    elif g.incident_paused_by is not None:
+        pause = f"automation of this incident is paused by {g.incident_paused_by}"
+    else:
+        pause = None
+    if not say("paused", pause is None, pause or "automation is running"):
         return verdicts
-    if not say(
-        ACKNOWLEDGED,
-        g.acked_by is None,
-        "no human has taken the incident"
-        if g.acked_by is None
-        else f"{g.acked_by} acknowledged the incident: the automation only reports now",
-    ):
+    if g.acked_by is None:
+        ack = "no human has taken the incident"
+    elif g.approved_by is not None:
+        # a step a person approved is their decision, taken knowing the incident is theirs
+        ack = f"{g.acked_by} acknowledged the incident; {g.approved_by} approved this step"
+    else:
+        ack = f"{g.acked_by} acknowledged the incident: the automation only reports now"
+    if not say(ACKNOWLEDGED, g.acked_by is None or g.approved_by is not None, ack):
         return verdicts
     if not g.changes_cluster:
         return verdicts
     assert g.namespace is not None
     assert g.deployment is not None
-    invalid = target_problem(g.namespace, g.deployment)
-    on_list = invalid is None and allowed(g.allowlist, g.namespace, g.deployment, g.action)
-    if invalid is not None:
-        reason = f"the target is refused: {invalid}"
-    elif on_list:
-        reason = f"{g.target}/{g.action} is on the allowlist"
-    else:
-        reason = f"{g.target}/{g.action} is not on the allowlist (RESPONDER_ACTION_ALLOWLIST)"
-    if not say("allowlist", on_list, reason):
+    if not say(*allowlist_verdict(g.allowlist, g.namespace, g.deployment, g.action)):
         return verdicts
     if not say(DRY_RUN, not g.dry_run, "live" if not g.dry_run else f"dry-run: {g.dry_run_why}"):
         return verdicts

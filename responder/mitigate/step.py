@@ -70,6 +70,7 @@ class Policy:
     lock_ttl_s: float = 120.0
     lease_s: float = 120.0
     force_dry_run: bool = False
+    approval_timeout_s: float = 900.0  # unless the action says its own
 
 
 @dataclass
@@ -143,7 +144,12 @@ class StepKit:
         return None if view is None else (claim, view.incident)
 
     async def guard(
-        self, incident: Incident, planned: PlannedAction, *, revert: bool = False
+        self,
+        incident: Incident,
+        planned: PlannedAction,
+        *,
+        revert: bool = False,
+        approved_by: str | None = None,
     ) -> list[Verdict]:
         spec = planned.spec
         action = action_for(spec)
@@ -174,6 +180,8 @@ class StepKit:
                 now=now,
                 changes_cluster=deployment is not None,
                 change=action.change,
+                incident_paused_by=incident.paused_by,
+                approved_by=approved_by,
             )
         )
 

@@ -888,17 +888,29 @@ class PagerDutyPlanner:
         *,
         planned: bool,
     ) -> list[Outbound]:
-        """``incident.ack_overdue``: nobody acknowledged within the response time. Not
-        paged yet: the page (the incident's own dedup key, resolved with it). Paged
-        already (by us or by Alertmanager): a new alert under a key of its own, so that
-        PagerDuty notifies again rather than folding it into the open one."""
+        """``incident.ack_overdue``: nobody acknowledged within the response time; or
+        ``action.approval_expired``: nobody answered a step's approval request in time (and
+        nobody has taken the incident, who would decide it). Not paged yet: the page (the
+        incident's own dedup key, resolved with it). Paged already (by us or by
+        Alertmanager): a new alert under a key of its own, so that PagerDuty notifies again
+        rather than folding it into the open one."""
         if not self.events or not incident.is_active:
             return []
         out: list[Outbound] = []
         key = dedup_key(incident)
         first = not planned and "triggered" not in state.refs and not self.already_paged(incident)
         for event in events:
-            if event.kind is not EventKind.ACK_OVERDUE:
+            if event.kind is EventKind.ACK_OVERDUE:
+                why = "not acknowledged"
+            elif (
+                # a step waited for a person's approval and no one answered: the on-call
+                # decides (one that lapsed at resolve pages no one: the incident is over)
+                event.kind is EventKind.ACTION_APPROVAL_EXPIRED
+                and not event.data.get("lapsed")
+                and incident.acked_by is None
+            ):
+                why = "approval expired"
+            else:
                 continue
             mark, page_key = ("triggered", key) if first else (f"repage{event.seq}", "")
             page_key = page_key or f"{key}:{mark}"
@@ -910,7 +922,7 @@ class PagerDutyPlanner:
                     step=f"page{event.seq}",
                     op="trigger",
                     marks=mark,
-                    text=f"[not acknowledged] {summary}"[:1024],
+                    text=f"[{why}] {summary}"[:1024],
                     fields={
                         "dedup_key": page_key,
                         "severity": "critical",

@@ -70,8 +70,25 @@ def sample_incidents() -> list[Incident]:
             "needs_human": "set_env did not help",
         }
     )
+    # a step a person approved: what the postmortem's approvals section tells
+    approved = Approval(
+        step=action.step,
+        action=action.action,
+        target=action.target,
+        change="container app: RATE_LIMIT_MODE: None → 'queue'",
+        state="approved",
+        requested_at=_T0 + timedelta(seconds=40),
+        expires_at=_T0 + timedelta(minutes=15, seconds=40),
+        decided_by="Jane Doe",
+        decided_at=_T0 + timedelta(minutes=1),
+        via="slack",
+    )
     resolved = acked.model_copy(
-        update={"status": IncidentStatus.RESOLVED, "resolved_at": _T0 + timedelta(minutes=40)}
+        update={
+            "status": IncidentStatus.RESOLVED,
+            "resolved_at": _T0 + timedelta(minutes=40),
+            "approvals": (approved,),
+        }
     )
     return [opened, mitigating, acked, resolved]
 

@@ -90,6 +90,8 @@ class Postmortem(Frozen):
     time_to_acknowledge: str | None
     time_to_mitigate: str | None
     time_to_resolve: str | None
+    # the steps that waited for a person's approval: who answered what, when, what then ran
+    approvals: tuple[str, ...] = ()
     action_items: tuple[str, ...]
     # the error-rate graph (``report/graph.py``): where the image is, relative to the
     # draft (``<stem>.svg`` beside it, ``graph.svg`` in the bundle), or what to say instead
@@ -113,11 +115,26 @@ def _since(start: datetime, end: datetime | None) -> str | None:
     return None if end is None else span((end - start).total_seconds())
 
 
+# How the steps of a person's approval read on the timeline (each event's detail names
+# the action, its target and, for an answer, who gave it)
+_APPROVAL_TOLD = {
+    EventKind.ACTION_APPROVAL_REQUESTED: "Approval asked: {detail}",
+    EventKind.ACTION_APPROVED: "Approved: {detail}",
+    EventKind.ACTION_REJECTED: "Rejected: {detail}; it did not run",
+    EventKind.ACTION_APPROVAL_EXPIRED: "Approval expired: {detail}",
+}
+
+
 def _line(event: TimelineEvent) -> TimelineLine | None:
     if event.kind is EventKind.INCIDENT_FLAPPING and event.data.get("notice") is not True:
         return None  # a flap while flapping: the notice told it, as the thread did
+    if event.kind in _APPROVAL_TOLD:
+        text = _APPROVAL_TOLD[event.kind].format(detail=event.detail)
+        return TimelineLine(at=event.at, text=text)
     if event.kind.startswith("action."):
-        return TimelineLine(at=event.at, text=f"Action {event.kind[7:]}: {event.detail}")
+        by = event.data.get("approved_by")
+        approved = f" (approved by {by})" if by else ""
+        return TimelineLine(at=event.at, text=f"Action {event.kind[7:]}: {event.detail}{approved}")
     if event.kind == EventKind.NOTIFICATION_POSTED:  # the first to people: _timeline picks it
         return TimelineLine(at=event.at, text=f"First message: {event.detail}")
     shape = _TOLD.get(event.kind)
@@ -182,6 +199,54 @@ def _limit_increase(http: JsonValue) -> str:
     return "Request a limit increase from the vendor (no rate limit headers were read at triage)"
 
 
+def _approvals(incident: Incident, events: Sequence[TimelineEvent]) -> list[str]:
+    """One line per step that waited for approval: what was asked, who answered and
+    when (or that no one did, and who was called), and what then ran."""
+    lines: list[str] = []
+    for approval in incident.approvals:
+        what = f"{approval.action} on {approval.target}"
+        asked = f"{what} (asked {approval.requested_at:%H:%M})"
+        decided = f"{approval.decided_at:%H:%M}" if approval.decided_at else "?"
+        via = {"slack": " in Slack", "api": " through the API"}.get(approval.via or "", "")
+        if approval.state == "approved":
+            record = next((a for a in incident.actions if a.step == approval.step), None)
+            ran = (
+                f"then {record.verdict.value} at {record.at:%H:%M}: {record.reason}"
+                if record is not None
+                else "it has not run"
+            )
+            lines.append(f"{asked}: approved by {approval.decided_by}{via} at {decided}; {ran}")
+        elif approval.state == "rejected":
+            lines.append(
+                f"{asked}: rejected by {approval.decided_by}{via} at {decided}; it did not run"
+            )
+        elif approval.state == "expired":
+            event = next(
+                (
+                    e
+                    for e in events
+                    if e.kind is EventKind.ACTION_APPROVAL_EXPIRED
+                    and e.data.get("step") == approval.step
+                ),
+                None,
+            )
+            if event is not None and event.data.get("lapsed"):
+                lines.append(f"{asked}: unanswered when the incident resolved; it did not run")
+            else:
+                called = (
+                    f"left to {incident.acked_by}, who had the incident"
+                    if incident.acked_by
+                    else "a human was called and the on-call paged"
+                )
+                lines.append(
+                    f"{asked}: no one answered by {approval.expires_at:%H:%M}; it did not "
+                    f"run, {called}"
+                )
+        else:
+            lines.append(f"{asked}: still waiting for an answer")
+    return lines
+
+
 def _action_items(
     incident: Incident,
     events: Sequence[TimelineEvent],
@@ -210,6 +275,16 @@ def _action_items(
             items.append(f"A human was needed ({event.detail}): automate or document the step")
         elif event.kind == EventKind.NOTIFICATION_FAILED:
             items.append(f"Fix the notification path: {event.detail}")
+        elif event.kind == EventKind.ACTION_REJECTED:
+            items.append(
+                f"{what} was rejected ({event.detail}): keep it a manual step, or revise "
+                "when the rule offers it"
+            )
+        elif event.kind == EventKind.ACTION_APPROVAL_EXPIRED and not data.get("lapsed"):
+            items.append(
+                f"No one answered the approval of {what} in time: review who is asked and "
+                "the approval timeout"
+            )
     if incident.error_type == ErrorType.RATE_LIMIT:
         items.append(_limit_increase(incident.facts.get("http")))
     for name, value in sorted(incident.facts.items()):
@@ -288,6 +363,7 @@ def build_postmortem(
         time_to_acknowledge=_since(incident.opened_at, incident.acked_at),
         time_to_mitigate=_since(incident.opened_at, mitigated),
         time_to_resolve=_since(incident.opened_at, incident.resolved_at),
+        approvals=tuple(_approvals(incident, timeline)),
         action_items=tuple(
             _action_items(
                 incident, timeline, response_time_s=response_time_s, response_time=response_time
