@@ -83,14 +83,18 @@ def test_demo_replays_every_scenario_and_writes_the_postmortems(tmp_path: Path) 
         "the patch it would send (strategic merge):\n"
         "               container app: env POSTHOG_FALLBACK=true"
     )
-    approving = upstream.index("▶ approving  Dana Oncall approves it")
+    # pressed as Slack sends it: signed, to the real route, by a user the settings allow
+    approving = upstream.index(
+        "▶ approving  dana (U0DEMODANA) presses Approve in Slack: a signed interaction to "
+        "/v1/slack/interactions"
+    )
     approved = upstream.index(
         "▶ action.approved        set_env on production/posthog-integration approved by "
-        "Dana Oncall through the API"
+        "dana in Slack"
     )
     ran = upstream.index("▶ dry-run    set_env on production/posthog-integration: the patch")
     assert asked < approving < approved < ran
-    assert "approved by Dana Oncall" in upstream[ran:]
+    assert "approved by dana" in upstream[ran:]
     summary = result.output.rsplit("━" * 88, 1)[1]
     for name, (_, branch, _) in EXPECTED.items():
         first = "approval_requested: set_env, approved: set_env, " if name == "upstream-5xx" else ""
@@ -108,7 +112,7 @@ def test_demo_replays_every_scenario_and_writes_the_postmortems(tmp_path: Path) 
     # the 5xx postmortem says who approved the fallback and what then ran
     assert any(
         "### Approvals\n- set_env on production/posthog-integration (asked " in draft.read_text()
-        and "approved by Dana Oncall through the API" in draft.read_text()
+        and "approved by dana in Slack" in draft.read_text()
         and "then dry_run at" in draft.read_text()
         for draft in drafts
     )
@@ -182,7 +186,7 @@ def test_demo_patch_is_one_line_per_container_and_the_json_on_verbose(tmp_path: 
     at = lines.index(next(ln for ln in lines if ln.startswith("▶ dry-run    set_env ")))
     assert lines[at + 1].strip() == "container app: env POSTHOG_FALLBACK=true"
     # one line, who approved it (the 5xx fallback waits for a person), then the next step
-    assert lines[at + 2].strip() == "approved by Dana Oncall"
+    assert lines[at + 2].strip() == "approved by dana"
     assert lines[at + 3].startswith("▶ ")
     assert '"containers"' not in short.output
 

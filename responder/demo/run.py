@@ -14,20 +14,23 @@ import os
 import re
 import secrets
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
+from pydantic import SecretStr
+from slack_sdk.signature import SignatureVerifier
 
 from responder.app import RUNTIME, Overrides, create_app
 from responder.demo.world import DemoCluster, EvidenceServer, Scenario, load_scenarios
 from responder.domain.incident import Incident
-from responder.domain.signal import HumanSignal
 from responder.domain.timeline import EventKind
 from responder.notify.planners import (
     PAGERDUTY_SEVERITY,
@@ -48,9 +51,38 @@ _SHIPPED_API = "url: https://api.posthog.com"
 # second, so the demo shows the revert without the wait
 _SHIPPED_QUIET = "revert: vendor_resolved\n        revert_quiet_s: 600"
 _DEMO_QUIET = "revert: vendor_resolved\n        revert_quiet_s: 1"
-# who approves a step waiting for approval in the demo (as Slack's button or the admin
-# API would name them)
-_DEMO_APPROVER = "Dana Oncall"
+# who approves a step waiting for approval in the demo: a Slack user the demo's settings
+# allow to approve (RESPONDER_SLACK_APPROVE_BY), pressing Approve as Slack sends it
+_DEMO_APPROVER = "dana"
+_DEMO_APPROVER_ID = "U0DEMODANA"
+# the demo's own Slack app signing secret, made up per run: the press is signed with it
+# and verified by the real route, as Slack's would be
+_DEMO_SIGNING_SECRET = secrets.token_hex(16)
+
+
+def _slack_press(incident_id: str, step: str) -> tuple[bytes, dict[str, str]]:
+    """Approve pressed on an approval request, as Slack posts it: the form field
+    ``payload`` with the ``block_actions`` JSON, signed v0 with the app's signing secret."""
+    value = json.dumps({"incident": incident_id, "step": step}, separators=(",", ":"))
+    payload = {
+        "type": "block_actions",
+        "user": {"id": _DEMO_APPROVER_ID, "username": _DEMO_APPROVER, "name": _DEMO_APPROVER},
+        "channel": {"id": "C0DEMO", "name": "posthog-incidents"},
+        "container": {"type": "message", "message_ts": "1.000001", "channel_id": "C0DEMO"},
+        "trigger_id": secrets.token_hex(8),
+        "actions": [{"action_id": "action.approve", "type": "button", "value": value}],
+    }
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    timestamp = str(int(time.time()))
+    signature = SignatureVerifier(_DEMO_SIGNING_SECRET).generate_signature(
+        timestamp=timestamp, body=body
+    )
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": signature or "",
+    }
+    return body, headers
 
 
 class DemoError(Exception):
@@ -176,6 +208,9 @@ class Demo:
             incident_commander="@posthog-oncall",
             # the stand-in status page answers at once: a second keeps the demo short
             vendor_watch_interval_s=1,
+            # Slack's interactivity: the demo presses Approve as Slack would send it
+            slack_signing_secrets=[SecretStr(_DEMO_SIGNING_SECRET)],
+            slack_approve_by=[_DEMO_APPROVER_ID],
         )
 
     # ------------------------------------------------------------------ one scenario
@@ -301,21 +336,18 @@ class Demo:
         approval: dict[str, Any],
         shown: set[int],
     ) -> set[int]:
-        """A person approves the step waiting for approval: the demo queues their answer as
-        Slack's button and the admin API do (a ``HumanSignal``), then shows what ran."""
-        runtime = app[RUNTIME]
+        """A person approves the step waiting for approval: the demo presses Approve as
+        Slack sends a button press (a signed ``block_actions`` interaction) to the real
+        route, which verifies it and queues the answer; then it shows what ran."""
         step = str(approval["step"])
-        self.echo(f"▶ approving  {_DEMO_APPROVER} approves it (the demo presses the button)")
-        signal = HumanSignal(
-            incident_id=str(incident["id"]),
-            act="approve",
-            step=step,
-            by=_DEMO_APPROVER,
-            via="api",
-            request_id=secrets.token_hex(8),
-            received_at=runtime.clock.now(),
+        self.echo(
+            f"▶ approving  {_DEMO_APPROVER} ({_DEMO_APPROVER_ID}) presses Approve in Slack: "
+            "a signed interaction to /v1/slack/interactions"
         )
-        await runtime.store.observe([signal.observation()])
+        body, headers = _slack_press(str(incident["id"]), step)
+        async with http.post(f"{url}/v1/slack/interactions", data=body, headers=headers) as resp:
+            if resp.status != 200:
+                raise DemoError(f"the Slack route answered {resp.status}: {await resp.text()}")
         incident = await self._settled(app, http, url, scenario, _STEP_RAN, step=step)
         return self._actions(incident, shown)
 
