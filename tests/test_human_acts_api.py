@@ -31,7 +31,15 @@ QUOTED = quote(STEP, safe="")
 
 class SteppingClock(ShiftableClock):
     """Its waits move it forward at once: a wait for a worker that never comes is counted,
-    not sat through."""
+    not sat through. Its monotonic time moves only by those waits (real time passing on
+    a loaded machine would end the wait early, after fewer steps)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._started = time.monotonic()
+
+    def monotonic(self) -> float:
+        return self._started + self.offset_s
 
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)

@@ -747,13 +747,20 @@ async def test_alerts_to_incidents_actions_notifications_and_reports(
         notes = w.pd.notes(PD_INCIDENT)
         assert notes, "no note on the acknowledged PagerDuty incident"
 
-        # reports: exactly one postmortem and one evidence bundle per incident
+        # reports: exactly one postmortem and one evidence bundle per incident, and the
+        # error-rate graph beside the draft (SVG, and the PNG Slack gets) where the window
+        # had data: the draft shows the SVG
         files = sorted(p.name for p in w.reports.iterdir())
+        assert any(f.endswith(".svg") for f in files), files  # real Prometheus had data
         for inc in by_alert.values():
             mine_files = [f for f in files if f.startswith(inc["id"] + "-")]
-            assert sorted(Path(f).suffix for f in mine_files) == [".gz", ".md"], files
+            suffixes = sorted(Path(f).suffix for f in mine_files)
+            assert suffixes in ([".gz", ".md"], [".gz", ".md", ".png", ".svg"]), files
             draft = next(w.reports / f for f in mine_files if f.endswith(".md"))
             assert inc["id"] in draft.read_text() or inc["title"] in draft.read_text()
+            svg = next((f for f in mine_files if f.endswith(".svg")), None)
+            if svg is not None:
+                assert f"]({svg})" in draft.read_text()
             bundle = next(w.reports / f for f in mine_files if f.endswith(".tar.gz"))
             with tarfile.open(bundle) as tar:
                 names = {Path(n).name for n in tar.getnames()}
