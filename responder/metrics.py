@@ -21,6 +21,7 @@ SLACK_INTERACTION_OUTCOMES = (
     "stale",
     "replayed",
     "refused",
+    "moot",
     "invalid",
     "unconfigured",
 )
@@ -248,8 +249,8 @@ class Metrics:
             "Requests to the Slack interactions route by outcome: accepted (queued), forged "
             "(no or a wrong signature), stale (signed more than 5 minutes off our clock), "
             "replayed (a signed request seen before), refused (the presser is not granted "
-            "the act), invalid (not a press of our buttons), unconfigured (no signing "
-            "secret).",
+            "the act), moot (its incident expired, is another install's, or is resolved), "
+            "invalid (not a press of our buttons), unconfigured (no signing secret).",
             ["outcome"],
             registry=r,
         )

@@ -414,7 +414,8 @@ def build_openapi(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
                 "one of RESPONDER_SLACK_SIGNING_SECRETS (X-Slack-Signature v0, its "
                 "X-Slack-Request-Timestamp within 5 minutes), taken once across replicas. "
                 "A presser not granted the act (RESPONDER_SLACK_*_BY) is told so in an "
-                "ephemeral message, and nothing is queued.",
+                "ephemeral message, and nothing is queued; so is a presser whose incident "
+                "responder no longer holds (expired, or another install's) or has resolved.",
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -428,7 +429,9 @@ def build_openapi(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
                     },
                 },
                 "responses": {
-                    "200": {"description": "Queued, or refused with an ephemeral; empty body."},
+                    "200": {
+                        "description": "Queued, or refused or moot with an ephemeral; empty body."
+                    },
                     "400": _json(ErrorBody, "Not a press of one of responder's buttons."),
                     "401": _json(
                         ErrorBody, "No signature, one that matches no secret, or out of time."

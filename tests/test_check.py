@@ -143,6 +143,81 @@ async def test_slack_unreachable() -> None:
     assert "fix: check RESPONDER_SLACK_API_URL" in failed
 
 
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+
+
+async def test_slack_scopes_and_request_url_when_the_buttons_are_on() -> None:
+    async with FakeSlack(channels=["incidents"]) as slack:
+        common = {
+            "slack_token": slack.token,
+            "slack_api_url": slack.api_url,
+            "slack_channel": "#incidents",
+            "rules": [],
+            "slack_signing_secrets": SIGNING_SECRET,
+        }
+        lines = await check_lines(public_url="https://responder.example/", **common)
+        line(lines, "ok", "slack", "the bot has the scopes it needs")
+        line(
+            lines,
+            "ok",
+            "slack",
+            "Request URL https://responder.example/v1/slack/interactions",
+        )
+        assert fails(lines, "slack") == []
+
+        # a group grant without usergroups:read: every press it grants would be refused
+        slack.scopes = ["chat:write", "channels:read"]
+        lines = await check_lines(slack_pause_by="S0000000042", **common)
+        failed = line(lines, "FAIL", "slack", "lacks the usergroups:read scope")
+        assert "RESPONDER_SLACK_PAUSE_BY names user groups" in failed
+        assert "RESPONDER_SLACK_ACKNOWLEDGE_BY" not in failed
+        assert "fix: add it on the Slack app's OAuth & Permissions page" in failed
+        warned = line(lines, "warn", "slack", "lacks the files:write scope")
+        assert "the error-rate graph is a link in the thread" in warned
+        warned = line(lines, "warn", "slack", "RESPONDER_PUBLIC_URL is unset")
+        assert "cannot link the incident page" in warned
+        assert "fix: set RESPONDER_PUBLIC_URL" in warned
+        assert SIGNING_SECRET not in "\n".join(lines)
+        # users granted by id only: nothing to look up
+        lines = await check_lines(**common)
+        assert fails(lines, "slack") == []
+
+
+async def test_slack_without_chat_write_fails_and_without_signing_secrets_buttons_are_off() -> None:
+    async with FakeSlack(channels=["incidents"]) as slack:
+        slack.scopes = ["files:write", "usergroups:read"]
+        lines = await check_lines(
+            slack_token=slack.token,
+            slack_api_url=slack.api_url,
+            slack_channel="#incidents",
+            slack_pause_by="S0000000042",
+            rules=[],
+        )
+    failed = line(lines, "FAIL", "slack", "lacks the chat:write scope: nothing can be posted")
+    assert "fix: add it on the Slack app's OAuth & Permissions page" in failed
+    off = line(lines, "skip", "slack", "buttons off (RESPONDER_SLACK_SIGNING_SECRETS unset")
+    assert "Request URL https://<host>/v1/slack/interactions" in off
+    assert len(fails(lines, "slack")) == 1
+
+
+async def test_slack_scopes_not_readable_warn_and_fail_nothing() -> None:
+    async with FakeSlack(channels=["incidents"]) as slack:
+        slack.scopes = None  # a proxy that drops the header
+        lines = await check_lines(
+            slack_token=slack.token,
+            slack_api_url=slack.api_url,
+            slack_channel="#incidents",
+            slack_signing_secrets=SIGNING_SECRET,
+            slack_approve_by="S0000000042",
+            public_url="https://responder.example",
+            rules=[],
+        )
+    warned = line(lines, "warn", "slack", "the bot's scopes were not readable")
+    assert "X-OAuth-Scopes" in warned
+    assert "chat:write, files:write and usergroups:read" in warned
+    assert fails(lines, "slack") == []
+
+
 # ------------------------------------------------------------------------------- statuspage
 
 

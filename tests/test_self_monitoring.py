@@ -28,6 +28,7 @@ from responder.settings import Settings
 from tests.support.mitigation import alert, cluster, responder, settled
 from tests.support.prometheus import running_prometheus
 from tests.support.service import running_service
+from tests.support.slack_signing import button_press, form_body, signed_headers
 from tests.support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +39,8 @@ BASE = ROOT / "deploy" / "kubernetes"
 RENDERER = ROOT / "deploy" / "prometheus_rule.py"
 DASHBOARD = ROOT / "deploy" / "grafana" / "responder.json"
 
-# The failures issue 19 asks responder to alert on about itself, and the alert for each.
+# The failures issues 19 and 21 ask responder to alert on about itself, and the alert for
+# each.
 FAILURES = {
     "no replica scraped": "ResponderAbsent",
     "no consumer loop runs": "ResponderNoConsumers",
@@ -51,6 +53,9 @@ FAILURES = {
     "notifications failing for good": "ResponderNotificationsFailed",
     "notifications retried": "ResponderNotificationsRetrying",
     "actions refused by budget": "ResponderActionBudgetSpent",
+    # and issue 21's: Slack presses refused as an attack or a misconfiguration would be
+    "slack presses forged or replayed": "ResponderSlackPressesForged",
+    "slack presses stale": "ResponderSlackPressesStale",
 }
 
 
@@ -318,6 +323,8 @@ async def test_the_alerts_counters_are_exported_at_zero_before_their_first_event
     for reason in ("failed", "max_deliveries", "unreadable"):
         assert samples[("responder_dead_lettered_total", (("reason", reason),))] == 0
     assert samples[("responder_action_refusals_total", (("guard", "budget"),))] == 0
+    for outcome in ("forged", "replayed", "stale"):
+        assert samples[("responder_slack_interactions_total", (("outcome", outcome),))] == 0
     # the console, the sink of a service without Slack
     assert samples[("responder_notification_circuit_open", (("sink", "console"),))] == 0
     for outcome in ("sent", "retry", "failed"):
@@ -466,3 +473,49 @@ async def test_a_real_prometheus_evaluates_the_rules_and_queries_on_the_services
             [query] = [e for e in dashboard_expressions() if "processing_seconds_count" in e]
             handled = await prom.wait_for_samples(grafana_free(query), 1e-9)
             assert [labels["source"] for labels, _ in handled] == ["alertmanager"]
+
+
+async def test_a_real_prometheus_fires_the_slack_alerts_on_the_first_forged_and_stale_press(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Prometheus scrapes a service whose Slack interactions are on: its children at 0
+    are in Prometheus before the first refusal, so one forged press fires
+    ResponderSlackPressesForged and one signed press 10 minutes old fires
+    ResponderSlackPressesStale; a press refused for an unknown presser fires neither."""
+    secret = "8f742231b10e8888abcd99yyyzzz85a5"
+    settings = make_settings(slack_signing_secrets=secret, slack_pause_by="U0000000002")
+    rules_doc = yaml.safe_load(RULES_YML.read_text())
+    async with running_service(settings) as svc:
+        target = svc.base_url.removeprefix("http://").rstrip("/")
+        async with running_prometheus(
+            [target], job="responder", rules={RULES_YML.name: rules_doc}
+        ) as prom:
+            await prom.wait_for_samples(
+                'count_over_time(responder_slack_interactions_total{outcome="forged"}[1m])', 2
+            )
+            body = form_body(button_press(action_id="incident.pause", incident="inc-" + "0" * 18))
+            now_s = int(svc.runtime.clock.now().timestamp())
+            for headers, status in (
+                (signed_headers("not-our-secret", body, now_s), 401),
+                (signed_headers(secret, body, now_s - 600), 401),
+                (signed_headers(secret, body, now_s), 200),  # refused: not granted
+            ):
+                resp = await svc.client.post("/v1/slack/interactions", data=body, headers=headers)
+                assert resp.status == status, await resp.text()
+
+            async def slack_alerts() -> dict[str, dict[str, Any]] | None:
+                async with (
+                    aiohttp.ClientSession() as http,
+                    http.get(f"{prom.url}/api/v1/alerts") as resp,
+                ):
+                    found = {
+                        a["labels"]["alertname"]: a for a in (await resp.json())["data"]["alerts"]
+                    }
+                wanted = {"ResponderSlackPressesForged", "ResponderSlackPressesStale"}
+                return found if wanted <= set(found) else None
+
+            firing = await eventually(slack_alerts, timeout_s=30, what="the Slack alerts")
+    assert set(firing) == {"ResponderSlackPressesForged", "ResponderSlackPressesStale"}
+    forged = firing["ResponderSlackPressesForged"]
+    assert (forged["state"], forged["labels"]["outcome"]) == ("firing", "forged")
+    assert firing["ResponderSlackPressesStale"]["state"] == "firing"

@@ -26,6 +26,7 @@ from tests.support.slack_signing import button_press, form_body, signed_headers
 from tests.support.waiting import eventually
 
 LIMITED = "alertmanager/posthog-rate-limited-429-firing.json"
+LIMITED_RESOLVED = "alertmanager/posthog-rate-limited-429-resolved.json"
 OLD_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 NEW_SECRET = "e1f2a3b4c5d6e7f8091a2b3c4d5e6f70"
 ROUTE = "/v1/slack/interactions"
@@ -353,6 +354,68 @@ async def test_without_a_bot_token_presses_are_verified_and_queued_but_groups_ca
         assert (inc["status"], inc["acked_by"], inc["paused_by"]) == ("acked", "jane", None)
 
 
+# ----------------------------------------------------------------------- moot presses
+
+
+async def handled_human_signals(svc: Service) -> float | None:
+    """Presses a worker handled (None: none was ever queued)."""
+    await svc.idle()
+    return await metric(svc, "responder_signal_processing_seconds_count", source="human")
+
+
+async def test_a_press_for_an_incident_the_store_does_not_hold_is_told_and_not_queued(
+    slack_service,
+) -> None:
+    """An expired incident's button, or another install's: well-formed, but nothing of it
+    here. The presser learns why nothing happens; nothing is queued."""
+    async with slack_service(incident_retention_s=3 * 24 * 3600) as slack:
+        gone = "inc-" + "0" * 18
+        resp = await slack.press(action_id="incident.acknowledge", incident=gone)
+        assert resp.status == 200, await resp.text()
+        [told] = await slack.ephemerals_to(JANE)
+        assert told.text.startswith("This incident is no longer known to responder")
+        assert "kept 3 days (RESPONDER_INCIDENT_RETENTION_S)" in told.text
+        assert told.channel == "C0000000001"
+        assert await outcome(slack.svc, "moot") == 1
+        assert await outcome(slack.svc, "accepted") == 0
+        assert await handled_human_signals(slack.svc) is None
+        [inc] = await slack.svc.incidents()
+        assert inc["id"] != gone
+
+
+async def test_a_press_on_a_resolved_incident_is_told_already_resolved_and_not_queued(
+    slack_service,
+) -> None:
+    async with slack_service(slack_approve_by=JANE) as slack:
+        inc = await slack.incident()
+        await waiting_approval(slack.svc, inc["id"])
+        resp = await slack.svc.post_alertmanager(started_now(example(LIMITED_RESOLVED))[0])
+        assert resp.status == 200, await resp.text()
+        inc = await slack.incident()
+        assert inc["status"] == "resolved"
+        before = kinds(inc)
+        presses = [
+            {"action_id": "incident.acknowledge"},
+            {"action_id": "incident.pause"},
+            {"action_id": "action.approve", "step": STEP},
+        ]
+        for n, press in enumerate(presses):
+            resp = await slack.press(incident=inc["id"], trigger_id=f"t-{n}", **press)
+            assert resp.status == 200, await resp.text()
+        told = await slack.ephemerals_to(JANE, count=len(presses))
+        assert len(told) == len(presses)
+        for each in told:
+            assert each.text.startswith("This incident was already resolved at ")
+            assert each.text.endswith(" UTC: nothing was done.")
+        assert await outcome(slack.svc, "moot") == len(presses)
+        assert await outcome(slack.svc, "accepted") == 0
+        assert await handled_human_signals(slack.svc) is None
+        inc = await slack.incident()
+        assert kinds(inc) == before
+        assert (inc["acked_by"], inc["paused_by"]) == (None, None)
+        assert [a["state"] for a in inc["approvals"]] == ["expired"]  # lapsed at resolve
+
+
 # --------------------------------------------------------------------------- payloads
 
 
@@ -394,7 +457,7 @@ async def test_without_a_signing_secret_the_route_is_off(make_settings) -> None:
 
 async def test_every_outcome_is_counted_from_zero_at_start(make_settings) -> None:
     async with running_service(make_settings()) as svc:
-        for name in ("accepted", "forged", "stale", "replayed", "refused", "invalid"):
+        for name in ("accepted", "forged", "stale", "replayed", "refused", "moot", "invalid"):
             assert await outcome(svc, name) == 0, name
 
 

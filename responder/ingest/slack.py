@@ -226,3 +226,24 @@ def already_decided_text(*, state: str, by: str | None, at: str) -> str:
     if state == "expired":
         return f"This approval expired at {at}: the step does not run."
     return f"Already {state} by {by or 'someone'} at {at}."
+
+
+def unknown_incident_text(*, retention_s: int) -> str:
+    """What a presser is told when the store holds no incident of the button's id."""
+    return (
+        "This incident is no longer known to responder: resolved incidents are kept "
+        f"{_span(retention_s)} (RESPONDER_INCIDENT_RETENTION_S), or its message came from "
+        "another responder. Nothing was done."
+    )
+
+
+def already_resolved_text(*, at: str) -> str:
+    """What a presser is told when the incident was resolved before the press."""
+    return f"This incident was already resolved at {at}: nothing was done."
+
+
+def _span(seconds: int) -> str:
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"

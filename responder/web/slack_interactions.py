@@ -8,7 +8,10 @@ the raw body) matches one of the secrets (else 401, ``forged``), its timestamp w
 minutes of our clock (else 401, ``stale``); the request was not taken before, on any replica
 (``Store.remember_once`` on its signature; else 409, ``replayed``); it is a press of one of
 our buttons (else 400, ``invalid``); the presser is granted the act (``ingest/slack.py``;
-else an ephemeral refusal only they see, and 200, ``refused``). Then the press is queued
+else an ephemeral refusal only they see, and 200, ``refused``); its incident is one the
+store holds and not resolved (else an ephemeral saying so, 200, ``moot``: a button of an
+expired incident, of another install's, or pressed after the resolve would otherwise be
+queued and ignored without a word to the presser). Then the press is queued
 as a ``HumanSignal`` under its incident's order key and answered 200 at once: Slack wants an
 answer within 3 s, and a worker applies it as it applies every event.
 
@@ -32,8 +35,15 @@ from slack_sdk.signature import SignatureVerifier
 
 from responder.domain.incident import approval_of
 from responder.domain.signal import HumanSignal
-from responder.ingest.slack import InvalidPress, Press, already_decided_text, read_press
-from responder.ports import Clock, SlackLookupError
+from responder.ingest.slack import (
+    InvalidPress,
+    Press,
+    already_decided_text,
+    already_resolved_text,
+    read_press,
+    unknown_incident_text,
+)
+from responder.ports import Clock, IncidentView, SlackLookupError
 from responder.web.common import CONTEXT, ApiError, WebContext
 
 log = structlog.get_logger("responder.web")
@@ -118,6 +128,15 @@ async def _tell(ctx: WebContext, press: Press, text: str) -> None:
         log.warning("slack ephemeral not sent", user_id=press.user_id, error=str(exc))
 
 
+def _moot_text(ctx: WebContext, view: IncidentView | None) -> str:
+    """Why a press changes nothing: its incident is not held (expired, or another
+    install's), or is resolved."""
+    if view is None:
+        return unknown_incident_text(retention_s=ctx.settings.incident_retention_s)
+    at = view.incident.resolved_at
+    return already_resolved_text(at=f"{at:%H:%M:%S} UTC" if at is not None else "an earlier time")
+
+
 async def slack_interactions(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CONTEXT]
     counted = ctx.metrics.slack_interactions
@@ -134,8 +153,8 @@ async def slack_interactions(request: web.Request) -> web.StreamResponse:
 
 
 async def _interaction(ctx: WebContext, request: web.Request) -> str:
-    """What became of a press that is answered 200 (``accepted``, ``refused``); the other
-    outcomes are raised as their ``ApiError``."""
+    """What became of a press that is answered 200 (``accepted``, ``refused``, ``moot``);
+    the other outcomes are raised as their ``ApiError``."""
     access = ctx.slack
     if access is None or not ctx.settings.slack_signing_secrets:
         raise _refused(
@@ -162,11 +181,21 @@ async def _interaction(ctx: WebContext, request: web.Request) -> str:
         )
         _later(ctx, _tell(ctx, press, verdict.reason))
         return "refused"
+    view = await ctx.store.get_incident(press.incident_id)
+    if view is None or not view.incident.is_active:
+        _later(ctx, _tell(ctx, press, _moot_text(ctx, view)))
+        log.info(
+            "slack press moot",
+            incident_id=press.incident_id,
+            act=press.act,
+            user_id=press.user_id,
+            known=view is not None,
+        )
+        return "moot"
     decided = None
     if press.act in ("approve", "reject") and press.step is not None:
         # told at once, though harmless to queue: the first answer stands
-        view = await ctx.store.get_incident(press.incident_id)
-        approval = approval_of(view.incident, press.step) if view is not None else None
+        approval = approval_of(view.incident, press.step)
         if approval is not None and approval.state != "requested":
             at = approval.decided_at or approval.expires_at
             decided = already_decided_text(

@@ -304,6 +304,7 @@ class FakeSlack(_NotifyFake):
     ``conversations.replies``, ``conversations.history``, ``auth.test``,
     ``chat.postEphemeral``: kept in ``ephemerals``; ``usergroups.users.list``: the groups
     ``add_usergroup`` made, else ``no_such_subteam``) and incoming webhooks under ``/hooks/``.
+    Answers to the bot token carry its ``scopes`` in ``X-OAuth-Scopes``.
 
     Channels are named without their ``#`` (``"#incidents"`` and ``"incidents"`` are the same
     one) and get a stable id (``C`` + digits) when first used; a name in ``missing_channels``
@@ -313,6 +314,14 @@ class FakeSlack(_NotifyFake):
     ``conversations.history``/``replies`` only with ``include_all_metadata``, as Slack does.
     """
 
+    # what responder's bot needs (README, "Slack buttons"), and what finds messages again
+    BOT_SCOPES = (
+        "chat:write",
+        "files:write",
+        "usergroups:read",
+        "channels:read",
+        "channels:history",
+    )
     bot_user_id = "U0000000BOT"
     bot_id = "B0000000BOT"
     team_id = "T0000000001"
@@ -335,6 +344,10 @@ class FakeSlack(_NotifyFake):
         # upload methods answer missing_scope, as Slack does)
         self.files: dict[str, SlackFile] = {}
         self.files_write = True
+        # the bot token's scopes, sent as Slack does in ``X-OAuth-Scopes`` on every Web API
+        # answer to the token (None: no header, as behind a proxy that drops it); what is
+        # called is not refused for a scope missing here (``files_write`` does that)
+        self.scopes: list[str] | None = list(self.BOT_SCOPES)
         self._channels: dict[str, _Channel] = {}  # by id
         self._ids: dict[str, str] = {}  # name -> id
         self._last_ts_us = 0
@@ -838,12 +851,13 @@ class FakeSlack(_NotifyFake):
             **self._people_methods(),
         }
         method = methods.get(request.match_info["method"])
+        scopes = None if self.scopes is None else {"X-OAuth-Scopes": ",".join(self.scopes)}
         if method is None:
-            return _json(200, {"ok": False, "error": "unknown_method"})
+            return _json(200, {"ok": False, "error": "unknown_method"}, scopes)
         try:
-            return _json(200, method(args))
+            return _json(200, method(args), scopes)
         except _SlackError as e:
-            return _json(200, {"ok": False, "error": e.error})
+            return _json(200, {"ok": False, "error": e.error}, scopes)
 
     # -- files (the upload flow files_upload_v2 drives)
 
