@@ -133,6 +133,21 @@ def _root_key(update_key: str) -> str:
     return update_key.rpartition(":")[0] + ":root"
 
 
+def web_client(
+    *, token: str, base_url: str, timeout_s: float, ssl_context: ssl.SSLContext | None
+) -> AsyncWebClient:
+    """slack-sdk's client as every use of the bot token here wants it: no retry of its
+    own (a sink's retries are scheduled by delivery with backoff; a person waiting on a
+    press wants an answer or a reason, and the next press is the retry)."""
+    return AsyncWebClient(
+        token=token,
+        base_url=base_url,
+        timeout=max(1, int(timeout_s)),
+        ssl=ssl_context,
+        retry_handlers=[],
+    )
+
+
 class SlackWebSink:
     """The Web API: ``chat.postMessage`` (root, replies in its thread), ``chat.update``."""
 
@@ -141,12 +156,8 @@ class SlackWebSink:
     def __init__(
         self, *, token: str, base_url: str, timeout_s: float, ssl_context: ssl.SSLContext | None
     ) -> None:
-        self._client = AsyncWebClient(
-            token=token,
-            base_url=base_url,
-            timeout=max(1, int(timeout_s)),
-            ssl=ssl_context,
-            retry_handlers=[],
+        self._client = web_client(
+            token=token, base_url=base_url, timeout_s=timeout_s, ssl_context=ssl_context
         )
         self._channel_ids: dict[str, str] = {}  # name → id, for find_sent
 

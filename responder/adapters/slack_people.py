@@ -12,8 +12,8 @@ import ssl
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
 
+from responder.adapters.slack import web_client
 from responder.ports import SlackLookupError
 
 
@@ -33,14 +33,10 @@ class SlackWebPeople:
     def __init__(
         self, *, token: str, base_url: str, timeout_s: float, ssl_context: ssl.SSLContext | None
     ) -> None:
-        self._client = AsyncWebClient(
-            token=token,
-            base_url=base_url,
-            timeout=max(1, int(timeout_s)),
-            ssl=ssl_context,
-            # a person waits: one answer or a reason, not a retry loop (the cache and the
-            # next press are the retry)
-            retry_handlers=[],
+        # a person waits: one answer or a reason, not a retry loop (the cache and the
+        # next press are the retry)
+        self._client = web_client(
+            token=token, base_url=base_url, timeout_s=timeout_s, ssl_context=ssl_context
         )
 
     async def group_members(self, group_id: str) -> frozenset[str]:

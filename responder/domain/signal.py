@@ -226,16 +226,44 @@ def pagerduty_order_key(signal: PagerDutySignal) -> str:
     return "pagerduty:" + (signal.incident_id or signal.incident_key or signal.event_id)
 
 
-class AckSignal(Frozen):
-    """A human took an incident through the API (``POST /v1/incidents/{id}/ack``): queued
-    like a PagerDuty acknowledgement, and applied and followed up by a worker like it.
-    ``request_id`` makes each request its own signal (acknowledging is idempotent)."""
+class _PersonsAct(Frozen):
+    """What a person asks of one incident (an ack through the API, a Slack button):
+    queued under the incident's own order key, so two requests take effect in the order
+    they came, each request its own signal (``request_id``: the acts are idempotent)."""
 
-    source: Literal["api"] = "api"
     incident_id: str
     by: str
     request_id: str
     received_at: datetime
+
+    @property
+    def dedupe_key(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def dedupe_status(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def order_ms(self) -> int:
+        return int(self.received_at.timestamp() * 1000)
+
+    def observation(self) -> Observation:
+        """As the store queues it: under the incident's own order key."""
+        return Observation(
+            self.dedupe_key,
+            self.dedupe_status,
+            self.order_ms,
+            to_json(self),
+            f"incident:{self.incident_id}",
+        )
+
+
+class AckSignal(_PersonsAct):
+    """A human took an incident through the API (``POST /v1/incidents/{id}/ack``): queued
+    like a PagerDuty acknowledgement, and applied and followed up by a worker like it."""
+
+    source: Literal["api"] = "api"
 
     @property
     def dedupe_key(self) -> str:
@@ -245,44 +273,25 @@ class AckSignal(Frozen):
     def dedupe_status(self) -> str:
         return "acknowledged"
 
-    @property
-    def order_ms(self) -> int:
-        return int(self.received_at.timestamp() * 1000)
-
-    def observation(self) -> Observation:
-        """As the store queues it: under the incident's own order key, so two requests
-        take effect in the order they came."""
-        return Observation(
-            self.dedupe_key,
-            self.dedupe_status,
-            self.order_ms,
-            to_json(self),
-            f"incident:{self.incident_id}",
-        )
-
 
 # What a person can do to one incident from Slack's buttons (or the admin API): take it,
 # pause or resume its automation, approve or reject a step waiting for approval.
 HumanAct = Literal["acknowledge", "pause", "resume", "approve", "reject"]
 
 
-class HumanSignal(Frozen):
+class HumanSignal(_PersonsAct):
     """A person pressed a button of an incident's Slack messages (or asked the admin API):
-    queued under the incident's own order key like ``AckSignal``, applied once by a worker
-    (the transitions are idempotent: a second press, a replay or a second replica changes
-    nothing), and followed up like every event. ``step`` names the step an approval is for.
-    ``by`` is the person as shown on the timeline; ``user_id`` their Slack id, when the
-    press came from Slack."""
+    applied once by a worker (the transitions are idempotent: a second press, a replay or
+    a second replica changes nothing), and followed up like every event; presses take
+    effect in the order they came. ``step`` names the step an approval is for. ``by`` is
+    the person as shown on the timeline; ``user_id`` their Slack id, when the press came
+    from Slack."""
 
     source: Literal["human"] = "human"
-    incident_id: str
     act: HumanAct
     step: str | None = None
-    by: str
     user_id: str | None = None
     via: Literal["slack", "api"]
-    request_id: str
-    received_at: datetime
 
     @property
     def dedupe_key(self) -> str:
@@ -291,21 +300,6 @@ class HumanSignal(Frozen):
     @property
     def dedupe_status(self) -> str:
         return self.act
-
-    @property
-    def order_ms(self) -> int:
-        return int(self.received_at.timestamp() * 1000)
-
-    def observation(self) -> Observation:
-        """Under the incident's own order key: presses take effect in the order they came
-        (an approval and a pause pressed together are applied one after the other)."""
-        return Observation(
-            self.dedupe_key,
-            self.dedupe_status,
-            self.order_ms,
-            to_json(self),
-            f"incident:{self.incident_id}",
-        )
 
 
 QueuedSignal = AlertSignal | PagerDutySignal | TimerSignal | AckSignal | HumanSignal
