@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-import redis
 
 from responder import logs
 from responder.adapters.clock import SystemClock
@@ -16,6 +14,7 @@ from responder.app import build_backend
 from responder.ports import Store, WorkQueue
 from responder.settings import Settings
 from tests.support.procs import redis_server
+from tests.support.replicas import key_prefix
 from tests.support.service import Service, running_service
 
 
@@ -48,15 +47,8 @@ def redis_url() -> Iterator[str]:
 @pytest.fixture
 def redis_prefix(redis_url: str) -> Iterator[str]:
     """A key prefix of this test's own; its keys are deleted afterwards (and only its)."""
-    prefix = f"test-{uuid.uuid4().hex[:12]}"
-    yield prefix
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match="{" + prefix + "}*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    with key_prefix(redis_url) as prefix:
+        yield prefix
 
 
 @pytest.fixture

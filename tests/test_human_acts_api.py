@@ -11,14 +11,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
+import pytest
+
 from responder.app import Overrides
-from responder.domain.incident import Approval, request_approval
-from responder.ports import IncidentState, mutate_incident
 from responder.settings import Settings
+from tests.support.approvals import waiting_approval
 from tests.support.clock import ShiftableClock
 from tests.support.procs import env_without_responder, serve_process
 from tests.support.service import EXAMPLES, Service, example, running_service, started_now
@@ -51,30 +51,27 @@ def kinds(inc: dict[str, Any]) -> list[str]:
     return [e["kind"] for e in inc["timeline"]]
 
 
+@pytest.fixture
+def admin_settings(
+    make_settings: Callable[..., Settings], redis_url: str, redis_prefix: str
+) -> Callable[..., Settings]:
+    """Settings on this test's Redis keys, with the admin API's token: the services a test
+    starts with them share its incidents."""
+
+    def make(**values: Any) -> Settings:
+        return make_settings(
+            redis_url=redis_url, redis_prefix=redis_prefix, admin_token="admin-token", **values
+        )
+
+    return make
+
+
 async def open_incident(svc: Service) -> str:
     resp = await svc.post_alertmanager(started_now(example(LIMITED))[0])
     assert resp.status == 200, await resp.text()
     await svc.idle()
     [inc] = await svc.incidents()
     return str(inc["id"])
-
-
-async def waiting_approval(svc: Service, incident_id: str, step: str = STEP) -> None:
-    now = svc.runtime.clock.now()
-    approval = Approval(
-        step=step,
-        action="rollout_restart",
-        target="production/posthog-integration",
-        change="restart",
-        requested_at=now,
-        expires_at=now + timedelta(minutes=15),
-    )
-
-    def ask(state: IncidentState) -> Any:
-        assert state.incident is not None
-        return request_approval(state.incident, approval, now)
-
-    await mutate_incident(svc.runtime.store, incident_id, ask)
 
 
 async def act(svc: Service, incident_id: str, path: str, by: str = "Jane Doe") -> Any:
@@ -84,12 +81,9 @@ async def act(svc: Service, incident_id: str, path: str, by: str = "Jane Doe") -
 
 
 async def test_pause_and_resume_one_incident_through_the_api(
-    make_settings: Callable[..., Settings], redis_url: str, redis_prefix: str
+    admin_settings: Callable[..., Settings],
 ) -> None:
-    settings = make_settings(
-        redis_url=redis_url, redis_prefix=redis_prefix, admin_token="admin-token"
-    )
-    async with running_service(settings) as svc:
+    async with running_service(admin_settings()) as svc:
         inc_id = await open_incident(svc)
         paused = await act(svc, inc_id, "pause")
         assert paused.status == 200, await paused.text()
@@ -113,17 +107,14 @@ async def test_pause_and_resume_one_incident_through_the_api(
 
 
 async def test_approve_and_reject_a_waiting_step_and_409_when_none_waits(
-    make_settings: Callable[..., Settings], redis_url: str, redis_prefix: str
+    admin_settings: Callable[..., Settings],
 ) -> None:
-    settings = make_settings(
-        redis_url=redis_url, redis_prefix=redis_prefix, admin_token="admin-token"
-    )
-    async with running_service(settings) as svc:
+    async with running_service(admin_settings()) as svc:
         inc_id = await open_incident(svc)
         nothing = await act(svc, inc_id, f"approvals/{QUOTED}/approve")
         assert nothing.status == 409
         assert "waits for no approval" in (await nothing.json())["detail"]
-        await waiting_approval(svc, inc_id)
+        await waiting_approval(svc, inc_id, STEP)
         await waiting_approval(svc, inc_id, "scale-up")
         approved = await act(svc, inc_id, f"approvals/{QUOTED}/approve")
         assert approved.status == 200, await approved.text()
@@ -155,30 +146,26 @@ async def test_approve_and_reject_a_waiting_step_and_409_when_none_waits(
 
 
 async def test_an_intake_only_replica_answers_202_and_a_worker_applies_the_act_later(
-    make_settings: Callable[..., Settings], redis_url: str, redis_prefix: str
+    admin_settings: Callable[..., Settings],
 ) -> None:
-    base = dict(redis_url=redis_url, redis_prefix=redis_prefix, admin_token="admin-token")
-    async with running_service(make_settings(**base)) as worker:
+    async with running_service(admin_settings()) as worker:
         inc_id = await open_incident(worker)
     clock = SteppingClock()
-    async with running_service(make_settings(workers=0, **base), Overrides(clock=clock)) as intake:
+    async with running_service(admin_settings(workers=0), Overrides(clock=clock)) as intake:
         queued = await act(intake, inc_id, "pause")
         assert queued.status == 202, await queued.text()
         assert (await queued.json())["paused_by"] is None
         assert round(sum(clock.sleeps), 6) >= 5.0  # it waited its 5 s (its clock) for a worker
-    async with running_service(make_settings(**base)) as worker:
+    async with running_service(admin_settings()) as worker:
         await worker.idle()
         [inc] = await worker.incidents()
         assert inc["paused_by"] == "Jane Doe"
 
 
 async def test_a_resolved_incident_takes_no_act(
-    make_settings: Callable[..., Settings], redis_url: str, redis_prefix: str
+    admin_settings: Callable[..., Settings],
 ) -> None:
-    settings = make_settings(
-        redis_url=redis_url, redis_prefix=redis_prefix, admin_token="admin-token"
-    )
-    async with running_service(settings) as svc:
+    async with running_service(admin_settings()) as svc:
         firing = started_now(example(LIMITED))[0]
         await svc.post_alertmanager(firing)
         resolved = json.loads(json.dumps(firing))

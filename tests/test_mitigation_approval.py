@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,23 +20,21 @@ from responder.domain.signal import HumanAct, HumanSignal
 from responder.settings import Settings
 from tests.support.clock import ShiftableClock
 from tests.support.fake_notify import FakePagerDuty
-from tests.support.mitigation import DEPLOY, NS, Cluster, alert, cluster, kinds, responder, settled
+from tests.support.mitigation import (
+    DEPLOY,
+    NS,
+    Cluster,
+    alert,
+    cluster,
+    kinds,
+    pack_text,
+    responder,
+    settled,
+)
 from tests.support.service import Service
 from tests.test_notify_pagerduty import actions_of, pd_settings, triggered
 
-PACK = """
-name: approval-test
-version: "1"
-defaults:
-  group_by: [alertname, service]
-  dry_run: false
-  probes:
-    - {{type: health, url: "{health}", json_path: .services.posthog.status, timeout_s: 2}}
-rules:
-  - name: classify
-    match: ['service="posthog-integration"']
-    classify: {{severity: P2, error_type: upstream_5xx}}
-    continue: true
+RULES = """
   - name: fallback
     match: ['alertname="Fallback"']
     when: ["health.ok == false"]
@@ -43,7 +42,7 @@ rules:
       - type: set_env
         namespace: production
         deployment: posthog-integration
-        env: {{POSTHOG_FALLBACK: "true"}}
+        env: {POSTHOG_FALLBACK: "true"}
         revert: resolve
         approval: required
         approval_timeout_s: 600
@@ -51,8 +50,8 @@ rules:
     match: ['alertname="Unsure"']
     when: ["health.ok == false"]
     actions:
-      - {{type: restart_if_secret_rotated, namespace: production,
-         deployment: posthog-integration, secret: posthog-secrets, approval: when_unsure}}
+      - {type: restart_if_secret_rotated, namespace: production,
+         deployment: posthog-integration, secret: posthog-secrets, approval: when_unsure}
 """
 
 STEP = "fallback#0:set_env"
@@ -67,8 +66,29 @@ def on_redis(make_settings, redis_url, redis_prefix) -> Callable[..., Settings]:
 
 
 def with_pack(c: Cluster) -> Cluster:
-    c.pack.write_text(PACK.format(health=c.health.health_url))
+    pack = pack_text(
+        RULES, name="approval-test", health_url=c.health.health_url, error_type="upstream_5xx"
+    )
+    c.pack.write_text(pack)
     return c
+
+
+@asynccontextmanager
+async def cluster_and_service(
+    tmp_path: Path, make: Callable[..., Settings], overrides: Overrides | None = None, **more: Any
+) -> AsyncIterator[tuple[Cluster, Service]]:
+    """The fake cluster with this module's pack, and the service acting on it."""
+    async with (
+        cluster(tmp_path) as c,
+        responder(with_pack(c), make, overrides, **more) as svc,
+    ):
+        yield c, svc
+
+
+async def waiting_for_approval(svc: Service, name: str) -> dict[str, Any]:
+    """The incident of a new alert ``name``, once it asks for a step's approval."""
+    await svc.post_alertmanager(alert(name))
+    return await settled(svc, name, "action.approval_requested")
 
 
 def deployment_patches(c: Cluster) -> list[Any]:
@@ -98,9 +118,8 @@ def event(inc: dict[str, Any], kind: str) -> dict[str, Any]:
 async def test_a_step_that_needs_approval_is_offered_with_its_patch_and_nothing_is_sent(
     on_redis, tmp_path: Path
 ) -> None:
-    async with cluster(tmp_path) as c, responder(with_pack(c), on_redis) as svc:
-        await svc.post_alertmanager(alert("Fallback"))
-        inc = await settled(svc, "Fallback", "action.approval_requested")
+    async with cluster_and_service(tmp_path, on_redis) as (c, svc):
+        inc = await waiting_for_approval(svc, "Fallback")
         assert c.patches() == []
         assert inc["actions"] == []
         asked = event(inc, "action.approval_requested")
@@ -127,9 +146,8 @@ async def test_a_step_that_needs_approval_is_offered_with_its_patch_and_nothing_
 async def test_an_approved_step_is_applied_once_and_says_who_approved_it(
     on_redis, tmp_path: Path
 ) -> None:
-    async with cluster(tmp_path) as c, responder(with_pack(c), on_redis) as svc:
-        await svc.post_alertmanager(alert("Fallback"))
-        inc = await settled(svc, "Fallback", "action.approval_requested")
+    async with cluster_and_service(tmp_path, on_redis) as (c, svc):
+        inc = await waiting_for_approval(svc, "Fallback")
         await human(svc, inc["id"], "approve", "Dana Oncall", STEP)
         inc = await settled(svc, "Fallback", "action.applied")
         assert len(deployment_patches(c)) == 1
@@ -159,9 +177,8 @@ async def test_an_approved_step_is_applied_once_and_says_who_approved_it(
 async def test_an_acknowledged_incident_still_runs_the_step_a_person_approved(
     on_redis, tmp_path: Path
 ) -> None:
-    async with cluster(tmp_path) as c, responder(with_pack(c), on_redis) as svc:
-        await svc.post_alertmanager(alert("Fallback"))
-        inc = await settled(svc, "Fallback", "action.approval_requested")
+    async with cluster_and_service(tmp_path, on_redis) as (c, svc):
+        inc = await waiting_for_approval(svc, "Fallback")
         await human(svc, inc["id"], "acknowledge", "Dana Oncall")
         await settled(svc, "Fallback", "incident.acknowledged")
         await human(svc, inc["id"], "approve", "Dana Oncall", STEP)
@@ -175,9 +192,8 @@ async def test_an_acknowledged_incident_still_runs_the_step_a_person_approved(
 async def test_a_paused_incident_refuses_its_approved_step_and_its_revert(
     on_redis, tmp_path: Path
 ) -> None:
-    async with cluster(tmp_path) as c, responder(with_pack(c), on_redis) as svc:
-        await svc.post_alertmanager(alert("Fallback"))
-        inc = await settled(svc, "Fallback", "action.approval_requested")
+    async with cluster_and_service(tmp_path, on_redis) as (c, svc):
+        inc = await waiting_for_approval(svc, "Fallback")
         await human(svc, inc["id"], "pause", "Lee Lead")
         await human(svc, inc["id"], "approve", "Dana Oncall", STEP)
         inc = await settled(svc, "Fallback", "action.refused")
@@ -191,9 +207,8 @@ async def test_a_paused_incident_refuses_its_approved_step_and_its_revert(
 async def test_a_per_incident_pause_refuses_the_revert_and_gives_its_patch(
     on_redis, tmp_path: Path
 ) -> None:
-    async with cluster(tmp_path) as c, responder(with_pack(c), on_redis) as svc:
-        await svc.post_alertmanager(alert("Fallback"))
-        inc = await settled(svc, "Fallback", "action.approval_requested")
+    async with cluster_and_service(tmp_path, on_redis) as (c, svc):
+        inc = await waiting_for_approval(svc, "Fallback")
         await human(svc, inc["id"], "approve", "Dana Oncall", STEP)
         await settled(svc, "Fallback", "action.applied")
         await human(svc, inc["id"], "pause", "Lee Lead")
@@ -208,9 +223,8 @@ async def test_a_per_incident_pause_refuses_the_revert_and_gives_its_patch(
 
 
 async def test_a_rejected_step_sends_nothing_and_calls_no_one(on_redis, tmp_path: Path) -> None:
-    async with cluster(tmp_path) as c, responder(with_pack(c), on_redis) as svc:
-        await svc.post_alertmanager(alert("Fallback"))
-        inc = await settled(svc, "Fallback", "action.approval_requested")
+    async with cluster_and_service(tmp_path, on_redis) as (c, svc):
+        inc = await waiting_for_approval(svc, "Fallback")
         await human(svc, inc["id"], "reject", "Dana Oncall", STEP)
         inc = await settled(svc, "Fallback", "action.rejected")
         # an approval after the rejection is no answer any more
@@ -230,13 +244,11 @@ async def test_an_unanswered_approval_expires_calls_a_human_and_pages_the_on_cal
     clock = ShiftableClock()
     async with (
         FakePagerDuty() as pd,
-        cluster(tmp_path) as c,
-        responder(
-            with_pack(c), on_redis, Overrides(clock=clock), notify=True, **pd_settings(pd)
-        ) as svc,
+        cluster_and_service(
+            tmp_path, on_redis, Overrides(clock=clock), notify=True, **pd_settings(pd)
+        ) as (c, svc),
     ):
-        await svc.post_alertmanager(alert("Fallback"))
-        inc = await settled(svc, "Fallback", "action.approval_requested")
+        inc = await waiting_for_approval(svc, "Fallback")
         assert actions_of(pd, "trigger") == []  # the rule does not page by itself
         clock.advance(601)  # the rule's approval_timeout_s passes
         inc = await settled(svc, "Fallback", "action.approval_expired")
@@ -257,12 +269,8 @@ async def test_an_approval_waiting_at_resolve_lapses_and_its_deadline_does_nothi
     on_redis, tmp_path: Path
 ) -> None:
     clock = ShiftableClock()
-    async with (
-        cluster(tmp_path) as c,
-        responder(with_pack(c), on_redis, Overrides(clock=clock)) as svc,
-    ):
-        await svc.post_alertmanager(alert("Fallback"))
-        await settled(svc, "Fallback", "action.approval_requested")
+    async with cluster_and_service(tmp_path, on_redis, Overrides(clock=clock)) as (c, svc):
+        await waiting_for_approval(svc, "Fallback")
         await svc.post_alertmanager(alert("Fallback", status="resolved"))
         inc = await settled(svc, "Fallback", "action.approval_expired")
         lapsed = event(inc, "action.approval_expired")
@@ -281,10 +289,9 @@ async def test_an_approval_waiting_at_resolve_lapses_and_its_deadline_does_nothi
 async def test_when_unsure_a_restart_waits_for_approval_then_runs_anyway(
     on_redis, tmp_path: Path
 ) -> None:
-    async with cluster(tmp_path) as c, responder(with_pack(c), on_redis) as svc:
+    async with cluster_and_service(tmp_path, on_redis) as (c, svc):
         # the Secret changed before the pods started: a restart may not help
-        await svc.post_alertmanager(alert("Unsure"))
-        inc = await settled(svc, "Unsure", "action.approval_requested")
+        inc = await waiting_for_approval(svc, "Unsure")
         asked = event(inc, "action.approval_requested")
         assert "before the oldest pod's container app started" in asked["data"]["why"]
         assert "restartedAt" in asked["detail"]
@@ -297,7 +304,7 @@ async def test_when_unsure_a_restart_waits_for_approval_then_runs_anyway(
 
 
 async def test_when_sure_a_restart_runs_on_its_own(on_redis, tmp_path: Path) -> None:
-    async with cluster(tmp_path) as c, responder(with_pack(c), on_redis) as svc:
+    async with cluster_and_service(tmp_path, on_redis) as (c, svc):
         c.kube.set_secret(
             NS, "posthog-secrets", {"api-key": "phc_new"}, changed_at=datetime.now(UTC)
         )
@@ -309,10 +316,8 @@ async def test_when_sure_a_restart_runs_on_its_own(on_redis, tmp_path: Path) -> 
 
 
 async def test_a_target_off_the_allowlist_is_refused_not_offered(on_redis, tmp_path: Path) -> None:
-    async with (
-        cluster(tmp_path) as c,
-        responder(with_pack(c), on_redis, action_allowlist="production/other/*") as svc,
-    ):
+    allowlist = "production/other/*"
+    async with cluster_and_service(tmp_path, on_redis, action_allowlist=allowlist) as (c, svc):
         await svc.post_alertmanager(alert("Fallback"))
         inc = await settled(svc, "Fallback", "action.refused")
         assert "action.approval_requested" not in kinds(inc)

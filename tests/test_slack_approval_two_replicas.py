@@ -13,10 +13,8 @@ replicas are started once for the module; each test has an incident of its own.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,32 +23,18 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-import redis
 
 from tests.support.fake_notify import FakeSlack, SlackMessage
-from tests.support.mitigation import Cluster, alert, cluster
-from tests.support.procs import ServeProcess, serve_process
-from tests.support.slack_signing import button_press, form_body, signed_headers
+from tests.support.mitigation import Cluster, alert, cluster, kinds, pack_text
+from tests.support.replicas import Replicas, serve_replicas
+from tests.support.slack_signing import signed_press
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
 
 SECRET = "9a8b7c6d5e4f30211203f4e5d6c7b8a9"
 JANE, JOHN, MALLORY = "U0000000001", "U0000000002", "U0000000666"
 
-PACK = """
-name: approval-e2e
-version: "1"
-defaults:
-  group_by: [alertname, service]
-  dry_run: false
-  notify: ["slack:#incidents"]
-  probes:
-    - {{type: health, url: "{health}", json_path: .services.posthog.status, timeout_s: 2}}
-rules:
-  - name: classify
-    match: ['service="posthog-integration"']
-    classify: {{severity: P2, error_type: upstream_5xx}}
-    continue: true
+RULES = """
   - name: fallback
     match: ['alertname="Fallback"']
     when: ["health.ok == false"]
@@ -58,7 +42,7 @@ rules:
       - type: set_env
         namespace: production
         deployment: posthog-integration
-        env: {{POSTHOG_FALLBACK: "true"}}
+        env: {POSTHOG_FALLBACK: "true"}
         revert: resolve
         approval: required
   - name: queue
@@ -68,41 +52,30 @@ rules:
       - type: set_env
         namespace: production
         deployment: posthog-integration
-        env: {{RATE_LIMIT_MODE: queue}}
+        env: {RATE_LIMIT_MODE: queue}
         revert: resolve
         approval: required
 """
 
 
 @dataclass
-class World:
-    replicas: tuple[ServeProcess, ServeProcess]
+class World(Replicas):
     slack: FakeSlack
     cluster: Cluster
-    http: aiohttp.ClientSession
 
     async def fire(self, name: str) -> None:
-        url = self.replicas[0].url + "/v1/webhooks/alertmanager"
-        async with self.http.post(url, json=alert(name)) as resp:
-            assert resp.status == 200, await resp.text()
+        await self.post_alert(alert(name))
 
     async def incident_with(self, name: str, kind: str, timeout_s: float = 30) -> dict[str, Any]:
-        """The incident of alert ``name`` once its timeline has ``kind`` (asked of the
-        second replica: the state is in Redis, whichever replica wrote it)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            async with self.http.get(self.replicas[1].url + "/v1/incidents") as resp:
-                incidents = (await resp.json())["incidents"]
-            for inc in incidents:
-                if inc["labels"].get("alertname") == name and kind in kinds(inc):
-                    return dict(inc)
-            assert time.monotonic() < deadline, f"{name}: no {kind} in {incidents}"
-            await asyncio.sleep(0.05)
+        """The incident of alert ``name`` once its timeline has ``kind``."""
 
-    async def press(self, replica: int, body: bytes, headers: dict[str, str]) -> int:
-        url = self.replicas[replica].url + "/v1/slack/interactions"
-        async with self.http.post(url, data=body, headers=headers) as resp:
-            return resp.status
+        def found(incidents: list[dict[str, Any]]) -> dict[str, Any] | None:
+            return next(
+                (i for i in incidents if i["labels"].get("alertname") == name and kind in kinds(i)),
+                None,
+            )
+
+        return await self.incident_where(found, what=f"{name}: {kind}", timeout_s=timeout_s)
 
     def deployment_patches(self) -> list[Any]:
         return [r for r in self.cluster.patches() if "/deployments/" in r.path]
@@ -125,10 +98,6 @@ class World:
         return found
 
 
-def kinds(inc: dict[str, Any]) -> list[str]:
-    return [e["kind"] for e in inc["timeline"]]
-
-
 def buttons(message: SlackMessage) -> list[dict[str, Any]]:
     return [
         element
@@ -141,32 +110,33 @@ def buttons(message: SlackMessage) -> list[dict[str, Any]]:
 def signed(
     incident: str, action_id: str, step: str, user_id: str, name: str
 ) -> tuple[bytes, dict[str, str]]:
-    body = form_body(
-        button_press(
-            action_id=action_id,
-            incident=incident,
-            step=step,
-            user_id=user_id,
-            username=name,
-            trigger_id=f"{uuid.uuid4().int % 10**12}.{user_id}",
-        )
+    return signed_press(
+        secret=SECRET,
+        action_id=action_id,
+        incident=incident,
+        step=step,
+        user_id=user_id,
+        username=name,
     )
-    return body, signed_headers(SECRET, body, int(time.time()))
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     tmp: Path = tmp_path_factory.mktemp("approvals")
-    prefix = f"test-{uuid.uuid4().hex[:12]}"
     async with (
         cluster(tmp) as c,
         FakeSlack(channels=["incidents"]) as slack,
         aiohttp.ClientSession() as http,
     ):
-        c.pack.write_text(PACK.format(health=c.health.health_url))
+        pack = pack_text(
+            RULES,
+            name="approval-e2e",
+            health_url=c.health.health_url,
+            error_type="upstream_5xx",
+            notify=["slack:#incidents"],
+        )
+        c.pack.write_text(pack)
         env = {
-            "RESPONDER_REDIS_URL": redis_url,
-            "RESPONDER_REDIS_PREFIX": prefix,
             "RESPONDER_RULES": str(c.pack),
             "RESPONDER_TRIAGE": "true",
             "RESPONDER_KUBECONFIG": str(c.kubeconfig),
@@ -179,22 +149,10 @@ async def world(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Asy
             "RESPONDER_TRIAGE_BUDGET_S": "2",
             "RESPONDER_LOG_LEVEL": "WARNING",
         }
-        with contextlib.ExitStack() as stack:
-            # started off the loop: the fakes in it answer their start-up checks meanwhile
-            a, b = await asyncio.gather(
-                asyncio.to_thread(stack.enter_context, serve_process(env)),
-                asyncio.to_thread(stack.enter_context, serve_process(env)),
-            )
-            yield World((a, b), slack, c, http)
-            for replica in (a, b):
+        async with serve_replicas(env, redis_url=redis_url) as replicas:
+            yield World(replicas=replicas, http=http, slack=slack, cluster=c)
+            for replica in replicas:
                 assert SECRET not in replica.stderr() + replica.stdout()
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match="{" + prefix + "}*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 async def test_two_people_approving_on_two_replicas_apply_the_step_once(world: World) -> None:
@@ -211,7 +169,7 @@ async def test_two_people_approving_on_two_replicas_apply_the_step_once(world: W
     jane = signed(inc["id"], "action.approve", step, JANE, "jane")
     john = signed(inc["id"], "action.approve", step, JOHN, "john")
     statuses = await asyncio.gather(
-        world.press(0, *jane), world.press(1, *jane), world.press(1, *john)
+        world.send(0, *jane), world.send(1, *jane), world.send(1, *john)
     )
     assert sorted(statuses[:2]) == [200, 409]  # Jane's request: taken once, replay refused
     assert statuses[2] == 200
@@ -253,13 +211,13 @@ async def test_a_rejected_step_sends_nothing_and_a_stranger_cannot_answer(
     patches = len(world.deployment_patches())
     refusals = len(world.slack.ephemerals)
     # Mallory is not among RESPONDER_SLACK_APPROVE_BY: told privately, nothing queued
-    assert await world.press(0, *signed(inc["id"], "action.approve", step, MALLORY, "m")) == 200
+    assert await world.send(0, *signed(inc["id"], "action.approve", step, MALLORY, "m")) == 200
     await world.until(lambda: len(world.slack.ephemerals) > refusals, "Mallory's ephemeral refusal")
     [refusal] = world.slack.ephemerals[refusals:]
     assert refusal.user == MALLORY
     assert "RESPONDER_SLACK_APPROVE_BY" in refusal.text
     john = signed(inc["id"], "action.reject", step, JOHN, "john")
-    assert sorted(await asyncio.gather(world.press(1, *john), world.press(0, *john))) == [
+    assert sorted(await asyncio.gather(world.send(1, *john), world.send(0, *john))) == [
         200,
         409,
     ]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,18 +17,13 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from responder.adapters.slack import METADATA_EVENT, SlackWebSink
-from responder.domain.incident import (
-    Approval,
-    IncidentChange,
-    acknowledge,
-    pause_automation,
-    request_approval,
-)
+from responder.domain.incident import IncidentChange, acknowledge, pause_automation
 from responder.domain.notification import Outbound
 from responder.domain.signal import HumanAct, HumanSignal
 from responder.notify.planners import approval_buttons, approval_ref
 from responder.ports import IncidentMutator, IncidentState, mutate_incident
 from responder.settings import Settings
+from tests.support.approvals import asking_approval
 from tests.support.fake_notify import FakeSlack, SlackMessage
 from tests.support.service import Service, example, running_service
 from tests.support.waiting import eventually
@@ -159,20 +153,13 @@ async def test_an_approval_request_gets_approve_and_reject_then_says_who_approve
         settings = backend_settings(**slack_settings(slack))
         async with running_service(settings, notify=True) as svc:
             incident_id, root = await open_root(svc, slack)
-            now = svc.runtime.clock.now()
-            wanted = Approval(
+            ask = asking_approval(
                 step=STEP,
+                now=svc.runtime.clock.now(),
                 action="set_env",
-                target="production/posthog-integration",
                 change="set_env POSTHOG_BATCH=true",
-                requested_at=now,
-                expires_at=now + timedelta(minutes=15),
+                patch=PATCH,
             )
-
-            def ask(state: IncidentState) -> IncidentChange | None:
-                assert state.incident is not None
-                return request_approval(state.incident, wanted, now, patch=PATCH)
-
             # what the mitigation stage records of a step that needs a yes, then tells
             await record(svc, incident_id, ask)
 

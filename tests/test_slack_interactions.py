@@ -8,16 +8,14 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from responder.app import Overrides
-from responder.domain.incident import Approval, request_approval
-from responder.ports import IncidentState, mutate_incident
 from responder.settings import Settings
+from tests.support.approvals import waiting_approval
 from tests.support.clock import ShiftableClock
 from tests.support.fake_notify import FakeSlack
 from tests.support.procs import free_port
@@ -268,7 +266,7 @@ async def test_approving_is_granted_to_nobody_by_default_and_the_presser_is_told
 ) -> None:
     async with slack_service() as slack:
         inc = await slack.incident()
-        await waiting_approval(slack.svc, inc["id"])
+        await waiting_approval(slack.svc, inc["id"], STEP)
         resp = await slack.press(action_id="action.approve", incident=inc["id"], step=STEP)
         assert resp.status == 200
         [told] = await slack.ephemerals_to(JANE)
@@ -301,7 +299,7 @@ async def test_an_approval_pressed_twice_is_decided_once_and_the_second_told_so(
 ) -> None:
     async with slack_service(slack_approve_by=f"{JANE},{JOHN}") as slack:
         inc = await slack.incident()
-        await waiting_approval(slack.svc, inc["id"])
+        await waiting_approval(slack.svc, inc["id"], STEP)
         resp = await slack.press(action_id="action.approve", incident=inc["id"], step=STEP)
         assert resp.status == 200
         inc = await slack.incident()
@@ -388,7 +386,7 @@ async def test_a_press_on_a_resolved_incident_is_told_already_resolved_and_not_q
 ) -> None:
     async with slack_service(slack_approve_by=JANE) as slack:
         inc = await slack.incident()
-        await waiting_approval(slack.svc, inc["id"])
+        await waiting_approval(slack.svc, inc["id"], STEP)
         resp = await slack.svc.post_alertmanager(started_now(example(LIMITED_RESOLVED))[0])
         assert resp.status == 200, await resp.text()
         inc = await slack.incident()
@@ -531,26 +529,3 @@ def test_a_signing_secrets_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_pat
     path.write_text(f"{NEW_SECRET}\n")
     monkeypatch.setenv("RESPONDER_SLACK_SIGNING_SECRETS_FILE", str(path))
     assert [s.get_secret_value() for s in Settings().slack_signing_secrets] == [NEW_SECRET]
-
-
-# ---------------------------------------------------------------------------- helpers
-
-
-async def waiting_approval(svc: Service, incident_id: str) -> None:
-    """The incident's step ``STEP`` waits for a person's approval (as the mitigation stage
-    asks when a rule says ``approval: required``)."""
-    now = svc.runtime.clock.now()
-    approval = Approval(
-        step=STEP,
-        action="rollout_restart",
-        target="production/posthog-integration",
-        change="restart",
-        requested_at=now,
-        expires_at=now + timedelta(minutes=15),
-    )
-
-    def ask(state: IncidentState) -> Any:
-        assert state.incident is not None
-        return request_approval(state.incident, approval, now)
-
-    await mutate_incident(svc.runtime.store, incident_id, ask)

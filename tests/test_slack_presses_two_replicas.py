@@ -12,9 +12,7 @@ seconds each); every test opens an incident of its own.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,13 +20,12 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.fake_notify import FakeSlack
-from tests.support.procs import ServeProcess, serve_process
+from tests.support.replicas import Replicas, serve_replicas
 from tests.support.service import example, started_now
-from tests.support.slack_signing import button_press, form_body, signed_headers
+from tests.support.slack_signing import button_press, form_body, signed_headers, signed_press
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
 
@@ -38,10 +35,8 @@ JANE, JOHN = "U0000000001", "U0000000002"
 
 
 @dataclass
-class Pair:
-    replicas: tuple[ServeProcess, ServeProcess]
+class Pair(Replicas):
     slack: FakeSlack
-    http: aiohttp.ClientSession
 
     async def open_incident(self, service: str) -> str:
         """An incident of its own for a test: the example alert, for another service."""
@@ -49,32 +44,11 @@ class Pair:
         for alert in payload["alerts"]:
             alert["labels"]["service"] = service
             alert["fingerprint"] = ""
-        url = self.replicas[0].url + "/v1/webhooks/alertmanager"
-        async with self.http.post(url, json=payload) as resp:
-            assert resp.status == 200, await resp.text()
-        return str((await self.until(lambda incs: _of(incs, service)))["id"])
-
-    async def incident(self, incident_id: str) -> dict[str, Any]:
-        async with self.http.get(self.replicas[1].url + f"/v1/incidents/{incident_id}") as resp:
-            assert resp.status == 200, await resp.text()
-            doc: dict[str, Any] = await resp.json()
-            return doc
-
-    async def until(self, found: Any, timeout_s: float = 20.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            async with self.http.get(self.replicas[1].url + "/v1/incidents") as resp:
-                incidents = (await resp.json())["incidents"]
-            hit = found(incidents)
-            if hit:
-                return dict(hit)
-            assert time.monotonic() < deadline, f"not reached: {incidents}"
-            await asyncio.sleep(0.05)
-
-    async def send(self, replica: int, body: bytes, headers: dict[str, str]) -> int:
-        url = self.replicas[replica].url + "/v1/slack/interactions"
-        async with self.http.post(url, data=body, headers=headers) as resp:
-            return resp.status
+        await self.post_alert(payload)
+        found = await self.incident_where(
+            lambda incs: _of(incs, service), what=f"{service}'s incident", timeout_s=20.0
+        )
+        return str(found["id"])
 
     async def sample(self, replica: int, name: str, **labels: str) -> float | None:
         async with self.http.get(self.replicas[replica].url + "/metrics") as resp:
@@ -111,16 +85,9 @@ def _of(incidents: list[dict[str, Any]], service: str) -> dict[str, Any] | None:
 def press(
     incident: str, action_id: str, user_id: str, name: str, *, secret: str = SECRETS[0]
 ) -> tuple[bytes, dict[str, str]]:
-    body = form_body(
-        button_press(
-            action_id=action_id,
-            incident=incident,
-            user_id=user_id,
-            username=name,
-            trigger_id=f"{uuid.uuid4().int % 10**12}.{user_id}",
-        )
+    return signed_press(
+        secret=secret, action_id=action_id, incident=incident, user_id=user_id, username=name
     )
-    return body, signed_headers(secret, body, int(time.time()))
 
 
 def kinds(inc: dict[str, Any]) -> list[str]:
@@ -129,37 +96,22 @@ def kinds(inc: dict[str, Any]) -> list[str]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def pair(redis_url: str) -> AsyncIterator[Pair]:
-    prefix = f"test-{uuid.uuid4().hex[:12]}"
     async with FakeSlack(channels=["incidents"]) as slack, aiohttp.ClientSession() as http:
         env = {
-            "RESPONDER_REDIS_URL": redis_url,
-            "RESPONDER_REDIS_PREFIX": prefix,
             "RESPONDER_SLACK_SIGNING_SECRETS": ",".join(SECRETS),
             "RESPONDER_SLACK_TOKEN": slack.token,
             "RESPONDER_SLACK_API_URL": slack.api_url,
             "RESPONDER_VISIBILITY_TIMEOUT_S": "5",
             "RESPONDER_TRIAGE_BUDGET_S": "2",
         }
-        with contextlib.ExitStack() as stack:
-            # started off the loop: the fake Slack in it answers them while they start
-            a, b = await asyncio.gather(
-                asyncio.to_thread(stack.enter_context, serve_process(env)),
-                asyncio.to_thread(stack.enter_context, serve_process(env)),
-            )
+        async with serve_replicas(env, redis_url=redis_url) as replicas:
             try:
-                yield Pair((a, b), slack, http)
+                yield Pair(replicas=replicas, http=http, slack=slack)
             finally:
-                for replica in (a, b):
+                for replica in replicas:
                     for secret in SECRETS:
                         assert secret not in replica.stderr()
                         assert secret not in replica.stdout()
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match="{" + prefix + "}*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 async def test_one_acknowledgement_whichever_replica_and_whoever_pressed_first(

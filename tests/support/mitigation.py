@@ -4,6 +4,7 @@ drives the decision, and a rule pack with one branch per action."""
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,19 +23,22 @@ from tests.test_probe_pod_logs import kubeconfig
 NS, DEPLOY = "production", "posthog-integration"
 SELECTOR = {"app": "posthog-integration"}
 
-PACK = """
-name: mitigation-test
+PACK_HEAD = """
+name: {name}
 version: "1"
 defaults:
   group_by: [alertname, service]
-  dry_run: {dry_run}
+  dry_run: {dry_run}{notify}
   probes:
     - {{type: health, url: "{health}", json_path: .services.posthog.status, timeout_s: 2}}
 rules:
   - name: classify
     match: ['service="posthog-integration"']
-    classify: {{severity: P2, error_type: rate_limit}}
+    classify: {{severity: P2, error_type: {error_type}}}
     continue: true
+"""
+
+RULES = """
   - name: queue-requests
     match: ['alertname="SetEnv"']
     when: ["health.ok == false"]
@@ -78,6 +82,28 @@ rules:
 """
 
 
+def pack_text(
+    rules: str,
+    *,
+    name: str,
+    health_url: str,
+    error_type: str,
+    dry_run: bool = False,
+    notify: list[str] | None = None,
+) -> str:
+    """A rule pack for the integration: in its defaults the health probe the decisions
+    read (and ``notify``), a first rule classifying its alerts as ``error_type``, then
+    ``rules``: YAML list items, indented as under ``rules:``."""
+    head = PACK_HEAD.format(
+        name=name,
+        dry_run=str(dry_run).lower(),
+        notify=f"\n  notify: {json.dumps(notify)}" if notify else "",
+        health=health_url,
+        error_type=error_type,
+    )
+    return head + rules.lstrip("\n")
+
+
 def write_pack(
     tmp: Path,
     health_url: str,
@@ -88,12 +114,15 @@ def write_pack(
     revert_if_unhelpful: bool = False,
 ) -> Path:
     verify = f'verify: {{query: "{verify_query}", below: 0.05}}' if verify_query else ""
-    text = PACK.format(
-        health=health_url,
-        dry_run=str(dry_run).lower(),
-        settle=settle_s,
-        verify=verify,
-        revert_if_unhelpful=str(revert_if_unhelpful).lower(),
+    rules = RULES.format(
+        settle=settle_s, verify=verify, revert_if_unhelpful=str(revert_if_unhelpful).lower()
+    )
+    text = pack_text(
+        rules,
+        name="mitigation-test",
+        health_url=health_url,
+        error_type="rate_limit",
+        dry_run=dry_run,
     )
     path = tmp / "mitigation.yaml"
     path.write_text(text)
