@@ -447,6 +447,19 @@ def test_serve_banner_says_what_is_in_force() -> None:
     ) in banner
 
 
+def test_the_sinks_say_whether_slack_messages_carry_buttons() -> None:
+    from pydantic import SecretStr
+
+    from responder.check.in_force import sinks
+
+    bot = {"slack_token": SecretStr("xoxb-1")}
+    assert sinks(Settings(**bot)) == "slack (bot token, no buttons: no signing secret)"
+    with_secret = Settings(**bot, slack_signing_secrets=[SecretStr("s")])
+    assert sinks(with_secret) == "slack (bot token, buttons on)"
+    hook = Settings(slack_webhook_url=SecretStr("https://hooks.slack.com/services/T/B/x"))
+    assert sinks(hook) == "slack (incoming webhook)"
+
+
 @pytest.mark.parametrize("integration", ["redis", "slack"])
 async def test_a_hanging_integration_is_cut_off(integration: str) -> None:
     # a socket that listens and never accepts: connecting succeeds (the kernel's backlog),

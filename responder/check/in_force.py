@@ -58,7 +58,12 @@ def settings_in_force(settings: Settings) -> dict[str, Any]:
 def sinks(settings: Settings) -> str:
     found = []
     if settings.slack_token is not None:
-        found.append("slack (bot token)")
+        # the buttons need the signing secrets too: said here, so a team that expects
+        # them sees at start-up why their messages have none
+        buttons = (
+            "buttons on" if settings.slack_signing_secrets else "no buttons: no signing secret"
+        )
+        found.append(f"slack (bot token, {buttons})")
     elif settings.slack_webhook_url is not None:
         found.append("slack (incoming webhook)")
     else:
