@@ -733,7 +733,12 @@ def _ack_mutator(signal: AckSignal, now: datetime) -> IncidentMutator:
         if state.incident is None:
             return None
         return acknowledge(
-            state.incident, by=signal.by, at=signal.received_at, now=now, via="through the API"
+            state.incident,
+            by=signal.by,
+            at=signal.received_at,
+            now=now,
+            via="through the API",
+            source="api",
         )
 
     return mutate

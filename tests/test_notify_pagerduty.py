@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from responder.domain.signal import alertmanager_pagerduty_key
+from responder.domain.signal import HumanSignal, alertmanager_pagerduty_key
 from responder.ingest.alertmanager import AlertmanagerWebhook
 from responder.ingest.pagerduty import sign
 from tests.support.fake_notify import FakePagerDuty, FakeSlack, FakeStatuspage, SlackMessage
@@ -454,3 +454,57 @@ async def test_no_key_or_token_shows_in_the_incident(make_settings) -> None:
             secrets = [*keys.values(), SECRET]
             for text in shown:
                 assert [s for s in secrets if s in text] == []
+
+
+async def test_an_ack_in_slack_acknowledges_our_page_so_pagerduty_stops_escalating(
+    backend_settings,
+) -> None:
+    async with (
+        FakePagerDuty() as pd,
+        running_service(backend_settings(**pd_settings(pd)), notify=True) as svc,
+    ):
+        await svc.post_alertmanager(example(UNREACHABLE))
+        [trigger] = await triggered(pd)
+        [inc] = await svc.incidents()
+        press = HumanSignal(
+            incident_id=inc["id"],
+            act="acknowledge",
+            by="jane",
+            user_id="U0000000001",
+            via="slack",
+            request_id="1337.42",
+            received_at=svc.runtime.clock.now(),
+        )
+        await svc.runtime.pipeline.handle(press)
+        await svc.runtime.pipeline.handle(press)  # redelivered: nothing sent twice
+
+        async def acknowledged() -> list[dict[str, Any]]:
+            return actions_of(pd, "acknowledge")
+
+        [ack] = await eventually(acknowledged, what="Events API acknowledge")
+        assert ack["dedup_key"] == trigger["dedup_key"]
+        assert pd.alert(trigger["dedup_key"]).status == "acknowledged"
+        await svc.idle()
+        assert len(actions_of(pd, "acknowledge")) == 1
+
+
+async def test_an_ack_made_in_pagerduty_is_not_sent_back(backend_settings) -> None:
+    async with (
+        FakePagerDuty() as pd,
+        running_service(backend_settings(**pd_settings(pd)), notify=True) as svc,
+    ):
+        await svc.post_alertmanager(example(UNREACHABLE))
+        [trigger] = await triggered(pd)
+        [inc] = await svc.incidents()
+        body = pd_event("incident-acknowledged", incident_key=trigger["dedup_key"])
+        await post_signed(svc, body)
+
+        async def acked() -> dict[str, Any] | None:
+            doc = await get(svc, inc["id"])
+            return doc if doc["status"] == "acked" else None
+
+        doc = await eventually(acked, what="the PagerDuty ack applied")
+        [event] = [e for e in doc["timeline"] if e["kind"] == "incident.acknowledged"]
+        assert event["data"]["via"] == "pagerduty"
+        await svc.idle()
+        assert actions_of(pd, "acknowledge") == []

@@ -135,6 +135,9 @@ class PagerDutySink(NoThreadLookup):  # the Events API cannot be read back
         if message.op == "resolve":
             await self._call("Events API resolve", lambda: events.resolve(key))
             return {}
+        if message.op == "acknowledge":
+            await self._call("Events API acknowledge", lambda: events.acknowledge(key))
+            return {}
         raise DeliveryError(f"unknown PagerDuty operation {message.op}", retryable=False)
 
     async def find_sent(

@@ -1098,6 +1098,7 @@ def apply_pagerduty(
                 f"Acknowledged by {signal.agent_name} in PagerDuty",
                 by=signal.agent_name,
                 event_id=signal.event_id,
+                via="pagerduty",
             )
     elif event_type == "incident.resolved":
         if updated.is_active:

@@ -844,6 +844,7 @@ class PagerDutyPlanner:
                 )
             )
         out.extend(self._pages_overdue(incident, events, state, now, planned=bool(out)))
+        out.extend(self._pages_acknowledged(incident, events, state, key))
         linked = incident.pagerduty_incident_id
         if self.notes and linked:
             for event in events:
@@ -939,6 +940,43 @@ class PagerDutyPlanner:
                     },
                 )
             )
+        return out
+
+    def _pages_acknowledged(
+        self,
+        incident: Incident,
+        events: Sequence[TimelineEvent],
+        state: DeliveryState,
+        key: str,
+    ) -> list[Outbound]:
+        """A person took the incident here (Slack's Acknowledge, the API): the pages
+        responder sent are acknowledged at PagerDuty too, as an ack there would be, so
+        their escalation stops paging the next person. An ack made in PagerDuty is
+        PagerDuty's own already."""
+        if not self.events or not incident.is_active:
+            return []
+        out: list[Outbound] = []
+        for event in events:
+            if (
+                event.kind is not EventKind.INCIDENT_ACKNOWLEDGED
+                or event.data.get("via") == "pagerduty"
+            ):
+                continue
+            keys = [_paged_key(state, key)] if state.refs.get("triggered") is True else []
+            keys += [
+                f"{key}:{mark}"
+                for mark, sent in state.refs.items()
+                if mark.startswith("repage") and not mark.endswith("_resolved") and sent is True
+            ]
+            out += [
+                Outbound(
+                    sink=self.sink,
+                    step=f"ack{event.seq}.{n}",
+                    op="acknowledge",
+                    fields={"dedup_key": paged},
+                )
+                for n, paged in enumerate(keys)
+            ]
         return out
 
     def _repages_resolved(
