@@ -506,6 +506,74 @@ async def test_pagerduty_rest_errors(pd: FakePagerDuty) -> None:
     assert pd.notes("PABC123") == []
 
 
+async def test_pagerduty_incident_acknowledged_then_resolved_via_rest_client(
+    pd: FakePagerDuty,
+) -> None:
+    pd.add_incident("PABC123")
+    ack = {"type": "incident_reference", "status": "acknowledged"}
+
+    def update(**kw: Any) -> Any:
+        body = kw.pop("body", ack)
+        with rest_client(pd, **kw) as client:
+            return client.rput("/incidents/PABC123", json={"incident": body})
+
+    def refused(**kw: Any) -> tuple[int, Any]:
+        with pytest.raises(pagerduty.HttpError) as caught:
+            update(**kw)
+        return answer(caught.value)
+
+    acked = await asyncio.to_thread(update)
+    assert (acked["id"], acked["status"]) == ("PABC123", "acknowledged")
+    [by] = acked["acknowledgements"]
+    assert by["acknowledger"] == pd.user("responder@example.com")
+    put = next(r for r in pd.requests if r.method == "PUT")
+    assert (put.path, put.api, put.body) == ("/incidents/PABC123", "rest", {"incident": ack})
+    assert put.headers["From"] == "responder@example.com"
+    # again: accepted, and nothing more changes
+    assert (await asyncio.to_thread(update))["acknowledgements"] == [by]
+    assert pd.incident("PABC123").status == "acknowledged"
+
+    status, body = await asyncio.to_thread(refused, default_from=None)
+    assert (status, body["error"]["code"]) == (400, 2100)
+    status, body = await asyncio.to_thread(refused, api_key="wrong")
+    assert (status, body["error"]["code"]) == (401, 2006)
+    bad = {"type": "incident_reference", "status": "triggered"}
+    status, body = await asyncio.to_thread(refused, body=bad)
+    assert status == 400
+    assert body["error"]["errors"] == ["Status must be acknowledged or resolved."]
+    pd.rate_limit(retry_after=3, times=1, api="rest")
+    headers = {
+        "Authorization": f"Token token={pd.api_key}",
+        "Accept": "application/vnd.pagerduty+json;version=2",
+        "From": "responder@example.com",
+    }
+    async with (
+        aiohttp.ClientSession() as session,
+        session.put(
+            f"{pd.url}/incidents/PABC123",
+            json={"incident": ack},
+            headers=headers,
+            ssl=pd.ssl_context(),
+        ) as limited,
+    ):
+        assert limited.status == 429
+        assert limited.headers["Retry-After"] == "3"
+
+    resolved = await asyncio.to_thread(
+        update, body={"type": "incident_reference", "status": "resolved"}
+    )
+    assert resolved["status"] == "resolved"
+    status, body = await asyncio.to_thread(refused)
+    assert status == 400
+    assert body["error"] == {
+        "message": "Invalid Input Provided",
+        "code": 2001,
+        "errors": ["Incident Already Resolved"],
+    }
+    assert pd.incident("PABC123").status == "resolved"
+    assert len(pd.incident("PABC123").updates) == 3  # the accepted ones
+
+
 async def test_pagerduty_events_trigger_then_resolve(pd: FakePagerDuty) -> None:
     def trigger_and_resolve() -> tuple[str, str]:
         with events_client(pd) as client:

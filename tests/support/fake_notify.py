@@ -1363,6 +1363,12 @@ class PagerDutyIncident:
     title: str
     status: str = "triggered"
     notes: list[dict[str, Any]] = field(default_factory=list)  # oldest first
+    # ``{at, acknowledger}`` for each change to acknowledged, as the REST API lists them
+    acknowledgements: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)  # accepted PUT bodies
+
+
+PD_INCIDENT_UPDATES = ("acknowledged", "resolved")  # what a PUT may set
 
 
 @dataclass
@@ -1379,15 +1385,19 @@ class PagerDutyAlert:
 
 
 class FakePagerDuty(_NotifyFake):
-    """PagerDuty's REST API v2 (incident notes) and Events API v2 (``/v2/enqueue``,
-    ``/v2/change/enqueue``) on one HTTPS server: ``base_url=fake.url`` for both clients.
+    """PagerDuty's REST API v2 (incident notes, ``PUT /incidents/{id}`` to acknowledge or
+    resolve one) and Events API v2 (``/v2/enqueue``, ``/v2/change/enqueue``) on one HTTPS
+    server: ``base_url=fake.url`` for both clients.
 
     REST calls need ``Authorization: Token token=<api_key>`` (401), ``Accept:
     application/vnd.pagerduty+json;version=2`` (406: stricter than PagerDuty, so a hand-rolled
     client that forgets it is caught) and, for writes, a ``From`` email (400, code 2100).
     ``users``, when given, lists the only ``From`` emails that exist. Events are checked as in
     PROTOCOLS.md 2.2 (400 with ``{status, message, errors}``); an acknowledge or resolve for an
-    unknown dedup_key is accepted (202) and changes nothing, as PagerDuty does.
+    unknown dedup_key is accepted (202) and changes nothing, as PagerDuty does. A PUT on an
+    incident takes ``{"incident": {"type": "incident_reference" | "incident", "status":
+    "acknowledged" | "resolved"}}``; acknowledging an acknowledged incident changes nothing,
+    any change to a resolved one is 400 "Incident Already Resolved" (code 2001).
     """
 
     def __init__(
@@ -1466,6 +1476,14 @@ class FakePagerDuty(_NotifyFake):
 
     def notes(self, incident_id: str) -> list[dict[str, Any]]:
         return list(self.incidents[incident_id].notes)
+
+    def incident(self, incident_id: str) -> PagerDutyIncident:
+        return self.incidents[incident_id]
+
+    def user(self, email: str) -> dict[str, Any]:
+        """The user reference PagerDuty names for ``email`` (a note's author, an
+        acknowledger, a webhook's agent)."""
+        return self._user(email)
 
     def alert(self, dedup_key: str) -> PagerDutyAlert:
         return self.alerts[dedup_key]
@@ -1636,23 +1654,56 @@ class FakePagerDuty(_NotifyFake):
             return refused
         return _json(200, {"notes": self.incidents[request.match_info["incident_id"]].notes})
 
+    def _incident_body(self, incident: PagerDutyIncident) -> dict[str, Any]:
+        return {
+            "incident": {
+                "id": incident.id,
+                "type": "incident",
+                "title": incident.title,
+                "status": incident.status,
+                "acknowledgements": list(incident.acknowledgements),
+                "self": f"{self.url}/incidents/{incident.id}",
+            }
+        }
+
     async def _get_incident(self, request: web.Request) -> web.Response:
         refused = self._rest_check(request, write=False)
         if refused is not None:
             return refused
+        return _json(200, self._incident_body(self.incidents[request.match_info["incident_id"]]))
+
+    async def _update_incident(self, request: web.Request) -> web.Response:
+        refused = self._rest_check(request, write=True)
+        if refused is not None:
+            return refused
+        body = request[RECORDED].body
+        update = body.get("incident") if isinstance(body, dict) else None
+        if not isinstance(update, dict):
+            return self._rest_error(
+                400, "Invalid Input Provided", 2001, ["Incident must be an object."]
+            )
+        errors: list[str] = []
+        if update.get("type") not in ("incident", "incident_reference"):
+            errors.append("Type must be incident or incident_reference.")
+        status = update.get("status")
+        if status is not None and status not in PD_INCIDENT_UPDATES:
+            errors.append("Status must be acknowledged or resolved.")
+        if errors:
+            return self._rest_error(400, "Invalid Input Provided", 2001, errors)
         incident = self.incidents[request.match_info["incident_id"]]
-        return _json(
-            200,
-            {
-                "incident": {
-                    "id": incident.id,
-                    "type": "incident",
-                    "title": incident.title,
-                    "status": incident.status,
-                    "self": f"{self.url}/incidents/{incident.id}",
-                }
-            },
-        )
+        if incident.status == "resolved":
+            return self._rest_error(
+                400, "Invalid Input Provided", 2001, ["Incident Already Resolved"]
+            )
+        if status == "acknowledged" and incident.status == "triggered":
+            acknowledger = self._user(request.headers["From"])
+            incident.acknowledgements.append(
+                {"at": _iso_now("seconds"), "acknowledger": acknowledger}
+            )
+        if status is not None:
+            incident.status = status
+        incident.updates.append(body)
+        return _json(200, self._incident_body(incident))
 
     # -- Events API v2
 
@@ -1741,4 +1792,5 @@ class FakePagerDuty(_NotifyFake):
         app.router.add_post("/incidents/{incident_id}/notes", self._add_note)
         app.router.add_get("/incidents/{incident_id}/notes", self._list_notes)
         app.router.add_get("/incidents/{incident_id}", self._get_incident)
+        app.router.add_put("/incidents/{incident_id}", self._update_incident)
         app.router.add_get("/users", self._list_users)
