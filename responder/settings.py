@@ -478,7 +478,8 @@ class Settings(BaseSettings):
     pagerduty_api_key: SecretStr | None = Field(
         None,
         description="PagerDuty REST API key: notes (triage, actions, handoff) on linked "
-        "PagerDuty incidents. Needs pagerduty_from.",
+        "PagerDuty incidents, and their acknowledgement when a person acknowledges in Slack "
+        "or through the API. Needs pagerduty_from.",
     )
     pagerduty_from: str | None = Field(
         None, description="Email of a PagerDuty user, sent as From with REST calls."

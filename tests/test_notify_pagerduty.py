@@ -43,10 +43,12 @@ def pd_settings(pd: FakePagerDuty, **more: Any) -> dict[str, Any]:
     }
 
 
-def pd_event(name: str, **data: Any) -> bytes:
-    """A PagerDuty V3 webhook example with fields of its ``data`` changed."""
+def pd_event(name: str, *, agent: dict[str, Any] | None = None, **data: Any) -> bytes:
+    """A PagerDuty V3 webhook example with fields of its ``data`` (and its agent) changed."""
     doc = json.loads((EXAMPLES / "pagerduty" / f"{name}.json").read_text())
     doc["event"]["data"].update(data)
+    if agent is not None:
+        doc["event"]["agent"] = agent
     return json.dumps(doc).encode()
 
 
@@ -506,5 +508,110 @@ async def test_an_ack_made_in_pagerduty_is_not_sent_back(backend_settings) -> No
         doc = await eventually(acked, what="the PagerDuty ack applied")
         [event] = [e for e in doc["timeline"] if e["kind"] == "incident.acknowledged"]
         assert event["data"]["via"] == "pagerduty"
+        assert doc["pagerduty_incident_id"] == "Q2SC2ZUVOGX8H7"  # linked by that webhook
         await svc.idle()
         assert actions_of(pd, "acknowledge") == []
+        # nor acknowledged again through the REST API: it is PagerDuty's own ack
+        assert puts(pd) == []
+
+
+def puts(pd: FakePagerDuty) -> list[Any]:
+    return [r for r in pd.requests if r.method == "PUT"]
+
+
+def slack_ack(svc: Service, incident_id: str) -> HumanSignal:
+    return HumanSignal(
+        incident_id=incident_id,
+        act="acknowledge",
+        by="jane",
+        user_id="U0000000001",
+        via="slack",
+        request_id="1337.43",
+        received_at=svc.runtime.clock.now(),
+    )
+
+
+async def test_an_ack_in_slack_acknowledges_the_linked_pagerduty_incident_once(
+    backend_settings, tmp_path: Path
+) -> None:
+    """Alertmanager paged PagerDuty through its own receiver; PagerDuty's webhook linked
+    its incident. Acknowledge in Slack acknowledges that incident (REST API), once; the
+    webhook PagerDuty sends back for it changes nothing."""
+    async with FakePagerDuty() as pd, cluster(tmp_path) as c:
+        pd_id = pd.add_incident("Q2SC2ZUVOGX8H7")
+        async with responder(c, backend_settings, notify=True, **pd_settings(pd)) as svc:
+            firing = alert("SetEnv")
+            await svc.post_alertmanager(firing)
+            await settled(svc, "SetEnv", "action.applied")
+            key = alertmanager_pagerduty_key(firing["groupKey"])
+            await post_signed(svc, pd_event("incident-triggered", id=pd_id, incident_key=key))
+            inc = await settled(svc, "SetEnv", "pagerduty.linked")
+            assert pd.incident(pd_id).status == "triggered"
+
+            press = slack_ack(svc, inc["id"])
+            await svc.runtime.pipeline.handle(press)
+            await svc.runtime.pipeline.handle(press)  # redelivered: nothing sent twice
+
+            async def acknowledged() -> bool:
+                return pd.incident(pd_id).status == "acknowledged"
+
+            await eventually(acknowledged, what="the linked incident acknowledged")
+            await svc.idle()
+            [put] = puts(pd)
+            assert put.path == f"/incidents/{pd_id}"
+            assert put.body == {
+                "incident": {"type": "incident_reference", "status": "acknowledged"}
+            }
+            assert put.headers["From"] == SENDER
+            assert put.headers["Authorization"] == f"Token token={pd.api_key}"
+            [by] = pd.incident(pd_id).acknowledgements
+            assert by["acknowledger"] == pd.user(SENDER)
+            assert pd.events == []  # Alertmanager's page, not ours: no Events API call
+
+            # PagerDuty tells of the ack, made by responder's user: nothing changes
+            before = await get(svc, inc["id"])
+            assert before["commander"] == "jane"
+            echo = pd_event(
+                "incident-acknowledged", agent=by["acknowledger"], id=pd_id, incident_key=key
+            )
+            await post_signed(svc, echo)
+            await svc.idle()
+            after = await get(svc, inc["id"])
+            acks = [e for e in after["timeline"] if e["kind"] == "incident.acknowledged"]
+            assert [e["data"]["via"] for e in acks] == ["slack"]
+            assert after["timeline"] == before["timeline"]
+            assert after["commander"] == "jane"
+            assert len(puts(pd)) == 1
+            assert of_sink(after, "notification.failed") == []
+
+
+async def test_an_ack_of_a_linked_incident_resolved_in_pagerduty_is_refused_once(
+    backend_settings,
+) -> None:
+    """PagerDuty resolved its incident (its webhook not in yet): its 400 "Incident Already
+    Resolved" is on the timeline, and the ack is not tried again."""
+    async with FakePagerDuty() as pd:
+        pd_id = pd.add_incident()
+        async with running_service(backend_settings(**pd_settings(pd)), notify=True) as svc:
+            linked = copy.deepcopy(example(UNREACHABLE))
+            linked["alerts"][0]["labels"]["pagerduty_incident_id"] = pd_id
+            await svc.post_alertmanager(linked)
+            await svc.idle()
+            [inc] = await svc.incidents()
+            assert inc["pagerduty_incident_id"] == pd_id
+            pd.incident(pd_id).status = "resolved"
+
+            await svc.runtime.pipeline.handle(slack_ack(svc, inc["id"]))
+
+            async def refused() -> list[dict[str, Any]] | None:
+                return of_sink(await get(svc, inc["id"]), "notification.failed") or None
+
+            [failed] = await eventually(refused, what="the refusal on the timeline")
+            assert "PUT /incidents/" in failed["detail"]
+            assert (
+                "HTTP 400 (Invalid Input Provided: Incident Already Resolved)" in failed["detail"]
+            )
+            await svc.idle()
+            assert len(puts(pd)) == 1  # refused for good: not retried
+            assert pd.incident(pd_id).status == "resolved"
+            assert of_sink(await get(svc, inc["id"]), "notification.delayed") == []

@@ -576,3 +576,61 @@ def test_notes_on_the_linked_incident_for_triage_actions_and_the_handoff() -> No
         )
         == []
     )
+
+
+def test_an_ack_here_acknowledges_the_linked_pagerduty_incident_before_the_handoff() -> None:
+    """Alertmanager paged PagerDuty itself; a person acknowledges in Slack: the linked
+    incident is acknowledged through the REST API, once, then the handoff note."""
+    story = opened()
+    pd = PagerDutyPlanner(renderer=RENDERER)
+    state = DeliveryState()
+    triage(story)
+    link_pagerduty(story)
+    ack = story.then(
+        acknowledge(
+            story.incident,
+            by="Jane Doe",
+            at=at(40),
+            now=at(40),
+            via="in Slack",
+            commander=True,
+            source="slack",
+        )
+    )
+    [event] = ack
+    planned = pd.plan(story.incident, ack, state, at(40))
+    assert [(m.op, m.step) for m in planned] == [
+        ("acknowledge_incident", f"ack{event.seq}.incident"),
+        ("note", f"e{event.seq}"),
+    ]
+    assert planned[0].fields == {"incident_id": "PD123"}
+    assert planned[1].text.startswith("[responder] Handoff to Jane Doe: P2 ")
+    # the same events planned again (a redelivery): the same step, sent once by its key
+    assert pd.plan(story.incident, ack, state, at(40)) == planned
+    # the webhook PagerDuty sends back names its REST user, who acknowledged it there:
+    # nothing changes, and nothing more is planned
+    echo = PagerDutySignal(
+        event_id="E-echo",
+        event_type="incident.acknowledged",
+        occurred_at=at(42),
+        incident_id="PD123",
+        html_url="https://example.pagerduty.com/incidents/PD123",
+        agent=PagerDutyAgent(summary="responder-bot", type="user_reference"),
+        received_at=at(42),
+    )
+    assert apply_pagerduty(story.incident, echo, at(42)) is None
+    assert story.incident.commander == "Jane Doe"
+    # an ack made in PagerDuty is PagerDuty's own: the handoff note only
+    there = opened()
+    triage(there)
+    link_pagerduty(there)
+    ack_there = link_pagerduty(there, "incident.acknowledged")
+    assert "incident.acknowledged" in [e.kind for e in ack_there]
+    assert [m.op for m in pd.plan(there.incident, ack_there, state, at(40))] == ["note"]
+    # without an API key: nothing to acknowledge it with
+    assert [
+        m.op
+        for m in PagerDutyPlanner(renderer=RENDERER, notes=False).plan(
+            story.incident, ack, state, at(40)
+        )
+    ] == []

@@ -1,5 +1,5 @@
-"""PagerDuty through the ``pagerduty`` package: notes on incidents (REST API v2) and
-alerts (Events API v2).
+"""PagerDuty through the ``pagerduty`` package: notes on incidents and their
+acknowledgement (REST API v2), and alerts (Events API v2).
 
 The package is synchronous (httpx2), so every call runs in a worker thread. Its own retry
 loops would sleep in that thread (429 without limit by default): they are cut down to one
@@ -108,6 +108,23 @@ class PagerDutySink(NoThreadLookup):  # the Events API cannot be read back
                 ),
             )
             return {}
+        if message.op == "acknowledge_incident":
+            # (a name of its own: the note's lambda above must see its client as not None)
+            api = self._rest
+            if api is None:
+                return {}
+            incident = str(fields["incident_id"])
+            # idempotent at PagerDuty: acknowledging an acknowledged incident changes
+            # nothing; a resolved one answers 400 ("Incident Already Resolved"): refused
+            # for good as a 4xx not about the key is, its reason on the timeline, no retry
+            await self._call(
+                f"PUT /incidents/{incident}",
+                lambda: api.rput(
+                    f"/incidents/{incident}",
+                    json={"incident": {"type": "incident_reference", "status": "acknowledged"}},
+                ),
+            )
+            return {}
         events = self._events
         if events is None:
             return {}
@@ -144,7 +161,9 @@ class PagerDutySink(NoThreadLookup):  # the Events API cannot be read back
         self, message: Outbound, refs: Mapping[str, JsonValue]
     ) -> dict[str, JsonValue] | None:
         if message.op != "note" or self._rest is None:
-            return None  # events are idempotent by their dedup key: sent again
+            # events are idempotent by their dedup key, an incident's ack by its status:
+            # sent again
+            return None
         rest = self._rest
         incident = str(message.fields["incident_id"])
         notes = await self._call(
@@ -169,7 +188,15 @@ def _error_message(response: Any) -> str:
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict) and error.get("message"):
-            return f" ({error['message']})"
+            # REST's reasons ("Incident Already Resolved") say more than its message
+            # ("Invalid Input Provided"): a few of them, each one line, kept short
+            reasons = error.get("errors")
+            told = (
+                "; ".join(one_line(str(r))[:120] for r in reasons[:3])
+                if isinstance(reasons, list)
+                else ""
+            )
+            return f" ({error['message']}: {told})" if told else f" ({error['message']})"
         if body.get("message"):
             return f" ({body['message']})"
     return ""

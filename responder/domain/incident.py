@@ -1128,6 +1128,11 @@ def apply_pagerduty(
             event_type=event_type,
             event_id=signal.event_id,
         )
+    if event_type == "incident.acknowledged" and incident.status is not IncidentStatus.OPEN:
+        # acknowledged here already: whoever took it first keeps it. This is above all
+        # the answer to our own REST ack (after a press in Slack), whose agent is
+        # responder's PagerDuty user (RESPONDER_PAGERDUTY_FROM): it changes nothing
+        return changes.done(updated)
     return changes.done(_take_command(updated, signal, changes))
 
 

@@ -13,7 +13,9 @@ which is what makes a redelivery find its messages already sent.
   ``statuspage``), from the external template; updated on status and severity changes,
   resolved with its components operational.
 - PagerDuty: notes on the linked PagerDuty incident (triage, each action, the handoff when
-  a human acknowledges), and an Events API trigger/resolve when a rule says ``page``.
+  a human acknowledges), and an Events API trigger/resolve when a rule says ``page``; a
+  person's ack here acknowledges responder's pages (Events API) and the linked incident
+  (REST API) at PagerDuty too.
 - Console: every event as a line, and the root message, as Slack would get it.
 """
 
@@ -785,7 +787,8 @@ def _paged_key(state: DeliveryState, key: str) -> str:
 
 @dataclass
 class PagerDutyPlanner:
-    """``notes``: an API key is configured (notes on linked incidents); ``events``: a
+    """``notes``: an API key is configured (notes on linked incidents, and their ack when
+    a person takes the incident here); ``events``: a
     routing key is (trigger/resolve). ``paged_label``: an alert with this label set to
     ``true`` already pages through Alertmanager, so responder does not page again."""
 
@@ -845,6 +848,7 @@ class PagerDutyPlanner:
             )
         out.extend(self._pages_overdue(incident, events, state, now, planned=bool(out)))
         out.extend(self._pages_acknowledged(incident, events, state, key))
+        out.extend(self._linked_acknowledged(incident, events))
         linked = incident.pagerduty_incident_id
         if self.notes and linked:
             for event in events:
@@ -978,6 +982,30 @@ class PagerDutyPlanner:
                 for n, paged in enumerate(keys)
             ]
         return out
+
+    def _linked_acknowledged(
+        self, incident: Incident, events: Sequence[TimelineEvent]
+    ) -> list[Outbound]:
+        """A person took the incident here (Slack's Acknowledge, the API) and it is linked
+        to a PagerDuty incident (Alertmanager paged PagerDuty itself): that incident is
+        acknowledged through the REST API, as an ack there would be, so its escalation
+        stops too. Before the handoff note, which tells why. An ack made in PagerDuty is
+        PagerDuty's own already, and the webhook that answers ours finds the incident
+        acknowledged (``apply_pagerduty``): nothing comes back."""
+        linked = incident.pagerduty_incident_id
+        if not self.notes or not linked or not incident.is_active:
+            return []
+        return [
+            Outbound(
+                sink=self.sink,
+                step=f"ack{event.seq}.incident",
+                op="acknowledge_incident",
+                fields={"incident_id": linked},
+            )
+            for event in events
+            if event.kind is EventKind.INCIDENT_ACKNOWLEDGED
+            and event.data.get("via") != "pagerduty"
+        ]
 
     def _repages_resolved(
         self, incident: Incident, state: DeliveryState, key: str
