@@ -4,9 +4,11 @@ never send a step's change twice."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import time
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -163,3 +165,72 @@ async def test_two_service_processes_on_one_redis_patch_once(redis_url, redis_pr
             incidents = _get(second.url + "/v1/incidents")["incidents"]
             assert len(incidents) == 1
             assert kinds(incidents[0]).count("action.applied") == 1
+
+
+@pytest.mark.timeout(90)
+async def test_an_approved_step_whose_worker_died_after_its_patch_is_not_patched_again(
+    make_settings, redis_url, redis_prefix, tmp_path
+):
+    """A person approved the step (through the admin API, as Slack's button queues it);
+    the replica carrying it out is killed once the API server applied its PATCH; the
+    survivor recovers the step by reading the target: one PATCH, and who approved kept."""
+    from tests.test_mitigation_approval import STEP, with_pack
+
+    async with cluster(tmp_path) as c:
+        with_pack(c)
+        c.kube.hang_after_apply("PATCH", r"/apis/apps/v1/namespaces/production/deployments/.*")
+        env = {**_serve_env(c, redis_url, redis_prefix), "RESPONDER_ADMIN_TOKEN": "admin-1"}
+        with serve_process(env) as doomed:
+            await asyncio.to_thread(
+                _post, doomed.url + "/v1/webhooks/alertmanager", alert("Fallback")
+            )
+
+            async def asked() -> dict[str, Any] | None:
+                for inc in (await asyncio.to_thread(_get, doomed.url + "/v1/incidents"))[
+                    "incidents"
+                ]:
+                    if "action.approval_requested" in kinds(inc):
+                        return dict(inc)
+                return None
+
+            inc = await eventually(asked, timeout_s=20, what="the approval request")
+            assert deployment_patches(c) == []  # nothing before a person's yes
+            approve = urllib.request.Request(  # noqa: S310 - loopback
+                doomed.url
+                + f"/v1/incidents/{inc['id']}/approvals/{urllib.parse.quote(STEP, safe='')}"
+                + "/approve",
+                data=json.dumps({"by": "Dana Oncall"}).encode(),
+                headers={"Content-Type": "application/json", "Authorization": "Bearer admin-1"},
+            )
+            # the answer may come (202) before the worker hangs on the PATCH, or never (the
+            # replica is killed): it is not waited for
+            answer = asyncio.create_task(
+                asyncio.to_thread(
+                    lambda: urllib.request.urlopen(approve, timeout=10).read()  # noqa: S310
+                )
+            )
+
+            async def patched() -> bool:
+                return bool(deployment_patches(c))
+
+            await eventually(patched, timeout_s=20, what="the approved patch reached the API")
+            doomed.proc.send_signal(signal.SIGKILL)
+            doomed.proc.wait(10)
+            with contextlib.suppress(OSError):
+                await answer
+        assert c.env()["POSTHOG_FALLBACK"] == "true"  # it was applied
+        async with responder(
+            c,
+            make_settings,
+            redis_url=redis_url,
+            redis_prefix=redis_prefix,
+            visibility_timeout_s=3,
+            triage_budget_s=1.5,
+        ) as survivor:
+            done = await settled(survivor, "Fallback", "action.applied", timeout_s=30)
+            assert len(deployment_patches(c)) == 1  # no second patch
+            assert kinds(done).count("action.approved") == 1
+            [action] = done["actions"]
+            assert action["verdict"] == "applied"
+            assert "found in place" in action["reason"]
+            assert action["approved_by"] == "Dana Oncall"
