@@ -235,6 +235,15 @@ async def test_no_prometheus_answering_is_the_metrics_unavailable_row(
 
         await eventually(thread_tells, timeout_s=20, what="the triage reply tells the row")
 
+        # the human is called by the stage after the one that wrote the undecided tree:
+        # read the incident once that round is written, not as triage left it
+        async def handed_over() -> dict[str, Any] | None:
+            resp = await w.responder.client.get(f"/v1/incidents/{inc['id']}")
+            doc = dict(await resp.json())
+            return doc if doc["needs_human"] is not None else None
+
+        inc = await eventually(handed_over, timeout_s=20, what="a human called")
+
     facts = inc["facts"]["prometheus"]
     assert facts["reachable"] is False
     assert "no Prometheus answered" in facts["error"]
