@@ -50,6 +50,7 @@ from responder.ingest.slack import SlackAccess
 from responder.kube_access import AccessState, access_report
 from responder.metrics import Metrics
 from responder.mitigate.executor import Mitigator, Policy
+from responder.mitigate.step import StepKit
 from responder.notify.checks import check_templates
 from responder.notify.delivery import Channel, Deliveries, DeliveryPolicy
 from responder.notify.outbound_text import CleanSink, OutboundText
@@ -409,24 +410,26 @@ def create_app(
     )
     worker_name = consumer_prefix()
     mitigator = Mitigator(
-        store=store,
-        ledger=store,
-        kube=kube,
-        clock=clock,
-        metrics=metrics,
-        policy=Policy(
-            allowlist=tuple(settings.action_allowlist),
-            cooldown_s=settings.action_cooldown_s,
-            budget=settings.action_budget,
-            budget_window_s=settings.action_budget_window_s,
-            lock_ttl_s=settings.action_lock_ttl_s,
-            # a step's holder is presumed dead once its signal could be claimed by another
-            lease_s=settings.visibility_timeout_s,
-            force_dry_run=settings.dry_run,
-            approval_timeout_s=settings.approval_timeout_s,
-        ),
-        verify=PrometheusVerify(prometheus) if prometheus is not None else None,
-        owner=worker_name,
+        StepKit(
+            store=store,
+            ledger=store,
+            kube=kube,
+            clock=clock,
+            metrics=metrics,
+            policy=Policy(
+                allowlist=tuple(settings.action_allowlist),
+                cooldown_s=settings.action_cooldown_s,
+                budget=settings.action_budget,
+                budget_window_s=settings.action_budget_window_s,
+                lock_ttl_s=settings.action_lock_ttl_s,
+                # a step's holder is presumed dead once its signal could be claimed by another
+                lease_s=settings.visibility_timeout_s,
+                force_dry_run=settings.dry_run,
+                approval_timeout_s=settings.approval_timeout_s,
+            ),
+            verify=PrometheusVerify(prometheus) if prometheus is not None else None,
+            owner=worker_name,
+        )
     )
     deliveries = Deliveries(
         channels=build_channels(settings, renderer, http, overrides.console),

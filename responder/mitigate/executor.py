@@ -36,19 +36,16 @@ from responder.domain.decision import PlannedAction
 from responder.domain.incident import Approval, Incident, IncidentChange, approval_of, hand_over
 from responder.domain.signal import TimerSignal
 from responder.domain.timeline import EventKind
-from responder.metrics import Metrics
 from responder.mitigate import patches
 from responder.mitigate.actions import DeploymentAction, PageHumanAction, action_for
 from responder.mitigate.approvals import Approvals, approval_mode
 from responder.mitigate.guards import ACKNOWLEDGED, DRY_RUN
 from responder.mitigate.reverts import Reverts
 from responder.mitigate.step import (
-    MitigationLedger,
     Policy,
     StepBusyError,
     StepKit,
     StepResult,
-    VerifyQuery,
     bounds_text,
     cooldown_key,
     describe_change,
@@ -58,13 +55,10 @@ from responder.mitigate.step import (
     within_bounds,
 )
 from responder.ports import (
-    Clock,
     IncidentState,
     KubeError,
-    KubeGateway,
     StageIncompleteError,
     StageResult,
-    Store,
     merge_results,
 )
 
@@ -79,28 +73,10 @@ class Mitigator:
     """The mitigation stage (``IncidentStage``), the verifier of its actions and the
     handler of their revert checks (``revert_check``)."""
 
-    def __init__(
-        self,
-        *,
-        store: Store,
-        ledger: MitigationLedger,
-        kube: KubeGateway,
-        clock: Clock,
-        metrics: Metrics,
-        policy: Policy,
-        verify: VerifyQuery | None,
-        owner: str | None = None,
-    ) -> None:
-        self._kit = StepKit(
-            store=store,
-            ledger=ledger,
-            kube=kube,
-            clock=clock,
-            metrics=metrics,
-            policy=policy,
-            verify=verify,
-            owner=owner,
-        )
+    def __init__(self, kit: StepKit) -> None:
+        """``kit``: the store, ledger, cluster, clock and policy every step shares (the
+        reverts and approvals use the same one)."""
+        self._kit = kit
         self._reverts = Reverts(self._kit)
         self._approvals = Approvals(self._kit)
         # the timer handler of a quiet period after the vendor's incident ended
