@@ -71,6 +71,31 @@ async def test_two_replicas_handling_one_entry_at_once_apply_once(
             assert c.env()["RATE_LIMIT_MODE"] == "queue"
 
 
+async def _killed_once_patched(c, doomed, what: str) -> None:
+    """Once a PATCH of the Deployment reached the API server (which applies it and then
+    holds the connection), the replica carrying it out is killed: no chance to record it."""
+
+    async def patched() -> bool:
+        return bool(deployment_patches(c))
+
+    await eventually(patched, timeout_s=20, what=what)
+    doomed.proc.send_signal(signal.SIGKILL)
+    doomed.proc.wait(10)
+
+
+def _survivor(c, make_settings, redis_url: str, redis_prefix: str):
+    """A replica on the same Redis that claims the dead one's entries after the visibility
+    timeout and recovers the step."""
+    return responder(
+        c,
+        make_settings,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        visibility_timeout_s=3,
+        triage_budget_s=1.5,
+    )
+
+
 def _get(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback
         return json.loads(resp.read())
@@ -110,21 +135,9 @@ async def test_a_worker_killed_after_its_patch_is_not_followed_by_a_second_patch
                 _post, doomed.url + "/v1/webhooks/alertmanager", alert("SetEnv")
             )
 
-            async def patched() -> bool:
-                return bool(deployment_patches(c))
-
-            await eventually(patched, timeout_s=20, what="the patch reached the API server")
-            doomed.proc.send_signal(signal.SIGKILL)
-            doomed.proc.wait(10)
+            await _killed_once_patched(c, doomed, "the patch reached the API server")
         assert c.env()["RATE_LIMIT_MODE"] == "queue"  # it was applied
-        async with responder(
-            c,
-            make_settings,
-            redis_url=redis_url,
-            redis_prefix=redis_prefix,
-            visibility_timeout_s=3,
-            triage_budget_s=1.5,
-        ) as survivor:
+        async with _survivor(c, make_settings, redis_url, redis_prefix) as survivor:
             inc = await settled(survivor, "SetEnv", "action.applied", timeout_s=30)
             assert len(deployment_patches(c)) == 1  # no second patch
             [action] = inc["actions"]
@@ -210,23 +223,11 @@ async def test_an_approved_step_whose_worker_died_after_its_patch_is_not_patched
                 )
             )
 
-            async def patched() -> bool:
-                return bool(deployment_patches(c))
-
-            await eventually(patched, timeout_s=20, what="the approved patch reached the API")
-            doomed.proc.send_signal(signal.SIGKILL)
-            doomed.proc.wait(10)
+            await _killed_once_patched(c, doomed, "the approved patch reached the API")
             with contextlib.suppress(OSError):
                 await answer
         assert c.env()["POSTHOG_FALLBACK"] == "true"  # it was applied
-        async with responder(
-            c,
-            make_settings,
-            redis_url=redis_url,
-            redis_prefix=redis_prefix,
-            visibility_timeout_s=3,
-            triage_budget_s=1.5,
-        ) as survivor:
+        async with _survivor(c, make_settings, redis_url, redis_prefix) as survivor:
             done = await settled(survivor, "Fallback", "action.applied", timeout_s=30)
             assert len(deployment_patches(c)) == 1  # no second patch
             assert kinds(done).count("action.approved") == 1
